@@ -1,0 +1,616 @@
+"""Kine-style key-value store: an append-only SQL log whose row id is the revision.
+
+Every write appends one row (an event); the newest row of a key at a revision is its version
+then, and a row with ``deleted`` set is a tombstone. One writer task owns all writes: it takes
+every queued write, checks the guards in order against the current state (an in-memory index
+of live keys, kept in step with the table and rebuilt at open), appends the rows in a single
+transaction and commit, and only then advances the revision, fans the events out to watchers
+and answers the callers. Compaction and space reclamation run as exclusive jobs of that task.
+
+This process must be the only writer of the database (revisions are assigned here).
+Reads at a revision newer than the current one raise FutureRevisionError instead of waiting.
+Keys whose TTL has passed stay readable until the expiry pass deletes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from datastore import schema
+from datastore.schema import kv as kv_table
+from datastore.types import (
+    CompactedError,
+    ConflictError,
+    Event,
+    FutureRevisionError,
+    KeyExistsError,
+    KeyValue,
+    NotFoundError,
+    StoreError,
+)
+from datastore.watch import Watcher
+
+log = logging.getLogger(__name__)
+
+_MAX_BATCH = 1000
+_COMPACT_CHUNK = 5000
+_DEFAULT_KEEP_REVISIONS = 1000
+
+
+@dataclass(eq=False)
+class _Write:
+    op: Literal["create", "update", "delete"]
+    key: str
+    value: bytes
+    expected_revision: int
+    ttl: int | None
+    future: asyncio.Future[KeyValue]
+
+
+@dataclass(eq=False)
+class _Job:
+    run: Callable[[AsyncConnection], Awaitable[None]]
+    future: asyncio.Future[None]
+
+
+@dataclass
+class _Batch:
+    """The outcome of a batch of writes, computed before its commit and applied after."""
+
+    revision: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    results: list[KeyValue | StoreError] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    latest: dict[str, KeyValue | None] = field(default_factory=dict)
+    expiries: list[tuple[float, str, int]] = field(default_factory=list)
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None: no bound)."""
+    stripped = prefix.rstrip(chr(0x10FFFF))
+    if not stripped:
+        return None
+    nxt = ord(stripped[-1]) + 1
+    if 0xD800 <= nxt <= 0xDFFF:
+        nxt = 0xE000
+    return stripped[:-1] + chr(nxt)
+
+
+def _key_range(prefix: str, start_after: str = "") -> list[sa.ColumnElement[bool]]:
+    conds: list[sa.ColumnElement[bool]] = []
+    if prefix:
+        conds.append(kv_table.c.name >= prefix)
+        end = _prefix_end(prefix)
+        if end is not None:
+            conds.append(kv_table.c.name < end)
+    if start_after:
+        conds.append(kv_table.c.name > start_after)
+    return conds
+
+
+def _live_at(conds: Sequence[sa.ColumnElement[bool]], revision: int) -> sa.Select[Any]:
+    """Rows that are the live version of their key at ``revision``, among keys in ``conds``."""
+    newest = (
+        sa.select(sa.func.max(kv_table.c.id).label("id"))
+        .where(*conds, kv_table.c.id <= revision)
+        .group_by(kv_table.c.name)
+        .subquery()
+    )
+    return (
+        sa.select(kv_table)
+        .join(newest, kv_table.c.id == newest.c.id)
+        .where(sa.not_(kv_table.c.deleted))
+    )
+
+
+def _to_kv(row: Any) -> KeyValue:
+    return KeyValue(row.name, row.value, row.create_revision, row.id)
+
+
+def _to_event(row: Any) -> Event:
+    current = _to_kv(row)
+    if row.deleted:
+        return Event(
+            "DELETE", current, KeyValue(row.name, row.value, row.create_revision, row.prev_revision)
+        )
+    if row.prev_revision == 0 or row.prev_value is None:
+        return Event("PUT", current, None)
+    prev = KeyValue(row.name, row.prev_value, row.create_revision, row.prev_revision)
+    return Event("PUT", current, prev)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+class Store:
+    """The datastore: get/list/count, guarded writes, watch, TTL expiry and compaction."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        writer_conn: AsyncConnection,
+        temp_dir: Path | None,
+        clock: Callable[[], float],
+        revision: int,
+        compact_revision: int,
+        index: dict[str, tuple[int, int]],
+        expiries: list[tuple[float, str, int]],
+    ) -> None:
+        self._engine = engine
+        self._wconn = writer_conn
+        self._temp_dir = temp_dir
+        self._clock = clock
+        self._revision = revision
+        self._compact_revision = compact_revision
+        # key -> (mod_revision, create_revision) of every live key.
+        self._index = index
+        # Heap of (expires_at, key, mod_revision); entries of superseded versions are skipped.
+        self._expiries = expiries
+        heapq.heapify(self._expiries)
+        self._keep_revisions = _DEFAULT_KEEP_REVISIONS
+        self._pending: deque[_Write | _Job] = deque()
+        self._has_work = asyncio.Event()
+        self._watchers: set[Watcher] = set()
+        self._compact_lock = asyncio.Lock()
+        self._background: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._writer = asyncio.create_task(self._run_writer(), name="datastore-writer")
+
+    @classmethod
+    async def open(cls, url: str, *, clock: Callable[[], float] = time.time) -> Store:
+        """Open (creating if needed) the store at ``url`` and rebuild its in-memory index.
+
+        ``sqlite:///path`` (SQLAlchemy's convention: ``sqlite:////abs/state.db`` for an absolute
+        path), ``sqlite://`` for a throwaway database, or ``postgres://...`` (needs asyncpg).
+        """
+        engine, temp_dir = schema.create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(schema.metadata.create_all)
+                compact_revision = await schema.load_compact_revision(conn)
+                max_id = await conn.scalar(sa.select(sa.func.max(kv_table.c.id)))
+                live = (await conn.execute(_live_at([], 2**62))).all()
+            writer_conn = await engine.connect()
+        except BaseException:
+            await engine.dispose()
+            schema.remove_temp_dir(temp_dir)
+            raise
+        index = {row.name: (row.id, row.create_revision) for row in live}
+        expiries = [(row.expires_at, row.name, row.id) for row in live if row.expires_at]
+        # Compaction may have removed the newest rows (tombstones): never go back below it.
+        revision = max(int(max_id or 0), compact_revision)
+        return cls(
+            engine, writer_conn, temp_dir, clock, revision, compact_revision, index, expiries
+        )
+
+    async def close(self) -> None:
+        """Finish queued writes, stop background tasks and watchers, release the database."""
+        if self._closing:
+            return
+        self._closing = True
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._has_work.set()
+        await self._writer
+        for watcher in list(self._watchers):
+            watcher.close()
+        await self._wconn.close()
+        await self._engine.dispose()
+        schema.remove_temp_dir(self._temp_dir)
+
+    @property
+    def revision(self) -> int:
+        """The current (latest committed) revision."""
+        return self._revision
+
+    @property
+    def compact_revision(self) -> int:
+        """Revisions below this one are no longer readable or watchable."""
+        return self._compact_revision
+
+    # ----------------------------------------------------------------------------- reads
+
+    def _read_revision(self, revision: int) -> int:
+        if revision == 0:
+            return self._revision
+        if revision > self._revision:
+            raise FutureRevisionError(revision, self._revision)
+        self._check_compacted(revision)
+        return revision
+
+    def _check_compacted(self, revision: int) -> None:
+        if revision < self._compact_revision:
+            raise CompactedError(revision, self._compact_revision)
+
+    async def _query(self, stmt: sa.Executable, revision: int) -> list[Any]:
+        """Run a read at ``revision``; fail if a compaction past it began meanwhile."""
+        async with self._engine.connect() as conn:
+            rows = list((await conn.execute(stmt)).all())
+        self._check_compacted(revision)
+        return rows
+
+    async def get(self, key: str, revision: int = 0) -> KeyValue | None:
+        """The live version of ``key`` at ``revision`` (0 = latest), or None."""
+        at = self._read_revision(revision)
+        stmt = (
+            sa.select(kv_table)
+            .where(kv_table.c.name == key, kv_table.c.id <= at)
+            .order_by(kv_table.c.id.desc())
+            .limit(1)
+        )
+        rows = await self._query(stmt, at)
+        if not rows or rows[0].deleted:
+            return None
+        return _to_kv(rows[0])
+
+    async def list(
+        self, prefix: str, *, start_after: str = "", limit: int = 0, revision: int = 0
+    ) -> tuple[list[KeyValue], int, bool]:
+        """Live keys starting with ``prefix`` and greater than ``start_after``, by key.
+
+        At most ``limit`` items (0 = all), read at ``revision`` (0 = latest). Returns the items,
+        the revision they were read at, and whether more keys remain after the last item.
+        """
+        at = self._read_revision(revision)
+        stmt = _live_at(_key_range(prefix, start_after), at).order_by(kv_table.c.name)
+        if limit > 0:
+            stmt = stmt.limit(limit + 1)
+        rows = await self._query(stmt, at)
+        more = limit > 0 and len(rows) > limit
+        if more:
+            rows = rows[:limit]
+        return [_to_kv(row) for row in rows], at, more
+
+    async def count(self, prefix: str) -> int:
+        """How many live keys start with ``prefix``."""
+        at = self._revision
+        live = _live_at(_key_range(prefix), at).subquery()
+        rows = await self._query(sa.select(sa.func.count()).select_from(live), at)
+        return int(rows[0][0])
+
+    async def _read_history(
+        self, prefix: str, after: int, upto: int, limit: int
+    ) -> builtins.list[Event]:
+        """Events of keys under ``prefix`` with after < revision <= upto, at most ``limit``."""
+        self._check_compacted(after)
+        prev = kv_table.alias("prev")
+        joined = kv_table.outerjoin(
+            prev, sa.and_(prev.c.id == kv_table.c.prev_revision, sa.not_(kv_table.c.deleted))
+        )
+        stmt = (
+            sa.select(kv_table, prev.c.value.label("prev_value"))
+            .select_from(joined)
+            .where(kv_table.c.id > after, kv_table.c.id <= upto, *_key_range(prefix))
+            .order_by(kv_table.c.id)
+            .limit(limit)
+        )
+        return [_to_event(row) for row in await self._query(stmt, after)]
+
+    # ---------------------------------------------------------------------------- writes
+
+    async def _write(
+        self,
+        op: Literal["create", "update", "delete"],
+        key: str,
+        value: bytes = b"",
+        expected_revision: int = 0,
+        ttl: int | None = None,
+    ) -> KeyValue:
+        future: asyncio.Future[KeyValue] = asyncio.get_running_loop().create_future()
+        self._submit(_Write(op, key, value, expected_revision, ttl, future))
+        return await future
+
+    def _submit(self, item: _Write | _Job) -> None:
+        if self._closing:
+            raise StoreError("datastore is closed")
+        self._pending.append(item)
+        self._has_work.set()
+
+    async def create(self, key: str, value: bytes, *, ttl: int | None = None) -> KeyValue:
+        """Create ``key`` (KeyExistsError if live); ``ttl`` seconds until it expires."""
+        return await self._write("create", key, value, ttl=ttl)
+
+    async def update(
+        self, key: str, value: bytes, *, expected_revision: int, ttl: int | None = None
+    ) -> KeyValue:
+        """Replace the value of ``key`` if its mod_revision is ``expected_revision``.
+
+        NotFoundError if not live, ConflictError (with the current version) on a stale
+        revision. ``ttl`` applies to the new version (None: it never expires).
+        """
+        return await self._write("update", key, value, expected_revision, ttl)
+
+    async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
+        """Delete ``key`` (guarded by ``expected_revision`` unless 0).
+
+        Returns the last value with mod_revision set to the delete's revision.
+        """
+        return await self._write("delete", key, expected_revision=expected_revision)
+
+    async def _run_writer(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._has_work.clear()
+                await self._has_work.wait()
+                continue
+            head = self._pending[0]
+            if isinstance(head, _Job):
+                self._pending.popleft()
+                await self._run_job(head)
+                continue
+            batch: builtins.list[_Write] = []
+            while self._pending and len(batch) < _MAX_BATCH:
+                item = self._pending[0]
+                if not isinstance(item, _Write):
+                    break
+                self._pending.popleft()
+                batch.append(item)
+            await self._commit(batch)
+
+    async def _run_job(self, job: _Job) -> None:
+        try:
+            async with self._wconn.begin():
+                await job.run(self._wconn)
+        except Exception as exc:
+            _resolve(job.future, exc)
+        else:
+            _resolve(job.future, None)
+
+    async def _commit(self, writes: builtins.list[_Write]) -> None:
+        try:
+            async with self._wconn.begin():
+                values = await self._current_values(writes)
+                batch = self._plan(writes, values)
+                if batch.rows:
+                    await self._wconn.execute(sa.insert(kv_table), batch.rows)
+        except Exception as exc:
+            log.exception("datastore write batch of %d failed", len(writes))
+            for write in writes:
+                error = StoreError(f"write failed: {exc!r}")
+                error.__cause__ = exc
+                _resolve(write.future, error)
+            return
+        self._apply(batch)
+        for write, result in zip(writes, batch.results, strict=True):
+            _resolve(write.future, result)
+
+    async def _current_values(self, writes: builtins.list[_Write]) -> dict[int, bytes]:
+        """Values of the committed live versions that updates and deletes replace."""
+        ids = {self._index[w.key][0] for w in writes if w.op != "create" and w.key in self._index}
+        if not ids:
+            return {}
+        stmt = sa.select(kv_table.c.id, kv_table.c.value).where(kv_table.c.id.in_(ids))
+        return {row.id: row.value for row in await self._wconn.execute(stmt)}
+
+    def _plan(self, writes: builtins.list[_Write], values: dict[int, bytes]) -> _Batch:
+        """Check each write's guard in order and turn the accepted ones into rows and events."""
+        batch = _Batch(revision=self._revision)
+        for write in writes:
+            try:
+                batch.results.append(self._plan_one(write, batch, values))
+            except StoreError as exc:
+                batch.results.append(exc)
+        return batch
+
+    def _current(self, key: str, batch: _Batch, values: dict[int, bytes]) -> KeyValue | None:
+        if key in batch.latest:
+            return batch.latest[key]
+        entry = self._index.get(key)
+        if entry is None:
+            return None
+        mod_revision, create_revision = entry
+        return KeyValue(key, values[mod_revision], create_revision, mod_revision)
+
+    def _plan_one(self, write: _Write, batch: _Batch, values: dict[int, bytes]) -> KeyValue:
+        key = write.key
+        if write.op == "create":
+            live = batch.latest[key] is not None if key in batch.latest else key in self._index
+            if live:
+                raise KeyExistsError(key)
+            current = None
+        else:
+            current = self._current(key, batch, values)
+            if current is None:
+                raise NotFoundError(key)
+            if write.expected_revision and write.expected_revision != current.mod_revision:
+                raise ConflictError(key, write.expected_revision, current)
+        revision = batch.revision + 1
+        batch.revision = revision
+        create_revision = revision if current is None else current.create_revision
+        expires_at = None if write.ttl is None else self._clock() + write.ttl
+        if write.op == "delete":
+            assert current is not None
+            result = KeyValue(key, current.value, create_revision, revision)
+            batch.events.append(Event("DELETE", result, current))
+            batch.latest[key] = None
+            expires_at = None
+        else:
+            result = KeyValue(key, write.value, create_revision, revision)
+            batch.events.append(Event("PUT", result, current))
+            batch.latest[key] = result
+            if expires_at is not None:
+                batch.expiries.append((expires_at, key, revision))
+        batch.rows.append(
+            {
+                "id": revision,
+                "name": key,
+                "deleted": write.op == "delete",
+                "create_revision": create_revision,
+                "prev_revision": 0 if current is None else current.mod_revision,
+                "expires_at": expires_at,
+                "value": result.value,
+            }
+        )
+        return result
+
+    def _apply(self, batch: _Batch) -> None:
+        """Make a committed batch visible: revision, index, expiries, then watchers."""
+        self._revision = batch.revision
+        for key, latest in batch.latest.items():
+            if latest is None:
+                self._index.pop(key, None)
+            else:
+                self._index[key] = (latest.mod_revision, latest.create_revision)
+        for entry in batch.expiries:
+            heapq.heappush(self._expiries, entry)
+        for event in batch.events:
+            for watcher in list(self._watchers):
+                watcher.deliver(event)
+
+    # ----------------------------------------------------------------------------- watch
+
+    def watch(self, prefix: str, revision: int = 0, *, queue_size: int = 1000) -> Watcher:
+        """Watch keys under ``prefix`` for events after ``revision`` (0 = from now on).
+
+        CompactedError at once if ``revision`` is below the compact revision (or later, from
+        the iterator, if a compaction overtakes the history replay).
+        """
+        if self._closing:
+            raise StoreError("datastore is closed")
+        if revision:
+            self._check_compacted(revision)
+        watcher = Watcher(
+            prefix,
+            after=revision or self._revision,
+            history_end=self._revision,
+            queue_size=queue_size,
+            read_history=self._read_history,
+            on_close=self._watchers.discard,
+        )
+        self._watchers.add(watcher)
+        return watcher
+
+    # ------------------------------------------------------------------ TTL and compaction
+
+    async def expire(self) -> int:
+        """Delete every key whose TTL has passed (with normal DELETE events); return how many."""
+        now = self._clock()
+        due: builtins.list[tuple[float, str, int]] = []
+        while self._expiries and self._expiries[0][0] <= now:
+            entry = heapq.heappop(self._expiries)
+            _, key, mod_revision = entry
+            if self._index.get(key, (0, 0))[0] == mod_revision:
+                due.append(entry)
+        results = await asyncio.gather(
+            *(self.delete(key, expected_revision=mod) for _, key, mod in due),
+            return_exceptions=True,
+        )
+        deleted = 0
+        for entry, result in zip(due, results, strict=True):
+            if isinstance(result, KeyValue):
+                deleted += 1
+            elif not isinstance(result, ConflictError | NotFoundError):
+                log.warning("datastore: expiring %s failed: %s", entry[1], result)
+                heapq.heappush(self._expiries, entry)
+        return deleted
+
+    async def _exclusive(self, run: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._submit(_Job(run, future))
+        await future
+
+    async def compact(self, revision: int | None = None) -> int:
+        """Drop history at or below ``revision`` and return the compact revision.
+
+        ``None`` keeps the most recent ``keep_revisions`` (see start_background; 1000 by
+        default). Removes tombstones and superseded rows, keeps the newest row of every live
+        key, records the compact revision durably first, then reclaims disk space.
+        """
+        async with self._compact_lock:
+            target = self._revision - self._keep_revisions if revision is None else revision
+            if target > self._revision:
+                raise FutureRevisionError(target, self._revision)
+            if target <= self._compact_revision:
+                return self._compact_revision
+
+            async def record(conn: AsyncConnection) -> None:
+                await schema.record_compact_revision(conn, target)
+
+            await self._exclusive(record)
+            self._compact_revision = target
+            async with self._engine.connect() as conn:
+                lowest = int(await conn.scalar(sa.select(sa.func.min(kv_table.c.id))) or 0)
+            for low in range(lowest - 1, target, _COMPACT_CHUNK):
+                await self._exclusive(
+                    self._compact_chunk(low, min(low + _COMPACT_CHUNK, target), target)
+                )
+
+            async def reclaim(_conn: AsyncConnection) -> None:
+                await schema.reclaim_space(self._engine)
+
+            await self._exclusive(reclaim)
+            log.info("datastore: compacted to revision %d", target)
+            return target
+
+    @staticmethod
+    def _compact_chunk(
+        low: int, high: int, target: int
+    ) -> Callable[[AsyncConnection], Awaitable[None]]:
+        """A job deleting rows in (low, high] that are tombstones or superseded at ``target``."""
+        newer = kv_table.alias("newer")
+        superseded = (
+            sa.select(newer.c.id)
+            .where(
+                newer.c.name == kv_table.c.name,
+                newer.c.id > kv_table.c.id,
+                newer.c.id <= target,
+            )
+            .exists()
+        )
+        stmt = sa.delete(kv_table).where(
+            kv_table.c.id > low, kv_table.c.id <= high, sa.or_(kv_table.c.deleted, superseded)
+        )
+
+        async def run(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        return run
+
+    def start_background(
+        self,
+        *,
+        compact_interval: float = 300,
+        keep_revisions: int = _DEFAULT_KEEP_REVISIONS,
+        ttl_interval: float = 1.0,
+    ) -> None:
+        """Start the owned periodic tasks: compaction (keeping ``keep_revisions``) and TTL
+        expiry. close() cancels them."""
+        if self._background:
+            raise StoreError("background tasks already started")
+        self._keep_revisions = keep_revisions
+        self._background = [
+            asyncio.create_task(
+                self._every(compact_interval, self.compact), name="datastore-compact"
+            ),
+            asyncio.create_task(self._every(ttl_interval, self.expire), name="datastore-ttl"),
+        ]
+
+    @staticmethod
+    async def _every(interval: float, action: Callable[[], Awaitable[int]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await action()
+            except Exception:
+                log.exception("datastore: background %s failed", action.__name__)

@@ -1,0 +1,164 @@
+"""RFC 6902 JSON patch with RFC 6901 JSON pointers."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+from edgek.patch.errors import PatchError
+
+_INDEX = re.compile(r"^(0|[1-9][0-9]*)$")
+_OPS = ("add", "remove", "replace", "move", "copy", "test")
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON value equality: numbers compare by value, booleans are not numbers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(json_equal(v, b[k]) for k, v in a.items())
+        )
+    if isinstance(a, list):
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(a, int | float):
+        return isinstance(b, int | float) and a == b
+    return type(a) is type(b) and a == b
+
+
+def json_patch(doc: Any, ops: Any) -> Any:
+    """Apply a JSON patch (a list of operations) to ``doc`` and return the new document.
+
+    Supports ``add``, ``remove``, ``replace``, ``move``, ``copy`` and ``test``; the input
+    document and operations are never mutated. Any failing operation (bad shape, missing
+    path, failed ``test``) raises :class:`PatchError` and no partial result is returned.
+    """
+    if not isinstance(ops, list):
+        raise PatchError("a JSON patch must be a list of operations")
+    result = copy.deepcopy(doc)
+    for number, op in enumerate(ops):
+        if not isinstance(op, dict):
+            raise PatchError(f"JSON patch operation {number} is not an object")
+        result = _apply(result, op)
+    return result
+
+
+def _apply(doc: Any, op: dict[str, Any]) -> Any:
+    """Apply one operation; ``doc`` is owned and may be changed in place."""
+    name = op.get("op")
+    if name not in _OPS:
+        raise PatchError(f"unknown JSON patch operation {name!r}")
+    path = _pointer(op, "path")
+    if name == "remove":
+        return _remove(doc, path, op["path"], name)[0]
+    if name in ("move", "copy"):
+        source = _pointer(op, "from")
+        if name == "move":
+            if len(path) > len(source) and path[: len(source)] == source:
+                raise PatchError(f"move operation cannot move {op['from']!r} into its own child")
+            doc, value = _remove(doc, source, op["from"], name)
+        else:
+            value = copy.deepcopy(_get(doc, source, op["from"], "copy"))
+        return _add(doc, path, value, op["path"])
+    if "value" not in op:
+        raise PatchError(f"{name} operation on {op['path']!r} has no value")
+    value = copy.deepcopy(op["value"])
+    if name == "add":
+        return _add(doc, path, value, op["path"])
+    current = _get(doc, path, op["path"], name)
+    if name == "test":
+        if not json_equal(current, value):
+            raise PatchError(
+                f"test operation failed: value at {op['path']!r} is {json.dumps(current)}, "
+                f"not {json.dumps(value)}"
+            )
+        return doc
+    if not path:
+        return value
+    parent = _get(doc, path[:-1], op["path"], name)
+    if isinstance(parent, list):
+        parent[_index(path[-1], len(parent), op["path"], name)] = value
+    else:
+        parent[path[-1]] = value
+    return doc
+
+
+def _pointer(op: dict[str, Any], member: str) -> list[str]:
+    """Parse the JSON pointer in ``op[member]`` into unescaped reference tokens."""
+    raw = op.get(member)
+    if not isinstance(raw, str):
+        raise PatchError(f"{op['op']} operation is missing a string {member!r} member")
+    if raw == "":
+        return []
+    if not raw.startswith("/"):
+        raise PatchError(f"JSON pointer {raw!r} must be empty or start with '/'")
+    tokens = raw[1:].split("/")
+    for token in tokens:
+        if re.search(r"~(?![01])", token):
+            raise PatchError(f"JSON pointer {raw!r} has an invalid '~' escape")
+    return [t.replace("~1", "/").replace("~0", "~") for t in tokens]
+
+
+def _index(token: str, length: int, path: str, name: str, *, insert: bool = False) -> int:
+    """The list index named by ``token``; ``-`` (append) and ``length`` only when inserting."""
+    if insert and token == "-":
+        return length
+    if not _INDEX.match(token):
+        raise PatchError(
+            f"{name} operation does not apply: {token!r} in {path!r} is not a list index"
+        )
+    index = int(token)
+    if index > length or (index == length and not insert):
+        raise PatchError(
+            f"{name} operation does not apply: index {index} in {path!r} is out of range"
+        )
+    return index
+
+
+def _get(doc: Any, tokens: list[str], path: str, name: str) -> Any:
+    """The value at ``tokens``; a missing location raises :class:`PatchError`."""
+    node = doc
+    for token in tokens:
+        if isinstance(node, dict):
+            if token not in node:
+                raise PatchError(f"{name} operation does not apply: path {path!r} does not exist")
+            node = node[token]
+        elif isinstance(node, list):
+            node = node[_index(token, len(node), path, name)]
+        else:
+            raise PatchError(f"{name} operation does not apply: path {path!r} does not exist")
+    return node
+
+
+def _add(doc: Any, tokens: list[str], value: Any, path: str) -> Any:
+    """Insert ``value`` at ``tokens`` (replacing an existing object member)."""
+    if not tokens:
+        return value
+    parent = _get(doc, tokens[:-1], path, "add")
+    if isinstance(parent, list):
+        parent.insert(_index(tokens[-1], len(parent), path, "add", insert=True), value)
+    elif isinstance(parent, dict):
+        parent[tokens[-1]] = value
+    else:
+        raise PatchError(f"add operation does not apply: the parent of {path!r} is not a container")
+    return doc
+
+
+def _remove(doc: Any, tokens: list[str], path: str, name: str) -> tuple[Any, Any]:
+    """Remove the value at ``tokens``; returns the document and the removed value."""
+    if not tokens:
+        raise PatchError(f"{name} operation cannot remove the whole document")
+    parent = _get(doc, tokens[:-1], path, name)
+    if isinstance(parent, list):
+        return doc, parent.pop(_index(tokens[-1], len(parent), path, name))
+    if isinstance(parent, dict) and tokens[-1] in parent:
+        return doc, parent.pop(tokens[-1])
+    raise PatchError(f"{name} operation does not apply: path {path!r} does not exist")

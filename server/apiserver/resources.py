@@ -1,0 +1,645 @@
+"""REST handlers for resources: get, list, watch, create, update, patch, delete,
+deletecollection, and the status and scale subresources."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from edgek import objects, status
+from edgek.kinds import Kind
+from edgek.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from edgek.patch.apply import ApplyConflict, apply
+from edgek.selectors import (
+    SelectorError,
+    allowed_fields,
+    label_selector_to_string,
+    parse_field_selector,
+    parse_label_selector,
+)
+from edgek.status import ApiError
+from edgek.timefmt import format_time
+from edgek.validation import unknown_fields, validate_types
+from server.apiserver import codec, tables, watch
+from server.apiserver.codec import Accept
+from server.apiserver.request import RequestInfo
+from server.registry.crd import CustomResources
+from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
+
+#: Largest request body accepted (upstream: 3 MiB).
+MAX_BODY_BYTES = 3 * 1024 * 1024
+
+
+def _int_param(query: Any, name: str) -> int | None:
+    raw = query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise status.bad_request(f"invalid value for {name}: {raw!r}") from e
+
+
+def _bool_param(query: Any, name: str) -> bool:
+    return query.get(name, "") in ("true", "1", "True")
+
+
+def _dry_run(query: Any) -> bool:
+    values = query.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise status.bad_request(f'unsupported dry run option "{v}", only "All" is supported')
+    return bool(values)
+
+
+def _field_manager(request: web.Request) -> str:
+    manager = request.query.get("fieldManager", "")
+    if not manager:
+        agent = request.headers.get("User-Agent", "unknown")
+        manager = agent.split("/", 1)[0]
+    return manager[:128]
+
+
+class ResourceAPI:
+    """Serves resource requests against the object store."""
+
+    def __init__(
+        self,
+        objects_: ObjectStore,
+        crds: CustomResources,
+        *,
+        clock: Callable[[], datetime] = objects.now,
+    ) -> None:
+        self.objects = objects_
+        self.crds = crds
+        self.clock = clock
+
+    async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        verb = info.verb
+        if verb == "get":
+            return await self._get(request, info)
+        if verb == "list":
+            return await self._list(request, info)
+        if verb == "watch":
+            return await self._watch(request, info)
+        if verb == "create":
+            return await self._create(request, info)
+        if verb == "update":
+            return await self._update(request, info)
+        if verb == "patch":
+            return await self._patch(request, info)
+        if verb == "delete":
+            return await self._delete(request, info)
+        return await self._delete_collection(request, info)
+
+    # -- reads -------------------------------------------------------------------
+
+    def _render_one(self, kind: Kind, obj: dict[str, Any], accept: Accept, query: Any) -> Any:
+        if accept.table:
+            t = self._table(kind, [obj], query)
+            t["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            return t
+        if accept.partial:
+            return _partial(obj)
+        return obj
+
+    def _table(self, kind: Kind, items: list[dict[str, Any]], query: Any) -> dict[str, Any]:
+        return tables.table(
+            kind.group,
+            kind.resource,
+            items,
+            now=self.clock(),
+            include_object=query.get("includeObject", "Metadata"),
+            printer_columns=self.crds.printer_columns(kind),
+        )
+
+    async def _get(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        accept = codec.negotiate(request.headers.get("Accept"))
+        obj = await self.objects.get(info.kind, info.namespace, info.name)
+        if info.subresource == "scale":
+            return codec.respond(self._scale_of(info.kind, obj), accept=accept)
+        return codec.respond(self._render_one(info.kind, obj, accept, request.query), accept=accept)
+
+    def _list_options(self, query: Any, kind: Kind) -> ListOptions:
+        try:
+            label = query.get("labelSelector", "")
+            field = query.get("fieldSelector", "")
+            opts = ListOptions(
+                label_selector=parse_label_selector(label) if label else None,
+                field_selector=(
+                    parse_field_selector(field, allowed_fields(kind.group, kind.resource))
+                    if field
+                    else None
+                ),
+            )
+        except SelectorError as e:
+            raise status.bad_request(str(e)) from e
+        opts.limit = max(_int_param(query, "limit") or 0, 0)
+        opts.continue_token = query.get("continue", "")
+        opts.resource_version = query.get("resourceVersion", "")
+        opts.resource_version_match = query.get("resourceVersionMatch", "")
+        return opts
+
+    async def _list(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        accept = codec.negotiate(request.headers.get("Accept"))
+        kind = info.kind
+        result = await self.objects.list(
+            kind, info.namespace, self._list_options(request.query, kind)
+        )
+        list_meta: dict[str, Any] = {"resourceVersion": result.resource_version}
+        if result.continue_token:
+            list_meta["continue"] = result.continue_token
+        body: dict[str, Any]
+        if accept.table:
+            body = self._table(kind, result.items, request.query)
+            body["metadata"] = list_meta
+        elif accept.partial:
+            body = {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": list_meta,
+                "items": [_partial(o) for o in result.items],
+            }
+        else:
+            body = {
+                "kind": f"{kind.kind}List",
+                "apiVersion": kind.api_version,
+                "metadata": list_meta,
+                "items": result.items,
+            }
+        return codec.respond(body, accept=accept)
+
+    async def _watch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        q = request.query
+        accept = codec.negotiate(request.headers.get("Accept"))
+        kind = info.kind
+        opts = self._list_options(q, kind)
+        if info.name:
+            opts.field_selector = parse_field_selector(
+                f"metadata.name={info.name}", allowed_fields(kind.group, kind.resource)
+            )
+        send_initial = _bool_param(q, "sendInitialEvents")
+        bookmarks = _bool_param(q, "allowWatchBookmarks")
+        if send_initial and (q.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
+            raise status.invalid(
+                "ListOptions",
+                "meta.k8s.io",
+                "",
+                [
+                    {
+                        "reason": "FieldValueForbidden",
+                        "message": "sendInitialEvents requires setting resourceVersionMatch "
+                        "to NotOlderThan and allowWatchBookmarks",
+                        "field": "sendInitialEvents",
+                    }
+                ],
+            )
+        timeout = _int_param(q, "timeoutSeconds")
+
+        def plain(obj: dict[str, Any], first: bool) -> dict[str, Any]:
+            return obj
+
+        transform: watch.Transform = plain
+        if accept.table:
+
+            def as_table(obj: dict[str, Any], first: bool) -> dict[str, Any]:
+                t = self._table(kind, [obj], q)
+                t["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                if not first:
+                    t["columnDefinitions"] = []
+                return t
+
+            transform = watch.first_only(as_table)
+        elif accept.partial:
+            transform = lambda obj, first: _partial(obj)  # noqa: E731
+        wr = watch.WatchRequest(
+            kind,
+            info.namespace,
+            opts,
+            resource_version=q.get("resourceVersion", ""),
+            bookmarks=bookmarks,
+            timeout=float(timeout) if timeout else None,
+            send_initial_events=send_initial,
+        )
+        return await watch.serve(request, self.objects, wr, transform)
+
+    # -- writes ------------------------------------------------------------------
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        if len(raw) > MAX_BODY_BYTES:
+            raise status.too_large(f"Request entity too large: limit is {MAX_BODY_BYTES}")
+        return codec.decode_body(raw, request.headers.get("Content-Type"))
+
+    def _check_object(
+        self, kind: Kind, info: RequestInfo, obj: Any, *, expect_kind: str | None = None
+    ) -> dict[str, Any]:
+        """Shape checks shared by create and update: a JSON object of the URL's kind and
+        namespace; missing apiVersion/kind are filled in from the URL."""
+        if not isinstance(obj, dict):
+            raise status.bad_request("the body of the request must be a JSON object")
+        want_kind = expect_kind or kind.kind
+        api_version = obj.setdefault("apiVersion", kind.api_version)
+        obj_kind = obj.setdefault("kind", want_kind)
+        if obj_kind != want_kind:
+            raise status.bad_request(
+                f"the kind in the data ({obj_kind}) does not match the expected kind ({want_kind})"
+            )
+        if expect_kind is None and api_version != kind.api_version:
+            raise status.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected "
+                f"API version ({kind.api_version})"
+            )
+        md = obj.get("metadata")
+        if md is None:
+            md = obj["metadata"] = {}
+        if not isinstance(md, dict):
+            raise status.bad_request("metadata must be an object")
+        ns = md.get("namespace")
+        if kind.namespaced and ns and info.namespace and ns != info.namespace:
+            raise status.bad_request(
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request"
+            )
+        return obj
+
+    def _field_validation(
+        self, request: web.Request, kind: Kind, obj: dict[str, Any], warnings: list[str]
+    ) -> None:
+        """Apply the fieldValidation directive (Strict, Warn — the default — or Ignore) and
+        drop unknown fields."""
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise status.bad_request(
+                f"fieldValidation must be one of Strict, Warn, Ignore; got {mode!r}"
+            )
+        if kind.type_name is None:
+            return
+        type_errors = validate_types(kind.type_name, obj)
+        if type_errors:
+            raise status.bad_request(
+                f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
+                f"{type_errors[0]['message']}"
+            )
+        unknown = unknown_fields(kind.type_name, obj, prune=mode != "Strict")
+        messages = [f'unknown field "{p}"' for p in unknown]
+        if mode == "Strict" and messages:
+            raise status.bad_request("strict decoding error: " + ", ".join(messages))
+        if mode == "Warn":
+            warnings.extend(messages)
+
+    def _write_options(self, request: web.Request, info: RequestInfo) -> WriteOptions:
+        return WriteOptions(
+            dry_run=_dry_run(request.query),
+            field_manager=_field_manager(request),
+            subresource=info.subresource,
+        )
+
+    async def _create(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        kind = info.kind
+        if info.kind.namespaced and not info.namespace:
+            raise status.method_not_allowed(
+                f"the namespace must be given to create {kind.resource}"
+            )
+        obj = self._check_object(kind, info, await self._body(request))
+        warnings: list[str] = []
+        self._field_validation(request, kind, obj, warnings)
+        md = obj["metadata"]
+        if not md.get("name") and not md.get("generateName"):
+            raise status.invalid(
+                kind.kind,
+                kind.group,
+                "",
+                [
+                    {
+                        "reason": "FieldValueRequired",
+                        "message": "Required value: name or generateName is required",
+                        "field": "metadata.name",
+                    }
+                ],
+            )
+        await self._check_namespace(kind, info.namespace)
+        created = await self.objects.create(
+            kind, info.namespace, obj, self._write_options(request, info)
+        )
+        return codec.respond(created, 201, headers=_warning_headers(warnings))
+
+    async def _check_namespace(self, kind: Kind, namespace: str) -> None:
+        """Namespace lifecycle admission: the namespace exists and is not terminating."""
+        if not kind.namespaced:
+            return
+        ns_kind = self.crds.registry.by_resource("", "v1", "namespaces")
+        assert ns_kind is not None
+        ns = await self.objects.try_get(ns_kind, "", namespace)
+        if ns is None:
+            raise status.not_found("namespaces", namespace)
+        if ns["metadata"].get("deletionTimestamp"):
+            raise status.forbidden(
+                f"{kind.resource} is forbidden: unable to create new content in namespace "
+                f"{namespace} because it is being terminated"
+            )
+
+    async def _update(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        kind = info.kind
+        body = await self._body(request)
+        opts = self._write_options(request, info)
+        if info.subresource == "scale":
+            scale = self._check_object(kind, info, body, expect_kind="Scale")
+            obj = await self._set_scale(info, scale, opts)
+            return codec.respond(self._scale_of(kind, obj))
+        obj = self._check_object(kind, info, body)
+        warnings: list[str] = []
+        self._field_validation(request, kind, obj, warnings)
+        md = obj["metadata"]
+        if md.get("name") and md["name"] != info.name:
+            raise status.bad_request(
+                f"the name of the object ({md['name']}) does not match the name on the URL "
+                f"({info.name})"
+            )
+        md["name"] = info.name
+        if not await self.objects.try_get(kind, info.namespace, info.name):
+            await self._check_namespace(kind, info.namespace)
+        result, created = await self.objects.update(
+            kind, info.namespace, info.name, obj, opts, allow_create=kind.custom is False
+        )
+        return codec.respond(result, 201 if created else 200, headers=_warning_headers(warnings))
+
+    async def _patch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        kind = info.kind
+        ptype = codec.PATCH_TYPES.get(codec.media_type(request.headers.get("Content-Type")))
+        if ptype is None or ptype == "apply-cbor":
+            raise status.unsupported_media_type(request.headers.get("Content-Type", ""))
+        if ptype == "strategic" and kind.custom:
+            raise status.unsupported_media_type(
+                "strategic merge patch is not supported for custom resources"
+            )
+        raw = await request.read()
+        if len(raw) > MAX_BODY_BYTES:
+            raise status.too_large(f"Request entity too large: limit is {MAX_BODY_BYTES}")
+        patch = codec.decode_body(
+            raw, "application/yaml" if ptype == "apply" else "application/json"
+        )
+        opts = self._write_options(request, info)
+        warnings: list[str] = []
+        if ptype == "apply":
+            return await self._apply(request, info, patch, opts, warnings)
+
+        async def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None:
+                raise status.not_found(kind.group_resource, info.name)
+            doc = self._scale_of(kind, current) if info.subresource == "scale" else current
+            patched = _apply_patch(ptype, doc, patch, kind, info.subresource)
+            if info.subresource == "scale":
+                return self._scaled(kind, current, patched)
+            self._check_object(kind, info, patched)
+            self._field_validation(request, kind, patched, warnings)
+            return patched
+
+        result, _ = await self.objects.modify(kind, info.namespace, info.name, mutate, opts)
+        if info.subresource == "scale":
+            return codec.respond(self._scale_of(kind, result))
+        return codec.respond(result, headers=_warning_headers(warnings))
+
+    async def _apply(
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        patch: Any,
+        opts: WriteOptions,
+        warnings: list[str],
+    ) -> web.StreamResponse:
+        kind = info.kind
+        manager = request.query.get("fieldManager", "")
+        if not manager:
+            raise status.bad_request(
+                "PATCH, application/apply-patch+yaml requires fieldManager parameter"
+            )
+        applied = self._check_object(kind, info, patch)
+        applied_name = applied["metadata"].get("name")
+        if applied_name and applied_name != info.name:
+            raise status.bad_request(
+                f"the name of the object ({applied_name}) does not match the name on the URL "
+                f"({info.name})"
+            )
+        applied["metadata"]["name"] = info.name
+        self._field_validation(request, kind, applied, warnings)
+        force = _bool_param(request.query, "force")
+        apply_opts = WriteOptions(dry_run=opts.dry_run, subresource=opts.subresource)
+
+        async def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None:
+                await self._check_namespace(kind, info.namespace)
+            try:
+                return apply(
+                    current,
+                    copy.deepcopy(applied),
+                    manager=manager,
+                    force=force,
+                    type_name=kind.type_name,
+                    api_version=kind.api_version,
+                    now=format_time(self.clock()),
+                )
+            except ApplyConflict as e:
+                err = e.api_error(kind.api_version)
+                assert err.details is not None
+                err.details.update(name=info.name, kind=kind.resource)
+                if kind.group:
+                    err.details["group"] = kind.group
+                raise err from e
+
+        result, created = await self.objects.modify(
+            kind, info.namespace, info.name, mutate, apply_opts
+        )
+        return codec.respond(result, 201 if created else 200, headers=_warning_headers(warnings))
+
+    async def _delete(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        kind = info.kind
+        opts = await self._delete_options(request)
+        obj, gone = await self.objects.delete(kind, info.namespace, info.name, opts)
+        if gone and (kind.group, kind.resource) != ("", "pods"):
+            return codec.respond(_success(kind, obj))
+        return codec.respond(obj)
+
+    async def _delete_options(self, request: web.Request) -> DeleteOptions:
+        q = request.query
+        body: Any = None
+        raw = await request.read()
+        if raw.strip():
+            body = codec.decode_body(raw, request.headers.get("Content-Type"))
+            if not isinstance(body, dict):
+                raise status.bad_request("DeleteOptions must be a JSON object")
+        body = body or {}
+        policy = body.get("propagationPolicy") or q.get("propagationPolicy", "")
+        if body.get("orphanDependents") is True or q.get("orphanDependents") == "true":
+            policy = policy or "Orphan"
+        if policy not in ("", "Orphan", "Background", "Foreground"):
+            raise status.bad_request(f"unsupported propagationPolicy: {policy}")
+        grace = body.get("gracePeriodSeconds")
+        if grace is None:
+            grace = _int_param(q, "gracePeriodSeconds")
+        pre = body.get("preconditions") or {}
+        dry = bool(body.get("dryRun")) or _dry_run(q)
+        return DeleteOptions(
+            dry_run=dry,
+            grace_period_seconds=grace,
+            propagation_policy=policy,
+            precondition_uid=pre.get("uid") or "",
+            precondition_rv=pre.get("resourceVersion") or "",
+        )
+
+    async def _delete_collection(
+        self, request: web.Request, info: RequestInfo
+    ) -> web.StreamResponse:
+        kind = info.kind
+        opts = await self._delete_options(request)
+        listed = await self.objects.list(
+            kind, info.namespace, self._list_options(request.query, kind)
+        )
+        deleted = []
+        for obj in listed.items:
+            md = obj["metadata"]
+            try:
+                out, _ = await self.objects.delete(kind, md.get("namespace", ""), md["name"], opts)
+            except ApiError as e:
+                if e.code == 404:
+                    continue
+                raise
+            deleted.append(out)
+        return codec.respond(
+            {
+                "kind": f"{kind.kind}List",
+                "apiVersion": kind.api_version,
+                "metadata": {"resourceVersion": str(self.objects.store.revision)},
+                "items": deleted,
+            }
+        )
+
+    # -- scale -------------------------------------------------------------------
+
+    def _scale_of(self, kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+        """The autoscaling/v1 Scale view of a scalable object."""
+        paths = self.crds.scale_paths(kind)
+        spec_replicas = _get_path(obj, paths.spec_replicas) or 0
+        status_replicas = _get_path(obj, paths.status_replicas) or 0
+        selector = ""
+        if paths.selector_is_string:
+            selector = _get_path(obj, paths.selector) or ""
+        else:
+            sel = _get_path(obj, paths.selector)
+            if isinstance(sel, dict):
+                selector = label_selector_to_string(sel)
+        md = obj["metadata"]
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: md[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in md
+            },
+            "spec": {"replicas": spec_replicas},
+            "status": {"replicas": status_replicas, "selector": selector},
+        }
+
+    def _scaled(self, kind: Kind, obj: dict[str, Any], scale: Any) -> dict[str, Any]:
+        if not isinstance(scale, dict):
+            raise status.bad_request("the body of the request must be a Scale object")
+        replicas = (scale.get("spec") or {}).get("replicas", 0)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise status.invalid(
+                "Scale",
+                "autoscaling",
+                obj["metadata"]["name"],
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": f"Invalid value: {replicas}: must be greater than or equal to 0",
+                        "field": "spec.replicas",
+                    }
+                ],
+            )
+        _set_path(obj, self.crds.scale_paths(kind).spec_replicas, replicas)
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            obj["metadata"]["resourceVersion"] = rv
+        return obj
+
+    async def _set_scale(
+        self, info: RequestInfo, scale: dict[str, Any], opts: WriteOptions
+    ) -> dict[str, Any]:
+        async def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None:
+                raise status.not_found(info.kind.group_resource, info.name)
+            return self._scaled(info.kind, current, scale)
+
+        main = WriteOptions(dry_run=opts.dry_run, field_manager=opts.field_manager)
+        result, _ = await self.objects.modify(info.kind, info.namespace, info.name, mutate, main)
+        return result
+
+
+def _apply_patch(ptype: str, doc: dict[str, Any], patch: Any, kind: Kind, sub: str) -> Any:
+    try:
+        if ptype == "json":
+            return json_patch(doc, patch)
+        if ptype == "merge":
+            return merge_patch(doc, patch)
+        if not isinstance(patch, dict):
+            raise PatchError("strategic merge patch must be a JSON object")
+        type_name = "autoscaling/v1.Scale" if sub == "scale" else kind.type_name
+        return strategic_merge_patch(doc, patch, type_name)
+    except PatchError as e:
+        if ptype == "json":
+            raise ApiError(422, "Invalid", str(e)) from e
+        raise status.bad_request(str(e)) from e
+
+
+def _partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata", {}),
+    }
+
+
+def _success(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+    md = obj["metadata"]
+    details: dict[str, Any] = {"name": md.get("name", ""), "kind": kind.resource}
+    if kind.group:
+        details["group"] = kind.group
+    if md.get("uid"):
+        details["uid"] = md["uid"]
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }
+
+
+def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
+    if not warnings:
+        return None
+    escaped = [w.replace("\\", "\\\\").replace('"', '\\"') for w in warnings]
+    return {"Warning": ", ".join(f'299 - "{w}"' for w in escaped)}
+
+
+def _get_path(obj: dict[str, Any], path: str) -> Any:
+    cur: Any = obj
+    for part in path.strip(".").split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _set_path(obj: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.strip(".").split(".")
+    cur = obj
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value

@@ -1,0 +1,189 @@
+"""Watch streams: newline-delimited JSON watch events over a chunked HTTP response.
+
+Events come from the datastore watch for the kind's key prefix, filtered by selectors
+(an object that stops matching is reported DELETED, one that starts matching ADDED), with
+optional bookmarks, the ``sendInitialEvents`` protocol, and ``timeoutSeconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+import datastore
+from edgek import status
+from edgek.kinds import Kind
+from server.apiserver.codec import JSON, dumps
+from server.registry.store import ListOptions, ObjectStore, decode, key_prefix, matches
+
+#: Upstream serves watches for a random 30-60 minutes when the client sets no timeout.
+DEFAULT_TIMEOUT_RANGE = (1800, 3600)
+
+
+class WatchRequest:
+    """What the client asked of a watch."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        namespace: str,
+        opts: ListOptions,
+        *,
+        resource_version: str,
+        bookmarks: bool,
+        timeout: float | None,
+        send_initial_events: bool,
+    ) -> None:
+        self.kind = kind
+        self.namespace = namespace
+        self.opts = opts
+        self.resource_version = resource_version
+        self.bookmarks = bookmarks
+        self.timeout = timeout
+        self.send_initial_events = send_initial_events
+
+
+Transform = Callable[[dict[str, Any], bool], dict[str, Any]]
+
+
+def _event(kind: str, obj: dict[str, Any]) -> bytes:
+    return dumps({"type": kind, "object": obj}) + b"\n"
+
+
+def _bookmark(kind: Kind, revision: int, initial_end: bool = False) -> dict[str, Any]:
+    md: dict[str, Any] = {"resourceVersion": str(revision)}
+    if initial_end:
+        md["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": md}
+
+
+def translate(
+    kind: Kind, ev: datastore.Event, opts: ListOptions, filtered: bool
+) -> tuple[str, dict[str, Any]] | None:
+    """The watch event (type, object) a datastore event means for this watcher, or None."""
+    if ev.type == "DELETE":
+        obj = decode(ev.kv)
+        return ("DELETED", obj) if not filtered or matches(kind, obj, opts) else None
+    obj = decode(ev.kv)
+    now_matches = not filtered or matches(kind, obj, opts)
+    if ev.prev_kv is None:
+        return ("ADDED", obj) if now_matches else None
+    if not filtered:
+        return ("MODIFIED", obj)
+    before = matches(kind, decode(ev.prev_kv), opts)
+    if now_matches:
+        return ("MODIFIED" if before else "ADDED", obj)
+    return ("DELETED", obj) if before else None
+
+
+async def serve(
+    request: web.Request,
+    objects: ObjectStore,
+    wr: WatchRequest,
+    transform: Transform,
+    *,
+    bookmark_interval: float = 60.0,
+) -> web.StreamResponse:
+    """Stream watch events until the timeout, the client leaves, or the store ends it."""
+    store = objects.store
+    kind = wr.kind
+    initial: list[dict[str, Any]] = []
+    start_rev: int
+    if wr.send_initial_events or wr.resource_version in ("", "0"):
+        listed = await objects.list(
+            kind,
+            wr.namespace,
+            ListOptions(
+                label_selector=wr.opts.label_selector, field_selector=wr.opts.field_selector
+            ),
+        )
+        initial = listed.items
+        start_rev = int(listed.resource_version)
+    else:
+        try:
+            start_rev = int(wr.resource_version)
+        except ValueError as e:
+            raise status.bad_request(f"invalid resourceVersion: {wr.resource_version}") from e
+    filtered = wr.opts.label_selector is not None or wr.opts.field_selector is not None
+    resp = web.StreamResponse(headers={"Content-Type": JSON})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    try:
+        watcher = store.watch(key_prefix(kind, wr.namespace), start_rev)
+    except datastore.CompactedError as e:
+        err = status.expired(f"too old resource version: {start_rev} ({e.compact_revision})")
+        await resp.write(_event("ERROR", err.status()))
+        return resp
+    timeout = wr.timeout if wr.timeout else random.uniform(*DEFAULT_TIMEOUT_RANGE)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending: asyncio.Task[datastore.Event] | None = None
+    try:
+        for obj in initial:
+            await resp.write(_event("ADDED", transform(obj, True)))
+        last_rev = start_rev
+        if wr.send_initial_events:
+            await resp.write(_event("BOOKMARK", _bookmark(kind, start_rev, initial_end=True)))
+        events = watcher.__aiter__()
+        next_bookmark = loop.time() + bookmark_interval
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                break
+            wait = deadline - now
+            if wr.bookmarks:
+                wait = min(wait, max(next_bookmark - now, 0))
+            if pending is None:
+                pending = asyncio.ensure_future(events.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=wait)
+            if not done:
+                if wr.bookmarks and loop.time() >= next_bookmark:
+                    await resp.write(_event("BOOKMARK", _bookmark(kind, last_rev)))
+                    next_bookmark = loop.time() + bookmark_interval
+                continue
+            pending = None
+            try:
+                ev = done.pop().result()
+            except StopAsyncIteration:
+                if watcher.dropped:
+                    err = status.expired("watch fell too far behind and was closed; re-list")
+                    await resp.write(_event("ERROR", err.status()))
+                break
+            except datastore.CompactedError as e:
+                err = status.expired(
+                    f"too old resource version: {start_rev} ({e.compact_revision})"
+                )
+                await resp.write(_event("ERROR", err.status()))
+                break
+            last_rev = ev.kv.mod_revision
+            out = translate(kind, ev, wr.opts, filtered)
+            if out is not None:
+                await resp.write(_event(out[0], transform(out[1], False)))
+    except ConnectionResetError:
+        return resp
+    finally:
+        watcher.close()
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+    with contextlib.suppress(ConnectionResetError):
+        await resp.write_eof()
+    return resp
+
+
+def first_only(transform: Callable[[dict[str, Any], bool], dict[str, Any]]) -> Transform:
+    """Wrap a Table transform so only the first event carries column definitions."""
+    state = {"first": True}
+
+    def wrapped(obj: dict[str, Any], initial: bool) -> dict[str, Any]:
+        out = transform(obj, state["first"])
+        state["first"] = False
+        return out
+
+    return wrapped

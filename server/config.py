@@ -1,0 +1,47 @@
+"""Server configuration: every ``edgek server`` flag, with its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path = Path("/var/lib/edgek")
+    bind_address: str = "0.0.0.0"
+    https_listen_port: int = 6443
+    advertise_address: str = ""
+    tls_san: list[str] = field(default_factory=list)
+    write_kubeconfig: Path = Path("/etc/edgek/edgek.yaml")
+    write_kubeconfig_mode: int = 0o600
+    datastore_endpoint: str = ""
+    cluster_cidr: str = "10.42.0.0/16"
+    service_cidr: str = "10.43.0.0/16"
+    cluster_domain: str = "cluster.local"
+    disable_agent: bool = False
+    compact_interval: float = 300.0
+    compact_keep_revisions: int = 1000
+
+    @property
+    def server_dir(self) -> Path:
+        return self.data_dir / "server"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.server_dir / "tls"
+
+    @property
+    def datastore_url(self) -> str:
+        """The datastore endpoint; SQLite under ``<data-dir>/server/db/`` by default."""
+        if self.datastore_endpoint:
+            return self.datastore_endpoint
+        return f"sqlite:///{(self.server_dir / 'db' / 'state.db').resolve()}"
+
+    @property
+    def local_url(self) -> str:
+        """The URL local clients (the admin kubeconfig) use."""
+        host = "127.0.0.1" if self.bind_address in ("0.0.0.0", "::", "") else self.bind_address
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.https_listen_port}"

@@ -1,0 +1,375 @@
+"""The server's PKI: two CAs, the API serving certificate and the admin client certificate.
+
+Layout under ``tls_dir`` (file names as k3s uses them)::
+
+    server-ca.crt / server-ca.key                    signs serving certificates
+    client-ca.crt / client-ca.key                    signs client certificates
+    serving-kube-apiserver.crt / .key                the API server's TLS certificate
+    client-admin.crt / client-admin.key              CN=system:admin, O=system:masters
+
+:func:`ensure_pki` creates what is missing on first start and reuses it afterwards, renewing
+only leaf certificates (never a valid CA: replacing a CA would cut off every joined agent).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edgek.kubeconfig import atomic_write
+from server.pki import certs
+from server.pki.certs import IPAddress, PublicKey
+
+log = logging.getLogger(__name__)
+
+CA_DAYS = 3650
+LEAF_DAYS = 365
+#: Leaf certificates closer than this to expiry are reissued on start.
+RENEW_BEFORE = timedelta(days=90)
+CLUSTER_DOMAIN = "cluster.local"
+ADMIN_USER = "system:admin"
+ADMIN_GROUP = "system:masters"
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def split_sans(values: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split ``--tls-san`` style values into (DNS names, IP addresses), both de-duplicated.
+
+    A value that parses as an IPv4/IPv6 address is an IP (returned in canonical form);
+    anything else is a DNS name (lower-cased). Blank values are ignored.
+    """
+    dns: list[str] = []
+    ips: list[str] = []
+    for raw in values:
+        value = raw.strip()
+        if not value:
+            continue
+        try:
+            ip = str(ipaddress.ip_address(value))
+        except ValueError:
+            if value.lower() not in dns:
+                dns.append(value.lower())
+            continue
+        if ip not in ips:
+            ips.append(ip)
+    return dns, ips
+
+
+def serving_sans(
+    dns_names: Iterable[str], ip_addresses: Iterable[str]
+) -> tuple[list[str], list[IPAddress]]:
+    """The serving certificate's SANs: the fixed defaults plus the given names and IPs."""
+    defaults = [
+        socket.gethostname(),
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
+    ]
+    dns = list(dict.fromkeys(d.lower() for d in [*defaults, *dns_names] if d))
+    ips = list(
+        dict.fromkeys(ipaddress.ip_address(ip) for ip in ["127.0.0.1", "::1", *ip_addresses])
+    )
+    return dns, ips
+
+
+@dataclass
+class PKI:
+    """Paths of the server's certificates and keys, plus the operations that use them."""
+
+    tls_dir: Path
+    server_ca_cert: Path
+    server_ca_key: Path
+    client_ca_cert: Path
+    client_ca_key: Path
+    serving_cert: Path
+    serving_key: Path
+    admin_cert: Path
+    admin_key: Path
+    clock: Clock = field(default=_utcnow, repr=False, compare=False)
+
+    @classmethod
+    def at(cls, tls_dir: Path, *, clock: Clock | None = None) -> PKI:
+        """The PKI layout in ``tls_dir`` (no files are read or created)."""
+        return cls(
+            tls_dir=tls_dir,
+            server_ca_cert=tls_dir / "server-ca.crt",
+            server_ca_key=tls_dir / "server-ca.key",
+            client_ca_cert=tls_dir / "client-ca.crt",
+            client_ca_key=tls_dir / "client-ca.key",
+            serving_cert=tls_dir / "serving-kube-apiserver.crt",
+            serving_key=tls_dir / "serving-kube-apiserver.key",
+            admin_cert=tls_dir / "client-admin.crt",
+            admin_key=tls_dir / "client-admin.key",
+            clock=clock or _utcnow,
+        )
+
+    def server_ssl_context(self) -> ssl.SSLContext:
+        """TLS server context for the API port.
+
+        Serves the serving certificate, asks for (but does not require) a client certificate
+        and verifies any presented one against the client CA, so anonymous requests still
+        reach the handlers (which answer 401 where authentication is needed). TLS 1.2+, ALPN
+        ``http/1.1``. Files are read now: build a new context after certificates rotate.
+        """
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.serving_cert, self.serving_key)
+        ctx.load_verify_locations(cafile=self.client_ca_cert)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def ca_bundle_pem(self) -> bytes:
+        """The CA bundle clients use to verify this server: ``server-ca.crt``, byte for byte.
+
+        This is what ``/cacerts`` serves and what the join token pins (``K10`` + sha256 hex of
+        these bytes). It holds only the server CA, as in k3s: it is all a client needs to
+        trust the API server. The client CA is not included; whoever must verify client
+        certificates (e.g. an agent's streaming endpoint) needs ``client_ca_cert`` separately.
+        """
+        return self.server_ca_cert.read_bytes()
+
+    def issue_client_cert(
+        self,
+        common_name: str,
+        organizations: Sequence[str],
+        public_key: PublicKey,
+        *,
+        days: int = LEAF_DAYS,
+    ) -> bytes:
+        """PEM client certificate (clientAuth) for ``public_key``, signed by the client CA.
+
+        The API server maps CN to the user name and each O to a group.
+        """
+        return self._issue(
+            self.client_ca_cert,
+            self.client_ca_key,
+            common_name=common_name,
+            organizations=organizations,
+            public_key=public_key,
+            usage=certs.CLIENT_AUTH,
+            days=days,
+        )
+
+    def issue_serving_cert(
+        self,
+        common_name: str,
+        public_key: PublicKey,
+        *,
+        dns_names: Sequence[str],
+        ip_addresses: Sequence[str],
+        days: int = LEAF_DAYS,
+    ) -> bytes:
+        """PEM serving certificate (serverAuth) for ``public_key``, signed by the server CA.
+
+        For TLS endpoints other than the API port that clients verify with the server CA
+        (e.g. an agent's streaming endpoint).
+        """
+        return self._issue(
+            self.server_ca_cert,
+            self.server_ca_key,
+            common_name=common_name,
+            organizations=(),
+            public_key=public_key,
+            usage=certs.SERVER_AUTH,
+            dns_names=dns_names,
+            ip_addresses=[ipaddress.ip_address(ip) for ip in ip_addresses],
+            days=days,
+        )
+
+    def _issue(
+        self,
+        ca_cert_path: Path,
+        ca_key_path: Path,
+        *,
+        common_name: str,
+        organizations: Sequence[str],
+        public_key: PublicKey,
+        usage: x509.ObjectIdentifier,
+        dns_names: Sequence[str] = (),
+        ip_addresses: Sequence[IPAddress] = (),
+        days: int,
+    ) -> bytes:
+        ca_cert = certs.load_cert(ca_cert_path)
+        ca_key = certs.load_key(ca_key_path)
+        if ca_cert is None or ca_key is None:
+            raise FileNotFoundError(f"CA {ca_cert_path} / {ca_key_path} missing or unreadable")
+        cert = certs.sign_leaf(
+            ca_cert,
+            ca_key,
+            common_name=common_name,
+            organizations=organizations,
+            public_key=public_key,
+            usage=usage,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            now=self.clock(),
+            days=days,
+        )
+        return certs.cert_to_pem(cert)
+
+
+def _ensure_ca(
+    cert_path: Path, key_path: Path, prefix: str, now: datetime
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """Load the CA (cert, key), or create it when missing, corrupt, mismatched or expired."""
+    cert = certs.load_cert(cert_path)
+    key = certs.load_key(key_path)
+    if (
+        cert is not None
+        and key is not None
+        and certs.key_matches(cert, key)
+        and certs.issued_by(cert, cert)
+        and now < cert.not_valid_after_utc
+    ):
+        return cert, key
+    if cert_path.exists() or key_path.exists():
+        log.warning("pki: CA %s unusable, generating a new one", cert_path.name)
+    key = certs.new_key()
+    cert = certs.create_ca(f"{prefix}@{int(now.timestamp())}", key, now=now, days=CA_DAYS)
+    atomic_write(key_path, certs.key_to_pem(key), mode=0o600)
+    atomic_write(cert_path, certs.cert_to_pem(cert), mode=0o644)
+    log.info("pki: generated CA %s", cert_path.name)
+    return cert, key
+
+
+def _ensure_leaf(
+    cert_path: Path,
+    key_path: Path,
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    *,
+    now: datetime,
+    common_name: str,
+    organizations: Sequence[str] = (),
+    usage: x509.ObjectIdentifier,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[IPAddress] = (),
+) -> None:
+    """Keep the leaf certificate if still good for this CA and request, else reissue it.
+
+    "Good" means: cert and key load and match, the CA signed it, its EKU is ``usage``, it
+    covers the requested SANs, and it is valid for more than :data:`RENEW_BEFORE`. A loadable
+    key is kept on reissue (the key is written before the cert, so a crash between the two
+    leaves a key that simply gets a new cert next time).
+    """
+    ca_cert, ca_key = ca
+    cert = certs.load_cert(cert_path)
+    key = certs.load_key(key_path)
+    if (
+        cert is not None
+        and key is not None
+        and certs.key_matches(cert, key)
+        and certs.issued_by(cert, ca_cert)
+        and certs.has_usage(cert, usage)
+        and certs.sans_cover(cert, dns_names, ip_addresses)
+        and cert.not_valid_after_utc - now > RENEW_BEFORE
+    ):
+        return
+    if key is None:
+        key = certs.new_key()
+        atomic_write(key_path, certs.key_to_pem(key), mode=0o600)
+    cert = certs.sign_leaf(
+        ca_cert,
+        ca_key,
+        common_name=common_name,
+        organizations=organizations,
+        public_key=key.public_key(),
+        usage=usage,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        now=now,
+        days=LEAF_DAYS,
+    )
+    atomic_write(cert_path, certs.cert_to_pem(cert), mode=0o644)
+    log.info("pki: issued %s", cert_path.name)
+
+
+def ensure_pki(
+    tls_dir: Path,
+    *,
+    dns_names: list[str],
+    ip_addresses: list[str],
+    clock: Clock | None = None,
+) -> PKI:
+    """Create the server PKI in ``tls_dir`` on first start; reuse and renew it afterwards.
+
+    CAs are valid 10 years, leaf certificates 1 year, all keys EC P-256. A CA is only
+    replaced when unusable (missing, corrupt, expired). The serving certificate is reissued
+    when its SANs do not cover the defaults (hostname, localhost, kubernetes.default.svc...,
+    127.0.0.1, ::1) plus ``dns_names``/``ip_addresses``, or when it expires within 90 days;
+    the admin certificate when it expires within 90 days. Leaves are also reissued when
+    their CA changed. Keys are mode 0600, ``tls_dir`` 0700, every write is atomic.
+    ``clock`` returns the current time (timezone-aware).
+    """
+    pki = PKI.at(tls_dir, clock=clock)
+    now = pki.clock()
+    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(tls_dir, 0o700)
+    server_ca = _ensure_ca(pki.server_ca_cert, pki.server_ca_key, "edgek-server-ca", now)
+    client_ca = _ensure_ca(pki.client_ca_cert, pki.client_ca_key, "edgek-client-ca", now)
+    dns, ips = serving_sans(dns_names, ip_addresses)
+    _ensure_leaf(
+        pki.serving_cert,
+        pki.serving_key,
+        server_ca,
+        now=now,
+        common_name="kube-apiserver",
+        usage=certs.SERVER_AUTH,
+        dns_names=dns,
+        ip_addresses=ips,
+    )
+    _ensure_leaf(
+        pki.admin_cert,
+        pki.admin_key,
+        client_ca,
+        now=now,
+        common_name=ADMIN_USER,
+        organizations=[ADMIN_GROUP],
+        usage=certs.CLIENT_AUTH,
+    )
+    return pki
+
+
+def peer_identity(
+    ssl_object: ssl.SSLObject | ssl.SSLSocket | None,
+) -> tuple[str, list[str]] | None:
+    """(user, groups) from the peer's verified client certificate: CN and the O values.
+
+    None when there is no TLS, no certificate, or an unverified one (``getpeercert()`` only
+    returns a populated dict for a certificate that passed verification), and when the CN
+    is empty (Kubernetes does not authenticate such certificates). With several CNs the last
+    one wins, as in Go's name parsing.
+    """
+    if ssl_object is None:
+        return None
+    peer = ssl_object.getpeercert()
+    if not peer:
+        return None
+    user = ""
+    groups: list[str] = []
+    subject = cast(tuple[tuple[tuple[str, str], ...], ...], peer.get("subject", ()))
+    for rdn in subject:
+        for attr, value in rdn:
+            if attr == "commonName":
+                user = value
+            elif attr == "organizationName":
+                groups.append(value)
+    return (user, groups) if user else None

@@ -1,0 +1,482 @@
+"""The generic registry: every API write and read of objects goes through here.
+
+Maps kinds and names to datastore keys, injects ``resourceVersion`` on read, runs defaults,
+validation and the kind's strategy on write, and turns datastore errors into metav1.Status
+errors. Controllers use this same path (there is no second way to mutate objects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import datastore
+from edgek import objects, status
+from edgek.defaults import apply_defaults
+from edgek.kinds import Kind
+from edgek.patch.apply import record_update
+from edgek.selectors import FieldSelector, LabelSelector, selectable_fields
+from edgek.status import ApiError
+from edgek.timefmt import format_time
+from edgek.validation import validate
+from server.registry import strategy
+
+#: How often a read-modify-write (patch, apply) retries on a concurrent change.
+_UPDATE_RETRIES = 5
+
+Mutation = Callable[[dict[str, Any] | None], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass
+class WriteOptions:
+    """Options shared by create, update, patch and delete requests."""
+
+    dry_run: bool = False
+    field_manager: str = ""
+    subresource: str = ""
+
+
+@dataclass
+class DeleteOptions:
+    """metav1.DeleteOptions as the registry uses them."""
+
+    dry_run: bool = False
+    grace_period_seconds: int | None = None
+    propagation_policy: str = ""
+    precondition_uid: str = ""
+    precondition_rv: str = ""
+
+
+@dataclass
+class ListResult:
+    items: list[dict[str, Any]]
+    resource_version: str
+    continue_token: str = ""
+
+
+@dataclass
+class ListOptions:
+    label_selector: LabelSelector | None = None
+    field_selector: FieldSelector | None = None
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+
+
+def key_prefix(kind: Kind, namespace: str = "") -> str:
+    """Datastore key prefix of a kind, or of a kind within one namespace."""
+    base = f"/registry/{kind.group or 'core'}/{kind.resource}/"
+    return f"{base}{namespace}/" if namespace and kind.namespaced else base
+
+
+def object_key(kind: Kind, namespace: str, name: str) -> str:
+    return key_prefix(kind, namespace) + name
+
+
+def decode(kv: datastore.KeyValue) -> dict[str, Any]:
+    """A stored object with its resourceVersion."""
+    obj: dict[str, Any] = json.loads(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    md = obj.get("metadata", {})
+    rv = md.pop("resourceVersion", None)
+    try:
+        return json.dumps(obj, separators=(",", ":")).encode()
+    finally:
+        if rv is not None:
+            md["resourceVersion"] = rv
+
+
+def matches(kind: Kind, obj: dict[str, Any], opts: ListOptions) -> bool:
+    """Whether an object passes the label and field selectors of a list or watch."""
+    if opts.label_selector is not None and not opts.label_selector.matches(
+        obj.get("metadata", {}).get("labels")
+    ):
+        return False
+    return opts.field_selector is None or opts.field_selector.matches(
+        selectable_fields(kind.group, kind.resource, obj)
+    )
+
+
+def _encode_continue(revision: int, last_key: str) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": last_key}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded))
+        return int(data["rv"]), str(data["start"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise status.bad_request("continue key is not valid: " + str(e)) from e
+
+
+def _parse_rv(value: str, what: str = "resourceVersion") -> int:
+    try:
+        rv = int(value)
+        if rv < 0:
+            raise ValueError(value)
+        return rv
+    except ValueError as e:
+        raise status.bad_request(f"invalid {what}: {value!r}") from e
+
+
+class ObjectStore:
+    """Kind-aware object storage over the datastore."""
+
+    def __init__(
+        self,
+        store: datastore.Store,
+        *,
+        clock: Callable[[], datetime] = objects.now,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        #: Called after every committed write: (kind, object after, deleted).
+        self.after_write: list[Callable[[Kind, dict[str, Any], bool], Awaitable[None]]] = []
+
+    # -- reads -----------------------------------------------------------------
+
+    async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        kv = await self.store.get(object_key(kind, namespace, name))
+        if kv is None:
+            raise status.not_found(kind.group_resource, name)
+        return decode(kv)
+
+    async def try_get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        kv = await self.store.get(object_key(kind, namespace, name))
+        return None if kv is None else decode(kv)
+
+    async def list(self, kind: Kind, namespace: str, opts: ListOptions) -> ListResult:
+        """A (possibly chunked) list honouring selectors, limit, continue and resourceVersion."""
+        prefix = key_prefix(kind, namespace)
+        revision, start = 0, ""
+        if opts.continue_token:
+            revision, start = _decode_continue(opts.continue_token)
+        elif opts.resource_version and opts.resource_version_match == "Exact":
+            revision = _parse_rv(opts.resource_version)
+        elif opts.resource_version not in ("", "0"):
+            wanted = _parse_rv(opts.resource_version)
+            if wanted > self.store.revision:
+                raise ApiError(
+                    504,
+                    "Timeout",
+                    f"Too large resource version: {wanted}, current: {self.store.revision}",
+                )
+        items: list[dict[str, Any]] = []
+        chunk = max(opts.limit, 100) if opts.limit else 0
+        try:
+            while True:
+                kvs, read_rev, more = await self.store.list(
+                    prefix, start_after=start, limit=chunk, revision=revision
+                )
+                revision = read_rev
+                for i, kv in enumerate(kvs):
+                    obj = decode(kv)
+                    if not matches(kind, obj, opts):
+                        continue
+                    items.append(obj)
+                    if opts.limit and len(items) == opts.limit:
+                        rest = more or i < len(kvs) - 1
+                        token = _encode_continue(revision, kv.key) if rest else ""
+                        return ListResult(items, str(revision), token)
+                if not more or not kvs:
+                    break
+                start = kvs[-1].key
+        except datastore.CompactedError as e:
+            if opts.continue_token:
+                raise status.expired(
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter."
+                ) from e
+            raise status.expired(
+                f"The resourceVersion for the provided list is too old: {revision} is older "
+                f"than the compacted revision {e.compact_revision}"
+            ) from e
+        return ListResult(items, str(revision))
+
+    # -- writes ----------------------------------------------------------------
+
+    async def create(
+        self, kind: Kind, namespace: str, obj: dict[str, Any], opts: WriteOptions
+    ) -> dict[str, Any]:
+        """Create an object (metadata, defaults, validation, managedFields)."""
+        md = objects.meta(obj)
+        if not md.get("name") and md.get("generateName"):
+            md["name"] = objects.generate_name(md["generateName"])
+        if kind.namespaced:
+            md["namespace"] = namespace
+        else:
+            md.pop("namespace", None)
+        for server_owned in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            md.pop(server_owned, None)
+        md["uid"] = objects.new_uid()
+        now = self.clock()
+        md["creationTimestamp"] = format_time(now)
+        strategy.prepare_for_create(kind, obj)
+        if not kind.custom:
+            apply_defaults(kind.group, kind.resource, obj)
+        self._validate(kind, obj, None)
+        if opts.field_manager:
+            record_update(
+                None,
+                obj,
+                manager=opts.field_manager,
+                type_name=kind.type_name,
+                api_version=kind.api_version,
+                now=format_time(now),
+            )
+        if opts.dry_run:
+            if await self.store.get(object_key(kind, namespace, md["name"])) is not None:
+                raise status.already_exists(kind.group_resource, md["name"])
+            return obj
+        try:
+            kv = await self.store.create(object_key(kind, namespace, md["name"]), encode(obj))
+        except datastore.KeyExistsError as e:
+            raise status.already_exists(kind.group_resource, md["name"]) from e
+        md["resourceVersion"] = str(kv.mod_revision)
+        await self._notify(kind, obj, False)
+        return obj
+
+    async def update(
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        obj: dict[str, Any],
+        opts: WriteOptions,
+        *,
+        allow_create: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Replace an object (PUT). Returns (object, created). A resourceVersion in the body is a
+        precondition; an update that changes nothing is not written."""
+        md = objects.meta(obj)
+        old = await self.try_get(kind, namespace, name)
+        if old is None:
+            if allow_create and not opts.subresource:
+                return await self.create(kind, namespace, obj, opts), True
+            raise status.not_found(kind.group_resource, name)
+        wanted_rv = md.get("resourceVersion")
+        if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
+            raise status.conflict(kind.group_resource, name)
+        return await self._write_update(kind, namespace, old, obj, opts), False
+
+    async def modify(
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        mutate: Mutation,
+        opts: WriteOptions,
+    ) -> tuple[dict[str, Any], bool]:
+        """Read-modify-write with retries on concurrent change (patch, apply, scale).
+
+        ``mutate`` gets a deep copy of the current object (or None when it does not exist)
+        and returns the desired object, or None to leave it unchanged. Returns (object,
+        created)."""
+        for _attempt in range(_UPDATE_RETRIES):
+            old = await self.try_get(kind, namespace, name)
+            desired = await mutate(copy.deepcopy(old) if old is not None else None)
+            if old is None:
+                if desired is None:
+                    raise status.not_found(kind.group_resource, name)
+                return await self.create(kind, namespace, desired, opts), True
+            if desired is None:
+                return old, False
+            wanted_rv = objects.meta(desired).get("resourceVersion")
+            if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
+                raise status.conflict(kind.group_resource, name)
+            try:
+                return await self._write_update(kind, namespace, old, desired, opts), False
+            except _Retry:
+                continue
+        raise status.conflict(kind.group_resource, name)
+
+    async def _write_update(
+        self,
+        kind: Kind,
+        namespace: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        opts: WriteOptions,
+    ) -> dict[str, Any]:
+        md, old_md = objects.meta(new), old["metadata"]
+        name = old_md["name"]
+        if md.get("name", name) != name:
+            raise status.bad_request(
+                f"the name of the object ({md.get('name')}) does not match the name on the URL ({name})"
+            )
+        for immutable in ("name", "namespace", "uid", "creationTimestamp"):
+            if immutable in old_md:
+                md[immutable] = old_md[immutable]
+        strategy.prepare_for_update(kind, new, old, opts.subresource)
+        md = new["metadata"]
+        if not kind.custom and opts.subresource != "status":
+            apply_defaults(kind.group, kind.resource, new)
+        self._validate(kind, new, old)
+        now = self.clock()
+        if opts.field_manager:
+            record_update(
+                old,
+                new,
+                manager=opts.field_manager,
+                type_name=kind.type_name,
+                api_version=kind.api_version,
+                now=format_time(now),
+                subresource=opts.subresource,
+            )
+        md["resourceVersion"] = old_md["resourceVersion"]
+        if new == old:
+            return new
+        if opts.dry_run:
+            return new
+        if (
+            md.get("deletionTimestamp")
+            and not blocking_finalizers(kind, new)
+            and not md.get("deletionGracePeriodSeconds")
+        ):
+            await self._delete_now(kind, namespace, name, int(old_md["resourceVersion"]))
+            return new
+        try:
+            kv = await self.store.update(
+                object_key(kind, namespace, name),
+                encode(new),
+                expected_revision=int(old_md["resourceVersion"]),
+            )
+        except datastore.ConflictError as e:
+            raise _Retry() from e
+        except datastore.NotFoundError as e:
+            raise status.not_found(kind.group_resource, name) from e
+        md["resourceVersion"] = str(kv.mod_revision)
+        await self._notify(kind, new, False)
+        return new
+
+    async def delete(
+        self, kind: Kind, namespace: str, name: str, opts: DeleteOptions
+    ) -> tuple[dict[str, Any], bool]:
+        """Delete an object. Returns (object, deleted_now): objects with finalizers, or pods
+        on a node with a grace period, get a deletionTimestamp and stay until released."""
+        for _attempt in range(_UPDATE_RETRIES):
+            obj = await self.get(kind, namespace, name)
+            md = obj["metadata"]
+            if opts.precondition_uid and opts.precondition_uid != md.get("uid"):
+                raise status.conflict(
+                    kind.group_resource,
+                    name,
+                    f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
+                    f"UID in object meta: {md.get('uid')}",
+                )
+            if opts.precondition_rv and opts.precondition_rv != md.get("resourceVersion"):
+                raise status.conflict(
+                    kind.group_resource,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: "
+                    f"{opts.precondition_rv}, ResourceVersion in object meta: "
+                    f"{md.get('resourceVersion')}",
+                )
+            grace = _grace_period(kind, obj, opts)
+            pending = blocking_finalizers(kind, obj)
+            if md.get("deletionTimestamp"):
+                if pending or grace:
+                    return obj, False
+            elif pending or grace:
+                if opts.dry_run:
+                    return obj, False
+                new = copy.deepcopy(obj)
+                new_md = new["metadata"]
+                new_md["deletionTimestamp"] = format_time(
+                    self.clock() + timedelta(seconds=grace or 0)
+                )
+                new_md["deletionGracePeriodSeconds"] = grace or 0
+                if (kind.group, kind.resource) == ("", "namespaces"):
+                    new.setdefault("status", {})["phase"] = "Terminating"
+                try:
+                    kv = await self.store.update(
+                        object_key(kind, namespace, name),
+                        encode(new),
+                        expected_revision=int(md["resourceVersion"]),
+                    )
+                except datastore.ConflictError:
+                    continue
+                new_md["resourceVersion"] = str(kv.mod_revision)
+                await self._notify(kind, new, False)
+                return new, False
+            if opts.dry_run:
+                return obj, True
+            try:
+                await self._delete_now(kind, namespace, name, int(md["resourceVersion"]))
+            except _Retry:
+                continue
+            return obj, True
+        raise status.conflict(kind.group_resource, name)
+
+    async def _delete_now(self, kind: Kind, namespace: str, name: str, revision: int) -> None:
+        try:
+            kv = await self.store.delete(
+                object_key(kind, namespace, name), expected_revision=revision
+            )
+        except datastore.ConflictError as e:
+            raise _Retry() from e
+        except datastore.NotFoundError as e:
+            raise status.not_found(kind.group_resource, name) from e
+        gone = decode(kv)
+        await self._notify(kind, gone, True)
+
+    async def _notify(self, kind: Kind, obj: dict[str, Any], deleted: bool) -> None:
+        for hook in self.after_write:
+            await hook(kind, obj, deleted)
+
+    def _validate(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if kind.custom:
+            return
+        causes = validate(
+            kind.group, kind.resource, kind.kind, obj, old, namespaced=kind.namespaced
+        )
+        if causes:
+            raise status.invalid(kind.kind, kind.group, obj["metadata"].get("name", ""), causes)
+
+
+def blocking_finalizers(kind: Kind, obj: dict[str, Any]) -> list[str]:
+    """Finalizers that keep a deleted object around (namespaces also have spec.finalizers)."""
+    pending = list(obj["metadata"].get("finalizers") or [])
+    if (kind.group, kind.resource) == ("", "namespaces"):
+        pending += (obj.get("spec") or {}).get("finalizers") or []
+    return pending
+
+
+class _Retry(Exception):
+    """A guarded write lost a race; the caller re-reads and tries again."""
+
+
+def _grace_period(kind: Kind, obj: dict[str, Any], opts: DeleteOptions) -> int:
+    """Graceful deletion applies to pods already bound to a node (the agent finishes it)."""
+    if (kind.group, kind.resource) != ("", "pods"):
+        return 0
+    spec = obj.get("spec") or {}
+    if not spec.get("nodeName") or obj.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+        return 0
+    if opts.grace_period_seconds is not None:
+        return max(opts.grace_period_seconds, 0)
+    return int(spec.get("terminationGracePeriodSeconds", 30))
+
+
+async def gather_limited(coros: list[Awaitable[Any]], limit: int = 16) -> list[Any]:
+    """Run awaitables with bounded concurrency (used by deletecollection)."""
+    sem = asyncio.Semaphore(limit)
+
+    async def run(c: Awaitable[Any]) -> Any:
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(run(c) for c in coros))

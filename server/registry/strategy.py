@@ -1,0 +1,140 @@
+"""Per-kind write strategy: what a create or update may change, and what the server sets.
+
+Mirrors upstream registry strategies: status is reset on create and preserved on main
+resource updates for kinds with a status subresource, status writes change only status,
+and ``metadata.generation`` counts spec changes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from edgek.kinds import Kind
+
+#: Kinds whose status the client may set on create (agents register nodes with status).
+_KEEP_STATUS_ON_CREATE = frozenset(
+    {("", "nodes"), ("certificates.k8s.io", "certificatesigningrequests")}
+)
+
+#: Built-in kinds whose spec changes bump ``metadata.generation`` (as upstream strategies do).
+_GENERATION_KINDS = frozenset(
+    {
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
+        ("policy", "poddisruptionbudgets"),
+        ("networking.k8s.io", "networkpolicies"),
+        ("networking.k8s.io", "ingresses"),
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+    }
+)
+
+#: The spec finalizer every namespace gets; only the finalize subresource removes it.
+NAMESPACE_FINALIZER = "kubernetes"
+
+
+def tracks_generation(kind: Kind) -> bool:
+    """Whether spec changes bump ``metadata.generation`` for this kind."""
+    return kind.custom or (kind.group, kind.resource) in _GENERATION_KINDS
+
+
+def spec_of(kind: Kind, obj: dict[str, Any]) -> Any:
+    """The part of an object whose change bumps the generation."""
+    if kind.custom:
+        return {
+            k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")
+        }
+    return obj.get("spec")
+
+
+def prepare_for_create(kind: Kind, obj: dict[str, Any]) -> None:
+    """Server-owned state on create: generation 1, a fresh status where the kind has one."""
+    md = obj["metadata"]
+    if tracks_generation(kind):
+        md["generation"] = 1
+    else:
+        md.pop("generation", None)
+    if kind.has_status and (kind.group, kind.resource) not in _KEEP_STATUS_ON_CREATE:
+        obj.pop("status", None)
+        initial = _initial_status(kind, obj)
+        if initial is not None:
+            obj["status"] = initial
+    if (kind.group, kind.resource) == ("", "namespaces"):
+        spec = obj.setdefault("spec", {})
+        finalizers = spec.setdefault("finalizers", [])
+        if NAMESPACE_FINALIZER not in finalizers:
+            finalizers.append(NAMESPACE_FINALIZER)
+
+
+def prepare_for_update(
+    kind: Kind, new: dict[str, Any], old: dict[str, Any], subresource: str
+) -> None:
+    """Keep what this write may not change and bump the generation on spec changes."""
+    if subresource == "status":
+        status = new.get("status")
+        new.clear()
+        new.update(copy.deepcopy(old))
+        if status is None:
+            new.pop("status", None)
+        else:
+            new["status"] = status
+        return
+    if kind.has_status:
+        if "status" in old:
+            new["status"] = copy.deepcopy(old["status"])
+        else:
+            new.pop("status", None)
+    if (kind.group, kind.resource) == ("", "namespaces") and subresource != "finalize":
+        new.setdefault("spec", {})["finalizers"] = list(
+            (old.get("spec") or {}).get("finalizers") or []
+        )
+    md, old_md = new["metadata"], old["metadata"]
+    if tracks_generation(kind):
+        generation = old_md.get("generation", 1)
+        if spec_of(kind, new) != spec_of(kind, old):
+            generation += 1
+        md["generation"] = generation
+    else:
+        md.pop("generation", None)
+    if old_md.get("deletionTimestamp"):
+        md["deletionTimestamp"] = old_md["deletionTimestamp"]
+        if "deletionGracePeriodSeconds" in old_md:
+            md["deletionGracePeriodSeconds"] = old_md["deletionGracePeriodSeconds"]
+    else:
+        md.pop("deletionTimestamp", None)
+        md.pop("deletionGracePeriodSeconds", None)
+
+
+def _initial_status(kind: Kind, obj: dict[str, Any]) -> dict[str, Any] | None:
+    key = (kind.group, kind.resource)
+    if key == ("", "pods"):
+        return {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+    if key in (("", "persistentvolumeclaims"), ("", "persistentvolumes")):
+        return {"phase": "Pending"}
+    if key == ("", "services"):
+        return {"loadBalancer": {}}
+    if kind.custom:
+        return None
+    return {}
+
+
+def qos_class(spec: dict[str, Any]) -> str:
+    """The pod QoS class from its containers' requests and limits."""
+    containers = list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
+    requests_any = limits_any = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        requests_any |= bool(req)
+        limits_any |= bool(lim)
+        for name in ("cpu", "memory"):
+            if name not in lim or req.get(name, lim[name]) != lim[name]:
+                guaranteed = False
+    if not requests_any and not limits_any:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
