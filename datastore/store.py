@@ -15,6 +15,7 @@ Keys whose TTL has passed stay readable until the expiry pass deletes them.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import builtins
 import heapq
 import logging
@@ -151,7 +152,7 @@ class Store:
         clock: Callable[[], float],
         revision: int,
         compact_revision: int,
-        index: dict[str, tuple[int, int]],
+        index: dict[str, KeyValue],
         expiries: list[tuple[float, str, int]],
     ) -> None:
         self._engine = engine
@@ -160,8 +161,10 @@ class Store:
         self._clock = clock
         self._revision = revision
         self._compact_revision = compact_revision
-        # key -> (mod_revision, create_revision) of every live key.
+        # key -> latest KeyValue of every live key (reads at the latest revision never touch
+        # the database), and the live keys in order for prefix ranges.
         self._index = index
+        self._keys = sorted(index)
         # Heap of (expires_at, key, mod_revision); entries of superseded versions are skipped.
         self._expiries = expiries
         heapq.heapify(self._expiries)
@@ -193,7 +196,7 @@ class Store:
             await engine.dispose()
             schema.remove_temp_dir(temp_dir)
             raise
-        index = {row.name: (row.id, row.create_revision) for row in live}
+        index = {row.name: _to_kv(row) for row in live}
         expiries = [(row.expires_at, row.name, row.id) for row in live if row.expires_at]
         # Compaction may have removed the newest rows (tombstones): never go back below it.
         revision = max(int(max_id or 0), compact_revision)
@@ -250,6 +253,8 @@ class Store:
 
     async def get(self, key: str, revision: int = 0) -> KeyValue | None:
         """The live version of ``key`` at ``revision`` (0 = latest), or None."""
+        if revision == 0 or revision == self._revision:
+            return self._index.get(key)
         at = self._read_revision(revision)
         stmt = (
             sa.select(kv_table)
@@ -270,6 +275,8 @@ class Store:
         At most ``limit`` items (0 = all), read at ``revision`` (0 = latest). Returns the items,
         the revision they were read at, and whether more keys remain after the last item.
         """
+        if revision == 0 or revision == self._revision:
+            return self._list_latest(prefix, start_after, limit)
         at = self._read_revision(revision)
         stmt = _live_at(_key_range(prefix, start_after), at).order_by(kv_table.c.name)
         if limit > 0:
@@ -280,12 +287,27 @@ class Store:
             rows = rows[:limit]
         return [_to_kv(row) for row in rows], at, more
 
+    def _key_span(self, prefix: str, start_after: str = "") -> tuple[int, int]:
+        """Index range in the sorted live keys of keys under ``prefix`` after ``start_after``."""
+        lo = bisect.bisect_left(self._keys, prefix)
+        if start_after >= prefix:
+            lo = max(lo, bisect.bisect_right(self._keys, start_after))
+        end = _prefix_end(prefix)
+        hi = len(self._keys) if end is None else bisect.bisect_left(self._keys, end)
+        return lo, hi
+
+    def _list_latest(
+        self, prefix: str, start_after: str, limit: int
+    ) -> tuple[list[KeyValue], int, bool]:
+        lo, hi = self._key_span(prefix, start_after)
+        stop = hi if limit <= 0 else min(hi, lo + limit)
+        items = [self._index[k] for k in self._keys[lo:stop]]
+        return items, self._revision, stop < hi
+
     async def count(self, prefix: str) -> int:
         """How many live keys start with ``prefix``."""
-        at = self._revision
-        live = _live_at(_key_range(prefix), at).subquery()
-        rows = await self._query(sa.select(sa.func.count()).select_from(live), at)
-        return int(rows[0][0])
+        lo, hi = self._key_span(prefix)
+        return hi - lo
 
     async def _read_history(
         self, prefix: str, after: int, upto: int, limit: int
@@ -380,8 +402,7 @@ class Store:
     async def _commit(self, writes: builtins.list[_Write]) -> None:
         try:
             async with self._wconn.begin():
-                values = await self._current_values(writes)
-                batch = self._plan(writes, values)
+                batch = self._plan(writes)
                 if batch.rows:
                     await self._wconn.execute(sa.insert(kv_table), batch.rows)
         except Exception as exc:
@@ -395,34 +416,22 @@ class Store:
         for write, result in zip(writes, batch.results, strict=True):
             _resolve(write.future, result)
 
-    async def _current_values(self, writes: builtins.list[_Write]) -> dict[int, bytes]:
-        """Values of the committed live versions that updates and deletes replace."""
-        ids = {self._index[w.key][0] for w in writes if w.op != "create" and w.key in self._index}
-        if not ids:
-            return {}
-        stmt = sa.select(kv_table.c.id, kv_table.c.value).where(kv_table.c.id.in_(ids))
-        return {row.id: row.value for row in await self._wconn.execute(stmt)}
-
-    def _plan(self, writes: builtins.list[_Write], values: dict[int, bytes]) -> _Batch:
+    def _plan(self, writes: builtins.list[_Write]) -> _Batch:
         """Check each write's guard in order and turn the accepted ones into rows and events."""
         batch = _Batch(revision=self._revision)
         for write in writes:
             try:
-                batch.results.append(self._plan_one(write, batch, values))
+                batch.results.append(self._plan_one(write, batch))
             except StoreError as exc:
                 batch.results.append(exc)
         return batch
 
-    def _current(self, key: str, batch: _Batch, values: dict[int, bytes]) -> KeyValue | None:
+    def _current(self, key: str, batch: _Batch) -> KeyValue | None:
         if key in batch.latest:
             return batch.latest[key]
-        entry = self._index.get(key)
-        if entry is None:
-            return None
-        mod_revision, create_revision = entry
-        return KeyValue(key, values[mod_revision], create_revision, mod_revision)
+        return self._index.get(key)
 
-    def _plan_one(self, write: _Write, batch: _Batch, values: dict[int, bytes]) -> KeyValue:
+    def _plan_one(self, write: _Write, batch: _Batch) -> KeyValue:
         key = write.key
         if write.op == "create":
             live = batch.latest[key] is not None if key in batch.latest else key in self._index
@@ -430,7 +439,7 @@ class Store:
                 raise KeyExistsError(key)
             current = None
         else:
-            current = self._current(key, batch, values)
+            current = self._current(key, batch)
             if current is None:
                 raise NotFoundError(key)
             if write.expected_revision and write.expected_revision != current.mod_revision:
@@ -469,9 +478,12 @@ class Store:
         self._revision = batch.revision
         for key, latest in batch.latest.items():
             if latest is None:
-                self._index.pop(key, None)
+                if self._index.pop(key, None) is not None:
+                    del self._keys[bisect.bisect_left(self._keys, key)]
             else:
-                self._index[key] = (latest.mod_revision, latest.create_revision)
+                if key not in self._index:
+                    bisect.insort(self._keys, key)
+                self._index[key] = latest
         for entry in batch.expiries:
             heapq.heappush(self._expiries, entry)
         for event in batch.events:
@@ -510,7 +522,8 @@ class Store:
         while self._expiries and self._expiries[0][0] <= now:
             entry = heapq.heappop(self._expiries)
             _, key, mod_revision = entry
-            if self._index.get(key, (0, 0))[0] == mod_revision:
+            live = self._index.get(key)
+            if live is not None and live.mod_revision == mod_revision:
                 due.append(entry)
         results = await asyncio.gather(
             *(self.delete(key, expected_revision=mod) for _, key, mod in due),

@@ -140,9 +140,11 @@ class ObjectStore:
         store: datastore.Store,
         *,
         clock: Callable[[], datetime] = objects.now,
+        event_ttl: int = 3600,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.event_ttl = event_ttl
         #: Called after every committed write: (kind, object after, deleted).
         self.after_write: list[Callable[[Kind, dict[str, Any], bool], Awaitable[None]]] = []
 
@@ -242,7 +244,9 @@ class ObjectStore:
                 raise status.already_exists(kind.group_resource, md["name"])
             return obj
         try:
-            kv = await self.store.create(object_key(kind, namespace, md["name"]), encode(obj))
+            kv = await self.store.create(
+                object_key(kind, namespace, md["name"]), encode(obj), ttl=self._ttl(kind)
+            )
         except datastore.KeyExistsError as e:
             raise status.already_exists(kind.group_resource, md["name"]) from e
         md["resourceVersion"] = str(kv.mod_revision)
@@ -353,6 +357,7 @@ class ObjectStore:
                 object_key(kind, namespace, name),
                 encode(new),
                 expected_revision=int(old_md["resourceVersion"]),
+                ttl=self._ttl(kind),
             )
         except datastore.ConflictError as e:
             raise _Retry() from e
@@ -406,6 +411,7 @@ class ObjectStore:
                         object_key(kind, namespace, name),
                         encode(new),
                         expected_revision=int(md["resourceVersion"]),
+                        ttl=self._ttl(kind),
                     )
                 except datastore.ConflictError:
                     continue
@@ -432,6 +438,10 @@ class ObjectStore:
             raise status.not_found(kind.group_resource, name) from e
         gone = decode(kv)
         await self._notify(kind, gone, True)
+
+    def _ttl(self, kind: Kind) -> int | None:
+        """Events expire (upstream --event-ttl, 1 h by default); nothing else does."""
+        return self.event_ttl if kind.resource == "events" else None
 
     async def _notify(self, kind: Kind, obj: dict[str, Any], deleted: bool) -> None:
         for hook in self.after_write:

@@ -106,9 +106,10 @@ def cm(name: str) -> dict:
 
 
 async def watch_latency(
-    session: aiohttp.ClientSession, base: str, watchers: int, creates: int
+    session: aiohttp.ClientSession, base: str, watchers: int, creates: int, ctx: ssl.SSLContext
 ) -> list[float]:
     """Create ConfigMaps while `watchers` watches run; delivery latency per event per watcher."""
+    watch_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=0))
     ns_url = f"{base}/api/v1/namespaces/wbench/configmaps"
     created_at: dict[str, float] = {}
     delays: list[float] = []
@@ -118,7 +119,9 @@ async def watch_latency(
     started = [0]
 
     async def watcher() -> None:
-        async with session.get(f"{ns_url}?watch=1&resourceVersion={rv}&timeoutSeconds=120") as r:
+        async with watch_session.get(
+            f"{ns_url}?watch=1&resourceVersion={rv}&timeoutSeconds=120"
+        ) as r:
             started[0] += 1
             if started[0] == watchers:
                 ready.set()
@@ -141,6 +144,7 @@ async def watch_latency(
             await r.read()
         await asyncio.sleep(0.005)
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    await watch_session.close()
     return delays
 
 
@@ -190,7 +194,7 @@ async def run(
         lt = await get_many(s, lurl, 20, 1, headers=table_accept)
         out["list1000_json_ms"] = statistics.median(lj) * 1000
         out["list1000_table_ms"] = statistics.median(lt) * 1000
-        delays = await watch_latency(s, base, args.watchers, args.watch_events)
+        delays = await watch_latency(s, base, args.watchers, args.watch_events, ctx)
         out["watch_p99_ms"] = pct(delays, 0.99) * 1000
         out["watch_p50_ms"] = pct(delays, 0.50) * 1000
         out["watch_events_delivered"] = len(delays)
