@@ -298,7 +298,7 @@ class Store:
 
     def _list_latest(
         self, prefix: str, start_after: str, limit: int
-    ) -> tuple[list[KeyValue], int, bool]:
+    ) -> tuple[builtins.list[KeyValue], int, bool]:
         lo, hi = self._key_span(prefix, start_after)
         stop = hi if limit <= 0 else min(hi, lo + limit)
         items = [self._index[k] for k in self._keys[lo:stop]]

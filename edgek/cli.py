@@ -117,6 +117,13 @@ def server(
     cluster_domain: Annotated[
         str | None, typer.Option(help="Cluster DNS domain (default cluster.local).")
     ] = None,
+    datastore_compact_interval: Annotated[
+        float | None, typer.Option(help="Seconds between datastore compactions (default 300).")
+    ] = None,
+    datastore_compact_retain: Annotated[
+        int | None,
+        typer.Option(help="Revisions the datastore keeps when compacting (default 1000)."),
+    ] = None,
     disable_agent: Annotated[
         bool | None,
         typer.Option("--disable-agent", help="Run the control plane without the embedded agent."),
@@ -136,6 +143,8 @@ def server(
         "cluster-cidr": cluster_cidr,
         "service-cidr": service_cidr,
         "cluster-domain": cluster_domain,
+        "datastore-compact-interval": datastore_compact_interval,
+        "datastore-compact-retain": datastore_compact_retain,
         "disable-agent": disable_agent,
     }
     try:

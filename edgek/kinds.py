@@ -122,7 +122,9 @@ def builtin_kinds() -> tuple[Kind, ...]:
     """The built-in kinds from the data file."""
     out = []
     for k in data()["kinds"]:
-        subs = [s for s in k.get("supportsSubresources", []) if s in ("status", "scale")]
+        subs = [
+            s for s in k.get("supportsSubresources", []) if s in ("status", "scale", "finalize")
+        ]
         out.append(
             Kind(
                 group=k["group"],

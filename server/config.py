@@ -20,8 +20,9 @@ class ServerConfig:
     service_cidr: str = "10.43.0.0/16"
     cluster_domain: str = "cluster.local"
     disable_agent: bool = False
-    compact_interval: float = 300.0
-    compact_keep_revisions: int = 1000
+    datastore_compact_interval: float = 300.0
+    datastore_compact_retain: int = 1000
+    watch_bookmark_interval: float = 60.0
 
     @property
     def server_dir(self) -> Path:

@@ -48,7 +48,8 @@ class Server:
         pki = await asyncio.to_thread(ensure_pki, cfg.tls_dir, dns_names=dns, ip_addresses=ips)
         self.store = store = await datastore.Store.open(cfg.datastore_url)
         store.start_background(
-            compact_interval=cfg.compact_interval, keep_revisions=cfg.compact_keep_revisions
+            compact_interval=cfg.datastore_compact_interval,
+            keep_revisions=cfg.datastore_compact_retain,
         )
         registry = Registry()
         openapi = OpenAPI(registry)
@@ -65,7 +66,7 @@ class Server:
         await self._namespaces.resume()
         address = cfg.advertise_address or "127.0.0.1"
         state = ApiServerState(
-            ResourceAPI(objs, crds),
+            ResourceAPI(objs, crds, bookmark_interval=cfg.watch_bookmark_interval),
             openapi,
             server_address=f"{address}:{cfg.https_listen_port}",
             ca_bundle=pki.ca_bundle_pem(),

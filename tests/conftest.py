@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -15,8 +16,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def ssl_context(kubeconfig: Path, tmp: Path) -> ssl.SSLContext:
+    """A client TLS context with the CA and client certificate of a kubeconfig (files for
+    the key material are written under ``tmp``)."""
+    cfg = yaml.safe_load(kubeconfig.read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    user = cfg["users"][0]["user"]
+    ca, cert, key = tmp / "ca.crt", tmp / "client.crt", tmp / "client.key"
+    ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+    key.write_bytes(base64.b64decode(user["client-key-data"]))
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
 
 
 def free_port() -> int:

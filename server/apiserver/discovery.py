@@ -9,7 +9,11 @@ from typing import Any
 from edgek import KUBERNETES_VERSION, __version__
 from edgek.kinds import Kind, Registry
 
-_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"]}
+_SUBRESOURCE_VERBS = {
+    "status": ["get", "patch", "update"],
+    "scale": ["get", "patch", "update"],
+    "finalize": ["update"],
+}
 
 
 def _group_order(group: str) -> tuple[int, str]:

@@ -495,7 +495,8 @@ def _resource_paths(kind: kinds.Kind, obj: str, lst: str) -> list[_PathItem]:
     if kind.namespaced and "list" in verbs:
         paths.append(_PathItem(f"{base}/{kind.resource}", (), (build(_COLLECTION_OPS[0], ""),)))
     for sub in kind.subresources:
-        ops = tuple(build(s, scope, sub) for s in _ITEM_OPS if s.verb in _SUBRESOURCE_VERBS)
+        allowed = {"update"} if sub == "finalize" else _SUBRESOURCE_VERBS
+        ops = tuple(build(s, scope, sub) for s in _ITEM_OPS if s.verb in allowed)
         paths.append(_PathItem(f"{item}/{sub}", item_params, ops))
     return [p for p in paths if p.ops]
 

@@ -50,6 +50,14 @@ def parse_resource_path(
         raise _not_found()
     name = rest[1] if len(rest) > 1 else ""
     sub = rest[2] if len(rest) > 2 else ""
+    if kind.namespaced and not namespace:
+        # across all namespaces a namespaced kind can only be listed or watched
+        if name:
+            raise _not_found()
+        if method not in ("GET", "POST"):
+            raise status.method_not_allowed(
+                f"{method} is not supported on {kind.resource} across all namespaces"
+            )
     if sub and sub not in kind.subresources:
         raise _not_found()
     if name == "" and method in ("PUT", "PATCH"):

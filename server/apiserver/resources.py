@@ -32,6 +32,16 @@ from server.registry.store import DeleteOptions, ListOptions, ObjectStore, Write
 
 #: Largest request body accepted (upstream: 3 MiB).
 MAX_BODY_BYTES = 3 * 1024 * 1024
+#: Where upstream's scheme of built-in types is declared (it names itself in decode errors).
+_LEGACY_SCHEME = "k8s.io/kubernetes/pkg/api/legacyscheme/scheme.go:30"
+#: The options kind whose fieldValidation a write method validates.
+_OPTIONS_KINDS = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+#: Go package of the internal type, where it is not the group's first label.
+_INTERNAL_PACKAGES = {
+    "": "core",
+    "events.k8s.io": "core",
+    "internal.apiserver.k8s.io": "apiserverinternal",
+}
 
 
 def _int_param(query: Any, name: str) -> int | None:
@@ -73,10 +83,12 @@ class ResourceAPI:
         crds: CustomResources,
         *,
         clock: Callable[[], datetime] = objects.now,
+        bookmark_interval: float = 60.0,
     ) -> None:
         self.objects = objects_
         self.crds = crds
         self.clock = clock
+        self.bookmark_interval = bookmark_interval
 
     async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         verb = info.verb
@@ -225,15 +237,20 @@ class ResourceAPI:
             timeout=float(timeout) if timeout else None,
             send_initial_events=send_initial,
         )
-        return await watch.serve(request, self.objects, wr, transform)
+        return await watch.serve(
+            request, self.objects, wr, transform, bookmark_interval=self.bookmark_interval
+        )
 
     # -- writes ------------------------------------------------------------------
 
-    async def _body(self, request: web.Request) -> Any:
+    async def _body(self, request: web.Request, kind: Kind, into: str) -> Any:
         raw = await request.read()
         if len(raw) > MAX_BODY_BYTES:
             raise status.too_large(f"Request entity too large: limit is {MAX_BODY_BYTES}")
-        return codec.decode_body(raw, request.headers.get("Content-Type"))
+        accepted = codec.CUSTOM_BODY_TYPES if kind.custom else codec.BODY_TYPES
+        return codec.decode_body(
+            raw, request.headers.get("Content-Type"), into=into, accepted=accepted
+        )
 
     def _check_object(
         self, kind: Kind, info: RequestInfo, obj: Any, *, expect_kind: str | None = None
@@ -243,9 +260,11 @@ class ResourceAPI:
         if not isinstance(obj, dict):
             raise status.bad_request("the body of the request must be a JSON object")
         want_kind = expect_kind or kind.kind
-        api_version = obj.setdefault("apiVersion", kind.api_version)
-        obj_kind = obj.setdefault("kind", want_kind)
-        if obj_kind != want_kind:
+        api_version = obj["apiVersion"] = obj.get("apiVersion") or kind.api_version
+        obj_kind = obj["kind"] = obj.get("kind") or want_kind
+        if expect_kind is None and not kind.custom:
+            self._check_builtin_kind(kind, api_version, obj_kind)
+        elif obj_kind != want_kind:
             raise status.bad_request(
                 f"the kind in the data ({obj_kind}) does not match the expected kind ({want_kind})"
             )
@@ -267,15 +286,46 @@ class ResourceAPI:
             )
         return obj
 
+    def _check_builtin_kind(self, kind: Kind, api_version: str, obj_kind: str) -> None:
+        """Upstream decodes a built-in body by its own apiVersion/kind, then converts it to the
+        URL's type: an unregistered kind, or another kind, fails that way (400)."""
+        if obj_kind == kind.kind and api_version == kind.api_version:
+            return
+        version = api_version.rpartition("/")[2]
+        prefix = f'{obj_kind} in version "{version}" cannot be handled as a {kind.kind}: '
+        data_kind = self.crds.registry.by_gvk(api_version, obj_kind)
+        if data_kind is None or data_kind.custom:
+            raise status.bad_request(
+                f'{prefix}no kind "{obj_kind}" is registered for version "{api_version}" in '
+                f'scheme "{_LEGACY_SCHEME}"'
+            )
+        if obj_kind != kind.kind:
+            internal = _INTERNAL_PACKAGES.get(kind.group, kind.group.split(".", 1)[0])
+            raise status.bad_request(
+                f"{prefix}converting ({version}.{obj_kind}) to ({internal}.{kind.kind}): "
+                "unknown conversion"
+            )
+
     def _field_validation(
         self, request: web.Request, kind: Kind, obj: dict[str, Any], warnings: list[str]
     ) -> None:
         """Apply the fieldValidation directive (Strict, Warn — the default — or Ignore) and
         drop unknown fields."""
-        mode = request.query.get("fieldValidation", "Warn")
+        mode = request.query.get("fieldValidation") or "Warn"
         if mode not in ("Strict", "Warn", "Ignore"):
-            raise status.bad_request(
-                f"fieldValidation must be one of Strict, Warn, Ignore; got {mode!r}"
+            options = _OPTIONS_KINDS.get(request.method, "CreateOptions")
+            raise status.invalid(
+                options,
+                "meta.k8s.io",
+                "",
+                [
+                    {
+                        "reason": "FieldValueNotSupported",
+                        "message": f'Unsupported value: "{mode}": supported values: '
+                        '"", "Ignore", "Strict", "Warn"',
+                        "field": "fieldValidation",
+                    }
+                ],
             )
         if kind.type_name is None:
             return
@@ -288,7 +338,14 @@ class ResourceAPI:
         unknown = unknown_fields(kind.type_name, obj, prune=mode != "Strict")
         messages = [f'unknown field "{p}"' for p in unknown]
         if mode == "Strict" and messages:
-            raise status.bad_request("strict decoding error: " + ", ".join(messages))
+            error = "strict decoding error: " + ", ".join(messages)
+            if request.method in ("POST", "PUT"):
+                # create and update fail while decoding the body, so upstream words it as such
+                error = (
+                    f'{kind.kind} in version "{kind.version}" cannot be handled as a '
+                    f"{kind.kind}: {error}"
+                )
+            raise status.bad_request(error)
         if mode == "Warn":
             warnings.extend(messages)
 
@@ -305,7 +362,7 @@ class ResourceAPI:
             raise status.method_not_allowed(
                 f"the namespace must be given to create {kind.resource}"
             )
-        obj = self._check_object(kind, info, await self._body(request))
+        obj = self._check_object(kind, info, await self._body(request, kind, kind.kind))
         warnings: list[str] = []
         self._field_validation(request, kind, obj, warnings)
         md = obj["metadata"]
@@ -345,9 +402,10 @@ class ResourceAPI:
 
     async def _update(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         kind = info.kind
-        body = await self._body(request)
+        is_scale = info.subresource == "scale"
+        body = await self._body(request, kind, "Scale" if is_scale else kind.kind)
         opts = self._write_options(request, info)
-        if info.subresource == "scale":
+        if is_scale:
             scale = self._check_object(kind, info, body, expect_kind="Scale")
             obj = await self._set_scale(info, scale, opts)
             return codec.respond(self._scale_of(kind, obj))
@@ -370,13 +428,11 @@ class ResourceAPI:
 
     async def _patch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         kind = info.kind
-        ptype = codec.PATCH_TYPES.get(codec.media_type(request.headers.get("Content-Type")))
-        if ptype is None or ptype == "apply-cbor":
-            raise status.unsupported_media_type(request.headers.get("Content-Type", ""))
-        if ptype == "strategic" and kind.custom:
-            raise status.unsupported_media_type(
-                "strategic merge patch is not supported for custom resources"
-            )
+        accepted = codec.CUSTOM_PATCH_TYPES if kind.custom else codec.BUILTIN_PATCH_TYPES
+        mt = codec.media_type(request.headers.get("Content-Type"))
+        if mt not in accepted:
+            raise codec.unsupported_media_type(accepted)
+        ptype = codec.PATCH_TYPES[mt]
         raw = await request.read()
         if len(raw) > MAX_BODY_BYTES:
             raise status.too_large(f"Request entity too large: limit is {MAX_BODY_BYTES}")

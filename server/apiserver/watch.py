@@ -67,18 +67,23 @@ def translate(
 ) -> tuple[str, dict[str, Any]] | None:
     """The watch event (type, object) a datastore event means for this watcher, or None."""
     if ev.type == "DELETE":
-        obj = decode(ev.kv)
+        obj = decode(kind, ev.kv)
         return ("DELETED", obj) if not filtered or matches(kind, obj, opts) else None
-    obj = decode(ev.kv)
+    obj = decode(kind, ev.kv)
     now_matches = not filtered or matches(kind, obj, opts)
     if ev.prev_kv is None:
         return ("ADDED", obj) if now_matches else None
     if not filtered:
         return ("MODIFIED", obj)
-    before = matches(kind, decode(ev.prev_kv), opts)
+    prev = decode(kind, ev.prev_kv)
+    before = matches(kind, prev, opts)
     if now_matches:
         return ("MODIFIED" if before else "ADDED", obj)
-    return ("DELETED", obj) if before else None
+    if not before:
+        return None
+    # leaving the selection: the last matching state, at this event's revision (upstream)
+    prev["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"]
+    return ("DELETED", prev)
 
 
 async def serve(

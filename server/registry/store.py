@@ -25,7 +25,7 @@ from edgek.selectors import FieldSelector, LabelSelector, selectable_fields
 from edgek.status import ApiError
 from edgek.timefmt import format_time
 from edgek.validation import validate
-from server.registry import strategy
+from server.registry import strategy, views
 
 #: How often a read-modify-write (patch, apply) retries on a concurrent change.
 _UPDATE_RETRIES = 5
@@ -72,7 +72,8 @@ class ListOptions:
 
 def key_prefix(kind: Kind, namespace: str = "") -> str:
     """Datastore key prefix of a kind, or of a kind within one namespace."""
-    base = f"/registry/{kind.group or 'core'}/{kind.resource}/"
+    group = views.storage_group(kind)
+    base = f"/registry/{group or 'core'}/{kind.resource}/"
     return f"{base}{namespace}/" if namespace and kind.namespaced else base
 
 
@@ -80,18 +81,20 @@ def object_key(kind: Kind, namespace: str, name: str) -> str:
     return key_prefix(kind, namespace) + name
 
 
-def decode(kv: datastore.KeyValue) -> dict[str, Any]:
-    """A stored object with its resourceVersion."""
-    obj: dict[str, Any] = json.loads(kv.value)
+def decode(kind: Kind, kv: datastore.KeyValue) -> dict[str, Any]:
+    """A stored object, as ``kind`` shows it, with its resourceVersion."""
+    obj: dict[str, Any] = views.from_storage(kind, json.loads(kv.value))
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
     return obj
 
 
-def encode(obj: dict[str, Any]) -> bytes:
-    md = obj.get("metadata", {})
+def encode(kind: Kind, obj: dict[str, Any]) -> bytes:
+    """The stored form of an object written through ``kind`` (without resourceVersion)."""
+    stored = views.to_storage(kind, obj)
+    md = stored.get("metadata", {})
     rv = md.pop("resourceVersion", None)
     try:
-        return json.dumps(obj, separators=(",", ":")).encode()
+        return json.dumps(stored, separators=(",", ":")).encode()
     finally:
         if rv is not None:
             md["resourceVersion"] = rv
@@ -119,7 +122,9 @@ def _decode_continue(token: str) -> tuple[int, str]:
         data = json.loads(base64.urlsafe_b64decode(padded))
         return int(data["rv"]), str(data["start"])
     except (ValueError, KeyError, TypeError) as e:
-        raise status.bad_request("continue key is not valid: " + str(e)) from e
+        raise status.bad_request(
+            "invalid continue token: continue key is not valid: " + str(e)
+        ) from e
 
 
 def _parse_rv(value: str, what: str = "resourceVersion") -> int:
@@ -154,28 +159,26 @@ class ObjectStore:
         kv = await self.store.get(object_key(kind, namespace, name))
         if kv is None:
             raise status.not_found(kind.group_resource, name)
-        return decode(kv)
+        return decode(kind, kv)
 
     async def try_get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         kv = await self.store.get(object_key(kind, namespace, name))
-        return None if kv is None else decode(kv)
+        return None if kv is None else decode(kind, kv)
 
     async def list(self, kind: Kind, namespace: str, opts: ListOptions) -> ListResult:
         """A (possibly chunked) list honouring selectors, limit, continue and resourceVersion."""
         prefix = key_prefix(kind, namespace)
         revision, start = 0, ""
+        rv, match = opts.resource_version, opts.resource_version_match
         if opts.continue_token:
             revision, start = _decode_continue(opts.continue_token)
-        elif opts.resource_version and opts.resource_version_match == "Exact":
-            revision = _parse_rv(opts.resource_version)
-        elif opts.resource_version not in ("", "0"):
-            wanted = _parse_rv(opts.resource_version)
-            if wanted > self.store.revision:
-                raise ApiError(
-                    504,
-                    "Timeout",
-                    f"Too large resource version: {wanted}, current: {self.store.revision}",
-                )
+        elif rv not in ("", "0") and (match == "Exact" or (opts.limit and not match)):
+            # Exact, or the legacy paging rule: a limit with a resourceVersion reads at it.
+            revision = _parse_rv(rv)
+        elif rv not in ("", "0"):
+            self._check_not_future(_parse_rv(rv))
+        if revision:
+            self._check_not_future(revision)
         items: list[dict[str, Any]] = []
         chunk = max(opts.limit, 100) if opts.limit else 0
         try:
@@ -185,7 +188,7 @@ class ObjectStore:
                 )
                 revision = read_rev
                 for i, kv in enumerate(kvs):
-                    obj = decode(kv)
+                    obj = decode(kind, kv)
                     if not matches(kind, obj, opts):
                         continue
                     items.append(obj)
@@ -207,6 +210,14 @@ class ObjectStore:
                 f"than the compacted revision {e.compact_revision}"
             ) from e
         return ListResult(items, str(revision))
+
+    def _check_not_future(self, revision: int) -> None:
+        if revision > self.store.revision:
+            raise ApiError(
+                504,
+                "Timeout",
+                f"Too large resource version: {revision}, current: {self.store.revision}",
+            )
 
     # -- writes ----------------------------------------------------------------
 
@@ -245,7 +256,7 @@ class ObjectStore:
             return obj
         try:
             kv = await self.store.create(
-                object_key(kind, namespace, md["name"]), encode(obj), ttl=self._ttl(kind)
+                object_key(kind, namespace, md["name"]), encode(kind, obj), ttl=self._ttl(kind)
             )
         except datastore.KeyExistsError as e:
             raise status.already_exists(kind.group_resource, md["name"]) from e
@@ -265,16 +276,23 @@ class ObjectStore:
     ) -> tuple[dict[str, Any], bool]:
         """Replace an object (PUT). Returns (object, created). A resourceVersion in the body is a
         precondition; an update that changes nothing is not written."""
-        md = objects.meta(obj)
-        old = await self.try_get(kind, namespace, name)
-        if old is None:
-            if allow_create and not opts.subresource:
-                return await self.create(kind, namespace, obj, opts), True
-            raise status.not_found(kind.group_resource, name)
-        wanted_rv = md.get("resourceVersion")
-        if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
-            raise status.conflict(kind.group_resource, name)
-        return await self._write_update(kind, namespace, old, obj, opts), False
+        wanted_rv = objects.meta(obj).get("resourceVersion")
+        for _attempt in range(_UPDATE_RETRIES):
+            old = await self.try_get(kind, namespace, name)
+            if old is None:
+                if allow_create and not opts.subresource:
+                    return await self.create(kind, namespace, obj, opts), True
+                raise status.not_found(kind.group_resource, name)
+            if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
+                raise status.conflict(kind.group_resource, name)
+            try:
+                return await self._write_update(
+                    kind, namespace, old, copy.deepcopy(obj), opts
+                ), False
+            except _Retry:
+                if wanted_rv:
+                    raise status.conflict(kind.group_resource, name) from None
+        raise status.conflict(kind.group_resource, name)
 
     async def modify(
         self,
@@ -355,7 +373,7 @@ class ObjectStore:
         try:
             kv = await self.store.update(
                 object_key(kind, namespace, name),
-                encode(new),
+                encode(kind, new),
                 expected_revision=int(old_md["resourceVersion"]),
                 ttl=self._ttl(kind),
             )
@@ -409,7 +427,7 @@ class ObjectStore:
                 try:
                     kv = await self.store.update(
                         object_key(kind, namespace, name),
-                        encode(new),
+                        encode(kind, new),
                         expected_revision=int(md["resourceVersion"]),
                         ttl=self._ttl(kind),
                     )
@@ -436,7 +454,7 @@ class ObjectStore:
             raise _Retry() from e
         except datastore.NotFoundError as e:
             raise status.not_found(kind.group_resource, name) from e
-        gone = decode(kv)
+        gone = decode(kind, kv)
         await self._notify(kind, gone, True)
 
     def _ttl(self, kind: Kind) -> int | None:

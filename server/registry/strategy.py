@@ -8,9 +8,11 @@ and ``metadata.generation`` counts spec changes.
 from __future__ import annotations
 
 import copy
+from fractions import Fraction
 from typing import Any
 
 from edgek.kinds import Kind
+from edgek.quantity import parse_quantity
 
 #: Kinds whose status the client may set on create (agents register nodes with status).
 _KEEP_STATUS_ON_CREATE = frozenset(
@@ -43,11 +45,14 @@ def tracks_generation(kind: Kind) -> bool:
 
 
 def spec_of(kind: Kind, obj: dict[str, Any]) -> Any:
-    """The part of an object whose change bumps the generation."""
+    """The part of an object whose change bumps the generation (Deployments also count
+    annotation changes, as upstream's strategy does)."""
     if kind.custom:
         return {
             k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")
         }
+    if (kind.group, kind.resource) == ("apps", "deployments"):
+        return (obj.get("spec"), obj.get("metadata", {}).get("annotations"))
     return obj.get("spec")
 
 
@@ -123,18 +128,36 @@ def _initial_status(kind: Kind, obj: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def qos_class(spec: dict[str, Any]) -> str:
-    """The pod QoS class from its containers' requests and limits."""
+    """The pod QoS class from its containers' cpu and memory requests and limits (zero
+    quantities count as unset; a missing request defaults to the limit)."""
     containers = list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
-    requests_any = limits_any = False
+    any_set = False
     guaranteed = True
     for c in containers:
         res = c.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
-        requests_any |= bool(req)
-        limits_any |= bool(lim)
+        req = _nonzero(res.get("requests"))
+        lim = _nonzero(res.get("limits"))
+        any_set |= bool(req) or bool(lim)
         for name in ("cpu", "memory"):
             if name not in lim or req.get(name, lim[name]) != lim[name]:
                 guaranteed = False
-    if not requests_any and not limits_any:
+    if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _nonzero(resources: Any) -> dict[str, Fraction]:
+    """cpu and memory quantities that are set and non-zero (unparseable ones are skipped:
+    validation reports them)."""
+    out: dict[str, Fraction] = {}
+    for name in ("cpu", "memory"):
+        raw = (resources or {}).get(name)
+        if raw is None:
+            continue
+        try:
+            value = parse_quantity(raw)
+        except (ValueError, TypeError):
+            continue
+        if value:
+            out[name] = value
+    return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import ssl
@@ -22,27 +21,11 @@ import time
 from pathlib import Path
 
 import aiohttp
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import ServerProcess, free_port  # noqa: E402
-
-
-def ssl_context(kubeconfig: Path, tmp: Path) -> ssl.SSLContext:
-    cfg = yaml.safe_load(kubeconfig.read_text())
-    cluster = cfg["clusters"][0]["cluster"]
-    user = cfg["users"][0]["user"]
-    ca = tmp / "ca.crt"
-    cert = tmp / "client.crt"
-    key = tmp / "client.key"
-    ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
-    cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
-    key.write_bytes(base64.b64decode(user["client-key-data"]))
-    ctx = ssl.create_default_context(cafile=str(ca))
-    ctx.load_cert_chain(str(cert), str(key))
-    return ctx
+from tests.conftest import ServerProcess, free_port, ssl_context  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:

@@ -1,0 +1,62 @@
+"""Config files and their merge with flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgek.cli import _server_config
+from edgek.config import ConfigError, load_config, merge
+
+KNOWN = {"data-dir", "tls-san", "https-listen-port", "disable-agent", "write-kubeconfig-mode"}
+
+
+def test_missing_default_file_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("edgek.config.DEFAULT_CONFIG", tmp_path / "absent.yaml")
+    assert load_config(None) == {}
+
+
+def test_named_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_keys_are_flag_names_and_flags_win(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("data-dir: /srv/edgek\ntls-san: [pi.local, 10.0.0.9]\nhttps-listen-port: 7443\n")
+    values = merge(
+        {"data-dir": None, "https-listen-port": 9443, "tls-san": None}, load_config(f), KNOWN
+    )
+    assert values == {
+        "data-dir": "/srv/edgek",
+        "tls-san": ["pi.local", "10.0.0.9"],
+        "https-listen-port": 9443,
+    }
+    cfg = _server_config(values)
+    assert cfg.data_dir == Path("/srv/edgek")
+    assert cfg.https_listen_port == 9443
+    assert cfg.tls_san == ["pi.local", "10.0.0.9"]
+    assert cfg.datastore_url == "sqlite:////srv/edgek/server/db/state.db"
+
+
+def test_unknown_key_and_bad_shape_are_errors(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("data-dirr: /x\n")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        merge({}, load_config(f), KNOWN)
+    f.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(f)
+    f.write_text("a: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(f)
+
+
+def test_typed_values() -> None:
+    cfg = _server_config(
+        {"disable-agent": "true", "write-kubeconfig-mode": "0644", "tls-san": "one"}
+    )
+    assert cfg.disable_agent is True
+    assert cfg.write_kubeconfig_mode == 0o644
+    assert cfg.tls_san == ["one"]

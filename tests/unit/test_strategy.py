@@ -1,0 +1,297 @@
+"""Tests of the per-kind write strategy (server.registry.strategy)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from edgek.kinds import Kind, Registry
+from server.registry.strategy import prepare_for_create, prepare_for_update, qos_class
+
+
+def _kind(group: str, version: str, resource: str) -> Kind:
+    found = Registry().by_resource(group, version, resource)
+    assert found is not None, resource
+    return found
+
+
+PODS = _kind("", "v1", "pods")
+SERVICES = _kind("", "v1", "services")
+PVCS = _kind("", "v1", "persistentvolumeclaims")
+NODES = _kind("", "v1", "nodes")
+NAMESPACES = _kind("", "v1", "namespaces")
+CONFIGMAPS = _kind("", "v1", "configmaps")
+DEPLOYMENTS = _kind("apps", "v1", "deployments")
+JOBS = _kind("batch", "v1", "jobs")
+WIDGETS = Kind(
+    group="example.com",
+    version="v1",
+    kind="Widget",
+    resource="widgets",
+    singular="widget",
+    namespaced=True,
+    subresources=("status",),
+    custom=True,
+)
+
+
+def container(
+    requests: dict[str, str] | None = None, limits: dict[str, str] | None = None
+) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    if requests is not None:
+        resources["requests"] = requests
+    if limits is not None:
+        resources["limits"] = limits
+    return {"name": "c", "image": "busybox", "resources": resources}
+
+
+FULL = {"cpu": "500m", "memory": "128Mi"}
+
+
+# -- qos_class ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"containers": [{"name": "c", "image": "busybox"}]}, "BestEffort"),
+        ({"containers": [container()]}, "BestEffort"),
+        ({"containers": [container(requests={}, limits={})]}, "BestEffort"),
+        ({}, "BestEffort"),
+        ({"containers": [container(requests={"cpu": "100m"})]}, "Burstable"),
+        ({"containers": [container(limits={"memory": "1Gi"})]}, "Burstable"),
+        ({"containers": [container(limits=FULL)]}, "Guaranteed"),
+        ({"containers": [container(requests=FULL, limits=FULL)]}, "Guaranteed"),
+        # only some requests given: the others default to the limits
+        ({"containers": [container(requests={"cpu": "500m"}, limits=FULL)]}, "Guaranteed"),
+        (
+            {"containers": [container(requests={"cpu": "100m", "memory": "128Mi"}, limits=FULL)]},
+            "Burstable",
+        ),
+        # every container must be guaranteed, init containers included
+        ({"containers": [container(limits=FULL), container()]}, "Burstable"),
+        (
+            {"initContainers": [container()], "containers": [container(limits=FULL)]},
+            "Burstable",
+        ),
+        (
+            {"initContainers": [container(limits=FULL)], "containers": [container(limits=FULL)]},
+            "Guaranteed",
+        ),
+        ({"initContainers": [container(requests={"cpu": "1"})]}, "Burstable"),
+    ],
+)
+def test_qos_class(spec: dict[str, Any], expected: str) -> None:
+    assert qos_class(spec) == expected
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"requests": {"ephemeral-storage": "1Gi"}},
+        {"limits": {"example.com/gpu": "1"}},
+    ],
+)
+def test_qos_class_ignores_non_compute_resources(resources: dict[str, Any]) -> None:
+    spec = {"containers": [{"name": "c", "image": "busybox", "resources": resources}]}
+    assert qos_class(spec) == "BestEffort"
+
+
+def test_qos_class_ignores_zero_quantities() -> None:
+    assert qos_class({"containers": [container(requests={"cpu": "0", "memory": "0"})]}) == (
+        "BestEffort"
+    )
+
+
+def test_qos_class_compares_quantities_by_value() -> None:
+    spec = {
+        "containers": [
+            container(
+                requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "1000m", "memory": "1024Mi"}
+            )
+        ]
+    }
+    assert qos_class(spec) == "Guaranteed"
+
+
+# -- prepare_for_create --------------------------------------------------------------------
+
+
+def test_create_generation_only_for_generation_kinds() -> None:
+    for kind in (DEPLOYMENTS, JOBS, WIDGETS):
+        obj: dict[str, Any] = {"metadata": {"name": "x", "generation": 9}}
+        prepare_for_create(kind, obj)
+        assert obj["metadata"]["generation"] == 1, kind.resource
+    for kind in (CONFIGMAPS, PODS, SERVICES):
+        obj = {"metadata": {"name": "x", "generation": 9}}
+        prepare_for_create(kind, obj)
+        assert "generation" not in obj["metadata"], kind.resource
+
+
+@pytest.mark.parametrize(
+    ("kind", "initial"),
+    [
+        (DEPLOYMENTS, {}),
+        (SERVICES, {"loadBalancer": {}}),
+        (PVCS, {"phase": "Pending"}),
+        (PODS, {"phase": "Pending", "qosClass": "BestEffort"}),
+    ],
+)
+def test_create_resets_status(kind: Kind, initial: dict[str, Any]) -> None:
+    obj: dict[str, Any] = {"metadata": {"name": "x"}, "spec": {}, "status": {"phase": "Bound"}}
+    prepare_for_create(kind, obj)
+    assert obj["status"] == initial
+
+
+def test_create_pod_status_has_its_qos_class() -> None:
+    obj: dict[str, Any] = {"metadata": {"name": "p"}, "spec": {"containers": [container(FULL)]}}
+    prepare_for_create(PODS, obj)
+    assert obj["status"] == {"phase": "Pending", "qosClass": "Burstable"}
+
+
+def test_create_keeps_node_status_and_drops_custom_status() -> None:
+    node: dict[str, Any] = {"metadata": {"name": "n"}, "status": {"capacity": {"cpu": "4"}}}
+    prepare_for_create(NODES, node)
+    assert node["status"] == {"capacity": {"cpu": "4"}}
+
+    widget: dict[str, Any] = {"metadata": {"name": "w"}, "spec": {}, "status": {"ok": True}}
+    prepare_for_create(WIDGETS, widget)
+    assert "status" not in widget
+
+
+def test_create_namespace_gets_the_kubernetes_finalizer_once() -> None:
+    bare: dict[str, Any] = {"metadata": {"name": "a"}}
+    prepare_for_create(NAMESPACES, bare)
+    assert bare["spec"]["finalizers"] == ["kubernetes"]
+
+    given: dict[str, Any] = {
+        "metadata": {"name": "b"},
+        "spec": {"finalizers": ["example.com/x", "kubernetes"]},
+    }
+    prepare_for_create(NAMESPACES, given)
+    assert given["spec"]["finalizers"] == ["example.com/x", "kubernetes"]
+
+
+# -- prepare_for_update --------------------------------------------------------------------
+
+
+def _deployment(replicas: int, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "metadata": {"name": "web", "generation": 3, "labels": {"a": "1"}},
+        "spec": {"replicas": replicas},
+    }
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def test_update_bumps_generation_on_spec_change_only() -> None:
+    old = _deployment(1, {"replicas": 1})
+    same_spec = _deployment(1)
+    same_spec["metadata"]["generation"] = 99
+    prepare_for_update(DEPLOYMENTS, same_spec, old, "")
+    assert same_spec["metadata"]["generation"] == 3
+
+    new_spec = _deployment(4)
+    prepare_for_update(DEPLOYMENTS, new_spec, old, "")
+    assert new_spec["metadata"]["generation"] == 4
+
+    cm_old: dict[str, Any] = {"metadata": {"name": "c"}, "data": {"a": "1"}}
+    cm_new: dict[str, Any] = {"metadata": {"name": "c", "generation": 2}, "data": {"a": "2"}}
+    prepare_for_update(CONFIGMAPS, cm_new, cm_old, "")
+    assert "generation" not in cm_new["metadata"]
+
+
+def test_update_custom_resource_generation_counts_top_level_fields() -> None:
+    old: dict[str, Any] = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "generation": 1},
+        "spec": {"size": 1},
+        "status": {"ok": True},
+    }
+    status_only = copy.deepcopy(old)
+    status_only["status"] = {"ok": False}
+    status_only["metadata"]["labels"] = {"x": "y"}
+    prepare_for_update(WIDGETS, status_only, old, "")
+    assert status_only["metadata"]["generation"] == 1
+    assert status_only["status"] == {"ok": True}
+
+    extra = copy.deepcopy(old)
+    extra["data"] = {"outside": "spec"}
+    prepare_for_update(WIDGETS, extra, old, "")
+    assert extra["metadata"]["generation"] == 2
+
+
+def test_update_main_resource_keeps_old_status() -> None:
+    old = _deployment(1, {"replicas": 1})
+    new = _deployment(2, {"replicas": 50})
+    prepare_for_update(DEPLOYMENTS, new, old, "")
+    assert new["status"] == {"replicas": 1}
+    assert new["spec"] == {"replicas": 2}
+
+    no_status_before = _deployment(1)
+    tries_status = _deployment(1, {"replicas": 7})
+    prepare_for_update(DEPLOYMENTS, tries_status, no_status_before, "")
+    assert "status" not in tries_status
+
+
+def test_update_status_subresource_changes_status_only() -> None:
+    old = _deployment(1, {"replicas": 1})
+    new = _deployment(9, {"replicas": 2})
+    new["metadata"]["labels"] = {"changed": "yes"}
+    prepare_for_update(DEPLOYMENTS, new, old, "status")
+    expected = copy.deepcopy(old)
+    expected["status"] = {"replicas": 2}
+    assert new == expected
+
+    cleared = _deployment(1)
+    prepare_for_update(DEPLOYMENTS, cleared, old, "status")
+    assert "status" not in cleared
+    assert cleared["spec"] == old["spec"]
+
+
+def test_update_namespace_spec_finalizers_only_through_finalize() -> None:
+    old: dict[str, Any] = {
+        "metadata": {"name": "a"},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
+    main: dict[str, Any] = {"metadata": {"name": "a"}, "spec": {"finalizers": []}}
+    prepare_for_update(NAMESPACES, main, old, "")
+    assert main["spec"]["finalizers"] == ["kubernetes"]
+    assert main["status"] == {"phase": "Active"}
+
+    finalize: dict[str, Any] = {"metadata": {"name": "a"}, "spec": {"finalizers": []}}
+    prepare_for_update(NAMESPACES, finalize, old, "finalize")
+    assert finalize["spec"]["finalizers"] == []
+
+
+def test_update_deletion_timestamp_comes_from_the_old_object() -> None:
+    deleting: dict[str, Any] = {
+        "metadata": {
+            "name": "c",
+            "deletionTimestamp": "2024-05-01T10:00:00Z",
+            "deletionGracePeriodSeconds": 0,
+        },
+        "data": {},
+    }
+    new: dict[str, Any] = {"metadata": {"name": "c"}, "data": {"a": "1"}}
+    prepare_for_update(CONFIGMAPS, new, deleting, "")
+    assert new["metadata"]["deletionTimestamp"] == "2024-05-01T10:00:00Z"
+    assert new["metadata"]["deletionGracePeriodSeconds"] == 0
+
+    live: dict[str, Any] = {"metadata": {"name": "c"}, "data": {}}
+    forged: dict[str, Any] = {
+        "metadata": {
+            "name": "c",
+            "deletionTimestamp": "2024-05-01T10:00:00Z",
+            "deletionGracePeriodSeconds": 5,
+        }
+    }
+    prepare_for_update(CONFIGMAPS, forged, live, "")
+    assert "deletionTimestamp" not in forged["metadata"]
+    assert "deletionGracePeriodSeconds" not in forged["metadata"]
