@@ -22,6 +22,7 @@ from server.apiserver.resources import ResourceAPI
 from server.config import ServerConfig
 from server.controllers.namespace import NamespaceFinalizer
 from server.pki import ensure_pki, split_sans
+from server.registry.allocators import ServiceAllocator
 from server.registry.crd import CRD_GROUP, CustomResources, crd_status
 from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
 
@@ -55,6 +56,12 @@ class Server:
         openapi = OpenAPI(registry)
         crds = CustomResources(registry, openapi)
         objs = ObjectStore(store)
+        allocator = ServiceAllocator(cfg.service_cidr)
+        services = registry.by_resource("", "v1", "services")
+        assert services is not None
+        allocator.load((await objs.list(services, "", ListOptions())).items)
+        objs.admission.append(allocator.admit)
+        objs.after_write.append(allocator.written)
         self._namespaces = NamespaceFinalizer(objs, registry)
         objs.after_write.append(self._namespaces.on_write)
         objs.after_write.append(_crd_hook(objs, crds))
@@ -63,6 +70,7 @@ class Server:
         for crd in (await objs.list(crd_kind, "", ListOptions())).items:
             crds.sync(crd)
         await _ensure_namespaces(objs, registry)
+        await _ensure_kubernetes_service(objs, services, allocator.kubernetes_ip, cfg)
         await self._namespaces.resume()
         address = cfg.advertise_address or "127.0.0.1"
         state = ApiServerState(
@@ -163,6 +171,35 @@ async def _ensure_namespaces(objs: ObjectStore, registry: Registry) -> None:
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
                 WriteOptions(),
             )
+
+
+async def _ensure_kubernetes_service(
+    objs: ObjectStore, services: Kind, cluster_ip: str, cfg: ServerConfig
+) -> None:
+    """``default/kubernetes``: the first service IP, port 443 to the API server."""
+    if await objs.try_get(services, "default", "kubernetes") is not None:
+        return
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kubernetes",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": cluster_ip,
+            "ports": [
+                {
+                    "name": "https",
+                    "port": 443,
+                    "protocol": "TCP",
+                    "targetPort": cfg.https_listen_port,
+                }
+            ],
+        },
+    }
+    await objs.create(services, "default", svc, WriteOptions())
 
 
 async def serve_forever(config: ServerConfig) -> None:

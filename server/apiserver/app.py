@@ -11,7 +11,7 @@ from edgek import status
 from edgek.status import ApiError
 from server.apiserver import codec, discovery
 from server.apiserver.openapi import OpenAPI
-from server.apiserver.request import parse_resource_path
+from server.apiserver.request import USER_KEY, parse_resource_path
 from server.apiserver.resources import MAX_BODY_BYTES, ResourceAPI
 from server.pki import peer_identity
 
@@ -40,6 +40,9 @@ class ApiServerState:
         self.server_address = server_address
         self.ca_bundle = ca_bundle
         self.ready = False
+
+
+STATE_KEY = web.AppKey("state", ApiServerState)
 
 
 @web.middleware
@@ -75,13 +78,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise status.forbidden(
             f'User "{user}" cannot {request.method.lower()} path "{request.path}"'
         )
-    request["user"] = user
+    request[USER_KEY] = (user, groups)
     return await handler(request)
 
 
 def _state(request: web.Request) -> ApiServerState:
-    state: ApiServerState = request.app["state"]
-    return state
+    return request.app[STATE_KEY]
 
 
 async def health(request: web.Request) -> web.Response:
@@ -154,7 +156,7 @@ def make_app(state: ApiServerState) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
     )
-    app["state"] = state
+    app[STATE_KEY] = state
     for path in ("/healthz", "/livez", "/readyz"):
         app.router.add_get(path, health)
     app.router.add_get("/cacerts", cacerts)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from edgek import status
 from edgek.kinds import Kind, Registry
 
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+
+#: The authenticated requester of a request: (user, groups).
+USER_KEY = web.RequestKey("user", tuple[str, list[str]])
 
 
 @dataclass(frozen=True)

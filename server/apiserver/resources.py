@@ -26,7 +26,7 @@ from edgek.timefmt import format_time
 from edgek.validation import unknown_fields, validate_types
 from server.apiserver import codec, tables, watch
 from server.apiserver.codec import Accept
-from server.apiserver.request import RequestInfo
+from server.apiserver.request import USER_KEY, RequestInfo
 from server.registry.crd import CustomResources
 from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
 
@@ -354,6 +354,7 @@ class ResourceAPI:
             dry_run=_dry_run(request.query),
             field_manager=_field_manager(request),
             subresource=info.subresource,
+            requester=request.get(USER_KEY),
         )
 
     async def _create(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:

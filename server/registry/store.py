@@ -31,6 +31,7 @@ from server.registry import strategy, views
 _UPDATE_RETRIES = 5
 
 Mutation = Callable[[dict[str, Any] | None], Awaitable[dict[str, Any] | None]]
+Undo = Callable[[], None]
 
 
 @dataclass
@@ -40,6 +41,7 @@ class WriteOptions:
     dry_run: bool = False
     field_manager: str = ""
     subresource: str = ""
+    requester: tuple[str, list[str]] | None = None  # authenticated (user, groups)
 
 
 @dataclass
@@ -152,6 +154,11 @@ class ObjectStore:
         self.event_ttl = event_ttl
         #: Called after every committed write: (kind, object after, deleted).
         self.after_write: list[Callable[[Kind, dict[str, Any], bool], Awaitable[None]]] = []
+        #: Called before a create or update is stored (after validation): (kind, object,
+        #: old or None) -> undo for when the write does not happen, or None.
+        self.admission: list[
+            Callable[[Kind, dict[str, Any], dict[str, Any] | None], Undo | None]
+        ] = []
 
     # -- reads -----------------------------------------------------------------
 
@@ -237,7 +244,7 @@ class ObjectStore:
         md["uid"] = objects.new_uid()
         now = self.clock()
         md["creationTimestamp"] = format_time(now)
-        strategy.prepare_for_create(kind, obj)
+        strategy.prepare_for_create(kind, obj, opts.requester)
         if not kind.custom:
             apply_defaults(kind.group, kind.resource, obj)
         self._validate(kind, obj, None)
@@ -250,16 +257,22 @@ class ObjectStore:
                 api_version=kind.api_version,
                 now=format_time(now),
             )
-        if opts.dry_run:
-            if await self.store.get(object_key(kind, namespace, md["name"])) is not None:
-                raise status.already_exists(kind.group_resource, md["name"])
-            return obj
+        undo = self._admit(kind, obj, None)
         try:
+            if opts.dry_run:
+                if await self.store.get(object_key(kind, namespace, md["name"])) is not None:
+                    raise status.already_exists(kind.group_resource, md["name"])
+                undo()
+                return obj
             kv = await self.store.create(
                 object_key(kind, namespace, md["name"]), encode(kind, obj), ttl=self._ttl(kind)
             )
         except datastore.KeyExistsError as e:
+            undo()
             raise status.already_exists(kind.group_resource, md["name"]) from e
+        except BaseException:
+            undo()
+            raise
         md["resourceVersion"] = str(kv.mod_revision)
         await self._notify(kind, obj, False)
         return obj
@@ -346,6 +359,27 @@ class ObjectStore:
         md = new["metadata"]
         if not kind.custom and opts.subresource != "status":
             apply_defaults(kind.group, kind.resource, new)
+        undo = self._admit(kind, new, old)
+        try:
+            result, stored = await self._store_update(kind, namespace, old, new, opts)
+        except BaseException:
+            undo()
+            raise
+        if not stored:
+            undo()
+        return result
+
+    async def _store_update(
+        self,
+        kind: Kind,
+        namespace: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        opts: WriteOptions,
+    ) -> tuple[dict[str, Any], bool]:
+        """Validate, record managed fields and store; (object, whether it was written)."""
+        md, old_md = new["metadata"], old["metadata"]
+        name = old_md["name"]
         self._validate(kind, new, old)
         now = self.clock()
         if opts.field_manager:
@@ -359,17 +393,15 @@ class ObjectStore:
                 subresource=opts.subresource,
             )
         md["resourceVersion"] = old_md["resourceVersion"]
-        if new == old:
-            return new
-        if opts.dry_run:
-            return new
+        if new == old or opts.dry_run:
+            return new, False
         if (
             md.get("deletionTimestamp")
             and not blocking_finalizers(kind, new)
             and not md.get("deletionGracePeriodSeconds")
         ):
             await self._delete_now(kind, namespace, name, int(old_md["resourceVersion"]))
-            return new
+            return new, True
         try:
             kv = await self.store.update(
                 object_key(kind, namespace, name),
@@ -383,7 +415,7 @@ class ObjectStore:
             raise status.not_found(kind.group_resource, name) from e
         md["resourceVersion"] = str(kv.mod_revision)
         await self._notify(kind, new, False)
-        return new
+        return new, True
 
     async def delete(
         self, kind: Kind, namespace: str, name: str, opts: DeleteOptions
@@ -456,6 +488,25 @@ class ObjectStore:
             raise status.not_found(kind.group_resource, name) from e
         gone = decode(kind, kv)
         await self._notify(kind, gone, True)
+
+    def _admit(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> Undo:
+        """Run the admission hooks; the result undoes all of them."""
+        undos: list[Undo] = []
+        try:
+            for hook in self.admission:
+                undo = hook(kind, obj, old)
+                if undo is not None:
+                    undos.append(undo)
+        except BaseException:
+            for undo in reversed(undos):
+                undo()
+            raise
+
+        def undo_all() -> None:
+            for undo in reversed(undos):
+                undo()
+
+        return undo_all
 
     def _ttl(self, kind: Kind) -> int | None:
         """Events expire (upstream --event-ttl, 1 h by default); nothing else does."""

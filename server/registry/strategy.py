@@ -56,8 +56,11 @@ def spec_of(kind: Kind, obj: dict[str, Any]) -> Any:
     return obj.get("spec")
 
 
-def prepare_for_create(kind: Kind, obj: dict[str, Any]) -> None:
-    """Server-owned state on create: generation 1, a fresh status where the kind has one."""
+def prepare_for_create(
+    kind: Kind, obj: dict[str, Any], requester: tuple[str, list[str]] | None = None
+) -> None:
+    """Server-owned state on create: generation 1, a fresh status where the kind has one,
+    a Job's generated selector, a CSR's requester (``requester`` = (user, groups))."""
     md = obj["metadata"]
     if tracks_generation(kind):
         md["generation"] = 1
@@ -68,11 +71,42 @@ def prepare_for_create(kind: Kind, obj: dict[str, Any]) -> None:
         initial = _initial_status(kind, obj)
         if initial is not None:
             obj["status"] = initial
-    if (kind.group, kind.resource) == ("", "namespaces"):
+    key = (kind.group, kind.resource)
+    if key == ("", "namespaces"):
         spec = obj.setdefault("spec", {})
         finalizers = spec.setdefault("finalizers", [])
         if NAMESPACE_FINALIZER not in finalizers:
             finalizers.append(NAMESPACE_FINALIZER)
+    elif key == ("batch", "jobs"):
+        _generate_job_selector(obj)
+    elif key == ("certificates.k8s.io", "certificatesigningrequests"):
+        spec = obj.setdefault("spec", {})
+        user, groups = requester or ("", [])
+        spec["username"] = user
+        spec["groups"] = [*groups, "system:authenticated"] if user else list(groups)
+        spec.pop("uid", None)
+        spec.pop("extra", None)
+
+
+def _generate_job_selector(job: dict[str, Any]) -> None:
+    """Upstream's generated Job selector: the template carries controller-uid and job-name
+    labels (new and legacy spellings) and the selector matches the controller uid."""
+    spec = job.setdefault("spec", {})
+    if spec.get("manualSelector"):
+        return
+    md = job["metadata"]
+    uid, name = md.get("uid", ""), md.get("name", "")
+    template_md = spec.setdefault("template", {}).setdefault("metadata", {})
+    labels = template_md.setdefault("labels", {})
+    labels.update(
+        {
+            "batch.kubernetes.io/controller-uid": uid,
+            "batch.kubernetes.io/job-name": name,
+            "controller-uid": uid,
+            "job-name": name,
+        }
+    )
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
 
 
 def prepare_for_update(

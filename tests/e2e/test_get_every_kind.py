@@ -34,13 +34,6 @@ AGO = re.compile(r"\d+[smhdy][0-9smhdy]*")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 UID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
-NO_CLUSTER_IP = "the server allocates no spec.clusterIP from the service CIDR (10.43.0.0/16)"
-NO_JOB_SELECTOR = (
-    "the Job strategy generates no spec.selector / controller-uid template labels "
-    "(upstream: batch.kubernetes.io/controller-uid=<uid>)"
-)
-NO_CSR_USER = "the CSR strategy does not set spec.username/groups/uid from the requesting user"
-
 Expected = str | re.Pattern[str]
 
 
@@ -50,15 +43,13 @@ class Case:
 
     ``cells`` maps each column of the wide table, in order, to its expected text (``{ns}``
     and ``{suffix}`` are filled in) or pattern; ``wide`` names the columns only ``-o wide``
-    shows; ``xfail_*`` give the reason a known server gap fails that check.
+    shows.
     """
 
     resource: str
     name: str
     cells: dict[str, Expected]
     wide: frozenset[str] = frozenset()
-    xfail_table: str | None = None
-    xfail_wide: str | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -105,8 +96,6 @@ CASES = [
             "SELECTOR": "app=every",
         },
         wide=frozenset({"SELECTOR"}),
-        xfail_table=NO_CLUSTER_IP,
-        xfail_wide=NO_CLUSTER_IP,
     ),
     Case(
         "endpoints",
@@ -286,7 +275,6 @@ CASES = [
             "SELECTOR": re.compile(rf"batch\.kubernetes\.io/controller-uid={UID}"),
         },
         wide=frozenset({"CONTAINERS", "IMAGES", "SELECTOR"}),
-        xfail_wide=NO_JOB_SELECTOR,
     ),
     Case(
         "cronjobs.batch",
@@ -402,8 +390,6 @@ CASES = [
             "REQUESTEDDURATION": "60m",
             "CONDITION": "Pending",
         },
-        xfail_table=NO_CSR_USER,
-        xfail_wide=NO_CSR_USER,
     ),
     Case(
         "storageclasses.storage.k8s.io",
@@ -534,24 +520,17 @@ def check_cells(applied: Applied, case: Case, header: list[str], row: list[str])
             assert cell == applied.fill(expected), f"{column}: {cell!r}"
 
 
-def with_xfail(attribute: str) -> list[Any]:
-    """The cases as parameters, marked strict xfail where ``attribute`` gives a reason."""
-    params = []
-    for case in CASES:
-        reason = getattr(case, attribute)
-        marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-        params.append(pytest.param(case, marks=marks, id=case.resource))
-    return params
+CASE_PARAMS = [pytest.param(case, id=case.resource) for case in CASES]
 
 
-@pytest.mark.parametrize("case", with_xfail("xfail_table"))
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_table(applied: Applied, case: Case) -> None:
     header, row = parse_table(applied.get(case))
     assert header == [c for c in case.columns if c not in case.wide]
     check_cells(applied, case, header, row)
 
 
-@pytest.mark.parametrize("case", with_xfail("xfail_wide"))
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_wide_table(applied: Applied, case: Case) -> None:
     header, row = parse_table(applied.get(case, "-o", "wide"))
     assert header == case.columns

@@ -295,3 +295,37 @@ def test_update_deletion_timestamp_comes_from_the_old_object() -> None:
     prepare_for_update(CONFIGMAPS, forged, live, "")
     assert "deletionTimestamp" not in forged["metadata"]
     assert "deletionGracePeriodSeconds" not in forged["metadata"]
+
+
+def test_job_gets_generated_selector_and_labels() -> None:
+    job = {
+        "metadata": {"name": "pi", "uid": "u-1"},
+        "spec": {"template": {"metadata": {"labels": {"app": "pi"}}, "spec": {}}},
+    }
+    prepare_for_create(JOBS, job)
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels == {
+        "app": "pi",
+        "batch.kubernetes.io/controller-uid": "u-1",
+        "batch.kubernetes.io/job-name": "pi",
+        "controller-uid": "u-1",
+        "job-name": "pi",
+    }
+    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}}
+
+
+def test_manual_job_selector_is_kept() -> None:
+    job = {
+        "metadata": {"name": "pi", "uid": "u-1"},
+        "spec": {"manualSelector": True, "selector": {"matchLabels": {"a": "b"}}, "template": {}},
+    }
+    prepare_for_create(JOBS, job)
+    assert job["spec"]["selector"] == {"matchLabels": {"a": "b"}}
+
+
+def test_csr_records_the_requester() -> None:
+    csrs = _kind("certificates.k8s.io", "v1", "certificatesigningrequests")
+    csr = {"metadata": {"name": "c"}, "spec": {"username": "forged", "groups": ["system:masters"]}}
+    prepare_for_create(csrs, csr, ("alice", ["dev"]))
+    assert csr["spec"]["username"] == "alice"
+    assert csr["spec"]["groups"] == ["dev", "system:authenticated"]
