@@ -55,7 +55,7 @@ class Server:
         registry = Registry()
         openapi = OpenAPI(registry)
         crds = CustomResources(registry, openapi)
-        objs = ObjectStore(store)
+        objs = ObjectStore(store, custom_schema=crds.schema)
         allocator = ServiceAllocator(cfg.service_cidr)
         services = registry.by_resource("", "v1", "services")
         assert services is not None

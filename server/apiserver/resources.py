@@ -27,6 +27,7 @@ from edgek.validation import unknown_fields, validate_types
 from server.apiserver import codec, tables, watch
 from server.apiserver.codec import Accept
 from server.apiserver.request import USER_KEY, RequestInfo
+from server.registry import crschema
 from server.registry.crd import CustomResources
 from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
 
@@ -328,14 +329,18 @@ class ResourceAPI:
                 ],
             )
         if kind.type_name is None:
-            return
-        type_errors = validate_types(kind.type_name, obj)
-        if type_errors:
-            raise status.bad_request(
-                f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
-                f"{type_errors[0]['message']}"
-            )
-        unknown = unknown_fields(kind.type_name, obj, prune=mode != "Strict")
+            schema = self.crds.schema(kind)
+            unknown = crschema.unknown_fields(schema, obj)
+            if mode != "Strict":
+                crschema.prune(schema, obj)
+        else:
+            type_errors = validate_types(kind.type_name, obj)
+            if type_errors:
+                raise status.bad_request(
+                    f'{kind.kind} in version "{kind.version}" cannot be handled as a '
+                    f"{kind.kind}: {type_errors[0]['message']}"
+                )
+            unknown = unknown_fields(kind.type_name, obj, prune=mode != "Strict")
         messages = [f'unknown field "{p}"' for p in unknown]
         if mode == "Strict" and messages:
             error = "strict decoding error: " + ", ".join(messages)

@@ -119,6 +119,12 @@ class CustomResources:
             self._versions.pop((kind.group, kind.version, kind.resource), None)
             self.schemas.remove_custom(kind)
 
+    def schema(self, kind: Kind) -> dict[str, Any] | None:
+        """The served version's openAPIV3Schema of a custom kind (None: anything goes)."""
+        version = self._versions.get((kind.group, kind.version, kind.resource)) or {}
+        schema: dict[str, Any] | None = (version.get("schema") or {}).get("openAPIV3Schema")
+        return schema
+
     def printer_columns(self, kind: Kind) -> list[dict[str, Any]] | None:
         """The CRD version's additionalPrinterColumns (None for built-in kinds)."""
         if not kind.custom:

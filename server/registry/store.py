@@ -25,7 +25,7 @@ from edgek.selectors import FieldSelector, LabelSelector, selectable_fields
 from edgek.status import ApiError
 from edgek.timefmt import format_time
 from edgek.validation import validate
-from server.registry import strategy, views
+from server.registry import crschema, strategy, views
 
 #: How often a read-modify-write (patch, apply) retries on a concurrent change.
 _UPDATE_RETRIES = 5
@@ -148,8 +148,10 @@ class ObjectStore:
         *,
         clock: Callable[[], datetime] = objects.now,
         event_ttl: int = 3600,
+        custom_schema: Callable[[Kind], dict[str, Any] | None] = lambda kind: None,
     ) -> None:
         self.store = store
+        self.custom_schema = custom_schema
         self.clock = clock
         self.event_ttl = event_ttl
         #: Called after every committed write: (kind, object after, deleted).
@@ -245,8 +247,7 @@ class ObjectStore:
         now = self.clock()
         md["creationTimestamp"] = format_time(now)
         strategy.prepare_for_create(kind, obj, opts.requester)
-        if not kind.custom:
-            apply_defaults(kind.group, kind.resource, obj)
+        self._default(kind, obj)
         self._validate(kind, obj, None)
         if opts.field_manager:
             record_update(
@@ -357,8 +358,8 @@ class ObjectStore:
                 md[immutable] = old_md[immutable]
         strategy.prepare_for_update(kind, new, old, opts.subresource)
         md = new["metadata"]
-        if not kind.custom and opts.subresource != "status":
-            apply_defaults(kind.group, kind.resource, new)
+        if opts.subresource != "status":
+            self._default(kind, new)
         undo = self._admit(kind, new, old)
         try:
             result, stored = await self._store_update(kind, namespace, old, new, opts)
@@ -516,12 +517,18 @@ class ObjectStore:
         for hook in self.after_write:
             await hook(kind, obj, deleted)
 
-    def _validate(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    def _default(self, kind: Kind, obj: dict[str, Any]) -> None:
         if kind.custom:
-            return
+            crschema.apply_defaults(self.custom_schema(kind), obj)
+        else:
+            apply_defaults(kind.group, kind.resource, obj)
+
+    def _validate(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         causes = validate(
             kind.group, kind.resource, kind.kind, obj, old, namespaced=kind.namespaced
         )
+        if kind.custom:
+            causes += crschema.validate(self.custom_schema(kind), obj)
         if causes:
             raise status.invalid(kind.kind, kind.group, obj["metadata"].get("name", ""), causes)
 

@@ -386,3 +386,30 @@ def test_delete_namespace_deletes_contents(kubectl: Kubectl) -> None:
     assert res.returncode != 0
     assert f'namespaces "{name}" not found' in res.stderr
     assert kubectl("get", "cm", "-n", name, "-o", "name").strip() == ""
+
+
+def test_custom_resource_schema_is_enforced(kubectl: Kubectl, namespace: str) -> None:
+    ns = ["-n", namespace]
+    kubectl("apply", "-f", "-", input=CRD)
+    kubectl("wait", "--for=condition=Established", "crd/crontabs.stable.example.com")
+    bad_type = {
+        "apiVersion": "stable.example.com/v1",
+        "kind": "CronTab",
+        "metadata": {"name": "typed"},
+        "spec": {"cronSpec": "* * * * *", "replicas": "three"},
+    }
+    res = kubectl.run("create", "-f", "-", *ns, input=json.dumps(bad_type), check=False)
+    assert res.returncode != 0
+    assert "spec.replicas in body must be of type integer" in res.stderr
+    unknown = {
+        "apiVersion": "stable.example.com/v1",
+        "kind": "CronTab",
+        "metadata": {"name": "extra"},
+        "spec": {"cronSpec": "* * * * *", "colour": "blue"},
+    }
+    res = kubectl.run("create", "-f", "-", *ns, input=json.dumps(unknown), check=False)
+    assert res.returncode != 0
+    assert 'unknown field "spec.colour"' in res.stderr
+    kubectl("create", "--validate=false", "-f", "-", *ns, input=json.dumps(unknown))
+    stored = json.loads(kubectl("get", "crontab", "extra", "-o", "json", *ns))
+    assert "colour" not in stored["spec"]
