@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -117,28 +117,32 @@ class Registry:
         return out
 
 
+#: Subresources edgek serves (others, e.g. pods/log, come with the agent).
+_SERVED_SUBRESOURCES = ("status", "scale", "finalize", "token")
+
+
 @cache
 def builtin_kinds() -> tuple[Kind, ...]:
     """The built-in kinds from the data file."""
     out = []
     for k in data()["kinds"]:
-        subs = [
-            s for s in k.get("supportsSubresources", []) if s in ("status", "scale", "finalize")
-        ]
-        out.append(
-            Kind(
-                group=k["group"],
-                version=k["version"],
-                kind=k["kind"],
-                resource=k["resource"],
-                singular=k["singular"],
-                namespaced=k["namespaced"],
-                type_name=k["type"],
-                short_names=tuple(k.get("shortNames", [])),
-                categories=tuple(k.get("categories", [])),
-                subresources=tuple(subs),
-            )
+        offered = [*k.get("supportsSubresources", []), *k.get("clientSubresources", [])]
+        subs = list(dict.fromkeys(s for s in offered if s in _SERVED_SUBRESOURCES))
+        kind = Kind(
+            group=k["group"],
+            version=k["version"],
+            kind=k["kind"],
+            resource=k["resource"],
+            singular=k["singular"],
+            namespaced=k["namespaced"],
+            type_name=k["type"],
+            short_names=tuple(k.get("shortNames", [])),
+            categories=tuple(k.get("categories", [])),
+            subresources=() if "onlyVerbs" in k else tuple(subs),
         )
+        if "onlyVerbs" in k:
+            kind = replace(kind, verbs=tuple(k["onlyVerbs"]))
+        out.append(kind)
     return tuple(out)
 
 
@@ -148,18 +152,23 @@ def builtin_kinds() -> tuple[Kind, ...]:
 
 @dataclass(frozen=True)
 class Field:
-    """One JSON field of a struct type."""
+    """One field of a struct type: a JSON field, or an embedded struct (``inline``: no
+    JSON name, its fields appear in the parent's JSON but form a nested protobuf message)."""
 
-    json: str
+    json: str  # "" for an embedded struct
     type: str  # raw type expression, e.g. "[]core/v1.Container", "*int32"
+    go: str  # Go field name (the type's name for an embedded struct)
     proto: int | None = None
-    wire: str | None = None  # protobuf wire kind: "varint", "bytes", ...
     patch_strategy: str | None = None  # "merge", "retainKeys", "merge,retainKeys", "replace"
     merge_key: str | None = None
     list_type: str | None = None  # "atomic", "set", "map"
     list_map_keys: tuple[str, ...] = ()
+    map_type: str | None = None  # "atomic", "granular": the field's +mapType marker
+    struct_type: str | None = None  # "atomic", "granular": overrides the type's structType
     required: bool = False
+    optional: bool = False
     omitempty: bool = False
+    inline: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,29 +218,71 @@ def resolve(type_expr: str) -> TypeRef:
     return TypeRef("scalar", "string")
 
 
+_TYPE_META = ("meta/v1.TypeMeta", "runtime.TypeMeta")
+
+
+def _field(f: dict[str, Any]) -> Field:
+    return Field(
+        json=f.get("json") or "",
+        type=f["type"],
+        go=f.get("go") or f["type"].lstrip("*").rsplit(".", 1)[-1],
+        proto=f.get("proto"),
+        patch_strategy=f.get("patchStrategy"),
+        merge_key=f.get("patchMergeKey"),
+        list_type=f.get("listType"),
+        list_map_keys=tuple(f.get("listMapKeys", [])),
+        map_type=f.get("mapType"),
+        struct_type=f.get("structType"),
+        required=bool(f.get("required")),
+        optional=bool(f.get("optional")),
+        omitempty=bool(f.get("omitempty")),
+        inline=bool(f.get("inline")),
+    )
+
+
+@cache
+def members(type_name: str) -> tuple[Field, ...]:
+    """The fields of a struct type as declared, embedded structs (``TypeMeta`` too) not
+    flattened; fields with no JSON form of their own are left out."""
+    raw = data()["types"].get(type_name, {}).get("fields", [])
+    return tuple(_field(f) for f in raw if f.get("json") or f.get("inline"))
+
+
 @cache
 def fields(type_name: str) -> dict[str, Field]:
     """The JSON fields of a struct type, inline (embedded) structs flattened in."""
-    info = data()["types"].get(type_name, {})
     out: dict[str, Field] = {}
-    for f in info.get("fields", []):
-        if f.get("inline") or not f.get("json"):
-            if f.get("inline") and f["type"] not in ("meta/v1.TypeMeta", "runtime.TypeMeta"):
-                out.update(fields(f["type"].lstrip("*")))
-            continue
-        out[f["json"]] = Field(
-            json=f["json"],
-            type=f["type"],
-            proto=f.get("proto"),
-            wire=f.get("protoWire"),
-            patch_strategy=f.get("patchStrategy"),
-            merge_key=f.get("patchMergeKey"),
-            list_type=f.get("listType"),
-            list_map_keys=tuple(f.get("listMapKeys", [])),
-            required=bool(f.get("required")),
-            omitempty=bool(f.get("omitempty")),
-        )
+    for f in members(type_name):
+        if not f.inline:
+            out[f.json] = f
+        elif f.type not in _TYPE_META:
+            out.update(fields(f.type.lstrip("*")))
     return out
+
+
+def has_type_meta(type_name: str) -> bool:
+    """Whether a struct embeds ``TypeMeta`` (its JSON carries ``apiVersion`` and ``kind``)."""
+    return any(f.inline and f.type in _TYPE_META for f in members(type_name))
+
+
+def custom_json(type_name: str) -> bool:
+    """Whether a struct's JSON form is not its fields: it has fields, none of them in JSON
+    (e.g. ``JSONSchemaPropsOrBool``, ``runtime.RawExtension``)."""
+    return bool(data()["types"].get(type_name, {}).get("fields")) and not members(type_name)
+
+
+def struct_type(type_name: str) -> Literal["atomic", "granular"]:
+    """How a struct merges unless a field says otherwise (upstream ``+structType``)."""
+    return (
+        "atomic" if data()["types"].get(type_name, {}).get("structType") == "atomic" else "granular"
+    )
+
+
+@cache
+def body_types() -> dict[tuple[str, str], str]:
+    """(apiVersion, kind) -> schema type of the non-resource kinds accepted as request
+    bodies, e.g. ``("policy/v1", "Eviction")``."""
+    return {(b["apiVersion"], b["kind"]): b["type"] for b in data()["bodies"]}
 
 
 def type_at(type_name: str, path: list[str]) -> TypeRef | None:

@@ -20,12 +20,11 @@ import calendar
 import json
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from edgek import kinds
+from edgek import kinds, names
 
 MAGIC = b"k8s\x00"
 
@@ -60,48 +59,11 @@ class ProtobufError(ValueError):
 # Schema
 
 
-@dataclass(frozen=True)
-class _Field:
-    """One protobuf field of a struct; ``json`` is None for an embedded (inline) message."""
-
-    number: int
-    go: str
-    json: str | None
-    type: str  # type expression with any pointer stripped
-    pointer: bool
-    omitempty: bool
-
-
 @cache
-def _message(type_name: str) -> dict[int, _Field]:
-    """The protobuf fields of a struct type by field number."""
-    info = kinds.data()["types"].get(type_name, {})
-    out: dict[int, _Field] = {}
-    for f in info.get("fields", []):
-        number = f.get("proto")
-        if number is None or (f.get("json") is None and not f.get("inline")):
-            continue
-        out[number] = _Field(
-            number=number,
-            go=f.get("go") or f["type"].lstrip("*").rsplit(".", 1)[-1],
-            json=None if f.get("inline") else f["json"],
-            type=f["type"].lstrip("*"),
-            pointer=f["type"].startswith("*"),
-            omitempty=bool(f.get("omitempty")),
-        )
-    return out
-
-
-#: Empty structs the registry data leaves out (they resolve to strings there).
-_EMPTY_STRUCTS = frozenset({"apiextensions/v1.CustomResourceSubresourceStatus"})
-
-
-def _resolve(type_expr: str) -> kinds.TypeRef:
-    """:func:`kinds.resolve`, knowing the empty structs missing from the data."""
-    name = type_expr.lstrip("*")
-    if name in _EMPTY_STRUCTS:
-        return kinds.TypeRef("struct", name)
-    return kinds.resolve(type_expr)
+def _message(type_name: str) -> dict[int, kinds.Field]:
+    """The protobuf fields of a struct type by field number; an embedded (inline) struct is
+    one field holding a nested message."""
+    return {f.proto: f for f in kinds.members(type_name) if f.proto is not None}
 
 
 def _wire_type(ref: kinds.TypeRef) -> int:
@@ -320,7 +282,7 @@ def _is_zero(value: Any) -> bool:
 def _schema_or(type_name: str, raw: bytes) -> Any:
     """Decode a JSONSchemaPropsOr{Array,StringArray,Bool} message to its JSON shape."""
     schema_ref = kinds.TypeRef("struct", _SCHEMA)
-    alt_ref = _resolve(_SCHEMA_OR[type_name])
+    alt_ref = kinds.resolve(_SCHEMA_OR[type_name])
     schema: Any = None
     if alt_ref.shape != "list":  # OrBool: 1 allows, 2 schema; JSON is the schema or the bool
         allows = False
@@ -351,11 +313,11 @@ def _decode_struct(raw: bytes, type_name: str) -> Any:
         f = spec.get(number)
         if f is None:
             continue  # unknown fields are skipped, as upstream does
-        if f.json is None:
+        if f.inline:
             _check_wire(wire, _LEN, f.go)
-            out.update(_decode_struct(v, f.type))
+            out.update(_decode_struct(v, f.type.lstrip("*")))
             continue
-        ref = _resolve(f.type)
+        ref = kinds.resolve(f.type)
         if ref.shape == "list":
             assert ref.elem is not None
             _append(out.setdefault(f.json, []), ref.elem, wire, v, f.go)
@@ -370,8 +332,8 @@ def _decode_struct(raw: bytes, type_name: str) -> Any:
         if (
             f.json in out
             and f.omitempty
-            and not f.pointer
-            and _resolve(f.type).shape in ("scalar", "bytes")
+            and not f.type.startswith("*")
+            and kinds.resolve(f.type).shape in ("scalar", "bytes")
             and _is_zero(out[f.json])
         ):
             del out[f.json]
@@ -407,10 +369,6 @@ def _unknown(body: bytes) -> tuple[str, str, bytes]:
     return api_version, kind, raw
 
 
-def _go_quote(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)
-
-
 def decode(body: bytes, type_for: Callable[[str, str], str | None]) -> dict[str, Any]:
     """Decode an envelope into a JSON-shaped dict with ``apiVersion`` and ``kind`` from its
     typeMeta. ``type_for(apiVersion, kind)`` names the schema type (e.g.
@@ -420,7 +378,9 @@ def decode(body: bytes, type_for: Callable[[str, str], str | None]) -> dict[str,
     kind/apiVersion, unregistered kinds and invalid embedded JSON.
     """
     api_version, kind, raw = _unknown(body)
-    type_meta = f"runtime.TypeMeta{{APIVersion:{_go_quote(api_version)}, Kind:{_go_quote(kind)}}}"
+    type_meta = (
+        f"runtime.TypeMeta{{APIVersion:{names.go_quote(api_version)}, Kind:{names.go_quote(kind)}}}"
+    )
     if not kind:
         raise ProtobufError(f"Object 'Kind' is missing in '{type_meta}'")
     if not api_version:
@@ -428,8 +388,8 @@ def decode(body: bytes, type_for: Callable[[str, str], str | None]) -> dict[str,
     type_name = type_for(api_version, kind)
     if type_name is None or not _message(type_name):
         raise ProtobufError(
-            f"no kind {_go_quote(kind)} is registered for version {_go_quote(api_version)}"
-            f" in scheme {_go_quote(_SCHEME)}"
+            f"no kind {names.go_quote(kind)} is registered for version {names.go_quote(api_version)}"
+            f" in scheme {names.go_quote(_SCHEME)}"
         )
     obj = _decode_struct(raw, type_name)
     return {"apiVersion": api_version, "kind": kind, **obj}
@@ -546,7 +506,7 @@ def _enc_repeated(number: int, elem: kinds.TypeRef, value: Any, field: str) -> b
 def _schema_or_body(type_name: str, value: Any) -> bytes:
     """Encode a JSONSchemaPropsOr{Array,StringArray,Bool} from its JSON shape."""
     schema_ref = kinds.TypeRef("struct", _SCHEMA)
-    alt_ref = _resolve(_SCHEMA_OR[type_name])
+    alt_ref = kinds.resolve(_SCHEMA_OR[type_name])
     if alt_ref.shape != "list":  # OrBool: 1 allows, 2 schema
         if isinstance(value, bool):
             return _tag(1, _VARINT) + _varint(int(value))
@@ -567,15 +527,15 @@ def _encode_struct(obj: Any, type_name: str) -> bytes:
     out = bytearray()
     for number in sorted(_message(type_name)):
         f = _message(type_name)[number]
-        if f.json is None:
-            inner = _encode_struct(obj, f.type)
+        if f.inline:
+            inner = _encode_struct(obj, f.type.lstrip("*"))
             if inner:
                 out += _len_field(number, inner)
             continue
         value = obj.get(f.json)
         if value is None:
             continue
-        ref = _resolve(f.type)
+        ref = kinds.resolve(f.type)
         if ref.shape == "list":
             assert ref.elem is not None
             out += _enc_repeated(number, ref.elem, value, f.json)
@@ -610,12 +570,6 @@ def encode(obj: dict[str, Any], type_name: str) -> bytes:
 # ---------------------------------------------------------------------------
 # Type lookup
 
-#: Non-resource kinds accepted in bodies: (apiVersion, kind) -> schema type.
-_EXTRA_TYPES = {
-    ("autoscaling/v1", "Scale"): "autoscaling/v1.Scale",
-    ("policy/v1", "Eviction"): "policy/v1.Eviction",
-}
-
 
 @cache
 def _type_table() -> dict[tuple[str, str], str]:
@@ -623,7 +577,7 @@ def _type_table() -> dict[tuple[str, str], str]:
     for k in kinds.builtin_kinds():
         if k.type_name:
             table[(k.api_version, k.kind)] = k.type_name
-    table.update(_EXTRA_TYPES)
+    table.update(kinds.body_types())
     # Every group version registers DeleteOptions (client-go tags it with the client's group
     # version); meta.k8s.io/v1 is accepted too.
     versions = {av for av, _ in table} | {"meta.k8s.io/v1"}
@@ -633,5 +587,6 @@ def _type_table() -> dict[tuple[str, str], str]:
 
 
 def default_type_for(api_version: str, kind: str) -> str | None:
-    """The schema type of a built-in kind, Scale, Eviction or DeleteOptions, else None."""
+    """The schema type of a built-in kind, a body kind such as Scale, Eviction or
+    TokenRequest (:func:`kinds.body_types`), or DeleteOptions; else None."""
     return _type_table().get((api_version, kind))

@@ -4,7 +4,10 @@ Run: python scripts/gen_kinds.py ../shared/k8s-api-facts.json
 
 The output keeps the facts' shape ({"kinds": [...], "types": {...}, "special": {...}})
 restricted to the kinds edgek serves and every type reachable from them, so the
-server never reads the shared facts at run time.
+server never reads the shared facts at run time. It stays compact: of the type-level
+markers only ``+structType=atomic`` is kept (as ``"structType": "atomic"``), field wire
+kinds are left out (edgek derives them from the Go types), and ``bodies`` lists the
+non-resource kinds accepted as request bodies.
 """
 
 from __future__ import annotations
@@ -53,21 +56,36 @@ SERVED: set[tuple[str, str]] = {
     ("rbac.authorization.k8s.io", "clusterrolebindings"),
     ("certificates.k8s.io", "certificatesigningrequests"),
     ("storage.k8s.io", "storageclasses"),
+    ("authentication.k8s.io", "selfsubjectreviews"),
+    ("authentication.k8s.io", "tokenreviews"),
+    ("authorization.k8s.io", "selfsubjectaccessreviews"),
+    ("authorization.k8s.io", "selfsubjectrulesreviews"),
+    ("authorization.k8s.io", "subjectaccessreviews"),
+    ("authorization.k8s.io", "localsubjectaccessreviews"),
     ("events.k8s.io", "events"),
     ("apiextensions.k8s.io", "customresourcedefinitions"),
 }
 
-# Types needed beyond the served kinds: subresource bodies and request options.
-EXTRA_TYPES = [
-    "autoscaling/v1.Scale",
-    "policy/v1.Eviction",
-    "meta/v1.DeleteOptions",
-    "meta/v1.Status",
-    "meta/v1.Table",
-    "meta/v1.PartialObjectMetadata",
-    "meta/v1.WatchEvent",
-    "runtime.Unknown",
-]
+# Types needed beyond the served kinds: subresource and request bodies, request options.
+# Each maps to the apiVersion it is sent in as a body of its own, or None.
+EXTRA_TYPES: dict[str, str | None] = {
+    "autoscaling/v1.Scale": "autoscaling/v1",
+    "policy/v1.Eviction": "policy/v1",
+    "authentication/v1.TokenRequest": "authentication.k8s.io/v1",
+    "authorization/v1.SelfSubjectAccessReview": "authorization.k8s.io/v1",
+    "meta/v1.DeleteOptions": None,
+    "meta/v1.Status": None,
+    "meta/v1.Table": None,
+    "meta/v1.PartialObjectMetadata": None,
+    "meta/v1.WatchEvent": None,
+    "runtime.Unknown": None,
+}
+
+# Empty structs upstream that the facts leave out (they record no type without fields).
+EMPTY_STRUCTS = frozenset({"apiextensions/v1.CustomResourceSubresourceStatus"})
+
+# Field facts edgek does not use.
+DROPPED_FIELD_KEYS = frozenset({"protoWire", "notInJSON"})
 
 TYPE_REF = re.compile(
     r"[A-Za-z0-9_.-]+/v[0-9a-z]+\.[A-Za-z0-9_]+|runtime\.[A-Za-z]+|intstr\.[A-Za-z]+"
@@ -79,14 +97,38 @@ def referenced(type_expr: str) -> list[str]:
     return TYPE_REF.findall(type_expr)
 
 
+def compact(entry: dict) -> dict:
+    """A type entry as kept: fields without unused keys, markers reduced to structType."""
+    out = {k: v for k, v in entry.items() if k not in ("fields", "markers")}
+    if "fields" in entry:
+        out["fields"] = [
+            {k: v for k, v in f.items() if k not in DROPPED_FIELD_KEYS} for f in entry["fields"]
+        ]
+    if "+structType=atomic" in entry.get("markers", []):
+        out["structType"] = "atomic"
+    return out
+
+
+def bodies(types: dict) -> list[dict[str, str]]:
+    """The non-resource kinds accepted as request bodies, with their schema types."""
+    return [
+        {"apiVersion": api_version, "kind": name.rpartition(".")[2], "type": name}
+        for name, api_version in sorted(EXTRA_TYPES.items())
+        if api_version is not None and name in types
+    ]
+
+
 def generate(facts: dict) -> dict:
     kinds = [k for k in facts["kinds"] if (k["group"], k["resource"]) in SERVED]
     missing = SERVED - {(k["group"], k["resource"]) for k in kinds}
     if missing:
         raise SystemExit(f"facts lack served kinds: {sorted(missing)}")
-    types: dict = facts["types"]
+    absent = [name for name in EXTRA_TYPES if name not in facts["types"]]
+    if absent:
+        raise SystemExit(f"facts lack extra types: {absent}")
+    types: dict = {name: {"fields": []} for name in EMPTY_STRUCTS} | facts["types"]
     seen: set[str] = set()
-    todo = [k["type"] for k in kinds] + EXTRA_TYPES
+    todo = [k["type"] for k in kinds] + list(EXTRA_TYPES)
     while todo:
         name = todo.pop()
         if name in seen or name not in types:
@@ -97,12 +139,12 @@ def generate(facts: dict) -> dict:
             todo.extend(referenced(field["type"]))
         if "alias" in entry:
             todo.extend(referenced(entry["alias"]))
-    out_types = {n: {k: v for k, v in types[n].items() if k != "markers"} for n in sorted(seen)}
     return {
         "sources": facts["sources"],
         "special": facts["special"],
         "kinds": kinds,
-        "types": out_types,
+        "bodies": bodies(types),
+        "types": {n: compact(types[n]) for n in sorted(seen)},
     }
 
 

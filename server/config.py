@@ -20,9 +20,20 @@ class ServerConfig:
     service_cidr: str = "10.43.0.0/16"
     cluster_domain: str = "cluster.local"
     disable_agent: bool = False
+    token: str = ""
+    token_file: Path | None = None
+    secrets_encryption: bool = False
     datastore_compact_interval: float = 300.0
     datastore_compact_retain: int = 1000
     watch_bookmark_interval: float = 60.0
+
+    def join_secret(self) -> str:
+        """The configured join secret (--token, or the token in --token-file; a full K10
+        token is reduced to its secret), or "" when none was given."""
+        from edgek import jointoken
+
+        text = self.token or (self.token_file.read_text().strip() if self.token_file else "")
+        return jointoken.parse(text).password if text else ""
 
     @property
     def server_dir(self) -> Path:

@@ -19,6 +19,7 @@ from edgek.timefmt import format_time
 from server.apiserver.app import ApiServerState, make_app
 from server.apiserver.openapi import OpenAPI
 from server.apiserver.resources import ResourceAPI
+from server.auth.identity import Identity
 from server.config import ServerConfig
 from server.controllers.namespace import NamespaceFinalizer
 from server.pki import ensure_pki, split_sans
@@ -39,6 +40,7 @@ class Server:
         self.store: datastore.Store | None = None
         self.runner: web.AppRunner | None = None
         self._namespaces: NamespaceFinalizer | None = None
+        self.identity: Identity | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -72,14 +74,26 @@ class Server:
         await _ensure_namespaces(objs, registry)
         await _ensure_kubernetes_service(objs, services, allocator.kubernetes_ip, cfg)
         await self._namespaces.resume()
+        self.identity = identity = Identity(
+            objs,
+            registry,
+            server_dir=cfg.server_dir,
+            ca_pem=pki.ca_bundle_pem(),
+            configured_secret=cfg.join_secret(),
+        )
+        await identity.start()
         address = cfg.advertise_address or "127.0.0.1"
         state = ApiServerState(
-            ResourceAPI(objs, crds, bookmark_interval=cfg.watch_bookmark_interval),
+            ResourceAPI(objs, crds, bookmark_interval=cfg.watch_bookmark_interval, tokens=identity),
             openapi,
             server_address=f"{address}:{cfg.https_listen_port}",
             ca_bundle=pki.ca_bundle_pem(),
+            authn=identity.authn,
+            authz=identity.authz,
         )
-        self.runner = web.AppRunner(make_app(state), access_log=None, handle_signals=False)
+        self.runner = web.AppRunner(
+            make_app(state), access_log=None, handle_signals=False, shutdown_timeout=2
+        )
         await self.runner.setup()
         site = web.TCPSite(
             self.runner,
@@ -108,6 +122,8 @@ class Server:
     async def stop(self) -> None:
         if self._namespaces is not None:
             await self._namespaces.stop()
+        if self.identity is not None:
+            await self.identity.stop()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.store is not None:

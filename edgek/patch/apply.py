@@ -29,36 +29,8 @@ from edgek.status import ApiError, bad_request
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
-#: Structs marked ``+structType=atomic`` upstream (the kinds data keeps only field-level
-#: markers, so the type-level ones are listed here).
-ATOMIC_STRUCTS = frozenset(
-    {
-        "core/v1.ConfigMapKeySelector",
-        "core/v1.EndpointAddress",
-        "core/v1.EndpointPort",
-        "core/v1.EvictionResponder",
-        "core/v1.FileKeySelector",
-        "core/v1.LocalObjectReference",
-        "core/v1.NodeSelector",
-        "core/v1.NodeSelectorTerm",
-        "core/v1.ObjectFieldSelector",
-        "core/v1.ObjectReference",
-        "core/v1.ResourceFieldSelector",
-        "core/v1.ScopeSelector",
-        "core/v1.SecretKeySelector",
-        "core/v1.SecretReference",
-        "core/v1.TopologySelectorTerm",
-        "core/v1.TypedLocalObjectReference",
-        "discovery/v1.EndpointPort",
-        "meta/v1.LabelSelector",
-        "meta/v1.OwnerReference",
-        "networking/v1.ServiceBackendPort",
-        "rbac/v1.RoleRef",
-        "rbac/v1.Subject",
-    }
-)
-
-#: Defaults of list-map key fields that may be omitted (upstream ``+default`` markers).
+#: Defaults of list-map key fields that may be omitted (upstream ``+default`` markers, which
+#: the kinds data does not carry).
 KEY_DEFAULTS: dict[str, dict[str, Any]] = {
     "core/v1.ContainerPort": {"protocol": "TCP"},
     "core/v1.ServicePort": {"protocol": "TCP"},
@@ -132,37 +104,23 @@ def _root(type_name: str | None) -> _Node:
     return _Node("struct", type_name) if type_name else _CR_ROOT
 
 
-def _node(ref: kinds.TypeRef, raw: dict[str, Any] | None = None) -> _Node:
-    """The node for a resolved type; ``raw`` holds the field's markers, if any."""
-    raw = raw or {}
+def _node(ref: kinds.TypeRef, field: kinds.Field | None = None) -> _Node:
+    """The node for a resolved type; ``field`` is the struct field holding it, if any."""
     if ref.shape == "special":
         return _DEDUCED if ref.name in _DEDUCED_TYPES else _LEAF
     if ref.shape == "struct":
-        atomic = raw.get("structType") == "atomic" or (
-            ref.name in ATOMIC_STRUCTS and raw.get("structType") != "granular"
-        )
-        return _LEAF if atomic else _Node("struct", ref.name)
-    if ref.shape == "map" and ref.elem is not None and raw.get("mapType") != "atomic":
+        struct_type = field.struct_type if field else None
+        if (struct_type or kinds.struct_type(ref.name)) == "atomic":
+            return _LEAF
+        return _Node("struct", ref.name)
+    if ref.shape == "map" and ref.elem is not None and not (field and field.map_type == "atomic"):
         return _Node("map", elem=_node(ref.elem))
-    if ref.shape == "list" and ref.elem is not None:
-        list_type = raw.get("listType")
-        if list_type == "map":
-            return _Node("assoc", elem=_node(ref.elem), keys=tuple(raw.get("listMapKeys", ())))
-        if list_type == "set":
+    if ref.shape == "list" and ref.elem is not None and field is not None:
+        if field.list_type == "map":
+            return _Node("assoc", elem=_node(ref.elem), keys=field.list_map_keys)
+        if field.list_type == "set":
             return _Node("set", elem=_node(ref.elem))
     return _LEAF
-
-
-@cache
-def _raw_fields(type_name: str) -> dict[str, dict[str, Any]]:
-    """The raw field facts (with list/map/struct markers) of a struct, inlines flattened."""
-    out: dict[str, dict[str, Any]] = {}
-    for f in kinds.data()["types"].get(type_name, {}).get("fields", []):
-        if f.get("inline"):
-            out.update(_raw_fields(f["type"].lstrip("*")))
-        elif f.get("json"):
-            out[f["json"]] = f
-    return out
 
 
 @cache
@@ -173,7 +131,7 @@ def _struct_child(type_name: str, name: str) -> tuple[_Node, Any]:
     if f is None:
         return _DEDUCED, MISSING
     ref = kinds.resolve(f.type)
-    return _node(ref, _raw_fields(type_name).get(name)), _zero(f, ref)
+    return _node(ref, f), _zero(f, ref)
 
 
 def _zero(f: kinds.Field, ref: kinds.TypeRef) -> Any:

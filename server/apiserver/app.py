@@ -11,9 +11,12 @@ from edgek import status
 from edgek.status import ApiError
 from server.apiserver import codec, discovery
 from server.apiserver.openapi import OpenAPI
-from server.apiserver.request import USER_KEY, parse_resource_path
+from server.apiserver.request import USER_KEY, RequestInfo, parse_resource_path
 from server.apiserver.resources import MAX_BODY_BYTES, ResourceAPI
-from server.pki import peer_identity
+from server.auth.attributes import Attributes
+from server.auth.authn import Authenticator
+from server.auth.authz import AuthorizerChain, forbid
+from server.auth.rbac import forbidden_message
 
 log = logging.getLogger("edgek.apiserver")
 
@@ -33,7 +36,11 @@ class ApiServerState:
         *,
         server_address: str,
         ca_bundle: bytes,
+        authn: Authenticator,
+        authz: AuthorizerChain,
     ) -> None:
+        self.authn = authn
+        self.authz = authz
         self.resources = resources
         self.registry = resources.crds.registry
         self.openapi = openapi
@@ -65,21 +72,50 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Client-certificate authentication; only system:masters is authorized for now."""
+    """Authenticate every request (401 without valid credentials, except the anonymous
+    paths) and authorize non-resource paths; /api and /apis authorize after routing."""
     if request.path in ANONYMOUS_PATHS:
         return await handler(request)
-    transport = request.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport else None
-    identity = peer_identity(ssl_object) if ssl_object is not None else None
-    if identity is None:
+    state = _state(request)
+    user = state.authn.authenticate(request)
+    if user is None:
         raise status.unauthorized()
-    user, groups = identity
-    if "system:masters" not in groups:
-        raise status.forbidden(
-            f'User "{user}" cannot {request.method.lower()} path "{request.path}"'
-        )
-    request[USER_KEY] = (user, groups)
+    request[USER_KEY] = user
+    if not _is_api_path(request.path):
+        authorize(state, Attributes(user, request.method.lower(), False, path=request.path))
     return await handler(request)
+
+
+def _is_api_path(path: str) -> bool:
+    return path in ("/api", "/apis") or path.startswith(("/api/", "/apis/"))
+
+
+def authorize(state: ApiServerState, attrs: Attributes) -> None:
+    """Raise 403 Forbidden unless the authorizer chain allows ``attrs``."""
+    decision = state.authz.authorize(attrs)
+    if not decision.allowed:
+        raise forbid(attrs, decision, forbidden_message(attrs))
+
+
+def resource_attributes(request: web.Request, info: RequestInfo) -> Attributes:
+    """The authorizer's view of a resource request (a list or watch pinned to one name by
+    ``fieldSelector=metadata.name=x`` is about that object, as upstream treats it)."""
+    name = info.name
+    if not name and info.verb in ("list", "watch"):
+        selector = request.query.get("fieldSelector", "")
+        if selector.startswith("metadata.name=") and "," not in selector:
+            name = selector.split("=", 1)[1]
+    return Attributes(
+        request[USER_KEY],
+        info.verb,
+        True,
+        api_group=info.kind.group,
+        api_version=info.kind.version,
+        resource=info.kind.resource,
+        subresource=info.subresource,
+        namespace=info.namespace,
+        name=name,
+    )
 
 
 def _state(request: web.Request) -> ApiServerState:
@@ -124,6 +160,8 @@ async def api_dispatch(request: web.Request) -> web.StreamResponse:
     segments = [s for s in request.path.split("/") if s]
     head = segments[0]
     n = len(segments)
+    if request.method == "GET" and n <= (2 if head == "api" else 3):
+        authorize(state, Attributes(request[USER_KEY], "get", False, path=request.path))
     if request.method == "GET":
         if head == "api" and n == 1:
             return codec.respond(discovery.api_versions(state.server_address))
@@ -144,6 +182,7 @@ async def api_dispatch(request: web.Request) -> web.StreamResponse:
     if (head == "api" and n < 3) or (head == "apis" and n < 4):
         raise _not_found()
     info = parse_resource_path(request.method, segments, dict(request.query), state.registry)
+    authorize(state, resource_attributes(request, info))
     return await state.resources.handle(request, info)
 
 

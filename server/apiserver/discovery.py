@@ -13,6 +13,7 @@ _SUBRESOURCE_VERBS = {
     "status": ["get", "patch", "update"],
     "scale": ["get", "patch", "update"],
     "finalize": ["update"],
+    "token": ["create"],
 }
 
 
@@ -91,6 +92,8 @@ def _resource_entries(kind: Kind) -> list[dict[str, Any]]:
         }
         if sub == "scale":
             e.update(group="autoscaling", version="v1", kind="Scale")
+        elif sub == "token":
+            e.update(group="authentication.k8s.io", version="v1", kind="TokenRequest")
         out.append(e)
     return out
 

@@ -19,7 +19,6 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from edgek import kinds
@@ -73,7 +72,6 @@ _FIXED_V2: dict[str, Schema] = {
     "intstr.IntOrString": {"type": "string", "format": "int-or-string"},
 }
 
-_TYPE_META = ("meta/v1.TypeMeta", "runtime.TypeMeta")
 _SCALE_GVK = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 _STATUS_GVK = {"group": "", "version": "v1", "kind": "Status"}
 
@@ -161,37 +159,10 @@ def _is_custom(kind: kinds.Kind) -> bool:
     return kind.custom or kind.type_name is None
 
 
-@cache
-def _raw_fields(type_name: str) -> dict[str, dict[str, Any]]:
-    """Raw data-file field entries by JSON name (inline structs flattened), for the
-    markers :class:`kinds.Field` does not carry (optional, mapType, structType)."""
-    out: dict[str, dict[str, Any]] = {}
-    for f in kinds.data()["types"].get(type_name, {}).get("fields", []):
-        if f.get("inline"):
-            if f["type"] not in _TYPE_META:
-                out.update(_raw_fields(f["type"].lstrip("*")))
-        elif f.get("json"):
-            out[f["json"]] = f
-    return out
-
-
-def _has_type_meta(type_name: str) -> bool:
-    raw = kinds.data()["types"].get(type_name, {}).get("fields", [])
-    return any(f.get("inline") and f["type"] in _TYPE_META for f in raw)
-
-
-def _is_opaque(type_name: str) -> bool:
-    """A struct with a custom JSON form (no JSON-named fields, e.g. JSONSchemaPropsOrBool)."""
-    raw = kinds.data()["types"].get(type_name, {}).get("fields", [])
-    return bool(raw) and not any(f.get("json") or f.get("inline") for f in raw)
-
-
-def _required(field: kinds.Field, raw: dict[str, Any]) -> bool:
+def _required(field: kinds.Field) -> bool:
     """kube-openapi's rule: an explicit ``+required`` wins, then ``+optional`` or
     ``omitempty`` make a field optional."""
-    if field.required:
-        return True
-    return not (raw.get("optional") or field.omitempty)
+    return field.required or not (field.optional or field.omitempty)
 
 
 class _Schemas:
@@ -284,26 +255,25 @@ class _Schemas:
     def _build(self, type_name: str) -> Schema:
         if type_name in self._fixed:
             return copy.deepcopy(self._fixed[type_name])
-        if _is_opaque(type_name):
+        if kinds.custom_json(type_name):
             return {}
         props: dict[str, Schema] = {}
-        if _has_type_meta(type_name):
+        if kinds.has_type_meta(type_name):
             props["apiVersion"] = {"type": "string"}
             props["kind"] = {"type": "string"}
         required: list[str] = []
-        raw = _raw_fields(type_name)
         for name, field in kinds.fields(type_name).items():
-            props[name] = self._property(field, raw.get(name, {}))
-            if _required(field, raw.get(name, {})):
+            props[name] = self._property(field)
+            if _required(field):
                 required.append(name)
-        out: Schema = {"type": "object", "properties": props}
+        out: Schema = {"type": "object", "properties": props} if props else {"type": "object"}
         if required:
             out["required"] = required
         if type_name in self._gvks:
             out["x-kubernetes-group-version-kind"] = self._gvks[type_name]
         return out
 
-    def _property(self, field: kinds.Field, raw: dict[str, Any]) -> Schema:
+    def _property(self, field: kinds.Field) -> Schema:
         out = self.expr(field.type)
         if field.patch_strategy:
             out["x-kubernetes-patch-strategy"] = field.patch_strategy
@@ -313,7 +283,7 @@ class _Schemas:
             out["x-kubernetes-list-type"] = field.list_type
         if field.list_map_keys:
             out["x-kubernetes-list-map-keys"] = list(field.list_map_keys)
-        map_type = raw.get("mapType") or raw.get("structType")
+        map_type = field.map_type or field.struct_type
         if map_type:
             out["x-kubernetes-map-type"] = map_type
         return out
@@ -495,7 +465,7 @@ def _resource_paths(kind: kinds.Kind, obj: str, lst: str) -> list[_PathItem]:
     if kind.namespaced and "list" in verbs:
         paths.append(_PathItem(f"{base}/{kind.resource}", (), (build(_COLLECTION_OPS[0], ""),)))
     for sub in kind.subresources:
-        allowed = {"update"} if sub == "finalize" else _SUBRESOURCE_VERBS
+        allowed = {"finalize": {"update"}, "token": set()}.get(sub, _SUBRESOURCE_VERBS)
         ops = tuple(build(s, scope, sub) for s in _ITEM_OPS if s.verb in allowed)
         paths.append(_PathItem(f"{item}/{sub}", item_params, ops))
     return [p for p in paths if p.ops]

@@ -8,11 +8,14 @@ from aiohttp import web
 
 from edgek import status
 from edgek.kinds import Kind, Registry
+from server.auth.attributes import UserInfo
 
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+#: Subresources that are only ever created (POST to a named object).
+_CREATE_SUBRESOURCES = frozenset({"token"})
 
-#: The authenticated requester of a request: (user, groups).
-USER_KEY = web.RequestKey("user", tuple[str, list[str]])
+#: The authenticated requester of a request.
+USER_KEY = web.RequestKey("user", UserInfo)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ def parse_resource_path(
         raise _not_found()
     if name == "" and method in ("PUT", "PATCH"):
         raise status.method_not_allowed(f"{method} is not supported on collections")
+    if sub in _CREATE_SUBRESOURCES:
+        if method != "POST":
+            raise status.method_not_allowed(f"{method} is not supported on {kind.resource}/{sub}")
+        return RequestInfo("create", kind, namespace, name, sub)
     verb = _verb(method, bool(name), watch)
     return RequestInfo(verb, kind, namespace, name, sub)
 

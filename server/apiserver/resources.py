@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -27,9 +27,26 @@ from edgek.validation import unknown_fields, validate_types
 from server.apiserver import codec, tables, watch
 from server.apiserver.codec import Accept
 from server.apiserver.request import USER_KEY, RequestInfo
+from server.auth.attributes import UserInfo
 from server.registry import crschema
 from server.registry.crd import CustomResources
 from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
+
+
+class IdentityService(Protocol):
+    """Service-account tokens (TokenRequest) and the review kinds (access, rules, token and
+    self-subject reviews), which are answered, never stored."""
+
+    async def token_request(self, sa: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def review(
+        self, kind: Kind, namespace: str, body: dict[str, Any], requester: UserInfo
+    ) -> dict[str, Any]: ...
+
+
+#: API groups whose kinds are reviews (create-only, answered from the request).
+REVIEW_GROUPS = frozenset({"authorization.k8s.io", "authentication.k8s.io"})
+
 
 #: Largest request body accepted (upstream: 3 MiB).
 MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -67,6 +84,13 @@ def _dry_run(query: Any) -> bool:
     return bool(values)
 
 
+def _requester(request: web.Request) -> tuple[str, list[str]] | None:
+    user = request.get(USER_KEY)
+    if user is None:
+        return None
+    return user.name, [g for g in user.groups if g != "system:authenticated"]
+
+
 def _field_manager(request: web.Request) -> str:
     manager = request.query.get("fieldManager", "")
     if not manager:
@@ -85,7 +109,9 @@ class ResourceAPI:
         *,
         clock: Callable[[], datetime] = objects.now,
         bookmark_interval: float = 60.0,
+        tokens: IdentityService | None = None,
     ) -> None:
+        self.tokens = tokens
         self.objects = objects_
         self.crds = crds
         self.clock = clock
@@ -99,6 +125,10 @@ class ResourceAPI:
             return await self._list(request, info)
         if verb == "watch":
             return await self._watch(request, info)
+        if verb == "create" and info.subresource == "token":
+            return await self._token(request, info)
+        if verb == "create" and info.kind.group in REVIEW_GROUPS:
+            return await self._review(request, info)
         if verb == "create":
             return await self._create(request, info)
         if verb == "update":
@@ -359,7 +389,31 @@ class ResourceAPI:
             dry_run=_dry_run(request.query),
             field_manager=_field_manager(request),
             subresource=info.subresource,
-            requester=request.get(USER_KEY),
+            requester=_requester(request),
+        )
+
+    async def _token(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        """POST serviceaccounts/{name}/token: a bound, expiring service-account token."""
+        if self.tokens is None:
+            raise status.method_not_allowed("token requests are not served")
+        raw = await request.read()
+        if len(raw) > MAX_BODY_BYTES:
+            raise status.too_large(f"Request entity too large: limit is {MAX_BODY_BYTES}")
+        body = codec.decode_body(raw, request.headers.get("Content-Type")) if raw.strip() else {}
+        if not isinstance(body, dict):
+            raise status.bad_request("the body of the request must be a TokenRequest object")
+        sa = await self.objects.get(info.kind, info.namespace, info.name)
+        return codec.respond(await self.tokens.token_request(sa, body), 201)
+
+    async def _review(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        """Answer an access/rules/token/self-subject review (nothing is stored)."""
+        if self.tokens is None:
+            raise status.method_not_allowed("reviews are not served")
+        body = self._check_object(
+            info.kind, info, await self._body(request, info.kind, info.kind.kind)
+        )
+        return codec.respond(
+            self.tokens.review(info.kind, info.namespace, body, request[USER_KEY]), 201
         )
 
     async def _create(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:

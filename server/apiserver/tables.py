@@ -65,6 +65,7 @@ _CREATED_AT = _column("Created At", "When the object was created.", "date")
 _CONTAINERS = _column("Containers", "Names of the containers in the template.", priority=1)
 _IMAGES = _column("Images", "Images used by the containers in the template.", priority=1)
 _SELECTOR = _column("Selector", "Label selector for the pods managed.", priority=1)
+_VOLUME_MODE = _column("VolumeMode", "Filesystem or Block.", priority=1)
 
 
 @dataclass(frozen=True)
@@ -989,7 +990,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
         _column("VolumeAttributesClass", "Volume attributes class of the volume."),
         _column("Reason", "Reason for a failed phase."),
         _AGE,
-        _column("VolumeMode", "Filesystem or Block.", priority=1),
+        _VOLUME_MODE,
     ),
     ("", "persistentvolumeclaims"): _printer(
         _pvc_cells,
@@ -1001,7 +1002,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
         _column("StorageClass", "Storage class of the claim."),
         _column("VolumeAttributesClass", "Volume attributes class of the claim."),
         _AGE,
-        _column("VolumeMode", "Filesystem or Block.", priority=1),
+        _VOLUME_MODE,
     ),
     ("", "resourcequotas"): _printer(
         _resource_quota_cells,

@@ -62,8 +62,15 @@ def _bookmark(kind: Kind, revision: int, initial_end: bool = False) -> dict[str,
     return {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": md}
 
 
+Decoder = Callable[[Kind, datastore.KeyValue], dict[str, Any]]
+
+
 def translate(
-    kind: Kind, ev: datastore.Event, opts: ListOptions, filtered: bool
+    kind: Kind,
+    ev: datastore.Event,
+    opts: ListOptions,
+    filtered: bool,
+    decode: Decoder = decode,
 ) -> tuple[str, dict[str, Any]] | None:
     """The watch event (type, object) a datastore event means for this watcher, or None."""
     if ev.type == "DELETE":
@@ -166,7 +173,7 @@ async def serve(
                 await resp.write(_event("ERROR", err.status()))
                 break
             last_rev = ev.kv.mod_revision
-            out = translate(kind, ev, wr.opts, filtered)
+            out = translate(kind, ev, wr.opts, filtered, objects.decode)
             if out is not None:
                 await resp.write(_event(out[0], transform(out[1], False)))
     except ConnectionResetError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -90,6 +91,44 @@ def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     return True
 
 
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: PublicKey,
+    *,
+    ca: bool,
+    now: datetime,
+    days: int,
+) -> x509.CertificateBuilder:
+    """A certificate valid ``days`` days from ``now`` (backdated by :data:`BACKDATE`), with
+    critical basic constraints and key usage: signing, plus certificate and CRL signing for a
+    CA."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+
+
 def create_ca(
     common_name: str, key: ec.EllipticCurvePrivateKey, *, now: datetime, days: int
 ) -> x509.Certificate:
@@ -97,90 +136,53 @@ def create_ca(
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     public = key.public_key()
     return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(name, name, public, ca=True, now=now, days=days)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
 
 
+@dataclass(frozen=True)
+class Leaf:
+    """What a leaf (non-CA) certificate says: its subject (one RDN per organization, then the
+    common name), its single extended key usage (server or client auth) and its SANs."""
+
+    common_name: str
+    usage: x509.ObjectIdentifier
+    organizations: Sequence[str] = ()
+    dns_names: Sequence[str] = ()
+    ip_addresses: Sequence[IPAddress] = ()
+
+
 def sign_leaf(
     ca_cert: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,
-    *,
-    common_name: str,
-    organizations: Sequence[str],
+    leaf: Leaf,
     public_key: PublicKey,
-    usage: x509.ObjectIdentifier,
-    dns_names: Sequence[str] = (),
-    ip_addresses: Sequence[IPAddress] = (),
+    *,
     now: datetime,
     days: int,
 ) -> x509.Certificate:
-    """A non-CA certificate for ``public_key`` signed by the CA.
-
-    ``usage`` is the single extended key usage (server or client auth). Subject is one RDN
-    per organization followed by the common name; SANs are added when given.
-    """
-    if not common_name:
+    """A certificate for ``public_key`` as ``leaf`` describes it, signed by the CA; SANs are
+    added when given."""
+    if not leaf.common_name:
         raise ValueError("certificate common name must not be empty")
     subject = x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
-        + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in leaf.organizations]
+        + [x509.NameAttribute(NameOID.COMMON_NAME, leaf.common_name)]
     )
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        _builder(subject, ca_cert.subject, public_key, ca=False, now=now, days=days)
+        .add_extension(x509.ExtendedKeyUsage([leaf.usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
             critical=False,
         )
     )
-    if dns_names or ip_addresses:
-        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-        names += [x509.IPAddress(ip) for ip in ip_addresses]
+    if leaf.dns_names or leaf.ip_addresses:
+        names: list[x509.GeneralName] = [x509.DNSName(d) for d in leaf.dns_names]
+        names += [x509.IPAddress(ip) for ip in leaf.ip_addresses]
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(ca_key, hashes.SHA256())
 

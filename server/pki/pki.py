@@ -159,15 +159,8 @@ class PKI:
 
         The API server maps CN to the user name and each O to a group.
         """
-        return self._issue(
-            self.client_ca_cert,
-            self.client_ca_key,
-            common_name=common_name,
-            organizations=organizations,
-            public_key=public_key,
-            usage=certs.CLIENT_AUTH,
-            days=days,
-        )
+        leaf = certs.Leaf(common_name, certs.CLIENT_AUTH, organizations=organizations)
+        return self._issue(self.client_ca_cert, self.client_ca_key, leaf, public_key, days)
 
     def issue_serving_cert(
         self,
@@ -183,63 +176,45 @@ class PKI:
         For TLS endpoints other than the API port that clients verify with the server CA
         (e.g. an agent's streaming endpoint).
         """
-        return self._issue(
-            self.server_ca_cert,
-            self.server_ca_key,
-            common_name=common_name,
-            organizations=(),
-            public_key=public_key,
-            usage=certs.SERVER_AUTH,
-            dns_names=dns_names,
-            ip_addresses=[ipaddress.ip_address(ip) for ip in ip_addresses],
-            days=days,
-        )
+        ips = [ipaddress.ip_address(ip) for ip in ip_addresses]
+        leaf = certs.Leaf(common_name, certs.SERVER_AUTH, dns_names=dns_names, ip_addresses=ips)
+        return self._issue(self.server_ca_cert, self.server_ca_key, leaf, public_key, days)
 
     def _issue(
         self,
         ca_cert_path: Path,
         ca_key_path: Path,
-        *,
-        common_name: str,
-        organizations: Sequence[str],
+        leaf: certs.Leaf,
         public_key: PublicKey,
-        usage: x509.ObjectIdentifier,
-        dns_names: Sequence[str] = (),
-        ip_addresses: Sequence[IPAddress] = (),
         days: int,
     ) -> bytes:
         ca_cert = certs.load_cert(ca_cert_path)
         ca_key = certs.load_key(ca_key_path)
         if ca_cert is None or ca_key is None:
             raise FileNotFoundError(f"CA {ca_cert_path} / {ca_key_path} missing or unreadable")
-        cert = certs.sign_leaf(
-            ca_cert,
-            ca_key,
-            common_name=common_name,
-            organizations=organizations,
-            public_key=public_key,
-            usage=usage,
-            dns_names=dns_names,
-            ip_addresses=ip_addresses,
-            now=self.clock(),
-            days=days,
-        )
+        cert = certs.sign_leaf(ca_cert, ca_key, leaf, public_key, now=self.clock(), days=days)
         return certs.cert_to_pem(cert)
+
+
+def _load_pair(
+    cert_path: Path, key_path: Path, issuer: x509.Certificate | None
+) -> tuple[x509.Certificate | None, ec.EllipticCurvePrivateKey | None]:
+    """The certificate and key stored at the paths, each None when missing or unreadable; the
+    certificate is None too unless ``key`` is its private key and ``issuer`` signed it (the
+    certificate itself when None: a self-signed CA)."""
+    cert = certs.load_cert(cert_path)
+    key = certs.load_key(key_path)
+    if cert is None or key is None or not certs.key_matches(cert, key):
+        return None, key
+    return (cert if certs.issued_by(cert, issuer or cert) else None), key
 
 
 def _ensure_ca(
     cert_path: Path, key_path: Path, prefix: str, now: datetime
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """Load the CA (cert, key), or create it when missing, corrupt, mismatched or expired."""
-    cert = certs.load_cert(cert_path)
-    key = certs.load_key(key_path)
-    if (
-        cert is not None
-        and key is not None
-        and certs.key_matches(cert, key)
-        and certs.issued_by(cert, cert)
-        and now < cert.not_valid_after_utc
-    ):
+    cert, key = _load_pair(cert_path, key_path, None)
+    if cert is not None and key is not None and now < cert.not_valid_after_utc:
         return cert, key
     if cert_path.exists() or key_path.exists():
         log.warning("pki: CA %s unusable, generating a new one", cert_path.name)
@@ -255,49 +230,29 @@ def _ensure_leaf(
     cert_path: Path,
     key_path: Path,
     ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-    *,
+    leaf: certs.Leaf,
     now: datetime,
-    common_name: str,
-    organizations: Sequence[str] = (),
-    usage: x509.ObjectIdentifier,
-    dns_names: Sequence[str] = (),
-    ip_addresses: Sequence[IPAddress] = (),
 ) -> None:
     """Keep the leaf certificate if still good for this CA and request, else reissue it.
 
-    "Good" means: cert and key load and match, the CA signed it, its EKU is ``usage``, it
-    covers the requested SANs, and it is valid for more than :data:`RENEW_BEFORE`. A loadable
+    "Good" means: cert and key load and match, the CA signed it, its EKU is the leaf's usage,
+    it covers the leaf's SANs, and it is valid for more than :data:`RENEW_BEFORE`. A loadable
     key is kept on reissue (the key is written before the cert, so a crash between the two
     leaves a key that simply gets a new cert next time).
     """
     ca_cert, ca_key = ca
-    cert = certs.load_cert(cert_path)
-    key = certs.load_key(key_path)
+    cert, key = _load_pair(cert_path, key_path, ca_cert)
     if (
         cert is not None
-        and key is not None
-        and certs.key_matches(cert, key)
-        and certs.issued_by(cert, ca_cert)
-        and certs.has_usage(cert, usage)
-        and certs.sans_cover(cert, dns_names, ip_addresses)
+        and certs.has_usage(cert, leaf.usage)
+        and certs.sans_cover(cert, leaf.dns_names, leaf.ip_addresses)
         and cert.not_valid_after_utc - now > RENEW_BEFORE
     ):
         return
     if key is None:
         key = certs.new_key()
         atomic_write(key_path, certs.key_to_pem(key), mode=0o600)
-    cert = certs.sign_leaf(
-        ca_cert,
-        ca_key,
-        common_name=common_name,
-        organizations=organizations,
-        public_key=key.public_key(),
-        usage=usage,
-        dns_names=dns_names,
-        ip_addresses=ip_addresses,
-        now=now,
-        days=LEAF_DAYS,
-    )
+    cert = certs.sign_leaf(ca_cert, ca_key, leaf, key.public_key(), now=now, days=LEAF_DAYS)
     atomic_write(cert_path, certs.cert_to_pem(cert), mode=0o644)
     log.info("pki: issued %s", cert_path.name)
 
@@ -326,25 +281,10 @@ def ensure_pki(
     server_ca = _ensure_ca(pki.server_ca_cert, pki.server_ca_key, "edgek-server-ca", now)
     client_ca = _ensure_ca(pki.client_ca_cert, pki.client_ca_key, "edgek-client-ca", now)
     dns, ips = serving_sans(dns_names, ip_addresses)
-    _ensure_leaf(
-        pki.serving_cert,
-        pki.serving_key,
-        server_ca,
-        now=now,
-        common_name="kube-apiserver",
-        usage=certs.SERVER_AUTH,
-        dns_names=dns,
-        ip_addresses=ips,
-    )
-    _ensure_leaf(
-        pki.admin_cert,
-        pki.admin_key,
-        client_ca,
-        now=now,
-        common_name=ADMIN_USER,
-        organizations=[ADMIN_GROUP],
-        usage=certs.CLIENT_AUTH,
-    )
+    serving = certs.Leaf("kube-apiserver", certs.SERVER_AUTH, dns_names=dns, ip_addresses=ips)
+    _ensure_leaf(pki.serving_cert, pki.serving_key, server_ca, serving, now)
+    admin = certs.Leaf(ADMIN_USER, certs.CLIENT_AUTH, organizations=[ADMIN_GROUP])
+    _ensure_leaf(pki.admin_cert, pki.admin_key, client_ca, admin, now)
     return pki
 
 

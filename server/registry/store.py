@@ -14,7 +14,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import datastore
 from edgek import objects, status
@@ -83,9 +83,22 @@ def object_key(kind: Kind, namespace: str, name: str) -> str:
     return key_prefix(kind, namespace) + name
 
 
-def decode(kind: Kind, kv: datastore.KeyValue) -> dict[str, Any]:
+class ValueCipher(Protocol):
+    """Encryption at rest of stored values (Secrets)."""
+
+    def encrypt(self, storage_key: str, plaintext: bytes) -> bytes: ...
+
+    def decrypt(self, storage_key: str, stored: bytes) -> bytes: ...
+
+
+def _encrypted(kind: Kind) -> bool:
+    return (kind.group, kind.resource) == ("", "secrets")
+
+
+def decode(kind: Kind, kv: datastore.KeyValue, cipher: ValueCipher | None = None) -> dict[str, Any]:
     """A stored object, as ``kind`` shows it, with its resourceVersion."""
-    obj: dict[str, Any] = views.from_storage(kind, json.loads(kv.value))
+    raw = cipher.decrypt(kv.key, kv.value) if cipher is not None and _encrypted(kind) else kv.value
+    obj: dict[str, Any] = views.from_storage(kind, json.loads(raw))
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
     return obj
 
@@ -149,8 +162,10 @@ class ObjectStore:
         clock: Callable[[], datetime] = objects.now,
         event_ttl: int = 3600,
         custom_schema: Callable[[Kind], dict[str, Any] | None] = lambda kind: None,
+        cipher: ValueCipher | None = None,
     ) -> None:
         self.store = store
+        self.cipher = cipher
         self.custom_schema = custom_schema
         self.clock = clock
         self.event_ttl = event_ttl
@@ -162,17 +177,27 @@ class ObjectStore:
             Callable[[Kind, dict[str, Any], dict[str, Any] | None], Undo | None]
         ] = []
 
+    def decode(self, kind: Kind, kv: datastore.KeyValue) -> dict[str, Any]:
+        """A stored value as ``kind`` shows it (decrypted where needed)."""
+        return decode(kind, kv, self.cipher)
+
+    def _encode(self, kind: Kind, key: str, obj: dict[str, Any]) -> bytes:
+        raw = encode(kind, obj)
+        return (
+            self.cipher.encrypt(key, raw) if self.cipher is not None and _encrypted(kind) else raw
+        )
+
     # -- reads -----------------------------------------------------------------
 
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
         kv = await self.store.get(object_key(kind, namespace, name))
         if kv is None:
             raise status.not_found(kind.group_resource, name)
-        return decode(kind, kv)
+        return self.decode(kind, kv)
 
     async def try_get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         kv = await self.store.get(object_key(kind, namespace, name))
-        return None if kv is None else decode(kind, kv)
+        return None if kv is None else self.decode(kind, kv)
 
     async def list(self, kind: Kind, namespace: str, opts: ListOptions) -> ListResult:
         """A (possibly chunked) list honouring selectors, limit, continue and resourceVersion."""
@@ -197,7 +222,7 @@ class ObjectStore:
                 )
                 revision = read_rev
                 for i, kv in enumerate(kvs):
-                    obj = decode(kind, kv)
+                    obj = self.decode(kind, kv)
                     if not matches(kind, obj, opts):
                         continue
                     items.append(obj)
@@ -266,7 +291,9 @@ class ObjectStore:
                 undo()
                 return obj
             kv = await self.store.create(
-                object_key(kind, namespace, md["name"]), encode(kind, obj), ttl=self._ttl(kind)
+                (key := object_key(kind, namespace, md["name"])),
+                self._encode(kind, key, obj),
+                ttl=self._ttl(kind),
             )
         except datastore.KeyExistsError as e:
             undo()
@@ -405,8 +432,8 @@ class ObjectStore:
             return new, True
         try:
             kv = await self.store.update(
-                object_key(kind, namespace, name),
-                encode(kind, new),
+                (key := object_key(kind, namespace, name)),
+                self._encode(kind, key, new),
                 expected_revision=int(old_md["resourceVersion"]),
                 ttl=self._ttl(kind),
             )
@@ -459,8 +486,8 @@ class ObjectStore:
                     new.setdefault("status", {})["phase"] = "Terminating"
                 try:
                     kv = await self.store.update(
-                        object_key(kind, namespace, name),
-                        encode(kind, new),
+                        (key := object_key(kind, namespace, name)),
+                        self._encode(kind, key, new),
                         expected_revision=int(md["resourceVersion"]),
                         ttl=self._ttl(kind),
                     )
@@ -487,7 +514,7 @@ class ObjectStore:
             raise _Retry() from e
         except datastore.NotFoundError as e:
             raise status.not_found(kind.group_resource, name) from e
-        gone = decode(kind, kv)
+        gone = self.decode(kind, kv)
         await self._notify(kind, gone, True)
 
     def _admit(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> Undo:

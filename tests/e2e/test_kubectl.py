@@ -168,7 +168,8 @@ def test_get_tables_and_output_formats(kubectl: Kubectl, namespace: str) -> None
     assert {"configmap/settings", "service/web", "deployment.apps/web"} <= set(names)
     listed = json.loads(kubectl("get", "cm", "-o", "json", *ns))
     assert listed["kind"] == "List"
-    assert [i["metadata"]["name"] for i in listed["items"]] == ["settings"]
+    names = [i["metadata"]["name"] for i in listed["items"]]
+    assert [n for n in names if n != "kube-root-ca.crt"] == ["settings"]
 
 
 def test_get_all(kubectl: Kubectl, namespace: str) -> None:
@@ -413,3 +414,29 @@ def test_custom_resource_schema_is_enforced(kubectl: Kubectl, namespace: str) ->
     kubectl("create", "--validate=false", "-f", "-", *ns, input=json.dumps(unknown))
     stored = json.loads(kubectl("get", "crontab", "extra", "-o", "json", *ns))
     assert "colour" not in stored["spec"]
+
+
+def test_server_dry_run_changes_nothing(kubectl: Kubectl, namespace: str) -> None:
+    ns = ["-n", namespace]
+    out = kubectl(
+        "create", "configmap", "ghost", "--from-literal=a=1", "--dry-run=server", "-o", "json", *ns
+    )
+    assert json.loads(out)["metadata"]["uid"]
+    assert kubectl.run("get", "cm", "ghost", *ns, check=False).returncode != 0
+    kubectl("create", "configmap", "real", "--from-literal=a=1", *ns)
+    before = kubectl("get", "cm", "real", "-o", "jsonpath={.metadata.resourceVersion}", *ns)
+    kubectl(
+        "patch",
+        "cm",
+        "real",
+        "--type",
+        "merge",
+        "-p",
+        '{"data":{"a":"2"}}',
+        "--dry-run=server",
+        *ns,
+    )
+    kubectl("delete", "cm", "real", "--dry-run=server", *ns)
+    assert kubectl("get", "cm", "real", "-o", "jsonpath={.data.a}", *ns) == "1"
+    after = kubectl("get", "cm", "real", "-o", "jsonpath={.metadata.resourceVersion}", *ns)
+    assert after == before

@@ -436,6 +436,30 @@ def test_atomic_map_and_list_are_replaced() -> None:
     assert containers(obj)[0]["args"] == ["-a", "-b"]
 
 
+@pytest.mark.parametrize(
+    ("type_name", "body", "paths"),
+    [
+        # ObjectReference is +structType=atomic: owned as a whole ...
+        (
+            "core/v1.Event",
+            {"involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started"},
+            {".involvedObject", ".reason"},
+        ),
+        # ... unless the field says +structType=granular (PersistentVolumeSpec.claimRef).
+        (
+            "core/v1.PersistentVolume",
+            {"spec": {"claimRef": {"name": "c", "namespace": "ns"}}},
+            {".spec.claimRef.name", ".spec.claimRef.namespace"},
+        ),
+    ],
+)
+def test_struct_type_markers(type_name: str, body: dict[str, Any], paths: set[str]) -> None:
+    kind = type_name.rpartition(".")[2]
+    obj = {"apiVersion": "v1", "kind": kind, "metadata": {"name": "x"}, **body}
+    applied = do_apply(None, obj, type_name=type_name, api_version="v1")
+    assert owned(applied, "mgr-a") == paths
+
+
 def test_custom_resource_maps_merge_lists_atomic() -> None:
     cr = {
         "apiVersion": "example.com/v1",

@@ -556,8 +556,47 @@ def test_default_type_for() -> None:
         assert default_type_for(api_version, "DeleteOptions") == "meta/v1.DeleteOptions"
     assert default_type_for("autoscaling/v1", "Scale") == "autoscaling/v1.Scale"
     assert default_type_for("policy/v1", "Eviction") == "policy/v1.Eviction"
+    assert default_type_for("authentication.k8s.io/v1", "TokenRequest") == (
+        "authentication/v1.TokenRequest"
+    )
+    assert default_type_for("authorization.k8s.io/v1", "SelfSubjectAccessReview") == (
+        "authorization/v1.SelfSubjectAccessReview"
+    )
+    assert default_type_for("authentication.k8s.io/v1", "DeleteOptions") == (
+        "meta/v1.DeleteOptions"
+    )
     assert default_type_for("v1", "Deployment") is None
-    assert default_type_for("authentication.k8s.io/v1", "TokenRequest") is None
+    assert default_type_for("authentication/v1", "TokenRequest") is None
+
+
+def test_decode_token_request_as_kubectl_sends_it() -> None:
+    # kubectl create token sa --audience api --duration 1h: empty metadata, spec {1 audiences,
+    # 4 expirationSeconds}, status {1 token "", 2 zero expirationTimestamp}.
+    spec = ld(1, b"api") + bytes([4 << 3]) + bytes([0x90, 0x1C])
+    raw = ld(1, b"") + ld(2, spec) + ld(3, ld(1, b"") + ld(2, b""))
+    body = envelope(b"authentication.k8s.io/v1", b"TokenRequest", raw)
+    assert decode(body, default_type_for) == {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "metadata": {},
+        "spec": {"audiences": ["api"], "expirationSeconds": 3600},
+        "status": {"token": "", "expirationTimestamp": None},
+    }
+
+
+def test_decode_self_subject_access_review_as_kubectl_sends_it() -> None:
+    # kubectl auth can-i list pods -n demo: resourceAttributes {1 namespace, 2 verb,
+    # 5 resource}, status {1 allowed false}.
+    attributes = ld(1, b"demo") + ld(2, b"list") + ld(5, b"pods")
+    raw = ld(1, b"") + ld(2, ld(1, attributes)) + ld(3, b"\x08\x00")
+    body = envelope(b"authorization.k8s.io/v1", b"SelfSubjectAccessReview", raw)
+    assert decode(body, default_type_for) == {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "metadata": {},
+        "spec": {"resourceAttributes": {"namespace": "demo", "verb": "list", "resource": "pods"}},
+        "status": {"allowed": False},
+    }
 
 
 def test_eviction_with_delete_options() -> None:

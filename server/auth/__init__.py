@@ -1,0 +1,1 @@
+"""Authentication and authorization: who is asking, and may they."""

@@ -1,0 +1,93 @@
+"""Authentication: client certificates, bootstrap and join tokens, service-account JWTs.
+
+Anything presented that does not check out authenticates nobody (the request then gets
+401); authentication never raises on malformed input.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from server.auth import bootstrap_tokens
+from server.auth.attributes import UserInfo
+from server.auth.serviceaccount import TokenSigner
+from server.pki import peer_identity
+
+AUTHENTICATED = "system:authenticated"
+#: Identity of an agent presenting the cluster join secret (the password of K10 tokens).
+JOIN_USER = UserInfo(
+    "system:bootstrap:edgek-join",
+    ("system:bootstrappers", "system:bootstrappers:edgek:default-node-token", AUTHENTICATED),
+)
+
+Lookup = Callable[[str, str], dict[str, Any] | None]
+
+
+class Authenticator:
+    """Turns a request's credentials into a :class:`UserInfo`, or None."""
+
+    def __init__(
+        self,
+        *,
+        join_secret: str,
+        signer: TokenSigner,
+        audiences: list[str],
+        secrets: Lookup,
+        service_accounts: Lookup,
+        pods: Lookup,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.join_secret = join_secret
+        self.signer = signer
+        self.audiences = audiences
+        self.secrets = secrets
+        self.service_accounts = service_accounts
+        self.pods = pods
+        self.clock = clock
+
+    def authenticate(self, request: web.Request) -> UserInfo | None:
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport else None
+        identity = peer_identity(ssl_object) if ssl_object is not None else None
+        if identity is not None:
+            user, groups = identity
+            return UserInfo(user, (*groups, AUTHENTICATED))
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self.token_user(token.strip())
+
+    def token_user(self, token: str) -> UserInfo | None:
+        """The identity a bearer token stands for (also used by TokenReview)."""
+        match = bootstrap_tokens.TOKEN_RE.match(token)
+        if match:
+            secret = self.secrets("kube-system", f"bootstrap-token-{match.group(1)}")
+            return bootstrap_tokens.authenticate(
+                token, secret, datetime.fromtimestamp(self.clock(), UTC)
+            )
+        if self.join_secret and hmac.compare_digest(token.encode(), self.join_secret.encode()):
+            return JOIN_USER
+        claims = self.signer.verify(token, audiences=self.audiences, now=int(self.clock()))
+        if claims is None:
+            return None
+        sa = self.service_accounts(claims.namespace, claims.name)
+        if sa is None or sa["metadata"].get("uid") != claims.uid:
+            return None
+        if claims.bound_kind == "Pod":
+            pod = self.pods(claims.namespace, claims.bound_name)
+            if pod is None or pod["metadata"].get("uid") != claims.bound_uid:
+                return None
+            if pod["metadata"].get("deletionTimestamp"):
+                return None
+        elif claims.bound_kind == "Secret":
+            secret = self.secrets(claims.namespace, claims.bound_name)
+            if secret is None or secret["metadata"].get("uid") != claims.bound_uid:
+                return None
+        return claims.user()
