@@ -55,7 +55,7 @@ def _server_config(values: dict[str, Any]) -> Any:
                 value = (
                     value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
                 )
-            elif isinstance(current, Path):
+            elif isinstance(current, Path) or attr == "token_file":
                 value = Path(value)
             elif isinstance(current, list):
                 value = [str(v) for v in (value if isinstance(value, list) else [value])]
@@ -124,6 +124,16 @@ def server(
         int | None,
         typer.Option(help="Revisions the datastore keeps when compacting (default 1000)."),
     ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Cluster join secret (or a full K10 token); env EDGEK_TOKEN.")
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="File holding the cluster join secret or token.")
+    ] = None,
+    secrets_encryption: Annotated[
+        bool | None,
+        typer.Option("--secrets-encryption", help="Encrypt Secret values at rest (AES-GCM)."),
+    ] = None,
     disable_agent: Annotated[
         bool | None,
         typer.Option("--disable-agent", help="Run the control plane without the embedded agent."),
@@ -145,6 +155,9 @@ def server(
         "cluster-domain": cluster_domain,
         "datastore-compact-interval": datastore_compact_interval,
         "datastore-compact-retain": datastore_compact_retain,
+        "token": token,
+        "token-file": token_file,
+        "secrets-encryption": secrets_encryption,
         "disable-agent": disable_agent,
     }
     try:
@@ -161,7 +174,7 @@ def server(
 
     try:
         asyncio.run(serve_forever(cfg))
-    except OSError as e:
+    except (OSError, ValueError) as e:
         _fail(f"cannot start server: {e}")
 
 

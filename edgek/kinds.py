@@ -118,7 +118,7 @@ class Registry:
 
 
 #: Subresources edgek serves (others, e.g. pods/log, come with the agent).
-_SERVED_SUBRESOURCES = ("status", "scale", "finalize", "token")
+_SERVED_SUBRESOURCES = ("status", "scale", "finalize", "token", "approval")
 
 
 @cache

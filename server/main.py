@@ -25,6 +25,7 @@ from server.controllers.namespace import NamespaceFinalizer
 from server.pki import ensure_pki, split_sans
 from server.registry.allocators import ServiceAllocator
 from server.registry.crd import CRD_GROUP, CustomResources, crd_status
+from server.registry.encryption import SecretsEncryption
 from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
 
 log = logging.getLogger("edgek.server")
@@ -57,7 +58,10 @@ class Server:
         registry = Registry()
         openapi = OpenAPI(registry)
         crds = CustomResources(registry, openapi)
-        objs = ObjectStore(store, custom_schema=crds.schema)
+        encryption = SecretsEncryption.load_or_create(
+            cfg.server_dir / "cred", enabled=cfg.secrets_encryption
+        )
+        objs = ObjectStore(store, custom_schema=crds.schema, cipher=encryption)
         allocator = ServiceAllocator(cfg.service_cidr)
         services = registry.by_resource("", "v1", "services")
         assert services is not None
@@ -79,6 +83,7 @@ class Server:
             registry,
             server_dir=cfg.server_dir,
             ca_pem=pki.ca_bundle_pem(),
+            pki=pki,
             configured_secret=cfg.join_secret(),
         )
         await identity.start()

@@ -14,6 +14,7 @@ _SUBRESOURCE_VERBS = {
     "scale": ["get", "patch", "update"],
     "finalize": ["update"],
     "token": ["create"],
+    "approval": ["get", "patch", "update"],
 }
 
 

@@ -390,6 +390,7 @@ class ResourceAPI:
             field_manager=_field_manager(request),
             subresource=info.subresource,
             requester=_requester(request),
+            user=request.get(USER_KEY),
         )
 
     async def _token(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:

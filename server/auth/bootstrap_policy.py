@@ -346,8 +346,9 @@ def _binding(name: str, role: str, *subjects: dict[str, str]) -> dict[str, Any]:
 def default_cluster_role_bindings() -> list[dict[str, Any]]:
     """The default ClusterRoleBindings, sorted by name.
 
-    Upstream's, except that ``system:node`` binds the group ``system:nodes`` (as k3s does;
-    the Node authorizer and NodeRestriction narrow it further), plus the node TLS bootstrap
+    Upstream's (``system:node`` has no subjects: the Node authorizer grants nodes exactly
+    what their pods need; binding the role to ``system:nodes`` would let every node read
+    every Secret), plus the node TLS bootstrap
     bindings kubeadm and k3s create: ``system:bootstrappers`` may create CSRs and have node
     client CSRs approved, ``system:nodes`` may have their renewal CSRs approved."""
 
@@ -389,7 +390,7 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
             "system:service-account-issuer-discovery",
             group("system:serviceaccounts"),
         ),
-        _binding("system:node", "system:node", group("system:nodes")),
+        _binding("system:node", "system:node"),
         _binding(
             "edgek:kubelet-bootstrap", "system:node-bootstrapper", group("system:bootstrappers")
         ),

@@ -18,7 +18,7 @@ from server.auth.attributes import Attributes, UserInfo
 from server.auth.authn import Authenticator
 from server.auth.authz import AuthorizerChain
 from server.auth.bootstrap_policy import default_cluster_role_bindings, default_cluster_roles
-from server.auth.node import NodeGraph
+from server.auth.node import NodeGraph, admit_node_write
 from server.auth.rbac import RBACAuthorizer
 from server.auth.serviceaccount import (
     API_AUDIENCES,
@@ -28,7 +28,9 @@ from server.auth.serviceaccount import (
     validate_token_request,
 )
 from server.cache import ObjectCache
+from server.controllers.csr import CSRController
 from server.controllers.serviceaccounts import ServiceAccountController
+from server.pki import PKI
 from server.registry.store import ObjectStore, WriteOptions
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -115,6 +117,7 @@ class Identity:
         *,
         server_dir: Path,
         ca_pem: bytes,
+        pki: PKI,
         configured_secret: str = "",
     ) -> None:
         self.objects = objects
@@ -129,6 +132,7 @@ class Identity:
             ("", "serviceaccounts"),
             ("", "pods"),
             ("", "persistentvolumes"),
+            ("certificates.k8s.io", "certificatesigningrequests"),
             (RBAC_GROUP, "roles"),
             (RBAC_GROUP, "rolebindings"),
             (RBAC_GROUP, "clusterroles"),
@@ -156,6 +160,33 @@ class Identity:
             ca_pem.decode(),
         )
         objects.after_write.append(self.service_accounts.on_write)
+        objects.user_admission.append(self._node_restriction)
+        self.csrs = CSRController(
+            objects, self.caches["certificatesigningrequests"], self.caches["secrets"], pki
+        )
+
+    def _node_restriction(
+        self,
+        user: UserInfo,
+        kind: Kind,
+        verb: str,
+        subresource: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+    ) -> str | None:
+        md = obj.get("metadata") or {}
+        return admit_node_write(
+            user,
+            kind.group,
+            kind.resource,
+            subresource,
+            verb,
+            obj,
+            old,
+            namespace=md.get("namespace", ""),
+            name=md.get("name", ""),
+            pods=self.caches["pods"].get,
+        )
 
     def _pod_changed(self, obj: dict[str, Any], deleted: bool) -> None:
         self.graph.update("", "pods", obj, deleted)
@@ -247,9 +278,11 @@ class Identity:
         for cache in self.caches.values():
             await cache.start()
         self.service_accounts.start()
+        self.csrs.start()
 
     async def stop(self) -> None:
         await self.service_accounts.stop()
+        await self.csrs.stop()
         for cache in self.caches.values():
             await cache.stop()
 

@@ -25,6 +25,7 @@ from edgek.selectors import FieldSelector, LabelSelector, selectable_fields
 from edgek.status import ApiError
 from edgek.timefmt import format_time
 from edgek.validation import validate
+from server.auth.attributes import UserInfo
 from server.registry import crschema, strategy, views
 
 #: How often a read-modify-write (patch, apply) retries on a concurrent change.
@@ -42,6 +43,7 @@ class WriteOptions:
     field_manager: str = ""
     subresource: str = ""
     requester: tuple[str, list[str]] | None = None  # authenticated (user, groups)
+    user: UserInfo | None = None  # the authenticated user, for user-aware admission
 
 
 @dataclass
@@ -171,6 +173,11 @@ class ObjectStore:
         self.event_ttl = event_ttl
         #: Called after every committed write: (kind, object after, deleted).
         self.after_write: list[Callable[[Kind, dict[str, Any], bool], Awaitable[None]]] = []
+        #: Called for writes by a user: (user, kind, verb, subresource, object, old) -> why
+        #: the write is forbidden, or None (node restriction).
+        self.user_admission: list[
+            Callable[[UserInfo, Kind, str, str, dict[str, Any], dict[str, Any] | None], str | None]
+        ] = []
         #: Called before a create or update is stored (after validation): (kind, object,
         #: old or None) -> undo for when the write does not happen, or None.
         self.admission: list[
@@ -274,6 +281,7 @@ class ObjectStore:
         strategy.prepare_for_create(kind, obj, opts.requester)
         self._default(kind, obj)
         self._validate(kind, obj, None)
+        self._admit_user(opts, kind, "create", obj, None)
         if opts.field_manager:
             record_update(
                 None,
@@ -409,6 +417,7 @@ class ObjectStore:
         md, old_md = new["metadata"], old["metadata"]
         name = old_md["name"]
         self._validate(kind, new, old)
+        self._admit_user(opts, kind, "update", new, old)
         now = self.clock()
         if opts.field_manager:
             record_update(
@@ -516,6 +525,22 @@ class ObjectStore:
             raise status.not_found(kind.group_resource, name) from e
         gone = self.decode(kind, kv)
         await self._notify(kind, gone, True)
+
+    def _admit_user(
+        self,
+        opts: WriteOptions,
+        kind: Kind,
+        verb: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+    ) -> None:
+        if opts.user is None:
+            return
+        for hook in self.user_admission:
+            why = hook(opts.user, kind, verb, opts.subresource, obj, old)
+            if why:
+                name = obj["metadata"].get("name", "")
+                raise status.forbidden(f'{kind.group_resource} "{name}" is forbidden: {why}')
 
     def _admit(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> Undo:
         """Run the admission hooks; the result undoes all of them."""

@@ -113,6 +113,13 @@ def prepare_for_update(
     kind: Kind, new: dict[str, Any], old: dict[str, Any], subresource: str
 ) -> None:
     """Keep what this write may not change and bump the generation on spec changes."""
+    if subresource == "approval":
+        # only the approval conditions change (kubectl certificate approve|deny)
+        conditions = (new.get("status") or {}).get("conditions")
+        new.clear()
+        new.update(copy.deepcopy(old))
+        new.setdefault("status", {})["conditions"] = conditions or []
+        return
     if subresource == "status":
         status = new.get("status")
         new.clear()

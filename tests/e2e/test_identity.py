@@ -145,3 +145,29 @@ def test_join_token_files(server: ServerProcess) -> None:
         token = jointoken.parse(path.read_text().strip())
         assert token.ca_hash == jointoken.ca_hash(ca)
         assert jointoken.verify_ca(token, ca)
+
+
+def test_secrets_encryption_at_rest(tmp_path: Path) -> None:
+    from tests.conftest import kubectl_binaries, start_server
+
+    srv = start_server(tmp_path, "--secrets-encryption")
+    try:
+        kubectl = Kubectl(next(iter(kubectl_binaries().values())), srv.kubeconfig, tmp_path / "c")
+        kubectl("create", "secret", "generic", "vault", "--from-literal=password=plain-sight-4711")
+        got = kubectl("get", "secret", "vault", "-o", "jsonpath={.data.password}")
+        assert base64.b64decode(got) == b"plain-sight-4711"
+        encoded = base64.b64encode(b"plain-sight-4711")
+        db = srv.data_dir / "server" / "db"
+        for f in db.iterdir():
+            content = f.read_bytes()
+            assert b"plain-sight-4711" not in content and encoded not in content, f.name
+        config = srv.data_dir / "server" / "cred" / "encryption-config.json"
+        assert config.stat().st_mode & 0o777 == 0o600
+    finally:
+        srv.stop()
+    srv.start()
+    try:
+        got = kubectl("get", "secret", "vault", "-o", "jsonpath={.data.password}")
+        assert base64.b64decode(got) == b"plain-sight-4711"
+    finally:
+        srv.stop()

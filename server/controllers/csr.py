@@ -1,0 +1,175 @@
+"""CertificateSigningRequests: auto-approve kubelet client and serving CSRs (with the node
+identity guard), and sign approved CSRs of the signers edgek owns. Other CSRs wait for
+``kubectl certificate approve|deny`` and for a signer that handles them.
+
+Level-triggered: every change to a CSR enqueues it; ``reconcile`` reads the current object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from edgek.kinds import Kind
+from edgek.status import ApiError
+from edgek.timefmt import format_time
+from server.cache import ObjectCache
+from server.pki import PKI
+from server.pki import csr as csrs
+from server.registry.store import ObjectStore, WriteOptions
+
+log = logging.getLogger("edgek.controllers.csr")
+
+MANAGER = "edgek-csr-controller"
+
+
+def _load_ca(cert_path: Path, key_path: Path) -> csrs.CA:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    return cert, key  # type: ignore[return-value]
+
+
+class CSRController:
+    """Approves and signs CSRs."""
+
+    def __init__(
+        self, objects: ObjectStore, cache: ObjectCache, secrets: ObjectCache, pki: PKI
+    ) -> None:
+        self.objects = objects
+        self.cache = cache
+        self.secrets = secrets
+        self.client_ca = _load_ca(pki.client_ca_cert, pki.client_ca_key)
+        self.server_ca = _load_ca(pki.server_ca_cert, pki.server_ca_key)
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        cache.on_change(
+            lambda obj, deleted: None if deleted else self.enqueue(obj["metadata"]["name"])
+        )
+
+    @property
+    def kind(self) -> Kind:
+        return self.cache.kind
+
+    def enqueue(self, name: str) -> None:
+        if name not in self._queued:
+            self._queued.add(name)
+            self._queue.put_nowait(name)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="csr-controller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            name = await self._queue.get()
+            self._queued.discard(name)
+            try:
+                await self.reconcile(name)
+            except ApiError as e:
+                log.warning("csr %s: %s; retrying", name, e.message)
+                await asyncio.sleep(1)
+                self.enqueue(name)
+            except Exception:
+                log.exception("csr %s failed", name)
+
+    async def reconcile(self, name: str) -> None:
+        obj = await self.objects.try_get(self.kind, "", name)
+        if obj is None or (obj.get("status") or {}).get("certificate"):
+            return
+        if csrs.is_denied_or_failed(obj):
+            return
+        if not csrs.is_approved(obj):
+            await self._maybe_approve(obj)
+            return
+        signer = (obj.get("spec") or {}).get("signerName", "")
+        if signer not in csrs.SIGNERS:
+            return
+        try:
+            pem = csrs.sign(
+                obj, client_ca=self.client_ca, server_ca=self.server_ca, now=datetime.now(UTC)
+            )
+        except csrs.CSRError as e:
+            await self._set_status(name, "Failed", "SignerValidationFailure", str(e))
+            return
+
+        async def issue(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None:
+                return None
+            current.setdefault("status", {})["certificate"] = base64.b64encode(pem).decode()
+            return current
+
+        await self.objects.modify(
+            self.kind, "", name, issue, WriteOptions(field_manager=MANAGER, subresource="status")
+        )
+
+    async def _maybe_approve(self, obj: dict[str, Any]) -> None:
+        node = csrs.requested_node(obj)
+        secret = (
+            self.secrets.get(csrs.IDENTITY_NAMESPACE, csrs.identity_secret_name(node))
+            if node
+            else None
+        )
+        decision = csrs.auto_approval(obj, secret)
+        if decision is None:
+            return
+        approved, reason = decision
+        if approved and node:
+            await self._record_identity(node, obj, secret)
+        await self._set_status(
+            obj["metadata"]["name"],
+            "Approved" if approved else "Denied",
+            reason if approved else "NodeIdentityMismatch",
+            "Auto approving kubelet certificate after node identity check." if approved else reason,
+        )
+
+    async def _record_identity(
+        self, node: str, obj: dict[str, Any], secret: dict[str, Any] | None
+    ) -> None:
+        body = csrs.identity_secret(node, csrs.parse_request(obj))
+        secrets = self.secrets.kind
+        opts = WriteOptions(field_manager=MANAGER)
+        if secret is None:
+            with contextlib.suppress(ApiError):
+                await self.objects.create(secrets, csrs.IDENTITY_NAMESPACE, body, opts)
+            return
+        body["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
+        await self.objects.update(
+            secrets, csrs.IDENTITY_NAMESPACE, body["metadata"]["name"], body, opts
+        )
+
+    async def _set_status(self, name: str, ctype: str, reason: str, message: str) -> None:
+        now = format_time(datetime.now(UTC))
+
+        async def add(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None:
+                return None
+            conditions = current.setdefault("status", {}).setdefault("conditions", [])
+            conditions.append(
+                {
+                    "type": ctype,
+                    "status": "True",
+                    "reason": reason,
+                    "message": message,
+                    "lastUpdateTime": now,
+                    "lastTransitionTime": now,
+                }
+            )
+            return current
+
+        await self.objects.modify(
+            self.kind, "", name, add, WriteOptions(field_manager=MANAGER, subresource="status")
+        )

@@ -1,0 +1,107 @@
+"""An agent joins a real server with its node token: CA pinning, CSR auto-approval and
+signing, the node identity guard, and what the node identity may then do."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from agent.bootstrap import BootstrapError, bootstrap
+from edgek import jointoken
+from tests.conftest import Kubectl, ServerProcess, kubectl_binaries
+
+
+def node_token(server: ServerProcess) -> str:
+    return (server.data_dir / "server" / "node-token").read_text().strip()
+
+
+def test_agent_joins_and_gets_node_identity(server: ServerProcess, tmp_path: Path) -> None:
+    creds = asyncio.run(
+        bootstrap(
+            server.url,
+            node_token(server),
+            "edge-join-1",
+            tmp_path / "agent",
+            node_ips=["127.0.0.1"],
+        )
+    )
+    cert = x509.load_pem_x509_certificate(creds.client_cert.read_bytes())
+    subject = {a.oid: a.value for a in cert.subject}
+    assert subject[x509.NameOID.COMMON_NAME] == "system:node:edge-join-1"
+    assert subject[x509.NameOID.ORGANIZATION_NAME] == "system:nodes"
+    assert creds.client_key.stat().st_mode & 0o777 == 0o600
+    serving = x509.load_pem_x509_certificate(creds.serving_cert.read_bytes())
+    sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "edge-join-1" in sans.get_values_for_type(x509.DNSName)
+
+    admin = Kubectl(
+        kubectl_binaries()["system" if "system" in kubectl_binaries() else "pinned"],
+        server.kubeconfig,
+        tmp_path / "a",
+    )
+    node = Kubectl(admin.binary, creds.kubeconfig, tmp_path / "n")
+    assert "system:node:edge-join-1" in node("auth", "whoami")
+    admin("create", "secret", "generic", "unrelated", "--from-literal=k=v", "-n", "default")
+    res = node.run("get", "secret", "unrelated", "-n", "default", check=False)
+    assert res.returncode != 0 and "forbidden" in res.stderr
+    # a node may manage its own Lease but not another node's Node
+    lease = (
+        '{"apiVersion":"coordination.k8s.io/v1","kind":"Lease",'
+        '"metadata":{"name":"edge-join-1","namespace":"kube-node-lease"},'
+        '"spec":{"holderIdentity":"edge-join-1","leaseDurationSeconds":40}}'
+    )
+    node("create", "-f", "-", input=lease)
+    node(
+        "patch",
+        "lease",
+        "edge-join-1",
+        "-n",
+        "kube-node-lease",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec":{"leaseDurationSeconds":30}}',
+    )
+    other_lease = lease.replace('"name":"edge-join-1"', '"name":"someone-else"')
+    assert node.run("create", "-f", "-", input=other_lease, check=False).returncode != 0
+
+
+def test_wrong_ca_hash_is_refused_before_sending_credentials(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    token = jointoken.parse(node_token(server))
+    forged = f"K10{'0' * 64}::{token.username}:{token.password}"
+    with pytest.raises(BootstrapError, match="CA"):
+        asyncio.run(
+            bootstrap(server.url, forged, "edge-forged", tmp_path / "a", node_ips=[], timeout=10)
+        )
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+
+
+def test_second_device_cannot_take_over_a_node_name(server: ServerProcess, tmp_path: Path) -> None:
+    asyncio.run(
+        bootstrap(server.url, node_token(server), "edge-taken", tmp_path / "first", node_ips=[])
+    )
+    with pytest.raises(BootstrapError, match="different key"):
+        asyncio.run(
+            bootstrap(
+                server.url,
+                node_token(server),
+                "edge-taken",
+                tmp_path / "second",
+                node_ips=[],
+                timeout=15,
+            )
+        )
+
+
+def test_garbage_join_secret_is_unauthorized(server: ServerProcess, tmp_path: Path) -> None:
+    token = jointoken.parse(node_token(server))
+    wrong = f"K10{token.ca_hash}::server:{'f' * 32}"
+    with pytest.raises(BootstrapError):
+        asyncio.run(
+            bootstrap(server.url, wrong, "edge-wrong", tmp_path / "a", node_ips=[], timeout=10)
+        )
