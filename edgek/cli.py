@@ -178,6 +178,104 @@ def server(
         _fail(f"cannot start server: {e}")
 
 
+token_app = typer.Typer(help="Manage bootstrap tokens for joining agents.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+KubeconfigOpt = Annotated[
+    Path, typer.Option("--kubeconfig", help="Admin kubeconfig (default /etc/edgek/edgek.yaml).")
+]
+_TOKENS_PATH = "/api/v1/namespaces/kube-system/secrets"
+
+
+def _client(kubeconfig: Path) -> Any:
+    from edgek.apiclient import ApiClient
+
+    try:
+        return ApiClient.from_kubeconfig(kubeconfig)
+    except (OSError, ValueError) as e:
+        _fail(f"cannot use kubeconfig {kubeconfig}: {e}")
+
+
+def _call(coro: Any) -> Any:
+    from edgek.apiclient import ApiClientError
+
+    try:
+        return asyncio.run(coro)
+    except ApiClientError as e:
+        _fail(str(e))
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a Go-style duration such as ``24h``, ``1h30m``, ``90s`` (``0`` = none)."""
+    import re
+
+    if text.strip() == "0":
+        return 0
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
+    if not parts or not any(parts.groups()):
+        raise ValueError(f"invalid duration {text!r} (use e.g. 24h, 30m, 1h30m)")
+    h, m, sec = (int(g or 0) for g in parts.groups())
+    return h * 3600 + m * 60 + sec
+
+
+@token_app.command("create")
+def token_create(
+    ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 24h; 0 = never expires.")] = "24h",
+    description: Annotated[str, typer.Option(help="A note shown by 'token list'.")] = "",
+    kubeconfig: KubeconfigOpt = Path("/etc/edgek/edgek.yaml"),
+) -> None:
+    """Create a bootstrap token and print the full join token."""
+    from datetime import UTC, datetime
+
+    from edgek import jointoken
+    from server.auth import bootstrap_tokens
+
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError as e:
+        _fail(str(e))
+    client = _client(kubeconfig)
+    token = bootstrap_tokens.new_token()
+    secret = bootstrap_tokens.secret_for(
+        token, ttl_seconds=seconds or None, description=description, now=datetime.now(UTC)
+    )
+    _call(client.request("POST", _TOKENS_PATH, secret))
+    typer.echo(f"K10{jointoken.ca_hash(client.ca_pem)}::{token}")
+
+
+@token_app.command("list")
+def token_list(kubeconfig: KubeconfigOpt = Path("/etc/edgek/edgek.yaml")) -> None:
+    """List bootstrap tokens."""
+    from server.auth import bootstrap_tokens
+
+    client = _client(kubeconfig)
+    listed = _call(
+        client.request(
+            "GET", _TOKENS_PATH + "?fieldSelector=type%3Dbootstrap.kubernetes.io%2Ftoken"
+        )
+    )
+    rows = [bootstrap_tokens.describe(s) for s in listed.get("items", [])]
+    typer.echo(f"{'TOKEN':<24} {'TTL':<10} {'EXPIRES':<22} {'USAGES':<40} DESCRIPTION")
+    for r in rows:
+        typer.echo(
+            f"{r['token']:<24} {r['ttl']:<10} {r['expires']:<22} "
+            f"{','.join(r['usages']):<40} {r['description']}"
+        )
+
+
+@token_app.command("delete")
+def token_delete(
+    token_ids: Annotated[list[str], typer.Argument(help="Token ids (or full id.secret tokens).")],
+    kubeconfig: KubeconfigOpt = Path("/etc/edgek/edgek.yaml"),
+) -> None:
+    """Delete bootstrap tokens."""
+    client = _client(kubeconfig)
+    for token_id in token_ids:
+        ident = token_id.split(".", 1)[0]
+        _call(client.request("DELETE", f"{_TOKENS_PATH}/bootstrap-token-{ident}"))
+        typer.echo(f"bootstrap token {ident!r} deleted")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

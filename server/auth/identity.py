@@ -5,9 +5,11 @@ default RBAC policy, and the service-account controller."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from server.auth.attributes import Attributes, UserInfo
 from server.auth.authn import Authenticator
 from server.auth.authz import AuthorizerChain
 from server.auth.bootstrap_policy import default_cluster_role_bindings, default_cluster_roles
+from server.auth.bootstrap_tokens import is_expired
 from server.auth.node import NodeGraph, admit_node_write
 from server.auth.rbac import RBACAuthorizer
 from server.auth.serviceaccount import (
@@ -31,9 +34,10 @@ from server.cache import ObjectCache
 from server.controllers.csr import CSRController
 from server.controllers.serviceaccounts import ServiceAccountController
 from server.pki import PKI
-from server.registry.store import ObjectStore, WriteOptions
+from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
+BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
 
 
 def _kind(registry: Registry, group: str, resource: str) -> Kind:
@@ -161,6 +165,7 @@ class Identity:
         )
         objects.after_write.append(self.service_accounts.on_write)
         objects.user_admission.append(self._node_restriction)
+        self._cleaner: asyncio.Task[None] | None = None
         self.csrs = CSRController(
             objects, self.caches["certificatesigningrequests"], self.caches["secrets"], pki
         )
@@ -187,6 +192,19 @@ class Identity:
             name=md.get("name", ""),
             pods=self.caches["pods"].get,
         )
+
+    async def _clean_expired_tokens(self, interval: float = 30.0) -> None:
+        """Delete expired bootstrap-token Secrets (upstream's token cleaner)."""
+        secrets = self.caches["secrets"]
+        while True:
+            now = datetime.now(UTC)
+            for secret in list(secrets.items("kube-system")):
+                if secret.get("type") == BOOTSTRAP_TOKEN_TYPE and is_expired(secret, now):
+                    with contextlib.suppress(ApiError):
+                        await self.objects.delete(
+                            secrets.kind, "kube-system", secret["metadata"]["name"], DeleteOptions()
+                        )
+            await asyncio.sleep(interval)
 
     def _pod_changed(self, obj: dict[str, Any], deleted: bool) -> None:
         self.graph.update("", "pods", obj, deleted)
@@ -279,10 +297,15 @@ class Identity:
             await cache.start()
         self.service_accounts.start()
         self.csrs.start()
+        self._cleaner = asyncio.create_task(self._clean_expired_tokens(), name="token-cleaner")
 
     async def stop(self) -> None:
         await self.service_accounts.stop()
         await self.csrs.stop()
+        if self._cleaner is not None:
+            self._cleaner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleaner
         for cache in self.caches.values():
             await cache.stop()
 

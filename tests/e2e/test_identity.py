@@ -171,3 +171,43 @@ def test_secrets_encryption_at_rest(tmp_path: Path) -> None:
         assert base64.b64decode(got) == b"plain-sight-4711"
     finally:
         srv.stop()
+
+
+def test_service_account_token_expires(
+    kubectl: Kubectl, namespace: str, server: ServerProcess, tmp_path: Path
+) -> None:
+    from server.auth.serviceaccount import TokenSigner
+
+    kubectl("create", "serviceaccount", "short", "-n", namespace)
+    kubectl(
+        "create",
+        "rolebinding",
+        "short-view",
+        "--clusterrole=view",
+        f"--serviceaccount={namespace}:short",
+        "-n",
+        namespace,
+    )
+    sa = json.loads(kubectl("get", "sa", "short", "-n", namespace, "-o", "json"))
+    signer = TokenSigner.load_or_create(server.data_dir / "server" / "tls" / "service.key")
+    now = int(time.time())
+    fresh, _ = signer.issue(
+        namespace=namespace,
+        name="short",
+        uid=sa["metadata"]["uid"],
+        audiences=["edgek"],
+        expiration_seconds=600,
+        now=now,
+    )
+    stale, _ = signer.issue(
+        namespace=namespace,
+        name="short",
+        uid=sa["metadata"]["uid"],
+        audiences=["edgek"],
+        expiration_seconds=600,
+        now=now - 3600,
+    )
+    assert (
+        _raw(server, {"Authorization": f"Bearer {fresh}"})[0] == 403
+    )  # authenticated, not allowed cluster-wide
+    assert _raw(server, {"Authorization": f"Bearer {stale}"})[0] == 401

@@ -4,6 +4,9 @@ signing, the node identity guard, and what the node identity may then do."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from cryptography import x509
 
 from agent.bootstrap import BootstrapError, bootstrap
 from edgek import jointoken
-from tests.conftest import Kubectl, ServerProcess, kubectl_binaries
+from tests.conftest import REPO, Kubectl, ServerProcess, kubectl_binaries
 
 
 def node_token(server: ServerProcess) -> str:
@@ -105,3 +108,57 @@ def test_garbage_join_secret_is_unauthorized(server: ServerProcess, tmp_path: Pa
         asyncio.run(
             bootstrap(server.url, wrong, "edge-wrong", tmp_path / "a", node_ips=[], timeout=10)
         )
+
+
+def _edgek(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgek", *args], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+
+
+def test_bootstrap_token_lifecycle(server: ServerProcess, tmp_path: Path) -> None:
+    kc = str(server.kubeconfig)
+    made = _edgek(
+        "token", "create", "--ttl", "1h", "--description", "for edge-tok", "--kubeconfig", kc
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    parsed = jointoken.parse(token)
+    assert parsed.ca_hash == jointoken.ca_hash(
+        (server.data_dir / "server" / "tls" / "server-ca.crt").read_bytes()
+    )
+    token_id = parsed.password.split(".")[0]
+    listed = _edgek("token", "list", "--kubeconfig", kc)
+    assert token_id in listed.stdout and "for edge-tok" in listed.stdout
+    asyncio.run(bootstrap(server.url, token, "edge-tok", tmp_path / "a", node_ips=[]))
+    gone = _edgek("token", "delete", token_id, "--kubeconfig", kc)
+    assert gone.returncode == 0, gone.stderr
+    assert token_id not in _edgek("token", "list", "--kubeconfig", kc).stdout
+    with pytest.raises(BootstrapError):
+        asyncio.run(
+            bootstrap(server.url, token, "edge-tok2", tmp_path / "b", node_ips=[], timeout=10)
+        )
+
+
+def test_expired_bootstrap_token_is_refused(server: ServerProcess, tmp_path: Path) -> None:
+    made = _edgek("token", "create", "--ttl", "1s", "--kubeconfig", str(server.kubeconfig))
+    assert made.returncode == 0, made.stderr
+    time.sleep(2)
+    with pytest.raises(BootstrapError):
+        asyncio.run(
+            bootstrap(
+                server.url,
+                made.stdout.strip(),
+                "edge-late",
+                tmp_path / "a",
+                node_ips=[],
+                timeout=10,
+            )
+        )
+
+
+def test_token_cli_bad_input() -> None:
+    res = _edgek("token", "create", "--ttl", "soon", "--kubeconfig", "/nonexistent")
+    assert res.returncode != 0
+    assert res.stderr.strip().startswith("edgek: ")
+    assert len(res.stderr.strip().splitlines()) == 1
