@@ -16,7 +16,7 @@ from aiohttp import web
 
 from server.auth import bootstrap_tokens
 from server.auth.attributes import UserInfo
-from server.auth.serviceaccount import TokenSigner
+from server.auth.serviceaccount import LEEWAY_SECONDS, ServiceAccountClaims, TokenSigner
 from server.pki import peer_identity
 
 AUTHENTICATED = "system:authenticated"
@@ -25,6 +25,9 @@ JOIN_USER = UserInfo(
     "system:bootstrap:edgek-join",
     ("system:bootstrappers", "system:bootstrappers:edgek:default-node-token", AUTHENTICATED),
 )
+
+_CACHE_SECONDS = 10.0
+_CACHE_SIZE = 4096
 
 Lookup = Callable[[str, str], dict[str, Any] | None]
 
@@ -50,6 +53,7 @@ class Authenticator:
         self.service_accounts = service_accounts
         self.pods = pods
         self.clock = clock
+        self._verified_cache: dict[str, tuple[ServiceAccountClaims | None, float]] = {}
 
     def authenticate(self, request: web.Request) -> UserInfo | None:
         transport = request.transport
@@ -64,6 +68,23 @@ class Authenticator:
             return None
         return self.token_user(token.strip())
 
+    def _verified(self, token: str) -> ServiceAccountClaims | None:
+        """Signature-checked claims, cached for a short while (as upstream caches token
+        authentication): the signature check dominates a request otherwise. Expiry and the
+        service account's existence are still checked on every request."""
+        now = self.clock()
+        hit = self._verified_cache.get(token)
+        if hit is not None and hit[1] > now:
+            claims: ServiceAccountClaims | None = hit[0]
+        else:
+            claims = self.signer.verify(token, audiences=self.audiences, now=int(now))
+            if len(self._verified_cache) >= _CACHE_SIZE:
+                self._verified_cache.clear()
+            self._verified_cache[token] = (claims, now + _CACHE_SECONDS)
+        if claims is not None and claims.expires + LEEWAY_SECONDS < now:
+            return None
+        return claims
+
     def token_user(self, token: str) -> UserInfo | None:
         """The identity a bearer token stands for (also used by TokenReview)."""
         match = bootstrap_tokens.TOKEN_RE.match(token)
@@ -74,7 +95,7 @@ class Authenticator:
             )
         if self.join_secret and hmac.compare_digest(token.encode(), self.join_secret.encode()):
             return JOIN_USER
-        claims = self.signer.verify(token, audiences=self.audiences, now=int(self.clock()))
+        claims = self._verified(token)
         if claims is None:
             return None
         sa = self.service_accounts(claims.namespace, claims.name)
