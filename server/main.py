@@ -95,6 +95,10 @@ class Server:
             ca_bundle=pki.ca_bundle_pem(),
             authn=identity.authn,
             authz=identity.authz,
+            oidc=(
+                identity.signer.openid_configuration(f"https://{address}:{cfg.https_listen_port}"),
+                identity.signer.jwks(),
+            ),
         )
         self.runner = web.AppRunner(
             make_app(state), access_log=None, handle_signals=False, shutdown_timeout=2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from server.auth.attributes import Attributes
 from server.auth.authn import Authenticator
 from server.auth.authz import AuthorizerChain, forbid
 from server.auth.rbac import forbidden_message
+from server.auth.serviceaccount import JWKS_PATH, OPENID_CONFIG_PATH
 
 log = logging.getLogger("edgek.apiserver")
 
@@ -38,9 +40,12 @@ class ApiServerState:
         ca_bundle: bytes,
         authn: Authenticator,
         authz: AuthorizerChain,
+        oidc: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
     ) -> None:
         self.authn = authn
         self.authz = authz
+        #: (openid-configuration, jwks) of the service-account token issuer
+        self.oidc = oidc
         self.resources = resources
         self.registry = resources.crds.registry
         self.openapi = openapi
@@ -147,6 +152,14 @@ async def openapi_v3(request: web.Request) -> web.Response:
     return web.Response(body=doc, content_type="application/json")
 
 
+async def openid_configuration(request: web.Request) -> web.Response:
+    return codec.respond(_state(request).oidc[0])
+
+
+async def openid_jwks(request: web.Request) -> web.Response:
+    return codec.respond(_state(request).oidc[1])
+
+
 async def openapi_v2(request: web.Request) -> web.Response:
     accept = request.headers.get("Accept", "")
     if "protobuf" in accept and "json" not in accept:
@@ -203,6 +216,8 @@ def make_app(state: ApiServerState) -> web.Application:
     app.router.add_get("/openapi/v3", openapi_v3)
     app.router.add_get("/openapi/v3/{path:.+}", openapi_v3)
     app.router.add_get("/openapi/v2", openapi_v2)
+    app.router.add_get(OPENID_CONFIG_PATH, openid_configuration)
+    app.router.add_get(JWKS_PATH, openid_jwks)
     app.router.add_route("*", "/api", api_dispatch)
     app.router.add_route("*", "/api/{tail:.*}", api_dispatch)
     app.router.add_route("*", "/apis", api_dispatch)

@@ -22,7 +22,7 @@ from server.auth.authz import AuthorizerChain
 from server.auth.bootstrap_policy import default_cluster_role_bindings, default_cluster_roles
 from server.auth.bootstrap_tokens import is_expired
 from server.auth.node import NodeGraph, admit_node_write
-from server.auth.rbac import RBACAuthorizer
+from server.auth.rbac import RBACAuthorizer, aggregate
 from server.auth.serviceaccount import (
     API_AUDIENCES,
     DEFAULT_EXPIRATION_SECONDS,
@@ -166,6 +166,8 @@ class Identity:
         objects.after_write.append(self.service_accounts.on_write)
         objects.user_admission.append(self._node_restriction)
         self._cleaner: asyncio.Task[None] | None = None
+        self._aggregating: asyncio.Task[None] | None = None
+        self.caches["clusterroles"].on_change(lambda obj, deleted: self._schedule_aggregation())
         self.csrs = CSRController(
             objects, self.caches["certificatesigningrequests"], self.caches["secrets"], pki
         )
@@ -192,6 +194,39 @@ class Identity:
             name=md.get("name", ""),
             pods=self.caches["pods"].get,
         )
+
+    def _schedule_aggregation(self) -> None:
+        if self.caches["clusterroles"].synced.is_set() and (
+            self._aggregating is None or self._aggregating.done()
+        ):
+            self._aggregating = asyncio.create_task(self._aggregate(), name="rbac-aggregation")
+
+    async def _aggregate(self) -> None:
+        """ClusterRole aggregation (upstream's clusterrole-aggregation controller): a role
+        with an aggregationRule gets the rules of every role its selectors match."""
+        await asyncio.sleep(0.05)  # let a burst of changes settle
+        cache = self.caches["clusterroles"]
+        for name, rules in aggregate(cache.items()).items():
+            current = cache.get("", name)
+            if current is None or (current.get("rules") or []) == rules:
+                continue
+
+            async def set_rules(
+                obj: dict[str, Any] | None, rules: list[dict[str, Any]] = rules
+            ) -> dict[str, Any] | None:
+                if obj is None:
+                    return None
+                obj["rules"] = rules
+                return obj
+
+            with contextlib.suppress(ApiError):
+                await self.objects.modify(
+                    cache.kind,
+                    "",
+                    name,
+                    set_rules,
+                    WriteOptions(field_manager="clusterrole-aggregation-controller"),
+                )
 
     async def _clean_expired_tokens(self, interval: float = 30.0) -> None:
         """Delete expired bootstrap-token Secrets (upstream's token cleaner)."""
@@ -298,14 +333,16 @@ class Identity:
         self.service_accounts.start()
         self.csrs.start()
         self._cleaner = asyncio.create_task(self._clean_expired_tokens(), name="token-cleaner")
+        self._schedule_aggregation()
 
     async def stop(self) -> None:
         await self.service_accounts.stop()
         await self.csrs.stop()
-        if self._cleaner is not None:
-            self._cleaner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleaner
+        for task in (self._cleaner, self._aggregating):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for cache in self.caches.values():
             await cache.stop()
 

@@ -211,3 +211,39 @@ def test_service_account_token_expires(
         _raw(server, {"Authorization": f"Bearer {fresh}"})[0] == 403
     )  # authenticated, not allowed cluster-wide
     assert _raw(server, {"Authorization": f"Bearer {stale}"})[0] == 401
+
+
+def test_service_account_issuer_discovery(kubectl: Kubectl) -> None:
+    config = json.loads(kubectl("get", "--raw", "/.well-known/openid-configuration"))
+    assert config["issuer"] == "https://kubernetes.default.svc.cluster.local"
+    assert config["jwks_uri"].endswith("/openid/v1/jwks")
+    jwks = json.loads(kubectl("get", "--raw", "/openid/v1/jwks"))
+    assert jwks["keys"][0]["kty"] == "EC" and jwks["keys"][0]["alg"] == "ES256"
+
+
+def test_custom_roles_aggregate_into_view(kubectl: Kubectl) -> None:
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": f"crontab-reader-{kubectl.label}",
+            "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"},
+        },
+        "rules": [
+            {
+                "apiGroups": ["stable.example.com"],
+                "resources": [f"crontabs{kubectl.label}"],
+                "verbs": ["get"],
+            }
+        ],
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(role))
+    for _ in range(50):
+        view = json.loads(kubectl("get", "clusterrole", "view", "-o", "json"))
+        if any(f"crontabs{kubectl.label}" in r.get("resources", []) for r in view["rules"]):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("view did not aggregate the new role")
+    admin = json.loads(kubectl("get", "clusterrole", "admin", "-o", "json"))
+    assert any(f"crontabs{kubectl.label}" in r.get("resources", []) for r in admin["rules"])
