@@ -7,10 +7,8 @@ Level-triggered: every change to a CSR enqueues it; ``reconcile`` reads the curr
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,10 @@ from edgek.kinds import Kind
 from edgek.status import ApiError
 from edgek.timefmt import format_time
 from server.cache import ObjectCache
+from server.controllers.workqueue import WorkQueue
 from server.pki import PKI
 from server.pki import csr as csrs
 from server.registry.store import ObjectStore, WriteOptions
-
-log = logging.getLogger("edgek.controllers.csr")
 
 MANAGER = "edgek-csr-controller"
 
@@ -48,9 +45,7 @@ class CSRController:
         self.secrets = secrets
         self.client_ca = _load_ca(pki.client_ca_cert, pki.client_ca_key)
         self.server_ca = _load_ca(pki.server_ca_cert, pki.server_ca_key)
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
+        self.queue = WorkQueue("csr-controller", self.reconcile)
         cache.on_change(
             lambda obj, deleted: None if deleted else self.enqueue(obj["metadata"]["name"])
         )
@@ -59,32 +54,14 @@ class CSRController:
     def kind(self) -> Kind:
         return self.cache.kind
 
-    def enqueue(self, name: str) -> None:
-        if name not in self._queued:
-            self._queued.add(name)
-            self._queue.put_nowait(name)
+    def enqueue(self, key: str) -> None:
+        self.queue.enqueue(key)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="csr-controller")
+        self.queue.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            name = await self._queue.get()
-            self._queued.discard(name)
-            try:
-                await self.reconcile(name)
-            except ApiError as e:
-                log.warning("csr %s: %s; retrying", name, e.message)
-                await asyncio.sleep(1)
-                self.enqueue(name)
-            except Exception:
-                log.exception("csr %s failed", name)
+        await self.queue.stop()
 
     async def reconcile(self, name: str) -> None:
         obj = await self.objects.try_get(self.kind, "", name)

@@ -7,17 +7,13 @@ namespace; ``reconcile`` reads current state and creates or repairs what is miss
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from typing import Any
 
 from edgek.kinds import Kind
 from edgek.status import ApiError
 from server.cache import ObjectCache
+from server.controllers.workqueue import WorkQueue
 from server.registry.store import ObjectStore, WriteOptions
-
-log = logging.getLogger("edgek.controllers.serviceaccounts")
 
 ROOT_CA = "kube-root-ca.crt"
 DEFAULT_SA = "default"
@@ -40,9 +36,7 @@ class ServiceAccountController:
         self.service_accounts = service_accounts
         self.config_maps = config_maps
         self.ca_pem = ca_pem
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
+        self.queue = WorkQueue("serviceaccount-controller", self.reconcile)
         namespaces.on_change(lambda obj, deleted: self.enqueue(obj["metadata"]["name"]))
         service_accounts.on_change(self._sa_changed)
 
@@ -55,30 +49,14 @@ class ServiceAccountController:
         if kind == self.config_maps and obj["metadata"]["name"] == ROOT_CA:
             self.enqueue(obj["metadata"].get("namespace", ""))
 
-    def enqueue(self, namespace: str) -> None:
-        if namespace and namespace not in self._queued:
-            self._queued.add(namespace)
-            self._queue.put_nowait(namespace)
+    def enqueue(self, key: str) -> None:
+        self.queue.enqueue(key)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="serviceaccount-controller")
+        self.queue.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            namespace = await self._queue.get()
-            self._queued.discard(namespace)
-            try:
-                await self.reconcile(namespace)
-            except ApiError as e:
-                log.warning("namespace %s: %s; retrying", namespace, e.message)
-                await asyncio.sleep(1)
-                self.enqueue(namespace)
+        await self.queue.stop()
 
     async def reconcile(self, namespace: str) -> None:
         """Make sure an active namespace has its default SA and root CA config map."""
