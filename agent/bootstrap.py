@@ -300,6 +300,29 @@ async def _wait_for_certificate(
         ) from None
 
 
+async def _request_serving_certificate(
+    session: aiohttp.ClientSession,
+    base: str,
+    key: ec.EllipticCurvePrivateKey,
+    node: str,
+    node_ips: Sequence[str],
+    deadline: float,
+) -> bytes:
+    """The node's serving certificate (SANs: node name, its IPs, localhost)."""
+    dns, ips = _serving_sans(node, node_ips)
+    return await _request_certificate(
+        session,
+        base,
+        key,
+        node,
+        signer=SERVING_SIGNER,
+        usages=SERVING_USAGES,
+        deadline=deadline,
+        dns_names=dns,
+        ip_addresses=ips,
+    )
+
+
 async def _request_certificate(
     session: aiohttp.ClientSession,
     base: str,
@@ -417,21 +440,12 @@ async def bootstrap(
     atomic_write(creds.client_cert, client_pem, mode=0o644)
     log.info("bootstrap: node %s has its client certificate", node_name)
 
-    dns, ips = _serving_sans(node_name, node_ips)
     ctx = _ssl_context(ca_pem, creds.client_cert, creds.client_key)
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(ssl=ctx), timeout=http_timeout
     ) as session:
-        serving_pem = await _request_certificate(
-            session,
-            base,
-            serving_key,
-            node_name,
-            signer=SERVING_SIGNER,
-            usages=SERVING_USAGES,
-            deadline=deadline,
-            dns_names=dns,
-            ip_addresses=ips,
+        serving_pem = await _request_serving_certificate(
+            session, base, serving_key, node_name, node_ips, deadline
         )
     _write_credentials(creds, base, (client_pem, client_key), (serving_pem, serving_key))
     log.info("bootstrap: node %s joined %s", node_name, base)
@@ -467,7 +481,6 @@ async def renew(
     base = _base_url(server_url)
     deadline = asyncio.get_running_loop().time() + timeout
     client_key, serving_key = certs.new_key(), certs.new_key()
-    dns, ips = _serving_sans(node_name, node_ips)
     try:
         ctx = _ssl_context(creds.ca_pem, creds.client_cert, creds.client_key)
     except (OSError, ssl.SSLError) as e:
@@ -484,16 +497,8 @@ async def renew(
             usages=CLIENT_USAGES,
             deadline=deadline,
         )
-        serving_pem = await _request_certificate(
-            session,
-            base,
-            serving_key,
-            node_name,
-            signer=SERVING_SIGNER,
-            usages=SERVING_USAGES,
-            deadline=deadline,
-            dns_names=dns,
-            ip_addresses=ips,
+        serving_pem = await _request_serving_certificate(
+            session, base, serving_key, node_name, node_ips, deadline
         )
     _write_credentials(creds, base, (client_pem, client_key), (serving_pem, serving_key))
     log.info("bootstrap: renewed the certificates of node %s", node_name)

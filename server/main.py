@@ -146,8 +146,8 @@ def _crd_hook(objs: ObjectStore, crds: CustomResources) -> Any:
         if kind.group != CRD_GROUP or kind.resource != "customresourcedefinitions":
             return
         if deleted:
-            served = [k for k, _ in _kinds_before_removal(crds, obj)]
-            crds.remove(obj)
+            served = crds.remove(obj)
+            # every version of a custom kind shares one storage prefix: one list covers all
             for custom in served[:1]:
                 listed = await objs.list(custom, "", ListOptions())
                 for item in listed.items:
@@ -173,16 +173,6 @@ def _crd_hook(objs: ObjectStore, crds: CustomResources) -> Any:
         )
 
     return hook
-
-
-def _kinds_before_removal(crds: CustomResources, crd: dict[str, Any]) -> list[tuple[Kind, Any]]:
-    from server.registry.crd import kinds_of
-
-    return [
-        (k, v)
-        for k, v in kinds_of(crd)
-        if crds.registry.by_resource(k.group, k.version, k.resource)
-    ]
 
 
 async def _ensure_namespaces(objs: ObjectStore, registry: Registry) -> None:

@@ -15,8 +15,9 @@ import json
 import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
+
+from edgek.gofloat import go_float
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
@@ -120,37 +121,13 @@ def to_text(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _go_float(value)
+        return go_float(value)
     if value is None:
         return "null"
     encoded = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         encoded = encoded.replace(char, escape)
     return encoded.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-
-
-def _go_float(value: float) -> str:
-    """Go's ``%v`` for float64: shortest digits, exponent form below 1e-4 or from 1e21."""
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
-    assert isinstance(exponent, int)
-    text = "".join(map(str, digits))
-    point = len(text) + exponent  # position of the decimal point within ``text``
-    prefix = "-" if sign else ""
-    if value == 0:
-        return prefix + "0"
-    sci = point - 1
-    if sci < -4 or sci >= 21:
-        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
-        return f"{prefix}{mantissa}e{'-' if sci < 0 else '+'}{abs(sci):02d}"
-    if point <= 0:
-        return f"{prefix}0.{'0' * -point}{text}"
-    if point >= len(text):
-        return prefix + text + "0" * (point - len(text))
-    return f"{prefix}{text[:point]}.{text[point:]}"
 
 
 def _apply(step: _Step, value: Any) -> Iterator[Any]:

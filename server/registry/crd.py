@@ -112,12 +112,14 @@ class CustomResources:
             served.append(kind)
         self._by_crd[name] = served
 
-    def remove(self, crd: dict[str, Any]) -> None:
-        """Stop serving the CRD's kinds."""
-        for kind in self._by_crd.pop(crd["metadata"]["name"], []):
+    def remove(self, crd: dict[str, Any]) -> list[Kind]:
+        """Stop serving the CRD's kinds; returns the kinds that were served."""
+        removed = self._by_crd.pop(crd["metadata"]["name"], [])
+        for kind in removed:
             self.registry.remove(kind)
             self._versions.pop((kind.group, kind.version, kind.resource), None)
             self.schemas.remove_custom(kind)
+        return removed
 
     def schema(self, kind: Kind) -> dict[str, Any] | None:
         """The served version's openAPIV3Schema of a custom kind (None: anything goes)."""

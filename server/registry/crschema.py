@@ -32,10 +32,10 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 from edgek import kinds, names
+from edgek.gofloat import go_float
 from edgek.quantity import parse_quantity
 
 Schema = dict[str, Any]
@@ -203,29 +203,9 @@ def apply_defaults(schema: Schema | None, obj: dict[str, Any]) -> None:
 # Rendering values the way upstream messages print them
 
 
-def _go_float(f: float) -> str:
-    """Go's ``%v`` of a float64 (strconv 'g', shortest)."""
-    if f != f:
-        return "NaN"
-    if f in (float("inf"), float("-inf")):
-        return "+Inf" if f > 0 else "-Inf"
-    sign = "-" if str(f).startswith("-") else ""
-    if f == 0:
-        return sign + "0"
-    t = Decimal(repr(abs(f))).as_tuple()
-    assert isinstance(t.exponent, int)
-    all_digits = "".join(map(str, t.digits))
-    dp = len(all_digits) + t.exponent
-    digits = all_digits.rstrip("0")
-    exp = dp - 1
-    if exp < -4 or exp >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-    if dp <= 0:
-        return f"{sign}0.{'0' * -dp}{digits}"
-    if dp >= len(digits):
-        return sign + digits + "0" * (dp - len(digits))
-    return f"{sign}{digits[:dp]}.{digits[dp:]}"
+def _go_float_g(f: float) -> str:
+    """strconv's shortest 'g' form, as kube-openapi's messages print floats."""
+    return go_float(f, exponent_from=6)
 
 
 def _json(v: Any) -> str:
@@ -241,12 +221,12 @@ def _body_value(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return _go_float(v)
+        return _go_float_g(v)
     return _json(v)
 
 
 def _num(v: Any) -> str:
-    return _go_float(v) if isinstance(v, float) else str(v)
+    return _go_float_g(v) if isinstance(v, float) else str(v)
 
 
 def _cause(reason: str, path: str, message: str) -> Cause:
@@ -511,7 +491,7 @@ def _check_number(x: int | float, s: Schema, path: str) -> list[Cause]:
         else:
             mult = (1 / factor) * x if factor < 1 else x / factor
             if not float(mult).is_integer():
-                msg = f"{path} in body should be a multiple of {_go_float(float(factor))}"
+                msg = f"{path} in body should be a multiple of {_go_float_g(float(factor))}"
                 out.append(_invalid(path, x, msg))
     for key, excl_key, word in (
         ("maximum", "exclusiveMaximum", "less"),

@@ -7,7 +7,6 @@ errors. Controllers use this same path (there is no second way to mutate objects
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import json
@@ -607,14 +606,3 @@ def _grace_period(kind: Kind, obj: dict[str, Any], opts: DeleteOptions) -> int:
     if opts.grace_period_seconds is not None:
         return max(opts.grace_period_seconds, 0)
     return int(spec.get("terminationGracePeriodSeconds", 30))
-
-
-async def gather_limited(coros: list[Awaitable[Any]], limit: int = 16) -> list[Any]:
-    """Run awaitables with bounded concurrency (used by deletecollection)."""
-    sem = asyncio.Semaphore(limit)
-
-    async def run(c: Awaitable[Any]) -> Any:
-        async with sem:
-            return await c
-
-    return await asyncio.gather(*(run(c) for c in coros))
