@@ -118,7 +118,9 @@ class Registry:
 
 
 #: Subresources edgek serves (others, e.g. pods/log, come with the agent).
-_SERVED_SUBRESOURCES = ("status", "scale", "finalize", "token", "approval")
+_SERVED_SUBRESOURCES = ("status", "scale", "finalize", "token", "approval", "binding", "eviction")
+#: Subresources upstream serves beyond those the type facts declare.
+_EXTRA_SUBRESOURCES = {("", "pods"): ("binding",)}
 
 
 @cache
@@ -126,7 +128,11 @@ def builtin_kinds() -> tuple[Kind, ...]:
     """The built-in kinds from the data file."""
     out = []
     for k in data()["kinds"]:
-        offered = [*k.get("supportsSubresources", []), *k.get("clientSubresources", [])]
+        offered = [
+            *k.get("supportsSubresources", []),
+            *k.get("clientSubresources", []),
+            *_EXTRA_SUBRESOURCES.get((k["group"], k["resource"]), ()),
+        ]
         subs = list(dict.fromkeys(s for s in offered if s in _SERVED_SUBRESOURCES))
         kind = Kind(
             group=k["group"],

@@ -56,6 +56,10 @@ SERVED: set[tuple[str, str]] = {
     ("rbac.authorization.k8s.io", "clusterrolebindings"),
     ("certificates.k8s.io", "certificatesigningrequests"),
     ("storage.k8s.io", "storageclasses"),
+    ("storage.k8s.io", "csinodes"),
+    ("storage.k8s.io", "csidrivers"),
+    ("storage.k8s.io", "volumeattachments"),
+    ("scheduling.k8s.io", "priorityclasses"),
     ("authentication.k8s.io", "selfsubjectreviews"),
     ("authentication.k8s.io", "tokenreviews"),
     ("authorization.k8s.io", "selfsubjectaccessreviews"),
@@ -71,6 +75,7 @@ SERVED: set[tuple[str, str]] = {
 EXTRA_TYPES: dict[str, str | None] = {
     "autoscaling/v1.Scale": "autoscaling/v1",
     "policy/v1.Eviction": "policy/v1",
+    "core/v1.Binding": "v1",
     "authentication/v1.TokenRequest": "authentication.k8s.io/v1",
     "authorization/v1.SelfSubjectAccessReview": "authorization.k8s.io/v1",
     "meta/v1.DeleteOptions": None,

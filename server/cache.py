@@ -1,13 +1,17 @@
 """In-process object caches (informers): a kind's objects kept in memory from a list and a
-datastore watch, with change handlers. Authorizers and controllers read these instead of
-the store; every change in the datastore reaches them, whoever wrote it."""
+datastore watch, with change handlers and indexes. Authorizers, the scheduler and the
+controllers read these instead of the store; every change in the datastore reaches them,
+whoever wrote it.
+
+Objects handed out are shared: readers must never mutate them (copy first).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import datastore
@@ -16,7 +20,26 @@ from server.registry.store import ListOptions, ObjectStore, key_prefix
 
 log = logging.getLogger("edgek.cache")
 
-Handler = Callable[[dict[str, Any], bool], None]
+Obj = dict[str, Any]
+Handler = Callable[[Obj, bool], None]
+EventHandler = Callable[[Obj | None, Obj | None], None]
+IndexFunc = Callable[[Obj], Iterable[str]]
+Key = tuple[str, str]
+
+
+def index_owner_uid(obj: Obj) -> list[str]:
+    """Index values: the uid of every owner reference."""
+    return [ref["uid"] for ref in obj["metadata"].get("ownerReferences") or [] if ref.get("uid")]
+
+
+def index_node_name(obj: Obj) -> list[str]:
+    """Index values: the node a pod is bound to (none while unbound)."""
+    node = (obj.get("spec") or {}).get("nodeName")
+    return [node] if node else []
+
+
+def _index_namespace(obj: Obj) -> list[str]:
+    return [obj["metadata"].get("namespace", "")]
 
 
 class ObjectCache:
@@ -25,27 +48,58 @@ class ObjectCache:
     def __init__(self, objects: ObjectStore, kind: Kind) -> None:
         self.objects = objects
         self.kind = kind
-        self._items: dict[tuple[str, str], dict[str, Any]] = {}
-        self._handlers: list[Handler] = []
+        self._items: dict[Key, Obj] = {}
+        self._handlers: list[EventHandler] = []
+        self._index_funcs: dict[str, IndexFunc] = {}
+        self._indexes: dict[str, dict[str, set[Key]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.synced = asyncio.Event()
+        if kind.namespaced:
+            self.add_index("namespace", _index_namespace)
 
     def on_change(self, handler: Handler) -> None:
         """Call ``handler(obj, deleted)`` for every change (and every object at sync)."""
+        self._handlers.append(
+            lambda old, new: handler(new, False) if new is not None else handler(old or {}, True)
+        )
+
+    def on_event(self, handler: EventHandler) -> None:
+        """Call ``handler(old, new)`` for every change: old None on add, new None on delete."""
         self._handlers.append(handler)
 
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def add_index(self, name: str, fn: IndexFunc) -> None:
+        """Maintain an index ``name`` of the values ``fn(obj)`` (once per name)."""
+        if name in self._index_funcs:
+            return
+        self._index_funcs[name] = fn
+        index: dict[str, set[Key]] = {}
+        for key, item in self._items.items():
+            for value in fn(item):
+                index.setdefault(value, set()).add(key)
+        self._indexes[name] = index
+
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        """The objects whose index ``name`` has ``value``."""
+        keys = self._indexes[name].get(value, ())
+        return [self._items[k] for k in keys]
+
+    def get(self, namespace: str, name: str) -> Obj | None:
         return self._items.get((namespace, name))
 
-    def items(self, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+    def items(self, namespace: str | None = None) -> Iterator[Obj]:
         """All objects, or those of one namespace."""
         if namespace is None:
             yield from self._items.values()
-        else:
-            yield from (o for (ns, _), o in self._items.items() if ns == namespace)
+        elif self.kind.namespaced:
+            yield from self.by_index("namespace", namespace)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     async def start(self) -> None:
         """Load the current objects and follow changes in the background."""
+        if self._task is not None:
+            return
         revision = await self._relist()
         self.synced.set()
         self._task = asyncio.create_task(self._follow(revision), name=f"cache-{self.kind.resource}")
@@ -59,12 +113,14 @@ class ObjectCache:
     async def _relist(self) -> int:
         listed = await self.objects.list(self.kind, "", ListOptions())
         fresh = {_key(o): o for o in listed.items}
-        for key, old in list(self._items.items()):
+        for key, gone in list(self._items.items()):
             if key not in fresh:
-                self._emit(old, True)
-        self._items = fresh
-        for obj in fresh.values():
-            self._emit(obj, False)
+                self._apply(key, None)
+                self._emit(gone, None)
+        for key, obj in fresh.items():
+            old = self._items.get(key)
+            self._apply(key, obj)
+            self._emit(old, obj)
         return int(listed.resource_version)
 
     async def _follow(self, revision: int) -> None:
@@ -74,13 +130,15 @@ class ObjectCache:
                 watcher = self.objects.store.watch(prefix, revision)
                 async for ev in watcher:
                     obj = self.objects.decode(self.kind, ev.kv)
-                    deleted = ev.type == "DELETE"
-                    if deleted:
-                        self._items.pop(_key(obj), None)
+                    key = _key(obj)
+                    old = self._items.get(key)
+                    if ev.type == "DELETE":
+                        self._apply(key, None)
+                        self._emit(old or obj, None)
                     else:
-                        self._items[_key(obj)] = obj
+                        self._apply(key, obj)
+                        self._emit(old, obj)
                     revision = ev.kv.mod_revision
-                    self._emit(obj, deleted)
                 if not watcher.dropped:
                     return
             except datastore.CompactedError:
@@ -88,14 +146,33 @@ class ObjectCache:
             log.info("cache %s fell behind; re-listing", self.kind.resource)
             revision = await self._relist()
 
-    def _emit(self, obj: dict[str, Any], deleted: bool) -> None:
+    def _apply(self, key: Key, obj: Obj | None) -> None:
+        old = self._items.get(key)
+        for name, fn in self._index_funcs.items():
+            index = self._indexes[name]
+            if old is not None:
+                for value in fn(old):
+                    keys = index.get(value)
+                    if keys is not None:
+                        keys.discard(key)
+                        if not keys:
+                            del index[value]
+            if obj is not None:
+                for value in fn(obj):
+                    index.setdefault(value, set()).add(key)
+        if obj is None:
+            self._items.pop(key, None)
+        else:
+            self._items[key] = obj
+
+    def _emit(self, old: Obj | None, new: Obj | None) -> None:
         for handler in self._handlers:
             try:
-                handler(obj, deleted)
+                handler(old, new)
             except Exception:
                 log.exception("cache %s handler failed", self.kind.resource)
 
 
-def _key(obj: dict[str, Any]) -> tuple[str, str]:
+def _key(obj: Obj) -> Key:
     md = obj["metadata"]
     return (md.get("namespace", ""), md["name"])

@@ -26,6 +26,19 @@ class ServerConfig:
     datastore_compact_interval: float = 300.0
     datastore_compact_retain: int = 1000
     watch_bookmark_interval: float = 60.0
+    #: Built-in loops switched off (``--disable``), by controller name.
+    disable: list[str] = field(default_factory=list)
+    #: Node lifecycle: how long a node may go without a Lease renewal before it is
+    #: NotReady/Unknown, and how often nodes are checked.
+    node_monitor_grace_period: float = 40.0
+    node_monitor_period: float = 5.0
+    #: DefaultTolerationSeconds for the not-ready/unreachable NoExecute taints.
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
+    #: Node IPAM: the prefix length of each node's podCIDR carved from cluster_cidr.
+    node_cidr_mask_size: int = 24
+    #: Tests: a file holding how many seconds the control loops' clock runs ahead.
+    debug_clock_file: Path | None = None
 
     def join_secret(self) -> str:
         """The configured join secret (--token, or the token in --token-file; a full K10

@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +24,11 @@ from server.apiserver.openapi import OpenAPI
 from server.apiserver.resources import ResourceAPI
 from server.auth.identity import Identity
 from server.config import ServerConfig
+from server.controllers.builtin import controller_loops, scheduler_loops
+from server.controllers.clock import SkewedClock
+from server.controllers.events import EventRecorder
 from server.controllers.namespace import NamespaceFinalizer
+from server.controllers.runtime import ControllerContext, ControllerManager, Informers
 from server.pki import ensure_pki, split_sans
 from server.registry.allocators import ServiceAllocator
 from server.registry.crd import CRD_GROUP, CustomResources, crd_status
@@ -42,10 +49,19 @@ class Server:
         self.runner: web.AppRunner | None = None
         self._namespaces: NamespaceFinalizer | None = None
         self.identity: Identity | None = None
+        self.events: EventRecorder | None = None
+        self.loops: list[ControllerManager] = []
+        self.clock: SkewedClock | None = None
 
     async def start(self) -> None:
         cfg = self.config
         started = time.monotonic()
+        known = {loop.name for loop in controller_loops() + scheduler_loops()}
+        unknown = sorted(set(cfg.disable) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown --disable value(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         dns, ips = split_sans(
             ([cfg.advertise_address] if cfg.advertise_address else []) + cfg.tls_san
         )
@@ -77,16 +93,34 @@ class Server:
             crds.sync(crd)
         await _ensure_namespaces(objs, registry)
         await _ensure_kubernetes_service(objs, services, allocator.kubernetes_ip, cfg)
+        await _publish_apiserver_endpoints(objs, registry, cfg)
         await self._namespaces.resume()
+        informers = Informers(objs, registry)
+        events_kind = registry.by_resource("", "v1", "events")
+        assert events_kind is not None
+        clock: Callable[[], datetime] = objects.now
+        if cfg.debug_clock_file is not None:
+            self.clock = SkewedClock(cfg.debug_clock_file)
+            self.clock.start()
+            clock = self.clock
+        self.events = EventRecorder(objs, events_kind, clock=clock, host=socket.gethostname())
+        ctx = ControllerContext(objs, registry, informers, self.events, cfg, clock)
         self.identity = identity = Identity(
             objs,
             registry,
+            informers,
             server_dir=cfg.server_dir,
             ca_pem=pki.ca_bundle_pem(),
             pki=pki,
             configured_secret=cfg.join_secret(),
         )
         await identity.start()
+        self.loops = [
+            ControllerManager(ctx, controller_loops(), group="kube-controller-manager"),
+            ControllerManager(ctx, scheduler_loops(), group="kube-scheduler"),
+        ]
+        for manager in self.loops:
+            await manager.start()
         address = cfg.advertise_address or "127.0.0.1"
         state = ApiServerState(
             ResourceAPI(objs, crds, bookmark_interval=cfg.watch_bookmark_interval, tokens=identity),
@@ -129,6 +163,12 @@ class Server:
         )
 
     async def stop(self) -> None:
+        for manager in self.loops:
+            await manager.stop()
+        if self.events is not None:
+            await self.events.stop()
+        if self.clock is not None:
+            await self.clock.stop()
         if self._namespaces is not None:
             await self._namespaces.stop()
         if self.identity is not None:
@@ -215,6 +255,68 @@ async def _ensure_kubernetes_service(
         },
     }
     await objs.create(services, "default", svc, WriteOptions())
+
+
+def _apiserver_ip(cfg: ServerConfig) -> str:
+    """The address clients inside the cluster reach the API server at: the advertised
+    address, else the host's primary address (a UDP "connect" sends nothing)."""
+    if cfg.advertise_address:
+        return cfg.advertise_address
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+async def _publish_apiserver_endpoints(
+    objs: ObjectStore, registry: Registry, cfg: ServerConfig
+) -> None:
+    """``default/kubernetes`` Endpoints and EndpointSlice: this server's address and port
+    (the API server maintains them itself, as upstream's endpoint reconciler does)."""
+    ip = _apiserver_ip(cfg)
+    port = {"name": "https", "port": cfg.https_listen_port, "protocol": "TCP"}
+    endpoints = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {
+            "name": "kubernetes",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+        },
+        "subsets": [{"addresses": [{"ip": ip}], "ports": [port]}],
+    }
+    slice_ = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv6" if ":" in ip else "IPv4",
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+        "ports": [port],
+    }
+    for (group, resource), body in (
+        (("", "endpoints"), endpoints),
+        (("discovery.k8s.io", "endpointslices"), slice_),
+    ):
+        kind = registry.by_resource(group, "v1", resource)
+        assert kind is not None
+
+        async def publish(
+            current: dict[str, Any] | None, body: dict[str, Any] = body
+        ) -> dict[str, Any] | None:
+            if current is not None and all(
+                current.get(k) == v
+                for k, v in body.items()
+                if k not in ("metadata", "apiVersion", "kind")
+            ):
+                return None
+            return (
+                body
+                if current is None
+                else {**current, **{k: v for k, v in body.items() if k != "metadata"}}
+            )
+
+        await objs.modify(kind, "default", "kubernetes", publish, WriteOptions())
 
 
 async def serve_forever(config: ServerConfig) -> None:

@@ -14,6 +14,8 @@ _SUBRESOURCE_VERBS = {
     "scale": ["get", "patch", "update"],
     "finalize": ["update"],
     "token": ["create"],
+    "binding": ["create"],
+    "eviction": ["create"],
     "approval": ["get", "patch", "update"],
 }
 
@@ -95,6 +97,10 @@ def _resource_entries(kind: Kind) -> list[dict[str, Any]]:
             e.update(group="autoscaling", version="v1", kind="Scale")
         elif sub == "token":
             e.update(group="authentication.k8s.io", version="v1", kind="TokenRequest")
+        elif sub == "eviction":
+            e.update(group="policy", version="v1", kind="Eviction")
+        elif sub == "binding":
+            e["kind"] = "Binding"
         out.append(e)
     return out
 

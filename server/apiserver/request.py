@@ -12,7 +12,7 @@ from server.auth.attributes import UserInfo
 
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 #: Subresources that are only ever created (POST to a named object).
-_CREATE_SUBRESOURCES = frozenset({"token"})
+_CREATE_SUBRESOURCES = frozenset({"token", "binding", "eviction"})
 
 #: The authenticated requester of a request.
 USER_KEY = web.RequestKey("user", UserInfo)

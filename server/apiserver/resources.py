@@ -4,7 +4,7 @@ deletecollection, and the status and scale subresources."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -30,7 +30,19 @@ from server.apiserver.request import USER_KEY, RequestInfo
 from server.auth.attributes import UserInfo
 from server.registry import crschema
 from server.registry.crd import CustomResources
-from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
+from server.registry.store import (
+    DeleteOptions,
+    ListOptions,
+    ObjectStore,
+    WriteOptions,
+    validate_delete_options,
+)
+
+#: A POST subresource handler: (request facts, decoded body, write options) -> (response
+#: object, HTTP status code).
+Action = Callable[
+    [RequestInfo, dict[str, Any], WriteOptions], Awaitable[tuple[dict[str, Any], int]]
+]
 
 
 class IdentityService(Protocol):
@@ -116,6 +128,9 @@ class ResourceAPI:
         self.crds = crds
         self.clock = clock
         self.bookmark_interval = bookmark_interval
+        #: POST subresources served by other modules (pods/binding, pods/eviction), by
+        #: (group, resource, subresource).
+        self.actions: dict[tuple[str, str, str], Action] = {}
 
     async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         verb = info.verb
@@ -127,6 +142,9 @@ class ResourceAPI:
             return await self._watch(request, info)
         if verb == "create" and info.subresource == "token":
             return await self._token(request, info)
+        action = self.actions.get((info.kind.group, info.kind.resource, info.subresource))
+        if verb == "create" and action is not None:
+            return await self._action(request, info, action)
         if verb == "create" and info.kind.group in REVIEW_GROUPS:
             return await self._review(request, info)
         if verb == "create":
@@ -406,6 +424,19 @@ class ResourceAPI:
         sa = await self.objects.get(info.kind, info.namespace, info.name)
         return codec.respond(await self.tokens.token_request(sa, body), 201)
 
+    async def _action(
+        self, request: web.Request, info: RequestInfo, action: Action
+    ) -> web.StreamResponse:
+        """POST to a subresource served by another module: its body goes to ``action``."""
+        raw = await request.read()
+        if len(raw) > MAX_BODY_BYTES:
+            raise status.too_large(f"Request entity too large: limit is {MAX_BODY_BYTES}")
+        body = codec.decode_body(raw, request.headers.get("Content-Type")) if raw.strip() else {}
+        if not isinstance(body, dict):
+            raise status.bad_request("the body of the request must be an object")
+        result, code = await action(info, body, self._write_options(request, info))
+        return codec.respond(result, code)
+
     async def _review(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         """Answer an access/rules/token/self-subject review (nothing is stored)."""
         if self.tokens is None:
@@ -591,22 +622,24 @@ class ResourceAPI:
                 raise status.bad_request("DeleteOptions must be a JSON object")
         body = body or {}
         policy = body.get("propagationPolicy") or q.get("propagationPolicy", "")
-        if body.get("orphanDependents") is True or q.get("orphanDependents") == "true":
-            policy = policy or "Orphan"
-        if policy not in ("", "Orphan", "Background", "Foreground"):
-            raise status.bad_request(f"unsupported propagationPolicy: {policy}")
+        orphan = body.get("orphanDependents")
+        if orphan is None and q.get("orphanDependents"):
+            orphan = _bool_param(q, "orphanDependents")
         grace = body.get("gracePeriodSeconds")
         if grace is None:
             grace = _int_param(q, "gracePeriodSeconds")
         pre = body.get("preconditions") or {}
         dry = bool(body.get("dryRun")) or _dry_run(q)
-        return DeleteOptions(
+        opts = DeleteOptions(
             dry_run=dry,
             grace_period_seconds=grace,
-            propagation_policy=policy,
+            propagation_policy=str(policy),
+            orphan_dependents=orphan if isinstance(orphan, bool) else None,
             precondition_uid=pre.get("uid") or "",
             precondition_rv=pre.get("resourceVersion") or "",
         )
+        validate_delete_options(opts)
+        return opts
 
     async def _delete_collection(
         self, request: web.Request, info: RequestInfo

@@ -32,6 +32,7 @@ from server.auth.serviceaccount import (
 )
 from server.cache import ObjectCache
 from server.controllers.csr import CSRController
+from server.controllers.runtime import Informers
 from server.controllers.serviceaccounts import ServiceAccountController
 from server.pki import PKI
 from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
@@ -118,6 +119,7 @@ class Identity:
         self,
         objects: ObjectStore,
         registry: Registry,
+        informers: Informers,
         *,
         server_dir: Path,
         ca_pem: bytes,
@@ -142,7 +144,7 @@ class Identity:
             (RBAC_GROUP, "clusterroles"),
             (RBAC_GROUP, "clusterrolebindings"),
         ):
-            self.caches[resource] = ObjectCache(objects, _kind(registry, group, resource))
+            self.caches[resource] = informers.cache(group, resource)
         self.graph = NodeGraph()
         self.caches["pods"].on_change(self._pod_changed)
         self.caches["persistentvolumes"].on_change(self._pv_changed)
@@ -328,8 +330,7 @@ class Identity:
     async def start(self) -> None:
         """Create the default RBAC policy, fill the caches, start the controllers."""
         await self._ensure_default_policy()
-        for cache in self.caches.values():
-            await cache.start()
+        await asyncio.gather(*(cache.start() for cache in self.caches.values()))
         self.service_accounts.start()
         self.csrs.start()
         self._cleaner = asyncio.create_task(self._clean_expired_tokens(), name="token-cleaner")

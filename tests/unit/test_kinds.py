@@ -79,6 +79,7 @@ def test_body_types() -> None:
     assert kinds.body_types() == {
         ("autoscaling/v1", "Scale"): "autoscaling/v1.Scale",
         ("policy/v1", "Eviction"): "policy/v1.Eviction",
+        ("v1", "Binding"): "core/v1.Binding",
         ("authentication.k8s.io/v1", "TokenRequest"): "authentication/v1.TokenRequest",
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): (
             "authorization/v1.SelfSubjectAccessReview"

@@ -1,0 +1,129 @@
+"""A control-loop test bench: a real SQLite datastore and ObjectStore (defaults,
+validation and admission as the API server has them), shared caches, an event recorder
+and a fake clock. Only the loops a test starts run."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import datastore
+from edgek.kinds import Kind, Registry
+from server.config import ServerConfig
+from server.controllers.events import EventRecorder
+from server.controllers.runtime import Controller, ControllerContext, Informers
+from server.registry.store import ListOptions, ObjectStore, WriteOptions
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Harness:
+    """Real storage and caches for testing loops in-process."""
+
+    def __init__(self, store: datastore.Store, config: ServerConfig) -> None:
+        self.store = store
+        self.clock = FakeClock()
+        self.registry = Registry()
+        self.objects = ObjectStore(store, clock=self.clock)
+        self.informers = Informers(self.objects, self.registry)
+        events = self.registry.by_resource("", "v1", "events")
+        assert events is not None
+        self.events = EventRecorder(self.objects, events, clock=self.clock, host="test")
+        self.ctx = ControllerContext(
+            objects=self.objects,
+            registry=self.registry,
+            informers=self.informers,
+            events=self.events,
+            config=config,
+            clock=self.clock,
+        )
+        self.controllers: list[Controller] = []
+
+    @classmethod
+    async def open(cls, tmp_path: Path, config: ServerConfig | None = None) -> Harness:
+        store = await datastore.Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        h = cls(store, config or ServerConfig(data_dir=tmp_path))
+        namespaces = h.kind("", "namespaces")
+        for ns in ("default", "kube-system", "kube-node-lease"):
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+            await h.objects.create(namespaces, "", body, WriteOptions())
+        return h
+
+    def kind(self, group: str, resource: str) -> Kind:
+        return self.ctx.kind(group, resource)
+
+    async def start(self, *classes: type[Controller]) -> list[Controller]:
+        """Build and start loops (their caches are filled first)."""
+        started = [cls(self.ctx) for cls in classes]
+        await self.informers.start()
+        for c in started:
+            c.start()
+        self.controllers.extend(started)
+        return started
+
+    async def create(
+        self, group: str, resource: str, namespace: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.objects.create(
+            self.kind(group, resource), namespace, body, WriteOptions()
+        )
+
+    async def get(
+        self, group: str, resource: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        return await self.objects.try_get(self.kind(group, resource), namespace, name)
+
+    async def list(self, group: str, resource: str, namespace: str = "") -> list[dict[str, Any]]:
+        listed = await self.objects.list(self.kind(group, resource), namespace, ListOptions())
+        return listed.items
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], Awaitable[bool] | bool],
+        timeout: float = 5.0,  # noqa: ASYNC109
+        what: str = "",
+    ) -> None:
+        """Poll ``predicate`` until it holds; AssertionError after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out waiting for {what or predicate}")
+            await asyncio.sleep(0.02)
+
+    async def settle(self) -> None:
+        """Wait until every started loop's queue is idle (pending timers aside) and the
+        caches have seen the writes."""
+        for _ in range(3):
+            await asyncio.sleep(0.05)
+            for c in self.controllers:
+                await c.queue.idle(include_timers=False)
+
+    async def close(self) -> None:
+        for c in self.controllers:
+            await c.stop()
+        await self.events.stop()
+        await self.informers.stop()
+        await self.store.close()
