@@ -55,7 +55,7 @@ def _server_config(values: dict[str, Any]) -> Any:
                 value = (
                     value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
                 )
-            elif isinstance(current, Path) or attr == "token_file":
+            elif isinstance(current, Path) or attr in ("token_file", "debug_clock_file"):
                 value = Path(value)
             elif isinstance(current, list):
                 value = [str(v) for v in (value if isinstance(value, list) else [value])]
@@ -138,6 +138,34 @@ def server(
         bool | None,
         typer.Option("--disable-agent", help="Run the control plane without the embedded agent."),
     ] = None,
+    disable: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Built-in loop to switch off, e.g. scheduler, nodelifecycle (repeatable, or "
+            "comma-separated)."
+        ),
+    ] = None,
+    node_monitor_grace_period: Annotated[
+        float | None,
+        typer.Option(help="Seconds without a heartbeat before a node is NotReady (default 40)."),
+    ] = None,
+    default_not_ready_toleration_seconds: Annotated[
+        int | None,
+        typer.Option(help="Toleration added to pods for the not-ready taint (default 300)."),
+    ] = None,
+    default_unreachable_toleration_seconds: Annotated[
+        int | None,
+        typer.Option(help="Toleration added to pods for the unreachable taint (default 300)."),
+    ] = None,
+    node_cidr_mask_size: Annotated[
+        int | None, typer.Option(help="Prefix length of each node's pod CIDR (default 24).")
+    ] = None,
+    debug_clock_file: Annotated[
+        Path | None,
+        typer.Option(
+            hidden=True, help="Tests: file with seconds the control loops' clock runs ahead."
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Verbose logging.")] = False,
 ) -> None:
     """Run the control plane: datastore, API server and controllers."""
@@ -159,6 +187,12 @@ def server(
         "token-file": token_file,
         "secrets-encryption": secrets_encryption,
         "disable-agent": disable_agent,
+        "disable": [v for item in disable or [] for v in item.split(",") if v] or None,
+        "node-monitor-grace-period": node_monitor_grace_period,
+        "default-not-ready-toleration-seconds": default_not_ready_toleration_seconds,
+        "default-unreachable-toleration-seconds": default_unreachable_toleration_seconds,
+        "node-cidr-mask-size": node_cidr_mask_size,
+        "debug-clock-file": debug_clock_file,
     }
     try:
         values = merge(flags, load_config(config), set(flags))
@@ -274,6 +308,128 @@ def token_delete(
         ident = token_id.split(".", 1)[0]
         _call(client.request("DELETE", f"{_TOKENS_PATH}/bootstrap-token-{ident}"))
         typer.echo(f"bootstrap token {ident!r} deleted")
+
+
+@app.command()
+def sim(
+    server: Annotated[str, typer.Option(help="API server URL, e.g. https://127.0.0.1:6443.")],
+    nodes: Annotated[int, typer.Option(min=1, help="How many nodes to simulate.")],
+    token: Annotated[
+        str | None, typer.Option(help="Join token: each node bootstraps its own identity.")
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="Admin kubeconfig used for all nodes (instead of --token).")
+    ] = None,
+    name_prefix: Annotated[str, typer.Option(help="Node names are <prefix>0..N-1.")] = "sim-",
+    pod_ready_seconds: Annotated[
+        float, typer.Option(min=0, help="Seconds from Running to Ready.")
+    ] = 1.0,
+    pod_run_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds a restartPolicy Never/OnFailure pod runs before it exits "
+            "(annotation sim.edgek.io/run-seconds overrides).",
+        ),
+    ] = 5.0,
+    lease_seconds: Annotated[
+        int, typer.Option(min=1, help="Node lease duration; renewed every quarter of it.")
+    ] = 40,
+    fail_node: Annotated[
+        list[str] | None,
+        typer.Option(help="Register this node, then never heartbeat (repeatable)."),
+    ] = None,
+    fail_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="On SIGUSR1, fail the nodes named in this file (one per line) besides "
+            "--fail-node, and recover the others."
+        ),
+    ] = None,
+    cpu: Annotated[str, typer.Option(help="CPU capacity of each node.")] = "4",
+    memory: Annotated[str, typer.Option(help="Memory capacity of each node.")] = "8Gi",
+    max_pods: Annotated[int, typer.Option(min=1, help="Pod capacity of each node.")] = 110,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Token mode: node keys and certificates (default ~/.local/state/edgek/sim)."
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent API requests.")] = 64,
+    debug: Annotated[bool, typer.Option(help="Log every state change.")] = False,
+) -> None:
+    """Simulate nodes: register them, heartbeat, and run the pods bound to them."""
+    from agent.bootstrap import BootstrapError
+    from agent.sim import SimConfig, default_data_dir, run_cli
+    from agent.simnode import NodeShape
+    from edgek.apiclient import ApiClientError
+    from edgek.quantity import parse_quantity
+
+    for flag, value in (("--cpu", cpu), ("--memory", memory)):
+        try:
+            parse_quantity(value)
+        except ValueError:
+            _fail(f"invalid value for {flag}: {value!r}")
+    config = SimConfig(
+        server=server,
+        nodes=nodes,
+        kubeconfig=kubeconfig,
+        token=token or "",
+        name_prefix=name_prefix,
+        pod_ready_seconds=pod_ready_seconds,
+        pod_run_seconds=pod_run_seconds,
+        lease_seconds=lease_seconds,
+        fail_nodes=tuple(fail_node or ()),
+        shape=NodeShape(cpu=cpu, memory=memory, max_pods=max_pods),
+        data_dir=data_dir or default_data_dir(),
+        concurrency=concurrency,
+    )
+    try:
+        config.check()
+    except ValueError as e:
+        _fail(str(e))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(run_cli(config, fail_file))
+    except (ApiClientError, BootstrapError, OSError, ValueError) as e:
+        _fail(f"sim: {e}")
+
+
+secrets_app = typer.Typer(
+    help="Inspect and rotate the encryption of Secrets at rest.", no_args_is_help=True
+)
+app.add_typer(secrets_app, name="secrets-encrypt")
+_ENCRYPT_PATH = "/v1-edgek/encrypt"
+
+
+def _print_encryption(info: dict[str, Any]) -> None:
+    typer.echo(f"Encryption Status: {'Enabled' if info.get('enabled') else 'Disabled'}")
+    typer.echo(f"Current Rotation Stage: {info.get('stage') or 'start'}")
+    typer.echo("Server Encryption Hashes: All hashes match")
+    keys = info.get("keys") or []
+    if keys:
+        typer.echo("\nActive  Key Type  Name\n------  --------  ----")
+        for name in keys:
+            active = " *" if name == info.get("current_key") else "  "
+            typer.echo(f"{active:<7} AES-GCM   {name}")
+
+
+@secrets_app.command("status")
+def secrets_status(kubeconfig: KubeconfigOpt = Path("/etc/edgek/edgek.yaml")) -> None:
+    """Show whether Secrets are encrypted, the rotation stage and the keys."""
+    client = _client(kubeconfig)
+    _print_encryption(_call(client.request("GET", f"{_ENCRYPT_PATH}/status")))
+
+
+@secrets_app.command("rotate-keys")
+def secrets_rotate(kubeconfig: KubeconfigOpt = Path("/etc/edgek/edgek.yaml")) -> None:
+    """Make a new key, re-encrypt every Secret with it, and drop the old keys."""
+    client = _client(kubeconfig)
+    _print_encryption(_call(client.request("POST", f"{_ENCRYPT_PATH}/rotate-keys")))
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ class ObjectCache:
         self._index_funcs: dict[str, IndexFunc] = {}
         self._indexes: dict[str, dict[str, set[Key]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
         self.synced = asyncio.Event()
         if kind.namespaced:
             self.add_index("namespace", _index_namespace)
@@ -98,11 +99,14 @@ class ObjectCache:
 
     async def start(self) -> None:
         """Load the current objects and follow changes in the background."""
-        if self._task is not None:
-            return
-        revision = await self._relist()
-        self.synced.set()
-        self._task = asyncio.create_task(self._follow(revision), name=f"cache-{self.kind.resource}")
+        async with self._starting:
+            if self._task is not None:
+                return
+            revision = await self._relist()
+            self.synced.set()
+            self._task = asyncio.create_task(
+                self._follow(revision), name=f"cache-{self.kind.resource}"
+            )
 
     async def stop(self) -> None:
         if self._task is not None:

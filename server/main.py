@@ -24,7 +24,7 @@ from server.apiserver.openapi import OpenAPI
 from server.apiserver.resources import ResourceAPI
 from server.auth.identity import Identity
 from server.config import ServerConfig
-from server.controllers.builtin import controller_loops, scheduler_loops
+from server.controllers import builtin
 from server.controllers.clock import SkewedClock
 from server.controllers.events import EventRecorder
 from server.controllers.namespace import NamespaceFinalizer
@@ -33,7 +33,14 @@ from server.pki import ensure_pki, split_sans
 from server.registry.allocators import ServiceAllocator
 from server.registry.crd import CRD_GROUP, CustomResources, crd_status
 from server.registry.encryption import SecretsEncryption
-from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
+from server.registry.reencrypt import SecretsEncryptionAdmin
+from server.registry.store import (
+    DeleteOptions,
+    ListOptions,
+    ObjectStore,
+    WriteOptions,
+    key_prefix,
+)
 
 log = logging.getLogger("edgek.server")
 
@@ -56,7 +63,7 @@ class Server:
     async def start(self) -> None:
         cfg = self.config
         started = time.monotonic()
-        known = {loop.name for loop in controller_loops() + scheduler_loops()}
+        known = {loop.name for loop in builtin.controller_loops() + builtin.scheduler_loops()}
         unknown = sorted(set(cfg.disable) - known)
         if unknown:
             raise ValueError(
@@ -114,16 +121,21 @@ class Server:
             pki=pki,
             configured_secret=cfg.join_secret(),
         )
+        objs.admission.extend(builtin.admission(ctx))
         await identity.start()
         self.loops = [
-            ControllerManager(ctx, controller_loops(), group="kube-controller-manager"),
-            ControllerManager(ctx, scheduler_loops(), group="kube-scheduler"),
+            ControllerManager(ctx, builtin.controller_loops(), group="kube-controller-manager"),
+            ControllerManager(ctx, builtin.scheduler_loops(), group="kube-scheduler"),
         ]
         for manager in self.loops:
             await manager.start()
         address = cfg.advertise_address or "127.0.0.1"
+        api = ResourceAPI(
+            objs, crds, bookmark_interval=cfg.watch_bookmark_interval, tokens=identity
+        )
+        api.actions.update(builtin.actions(ctx))
         state = ApiServerState(
-            ResourceAPI(objs, crds, bookmark_interval=cfg.watch_bookmark_interval, tokens=identity),
+            api,
             openapi,
             server_address=f"{address}:{cfg.https_listen_port}",
             ca_bundle=pki.ca_bundle_pem(),
@@ -132,6 +144,9 @@ class Server:
             oidc=(
                 identity.signer.openid_configuration(f"https://{address}:{cfg.https_listen_port}"),
                 identity.signer.jwks(),
+            ),
+            encryption=SecretsEncryptionAdmin(
+                store, encryption, key_prefix(ctx.kind("", "secrets"))
             ),
         )
         self.runner = web.AppRunner(

@@ -19,6 +19,8 @@ from server.auth.authn import Authenticator
 from server.auth.authz import AuthorizerChain, forbid
 from server.auth.rbac import forbidden_message
 from server.auth.serviceaccount import JWKS_PATH, OPENID_CONFIG_PATH
+from server.registry.encryption import EncryptionError
+from server.registry.reencrypt import SecretsEncryptionAdmin
 
 log = logging.getLogger("edgek.apiserver")
 
@@ -41,7 +43,9 @@ class ApiServerState:
         authn: Authenticator,
         authz: AuthorizerChain,
         oidc: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
+        encryption: SecretsEncryptionAdmin | None = None,
     ) -> None:
+        self.encryption = encryption
         self.authn = authn
         self.authz = authz
         #: (openid-configuration, jwks) of the service-account token issuer
@@ -141,6 +145,31 @@ async def version(request: web.Request) -> web.Response:
     return codec.respond(discovery.version_info())
 
 
+ENCRYPT_STATUS_PATH = "/v1-edgek/encrypt/status"
+ENCRYPT_ROTATE_PATH = "/v1-edgek/encrypt/rotate-keys"
+
+
+async def encrypt_status(request: web.Request) -> web.Response:
+    """GET the Secret encryption state (``edgek secrets-encrypt status``)."""
+    state = _state(request)
+    authorize(state, Attributes(request[USER_KEY], "get", False, path=request.path))
+    if state.encryption is None:
+        raise _not_found()
+    return codec.respond(state.encryption.status())
+
+
+async def encrypt_rotate(request: web.Request) -> web.Response:
+    """POST: rotate the Secret encryption key and re-encrypt (``secrets-encrypt rotate-keys``)."""
+    state = _state(request)
+    authorize(state, Attributes(request[USER_KEY], "create", False, path=request.path))
+    if state.encryption is None:
+        raise _not_found()
+    try:
+        return codec.respond(await state.encryption.rotate_keys())
+    except EncryptionError as e:
+        raise status.bad_request(str(e)) from e
+
+
 async def openapi_v3(request: web.Request) -> web.Response:
     state = _state(request)
     path = request.match_info.get("path", "")
@@ -218,6 +247,8 @@ def make_app(state: ApiServerState) -> web.Application:
     app.router.add_get("/openapi/v2", openapi_v2)
     app.router.add_get(OPENID_CONFIG_PATH, openid_configuration)
     app.router.add_get(JWKS_PATH, openid_jwks)
+    app.router.add_get(ENCRYPT_STATUS_PATH, encrypt_status)
+    app.router.add_post(ENCRYPT_ROTATE_PATH, encrypt_rotate)
     app.router.add_route("*", "/api", api_dispatch)
     app.router.add_route("*", "/api/{tail:.*}", api_dispatch)
     app.router.add_route("*", "/apis", api_dispatch)

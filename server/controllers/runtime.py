@@ -101,6 +101,9 @@ class Controller:
 
     name: ClassVar[str] = ""
     manager: ClassVar[str] = "kube-controller-manager"
+    #: The source of this loop's events (upstream names them per controller, e.g.
+    #: "deployment-controller"); the manager's name when empty.
+    component: ClassVar[str] = ""
     workers: ClassVar[int] = 1
 
     def __init__(self, ctx: ControllerContext) -> None:
@@ -117,7 +120,9 @@ class Controller:
 
     def record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` from this loop."""
-        self.ctx.events.record(obj, type_, reason, message, component=self.manager)
+        self.ctx.events.record(
+            obj, type_, reason, message, component=self.component or self.manager
+        )
 
     def start(self) -> None:
         self.queue.start()

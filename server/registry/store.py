@@ -22,7 +22,7 @@ from edgek.kinds import Kind
 from edgek.patch.apply import record_update
 from edgek.selectors import FieldSelector, LabelSelector, selectable_fields
 from edgek.status import ApiError
-from edgek.timefmt import format_time
+from edgek.timefmt import format_time, parse_time
 from edgek.validation import validate
 from server.auth.attributes import UserInfo
 from server.registry import crschema, strategy, views
@@ -51,9 +51,17 @@ class DeleteOptions:
 
     dry_run: bool = False
     grace_period_seconds: int | None = None
-    propagation_policy: str = ""
+    propagation_policy: str = ""  # "" (the kind's default: Background), Orphan, Foreground
     precondition_uid: str = ""
     precondition_rv: str = ""
+    orphan_dependents: bool | None = None  # the legacy form of propagationPolicy
+
+
+#: Metadata finalizers the garbage collector acts on (upstream metav1 names).
+ORPHAN_FINALIZER = "orphan"
+FOREGROUND_FINALIZER = "foregroundDeletion"
+#: Accepted propagation policies (upstream metav1.DeletionPropagation values).
+PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
 
 
 @dataclass
@@ -456,8 +464,11 @@ class ObjectStore:
     async def delete(
         self, kind: Kind, namespace: str, name: str, opts: DeleteOptions
     ) -> tuple[dict[str, Any], bool]:
-        """Delete an object. Returns (object, deleted_now): objects with finalizers, or pods
-        on a node with a grace period, get a deletionTimestamp and stay until released."""
+        """Delete an object. Returns (object, deleted_now): objects with finalizers (including
+        the garbage collector's ``orphan`` and ``foregroundDeletion``, which the propagation
+        policy adds or removes), or pods on a node with a grace period, get a
+        deletionTimestamp and stay until released."""
+        validate_delete_options(opts)
         for _attempt in range(_UPDATE_RETRIES):
             obj = await self.get(kind, namespace, name)
             md = obj["metadata"]
@@ -476,42 +487,82 @@ class ObjectStore:
                     f"{opts.precondition_rv}, ResourceVersion in object meta: "
                     f"{md.get('resourceVersion')}",
                 )
-            grace = _grace_period(kind, obj, opts)
-            pending = blocking_finalizers(kind, obj)
-            if md.get("deletionTimestamp"):
-                if pending or grace:
-                    return obj, False
-            elif pending or grace:
+            new = copy.deepcopy(obj)
+            graceful = self._begin_graceful(kind, new, opts)
+            if graceful is None:  # a graceful deletion is under way and stays as it is
+                return obj, False
+            finalizers = _gc_finalizers(md.get("finalizers") or [], opts)
+            if finalizers is not None:
+                if finalizers:
+                    new["metadata"]["finalizers"] = finalizers
+                else:
+                    new["metadata"].pop("finalizers", None)
+            if not graceful and not blocking_finalizers(kind, new):
                 if opts.dry_run:
-                    return obj, False
-                new = copy.deepcopy(obj)
-                new_md = new["metadata"]
-                new_md["deletionTimestamp"] = format_time(
-                    self.clock() + timedelta(seconds=grace or 0)
-                )
-                new_md["deletionGracePeriodSeconds"] = grace or 0
-                if (kind.group, kind.resource) == ("", "namespaces"):
-                    new.setdefault("status", {})["phase"] = "Terminating"
+                    return obj, True
                 try:
-                    kv = await self.store.update(
-                        (key := object_key(kind, namespace, name)),
-                        self._encode(kind, key, new),
-                        expected_revision=int(md["resourceVersion"]),
-                        ttl=self._ttl(kind),
-                    )
-                except datastore.ConflictError:
+                    await self._delete_now(kind, namespace, name, int(md["resourceVersion"]))
+                except _Retry:
                     continue
-                new_md["resourceVersion"] = str(kv.mod_revision)
-                await self._notify(kind, new, False)
-                return new, False
-            if opts.dry_run:
                 return obj, True
+            if not graceful:
+                self._mark_deleting(new)
+            if (kind.group, kind.resource) == ("", "namespaces"):
+                new.setdefault("status", {})["phase"] = "Terminating"
+            if new == obj or opts.dry_run:
+                return new, False
             try:
-                await self._delete_now(kind, namespace, name, int(md["resourceVersion"]))
-            except _Retry:
+                kv = await self.store.update(
+                    (key := object_key(kind, namespace, name)),
+                    self._encode(kind, key, new),
+                    expected_revision=int(md["resourceVersion"]),
+                    ttl=self._ttl(kind),
+                )
+            except datastore.ConflictError:
                 continue
-            return obj, True
+            except datastore.NotFoundError as e:
+                raise status.not_found(kind.group_resource, name) from e
+            new["metadata"]["resourceVersion"] = str(kv.mod_revision)
+            await self._notify(kind, new, False)
+            return new, False
         raise status.conflict(kind.group_resource, name)
+
+    def _begin_graceful(self, kind: Kind, obj: dict[str, Any], opts: DeleteOptions) -> bool | None:
+        """Start (or shorten) a graceful deletion in ``obj``. True when the object now waits
+        for its grace period, False when it may go at once (finalizers aside), None when a
+        graceful deletion is already under way and this request does not shorten it."""
+        md = obj["metadata"]
+        now = self.clock()
+        if md.get("deletionTimestamp"):
+            current = int(md.get("deletionGracePeriodSeconds") or 0)
+            if current <= 0:
+                return False
+            wanted = opts.grace_period_seconds
+            if wanted is None or max(wanted, 0) >= current:
+                return None
+            wanted = max(wanted, 0)
+            started = parse_time(md["deletionTimestamp"]) - timedelta(seconds=current)
+            md["deletionTimestamp"] = format_time(started + timedelta(seconds=wanted))
+            md["deletionGracePeriodSeconds"] = wanted
+            return wanted > 0
+        grace = _grace_period(kind, obj, opts)
+        if not grace:
+            return False
+        md["deletionTimestamp"] = format_time(now + timedelta(seconds=grace))
+        md["deletionGracePeriodSeconds"] = grace
+        _bump_generation(md)
+        return True
+
+    def _mark_deleting(self, obj: dict[str, Any]) -> None:
+        """Mark an object without a grace period as deleting (it waits for finalizers)."""
+        md = obj["metadata"]
+        now = self.clock()
+        existing = md.get("deletionTimestamp")
+        if not existing:
+            _bump_generation(md)
+        if not existing or parse_time(existing) > now:
+            md["deletionTimestamp"] = format_time(now)
+        md["deletionGracePeriodSeconds"] = 0
 
     async def _delete_now(self, kind: Kind, namespace: str, name: str, revision: int) -> None:
         try:
@@ -590,6 +641,71 @@ def blocking_finalizers(kind: Kind, obj: dict[str, Any]) -> list[str]:
     if (kind.group, kind.resource) == ("", "namespaces"):
         pending += (obj.get("spec") or {}).get("finalizers") or []
     return pending
+
+
+def validate_delete_options(opts: DeleteOptions) -> None:
+    """422 for options upstream rejects (ValidateDeleteOptions)."""
+    causes: list[dict[str, str]] = []
+    policy = opts.propagation_policy
+    if opts.orphan_dependents is not None and policy:
+        causes.append(
+            {
+                "reason": "FieldValueInvalid",
+                "message": f'Invalid value: "{policy}": orphanDependents and '
+                "deletionPropagation cannot be both set",
+                "field": "propagationPolicy",
+            }
+        )
+    if policy and policy not in PROPAGATION_POLICIES:
+        supported = ", ".join(f'"{p}"' for p in (*PROPAGATION_POLICIES, "nil"))
+        causes.append(
+            {
+                "reason": "FieldValueNotSupported",
+                "message": f'Unsupported value: "{policy}": supported values: {supported}',
+                "field": "propagationPolicy",
+            }
+        )
+    if causes:
+        raise status.invalid("DeleteOptions", "meta.k8s.io", "", causes)
+
+
+def _should_orphan(finalizers: list[str], opts: DeleteOptions) -> bool:
+    """Whether the ``orphan`` finalizer belongs on the object: the request decides, then the
+    finalizers already there, then the kind's default (Background for every kind)."""
+    if opts.orphan_dependents is not None:
+        return opts.orphan_dependents
+    if opts.propagation_policy:
+        return opts.propagation_policy == "Orphan"
+    for fin in finalizers:
+        if fin in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER):
+            return fin == ORPHAN_FINALIZER
+    return False
+
+
+def _should_foreground(finalizers: list[str], opts: DeleteOptions) -> bool:
+    """Whether the ``foregroundDeletion`` finalizer belongs on the object."""
+    if opts.orphan_dependents is not None:
+        return False
+    if opts.propagation_policy:
+        return opts.propagation_policy == "Foreground"
+    return FOREGROUND_FINALIZER in finalizers
+
+
+def _gc_finalizers(finalizers: list[str], opts: DeleteOptions) -> list[str] | None:
+    """The finalizers after a delete request, or None when they stay as they are."""
+    new = [f for f in finalizers if f not in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER)]
+    if _should_orphan(finalizers, opts):
+        new.append(ORPHAN_FINALIZER)
+    if _should_foreground(finalizers, opts):
+        new.append(FOREGROUND_FINALIZER)
+    return None if set(new) == set(finalizers) else new
+
+
+def _bump_generation(md: dict[str, Any]) -> None:
+    """The first deletion request bumps a tracked generation (as upstream)."""
+    generation = md.get("generation")
+    if isinstance(generation, int) and generation > 0:
+        md["generation"] = generation + 1
 
 
 class _Retry(Exception):

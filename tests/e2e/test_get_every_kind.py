@@ -182,8 +182,14 @@ CASES = [
     Case(
         "resourcequotas",
         "every-quota",
-        # status.hard/used stay empty without the quota controller
-        {"NAME": "every-quota", "REQUEST": "", "LIMIT": "", "AGE": AGO},
+        # the quota controller fills status.hard/used (empty until its first sync); counts
+        # depend on what else is applied
+        {
+            "NAME": "every-quota",
+            "REQUEST": re.compile(r"(pods: \d+/10, requests\.cpu: \S+/2)?"),
+            "LIMIT": re.compile(r"(limits\.memory: \S+/4Gi)?"),
+            "AGE": AGO,
+        },
     ),
     Case("limitranges", "every-limits", created_at("every-limits")),
     Case(
@@ -579,5 +585,8 @@ def test_both_event_apis_list_every_event(applied: Applied) -> None:
     ns = ["-n", applied.namespace, "-o", "name"]
     core = applied.kubectl("get", "events", *ns).split()
     new = applied.kubectl("get", "events.events.k8s.io", *ns).split()
-    assert core == ["event/every-event", "event/every-new-event"]
-    assert new == ["event.events.k8s.io/every-event", "event.events.k8s.io/every-new-event"]
+    # the control loops add events of their own (e.g. the scheduler's about every-pod)
+    assert {"event/every-event", "event/every-new-event"} <= set(core)
+    assert [n.removeprefix("event.events.k8s.io/") for n in new] == [
+        n.removeprefix("event/") for n in core
+    ]

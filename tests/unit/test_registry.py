@@ -852,3 +852,148 @@ async def test_after_write_hooks_see_each_committed_write(h: Harness) -> None:
         ("configmaps", "cfg", str(h.store.revision), True),
     ]
     assert seen == [("ConfigMap", "cfg", False)] * 2 + [("ConfigMap", "cfg", True)]
+
+
+# -- delete: propagation policies (garbage-collector finalizers) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("opts", "finalizers"),
+    [
+        (DeleteOptions(propagation_policy="Foreground"), ["foregroundDeletion"]),
+        (DeleteOptions(propagation_policy="Orphan"), ["orphan"]),
+        (DeleteOptions(orphan_dependents=True), ["orphan"]),
+    ],
+)
+async def test_delete_policy_adds_its_finalizer(
+    h: Harness, opts: DeleteOptions, finalizers: list[str]
+) -> None:
+    created = await h.objects.create(DEPLOYMENTS, NS, deployment("web"), WriteOptions())
+    h.clock.now = T0 + timedelta(minutes=1)
+    marked, deleted_now = await h.objects.delete(DEPLOYMENTS, NS, "web", opts)
+    assert not deleted_now
+    md = marked["metadata"]
+    assert md["finalizers"] == finalizers
+    assert md["deletionTimestamp"] == format_time(h.clock.now)
+    assert md["deletionGracePeriodSeconds"] == 0
+    assert md["generation"] == created["metadata"]["generation"] + 1
+    assert await h.objects.get(DEPLOYMENTS, NS, "web") == marked
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        DeleteOptions(),
+        DeleteOptions(propagation_policy="Background"),
+        DeleteOptions(orphan_dependents=False),
+    ],
+)
+async def test_delete_background_is_immediate(h: Harness, opts: DeleteOptions) -> None:
+    await h.objects.create(DEPLOYMENTS, NS, deployment("web"), WriteOptions())
+    _, deleted_now = await h.objects.delete(DEPLOYMENTS, NS, "web", opts)
+    assert deleted_now
+    assert await h.objects.try_get(DEPLOYMENTS, NS, "web") is None
+
+
+async def test_delete_policy_keeps_other_finalizers(h: Harness) -> None:
+    body = configmap("cfg")
+    body["metadata"]["finalizers"] = ["example.com/hold"]
+    await h.objects.create(CONFIGMAPS, NS, body, WriteOptions())
+    marked, _ = await h.objects.delete(
+        CONFIGMAPS, NS, "cfg", DeleteOptions(propagation_policy="Orphan")
+    )
+    assert marked["metadata"]["finalizers"] == ["example.com/hold", "orphan"]
+    # a Background delete of a terminating object takes the orphan finalizer away again
+    marked, deleted_now = await h.objects.delete(
+        CONFIGMAPS, NS, "cfg", DeleteOptions(propagation_policy="Background")
+    )
+    assert not deleted_now
+    assert marked["metadata"]["finalizers"] == ["example.com/hold"]
+
+
+async def test_second_delete_switches_orphan_to_foreground(h: Harness) -> None:
+    await h.objects.create(CONFIGMAPS, NS, configmap("cfg"), WriteOptions())
+    first, _ = await h.objects.delete(
+        CONFIGMAPS, NS, "cfg", DeleteOptions(propagation_policy="Orphan")
+    )
+    h.clock.now = T0 + timedelta(minutes=5)
+    # no policy: the finalizer already there stands, and nothing is written
+    revision = h.store.revision
+    again, _ = await h.objects.delete(CONFIGMAPS, NS, "cfg", DeleteOptions())
+    assert again == first and h.store.revision == revision
+    switched, deleted_now = await h.objects.delete(
+        CONFIGMAPS, NS, "cfg", DeleteOptions(propagation_policy="Foreground")
+    )
+    assert not deleted_now
+    assert switched["metadata"]["finalizers"] == ["foregroundDeletion"]
+    # the first deletion's timestamp is kept
+    assert switched["metadata"]["deletionTimestamp"] == first["metadata"]["deletionTimestamp"]
+    # a Background delete drops the last finalizer: the object goes
+    _, deleted_now = await h.objects.delete(
+        CONFIGMAPS, NS, "cfg", DeleteOptions(propagation_policy="Background")
+    )
+    assert deleted_now
+    assert await h.objects.try_get(CONFIGMAPS, NS, "cfg") is None
+
+
+async def test_removing_gc_finalizer_finishes_deletion(h: Harness) -> None:
+    await h.objects.create(CONFIGMAPS, NS, configmap("cfg"), WriteOptions())
+    marked, _ = await h.objects.delete(
+        CONFIGMAPS, NS, "cfg", DeleteOptions(propagation_policy="Foreground")
+    )
+    body = editable(marked)
+    body["metadata"]["finalizers"] = []
+    await h.objects.update(CONFIGMAPS, NS, "cfg", body, WriteOptions())
+    assert await h.objects.try_get(CONFIGMAPS, NS, "cfg") is None
+
+
+async def test_foreground_delete_of_bound_pod_is_graceful_and_waits(h: Harness) -> None:
+    await h.objects.create(PODS, NS, pod("p", node="n1"), WriteOptions())
+    marked, _ = await h.objects.delete(
+        PODS, NS, "p", DeleteOptions(propagation_policy="Foreground")
+    )
+    md = marked["metadata"]
+    assert md["finalizers"] == ["foregroundDeletion"]
+    assert md["deletionGracePeriodSeconds"] == 30
+    # the agent's final delete shortens the grace period, the finalizer still holds it
+    h.clock.now = T0 + timedelta(seconds=3)
+    shortened, deleted_now = await h.objects.delete(
+        PODS, NS, "p", DeleteOptions(grace_period_seconds=0)
+    )
+    assert not deleted_now
+    assert shortened["metadata"]["deletionGracePeriodSeconds"] == 0
+    assert shortened["metadata"]["deletionTimestamp"] == format_time(T0)
+    body = editable(shortened)
+    body["metadata"]["finalizers"] = []
+    await h.objects.update(PODS, NS, "p", body, WriteOptions())
+    assert await h.objects.try_get(PODS, NS, "p") is None
+
+
+async def test_dry_run_delete_with_policy_persists_nothing(h: Harness) -> None:
+    created = await h.objects.create(CONFIGMAPS, NS, configmap("cfg"), WriteOptions())
+    preview, deleted_now = await h.objects.delete(
+        CONFIGMAPS, NS, "cfg", DeleteOptions(propagation_policy="Orphan", dry_run=True)
+    )
+    assert not deleted_now and preview["metadata"]["finalizers"] == ["orphan"]
+    assert await h.objects.get(CONFIGMAPS, NS, "cfg") == created
+
+
+async def test_delete_rejects_unknown_propagation_policy(h: Harness) -> None:
+    await h.objects.create(CONFIGMAPS, NS, configmap("cfg"), WriteOptions())
+    with pytest.raises(ApiError) as exc:
+        await h.objects.delete(CONFIGMAPS, NS, "cfg", DeleteOptions(propagation_policy="Bogus"))
+    assert (exc.value.code, exc.value.reason) == (422, "Invalid")
+    assert exc.value.message == (
+        'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: '
+        '"Bogus": supported values: "Foreground", "Background", "Orphan", "nil"'
+    )
+    with pytest.raises(ApiError) as exc:
+        await h.objects.delete(
+            CONFIGMAPS,
+            NS,
+            "cfg",
+            DeleteOptions(propagation_policy="Orphan", orphan_dependents=True),
+        )
+    assert exc.value.code == 422
+    assert "orphanDependents and deletionPropagation cannot be both set" in exc.value.message
+    assert await h.objects.try_get(CONFIGMAPS, NS, "cfg") is not None

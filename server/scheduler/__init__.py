@@ -1,0 +1,1 @@
+"""The kube-scheduler equivalent: filters, scoring, preemption and binding of pending pods."""

@@ -1,0 +1,133 @@
+"""A whole test cluster: an ``edgek server`` subprocess plus ``edgek sim`` nodes, driven
+with the real kubectl. Time-driven loops can be moved ahead with ``advance_clock``."""
+
+from __future__ import annotations
+
+import json
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO, Kubectl, ServerProcess, kubectl_binaries, start_server
+
+KUBECTL = kubectl_binaries().get("system") or kubectl_binaries()["pinned"]
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll ``check`` until it returns something truthy (returned); AssertionError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Sim:
+    """An ``edgek sim`` subprocess."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgek", "sim", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def summary(self, timeout: float = 60.0) -> str:
+        """The one line the sim prints once its nodes are registered."""
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.stop()
+            raise AssertionError("edgek sim printed no summary")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"edgek sim exited: {self.stop()}")
+        return line
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self) -> str:
+        """SIGTERM; asserts a clean exit within 10 s and returns stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=10)
+        assert self.proc.returncode == 0, err
+        return err
+
+
+@dataclass
+class Cluster:
+    """A server with simulated nodes."""
+
+    server: ServerProcess
+    kubectl: Kubectl
+    clock_file: Path
+    sims: list[Sim]
+
+    def add_nodes(self, count: int, prefix: str, *sim_args: str) -> Sim:
+        """Start another ``edgek sim`` with ``count`` nodes named ``<prefix>0..``."""
+        sim = Sim(
+            "--server",
+            self.server.url,
+            "--kubeconfig",
+            str(self.server.kubeconfig),
+            "--nodes",
+            str(count),
+            "--name-prefix",
+            prefix,
+            *sim_args,
+        )
+        sim.summary()
+        self.sims.append(sim)
+        return sim
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the control loops' clock ahead (the server re-reads the file within 0.2 s)."""
+        current = float(self.clock_file.read_text() or 0) if self.clock_file.exists() else 0.0
+        self.clock_file.write_text(str(current + seconds))
+        time.sleep(0.5)
+
+    def get(self, *args: str) -> dict[str, Any]:
+        """``kubectl get ... -o json``, decoded."""
+        return dict(json.loads(self.kubectl("get", *args, "-o", "json")))
+
+    def stop(self) -> None:
+        for sim in self.sims:
+            sim.stop()
+        self.server.stop()
+
+
+def start_cluster(
+    tmp: Path,
+    nodes: int = 3,
+    *,
+    server_args: tuple[str, ...] = (),
+    sim_args: tuple[str, ...] = (),
+    prefix: str = "node-",
+) -> Cluster:
+    """A server (loops' clock adjustable) with ``nodes`` sim nodes that run pods fast."""
+    clock = tmp / "clock"
+    srv = start_server(tmp, "--debug-clock-file", str(clock), *server_args)
+    cluster = Cluster(srv, Kubectl(KUBECTL, srv.kubeconfig, tmp / "kubectl-cache"), clock, [])
+    try:
+        if nodes:
+            cluster.add_nodes(
+                nodes, prefix, "--pod-ready-seconds", "0.2", "--pod-run-seconds", "1", *sim_args
+            )
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
