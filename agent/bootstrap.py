@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edgek import jointoken
-from edgek.kubeconfig import admin_kubeconfig, atomic_write, write_kubeconfig
+from edgek.kubeconfig import admin_kubeconfig, atomic_write, load_kubeconfig, write_kubeconfig
 from edgek.names import is_dns1123_subdomain
 from server.pki import certs
 
@@ -503,3 +503,36 @@ async def renew(
     _write_credentials(creds, base, (client_pem, client_key), (serving_pem, serving_key))
     log.info("bootstrap: renewed the certificates of node %s", node_name)
     return creds
+
+
+def stored_identity(agent_dir: Path) -> tuple[str, AgentCredentials, str, list[str]]:
+    """What a joined agent keeps in ``agent_dir``: (server URL, credentials, node name,
+    node IPs), read back from its kubeconfig and certificates. BootstrapError when the
+    directory holds no joined identity."""
+    try:
+        ca_pem = (agent_dir / SERVER_CA).read_bytes()
+        config = load_kubeconfig(agent_dir / KUBECONFIG)
+        server = str(config["clusters"][0]["cluster"]["server"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise BootstrapError(f"{agent_dir} holds no joined node identity: {e}") from e
+    creds = AgentCredentials.at(agent_dir, ca_pem)
+    client, serving = certs.load_cert(creds.client_cert), certs.load_cert(creds.serving_cert)
+    if client is None or serving is None:
+        raise BootstrapError(f"{agent_dir} lacks the node's certificates")
+    common_names = client.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    user = str(common_names[0].value) if common_names else ""
+    if not user.startswith("system:node:"):
+        raise BootstrapError(f"{creds.client_cert} is not a node certificate ({user!r})")
+    try:
+        sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        ips = [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        ips = []
+    node_ips = [ip for ip in ips if not ipaddress.ip_address(ip).is_loopback]
+    return server, creds, user.removeprefix("system:node:"), node_ips
+
+
+async def rotate(agent_dir: Path) -> AgentCredentials:
+    """``edgek certificate rotate``: renew the node's certificates now, whatever their age."""
+    server, creds, node_name, node_ips = stored_identity(agent_dir)
+    return await renew(server, creds, node_name, node_ips)

@@ -432,6 +432,26 @@ def secrets_rotate(kubeconfig: KubeconfigOpt = Path("/etc/edgek/edgek.yaml")) ->
     _print_encryption(_call(client.request("POST", f"{_ENCRYPT_PATH}/rotate-keys")))
 
 
+certificate_app = typer.Typer(help="Manage this node's certificates.", no_args_is_help=True)
+app.add_typer(certificate_app, name="certificate")
+
+
+@certificate_app.command("rotate")
+def certificate_rotate(
+    data_dir: Annotated[
+        Path, typer.Option(help="The agent's state directory (its identity is in <dir>/agent).")
+    ] = Path("/var/lib/edgek"),
+) -> None:
+    """Renew the node's client and serving certificates now (new keys, same identity)."""
+    from agent.bootstrap import BootstrapError, rotate
+
+    try:
+        creds = asyncio.run(rotate(data_dir / "agent"))
+    except BootstrapError as e:
+        _fail(str(e))
+    typer.echo(f"rotated {creds.client_cert} and {creds.serving_cert}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -129,6 +129,8 @@ class Server:
         ]
         for manager in self.loops:
             await manager.start()
+            if self.clock is not None:
+                self.clock.on_jump(manager.clock_changed)
         address = cfg.advertise_address or "127.0.0.1"
         api = ResourceAPI(
             objs, crds, bookmark_interval=cfg.watch_bookmark_interval, tokens=identity

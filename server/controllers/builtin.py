@@ -9,12 +9,15 @@ from typing import Any
 
 from edgek.kinds import Kind
 from server.apiserver.resources import Action
+from server.controllers.cronjob import CronJobController
 from server.controllers.daemonset import DaemonSetController
 from server.controllers.deployment import DeploymentController
 from server.controllers.disruption import DisruptionController
 from server.controllers.endpoints import EndpointsController
 from server.controllers.endpointslices import EndpointSliceController
 from server.controllers.garbagecollector import GarbageCollector
+from server.controllers.job import JobController
+from server.controllers.localpath import LocalPathProvisioner
 from server.controllers.nodeipam import NodeIpamController
 from server.controllers.nodelifecycle import NodeLifecycleController
 from server.controllers.replicaset import ReplicaSetController
@@ -22,6 +25,8 @@ from server.controllers.resourcequota import ResourceQuotaController
 from server.controllers.runtime import Controller, ControllerContext
 from server.controllers.statefulset import StatefulSetController
 from server.controllers.tainteviction import TaintEvictionController
+from server.controllers.ttlafterfinished import TTLAfterFinishedController
+from server.controllers.volumebinding import DefaultStorageClass, PersistentVolumeBinder
 from server.registry.binding import binding_action
 from server.registry.eviction import eviction_action
 from server.registry.limitrange import LimitRangeAdmission
@@ -42,6 +47,9 @@ def controller_loops() -> list[type[Controller]]:
         DeploymentController,
         StatefulSetController,
         DaemonSetController,
+        JobController,
+        CronJobController,
+        TTLAfterFinishedController,
         NodeLifecycleController,
         TaintEvictionController,
         NodeIpamController,
@@ -49,6 +57,8 @@ def controller_loops() -> list[type[Controller]]:
         EndpointSliceController,
         DisruptionController,
         ResourceQuotaController,
+        PersistentVolumeBinder,
+        LocalPathProvisioner,
     ]
 
 
@@ -64,6 +74,7 @@ def admission(ctx: ControllerContext) -> list[Admission]:
     return [
         priority_admission(ctx.cache("scheduling.k8s.io", "priorityclasses")),
         DefaultTolerationSeconds(ctx.config),
+        DefaultStorageClass(ctx.cache("storage.k8s.io", "storageclasses")),
         LimitRangeAdmission.over(ctx.cache),
         QuotaAdmission.over(ctx.cache, ctx.objects, ctx.clock),
     ]

@@ -114,6 +114,9 @@ class Controller:
         """Bring the object named by ``key`` (and what it owns) to its desired state."""
         raise NotImplementedError
 
+    def clock_changed(self) -> None:
+        """The loops' clock jumped (tests): loops with time-driven work re-check it."""
+
     def write_options(self, subresource: str = "") -> WriteOptions:
         """Write options naming this loop as the field manager."""
         return WriteOptions(field_manager=self.manager, subresource=subresource)
@@ -201,6 +204,12 @@ class ControllerManager:
         self.lease = LeaderLease(ctx, group, _identity(ctx.config))
         self.running = False
         self._task: asyncio.Task[None] | None = None
+
+    def clock_changed(self) -> None:
+        """Tell the running loops the clock jumped."""
+        if self.running:
+            for c in self.controllers:
+                c.clock_changed()
 
     def get(self, name: str) -> Controller | None:
         """The running loop named ``name``, if enabled."""

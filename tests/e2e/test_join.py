@@ -162,3 +162,40 @@ def test_token_cli_bad_input() -> None:
     assert res.returncode != 0
     assert res.stderr.strip().startswith("edgek: ")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_certificate_rotate_renews_the_node_identity(server: ServerProcess, tmp_path: Path) -> None:
+    agent_dir = tmp_path / "agent"
+    creds = asyncio.run(
+        bootstrap(server.url, node_token(server), "edge-rot", agent_dir, node_ips=["10.9.8.7"])
+    )
+    before = x509.load_pem_x509_certificate(creds.client_cert.read_bytes())
+    old_key = creds.client_key.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "edgek", "certificate", "rotate", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    after = x509.load_pem_x509_certificate(creds.client_cert.read_bytes())
+    assert after.serial_number != before.serial_number
+    assert after.subject == before.subject  # same node identity (the identity guard allows it)
+    assert creds.client_key.read_bytes() != old_key
+    serving = x509.load_pem_x509_certificate(creds.serving_cert.read_bytes())
+    sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "10.9.8.7" in [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+    # the renewed kubeconfig works
+    kubectl = Kubectl(next(iter(kubectl_binaries().values())), creds.kubeconfig, tmp_path / "c")
+    assert "edge-rot" in kubectl("auth", "whoami")
+
+    empty = subprocess.run(
+        [sys.executable, "-m", "edgek", "certificate", "rotate", "--data-dir", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert empty.returncode != 0
+    assert "holds no joined node identity" in empty.stderr

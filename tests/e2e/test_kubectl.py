@@ -9,6 +9,7 @@ import time
 import yaml
 
 from tests.conftest import Kubectl
+from tests.e2e.cluster import wait_for
 
 DEPLOYMENT = """
 apiVersion: apps/v1
@@ -159,8 +160,12 @@ def test_get_tables_and_output_formats(kubectl: Kubectl, namespace: str) -> None
         "AGE",
     ]
     assert header(kubectl("get", "cm", *ns)) == ["NAME", "DATA", "AGE"]
-    row = kubectl("get", "deploy", "web", "--no-headers", *ns).split()
-    assert row[:4] == ["web", "0/2", "0", "0"]
+    # the Deployment controller creates the ReplicaSet (2 up to date); no node runs pods
+    row = wait_for(
+        lambda: (r := kubectl("get", "deploy", "web", "--no-headers", *ns).split())[2] == "2" and r,
+        "the deployment's ReplicaSet",
+    )
+    assert row[:4] == ["web", "0/2", "2", "0"]
     doc = yaml.safe_load(kubectl("get", "cm", "settings", "-o", "yaml", *ns))
     assert doc["data"] == {"mode": "fast"}
     assert kubectl("get", "cm", "settings", "-o", "jsonpath={.data.mode}", *ns) == "fast"
