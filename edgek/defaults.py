@@ -307,6 +307,27 @@ def _namespace(obj: Obj) -> None:
     _default(_child(obj, "status"), "phase", "Active")
 
 
+def _limit_range(obj: Obj) -> None:
+    """SetDefaults_LimitRangeItem: a Container item's default limit falls back to its max, its
+    default request to the default limit, then to its min (empty lists stay unset)."""
+    for item in _items(_at(obj, "spec"), "limits"):
+        if item.get("type") != "Container" or any(
+            item.get(key) is not None and not isinstance(item[key], dict)
+            for key in ("default", "defaultRequest")
+        ):
+            continue  # malformed lists are left for validation to report
+        limits = dict(item.get("default") or {})
+        for name, value in (_at(item, "max") or {}).items():
+            limits.setdefault(name, value)
+        requests = dict(item.get("defaultRequest") or {})
+        for name, value in [*limits.items(), *(_at(item, "min") or {}).items()]:
+            requests.setdefault(name, value)
+        if limits:
+            item["default"] = limits
+        if requests:
+            item["defaultRequest"] = requests
+
+
 def _secret(obj: Obj) -> None:
     _default(obj, "type", "Opaque")
 
@@ -366,6 +387,7 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("", "services"): _service,
     ("", "endpoints"): _endpoints,
     ("", "namespaces"): _namespace,
+    ("", "limitranges"): _limit_range,
     ("", "secrets"): _secret,
     ("", "persistentvolumeclaims"): _claim,
     ("", "persistentvolumes"): _persistent_volume,

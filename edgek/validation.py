@@ -451,9 +451,10 @@ def _selector_matches_template(e: Errors, sel: Any, template: Obj, path: str) ->
         )
 
 
-def _controller_spec(e: Errors, spec: Obj, what: str) -> Any:
+def _controller_spec(e: Errors, spec: Obj, what: str, *, pod_spec: bool = True) -> Any:
     """Selector and template checks shared by Deployment, ReplicaSet, StatefulSet and
-    DaemonSet. Returns the selector."""
+    DaemonSet. Returns the selector. Upstream leaves a StatefulSet's pod spec unchecked
+    (``pod_spec=False``): its containers mount volumes that only its claim templates make."""
     sel = spec.get("selector")
     if not isinstance(sel, dict):
         e.required("spec.selector")
@@ -471,7 +472,8 @@ def _controller_spec(e: Errors, spec: Obj, what: str) -> Any:
         _selector_matches_template(e, sel, template, "spec.template")
     _template_meta(e, template.get("metadata"), "spec.template.metadata")
     tspec = _d(template, "spec")
-    _pod_spec(e, tspec, "spec.template.spec")
+    if pod_spec:
+        _pod_spec(e, tspec, "spec.template.spec")
     policy = tspec.get("restartPolicy")
     if policy not in (None, "", "Always"):
         e.not_supported("spec.template.spec.restartPolicy", policy, ("Always",))
@@ -552,6 +554,7 @@ _STS_MUTABLE = (
     "ordinals",
     "template",
     "updateStrategy",
+    "revisionHistoryLimit",
     "persistentVolumeClaimRetentionPolicy",
     "minReadySeconds",
 )
@@ -561,7 +564,7 @@ def _validate_stateful_set(e: Errors, obj: Obj, old: Obj | None) -> None:
     spec = _d(obj, "spec")
     e.nonnegative("spec.replicas", spec.get("replicas"))
     e.nonnegative("spec.minReadySeconds", spec.get("minReadySeconds"))
-    _controller_spec(e, spec, "statefulset")
+    _controller_spec(e, spec, "statefulset", pod_spec=False)
     if _d(spec, "template", "spec").get("activeDeadlineSeconds") is not None:
         e.forbidden(
             "spec.template.spec.activeDeadlineSeconds",
@@ -580,8 +583,8 @@ def _validate_stateful_set(e: Errors, obj: Obj, old: Obj | None) -> None:
             e.forbidden(
                 "spec",
                 "updates to statefulset spec for fields other than 'replicas', 'ordinals', "
-                "'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and "
-                "'minReadySeconds' are forbidden",
+                "'template', 'updateStrategy', 'revisionHistoryLimit', "
+                "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
             )
 
 

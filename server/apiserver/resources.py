@@ -471,26 +471,10 @@ class ResourceAPI:
                     }
                 ],
             )
-        await self._check_namespace(kind, info.namespace)
         created = await self.objects.create(
             kind, info.namespace, obj, self._write_options(request, info)
         )
         return codec.respond(created, 201, headers=_warning_headers(warnings))
-
-    async def _check_namespace(self, kind: Kind, namespace: str) -> None:
-        """Namespace lifecycle admission: the namespace exists and is not terminating."""
-        if not kind.namespaced:
-            return
-        ns_kind = self.crds.registry.by_resource("", "v1", "namespaces")
-        assert ns_kind is not None
-        ns = await self.objects.try_get(ns_kind, "", namespace)
-        if ns is None:
-            raise status.not_found("namespaces", namespace)
-        if ns["metadata"].get("deletionTimestamp"):
-            raise status.forbidden(
-                f"{kind.resource} is forbidden: unable to create new content in namespace "
-                f"{namespace} because it is being terminated"
-            )
 
     async def _update(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         kind = info.kind
@@ -511,8 +495,6 @@ class ResourceAPI:
                 f"({info.name})"
             )
         md["name"] = info.name
-        if not await self.objects.try_get(kind, info.namespace, info.name):
-            await self._check_namespace(kind, info.namespace)
         result, created = await self.objects.update(
             kind, info.namespace, info.name, obj, opts, allow_create=kind.custom is False
         )
@@ -579,8 +561,6 @@ class ResourceAPI:
         apply_opts = WriteOptions(dry_run=opts.dry_run, subresource=opts.subresource)
 
         async def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            if current is None:
-                await self._check_namespace(kind, info.namespace)
             try:
                 return apply(
                     current,

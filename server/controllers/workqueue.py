@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from edgek.status import ApiError
+from server.registry.namespacelifecycle import NAMESPACE_TERMINATING_CAUSE
 
 log = logging.getLogger("edgek.controllers")
 
@@ -110,8 +111,9 @@ class WorkQueue:
             except asyncio.CancelledError:
                 raise
             except ApiError as e:
-                failed = True
-                log.info("%s %s: %s; retrying", self.name, key, e.message)
+                # as upstream: creating into a terminating namespace is not worth retrying
+                failed = not _namespace_terminating(e)
+                log.info("%s %s: %s%s", self.name, key, e.message, "; retrying" * failed)
             except Exception:
                 failed = True
                 log.exception("%s %s failed; retrying", self.name, key)
@@ -127,3 +129,8 @@ class WorkQueue:
                 self._dirty.discard(key)
                 self.enqueue(key)
             self._settled.set()
+
+
+def _namespace_terminating(error: ApiError) -> bool:
+    causes = (error.details or {}).get("causes") or []
+    return any(c.get("reason") == NAMESPACE_TERMINATING_CAUSE for c in causes)

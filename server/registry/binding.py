@@ -1,27 +1,22 @@
 """The ``pods/binding`` subresource: assign a pod to a node.
 
-Like upstream's ``BindingREST`` this is a guarded read-modify-write of the stored pod that
-skips pod update validation (``spec.nodeName`` is otherwise immutable) and the status
-strategy: it sets ``spec.nodeName``, merges the Binding's annotations and sets the
-``PodScheduled=True`` condition in one write. Authorization and node restriction happen in
-the API layer before the action runs.
+Like upstream's ``BindingREST`` this is a guarded read-modify-write of the stored pod
+(``ObjectStore.guarded_update``) that skips pod update validation (``spec.nodeName`` is
+otherwise immutable) and the status strategy: it sets ``spec.nodeName``, merges the Binding's
+annotations and sets the ``PodScheduled=True`` condition in one write. Authorization and node
+restriction happen in the API layer before the action runs.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-import datastore
 from edgek import status
 from edgek.kinds import Kind
 from edgek.timefmt import format_time
 from server.apiserver.request import RequestInfo
 from server.apiserver.resources import Action
-from server.registry.store import ObjectStore, WriteOptions, encode, object_key
-
-#: How often a bind re-reads the pod after losing a race with another writer.
-_RETRIES = 5
+from server.registry.store import ObjectStore, WriteOptions
 
 
 def set_pod_condition(pod: dict[str, Any], condition: dict[str, Any], now: str) -> bool:
@@ -47,28 +42,13 @@ def set_pod_condition(pod: dict[str, Any], condition: dict[str, Any], now: str) 
     return True
 
 
-def _assign(
-    pod: dict[str, Any],
-    name: str,
-    node_name: str,
-    uid: str,
-    resource_version: str,
-    annotations: dict[str, str],
-    now: str,
-) -> None:
+def _assign(pod: dict[str, Any], node_name: str, annotations: dict[str, str], now: str) -> None:
     """Mutate ``pod`` into its bound form, or raise why it cannot be bound."""
     md = pod["metadata"]
+    name = md.get("name", "")
     if md.get("deletionTimestamp"):
         raise status.conflict(
             "pods/binding", name, f"pod {name} is being deleted, cannot be assigned to a host"
-        )
-    if uid and md.get("uid") != uid:
-        raise status.conflict("pods", name, f"expected UID {uid} but found {md.get('uid')}")
-    if resource_version and md.get("resourceVersion") != resource_version:
-        raise status.conflict(
-            "pods",
-            name,
-            f"expected ResourceVersion {resource_version} but found {md.get('resourceVersion')}",
         )
     spec = pod.setdefault("spec", {})
     if spec.get("nodeName"):
@@ -101,37 +81,16 @@ async def bind_pod(
     ``current`` (e.g. the scheduler's cached copy, not mutated) saves the first read; a
     stale copy costs one retry. Raises ApiError 404 when the pod is gone and 409 when it is
     bound already, being deleted, gated, or not the pod ``uid`` names."""
-    key = object_key(pods_kind, namespace, name)
-    for _attempt in range(_RETRIES):
-        if current is None:
-            current = await objects.try_get(pods_kind, namespace, name)
-            if current is None:
-                raise status.not_found(pods_kind.group_resource, name)
-        pod = copy.deepcopy(current)
-        _assign(
-            pod,
-            name,
-            node_name,
-            uid,
-            resource_version,
-            annotations or {},
-            format_time(objects.clock()),
-        )
-        if opts.dry_run:
-            return pod
-        revision = int(pod["metadata"]["resourceVersion"])
-        try:
-            kv = await objects.store.update(key, encode(pods_kind, pod), expected_revision=revision)
-        except datastore.ConflictError:
-            current = None
-            continue
-        except datastore.NotFoundError as e:
-            raise status.not_found(pods_kind.group_resource, name) from e
-        pod["metadata"]["resourceVersion"] = str(kv.mod_revision)
-        for hook in objects.after_write:
-            await hook(pods_kind, pod, False)
-        return pod
-    raise status.conflict(pods_kind.group_resource, name)
+    return await objects.guarded_update(
+        pods_kind,
+        namespace,
+        name,
+        lambda pod: _assign(pod, node_name, annotations or {}, format_time(objects.clock())),
+        expected_uid=uid,
+        expected_rv=resource_version,
+        current=current,
+        dry_run=opts.dry_run,
+    )
 
 
 def _binding_errors(body: dict[str, Any], info: RequestInfo) -> None:

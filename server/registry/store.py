@@ -25,7 +25,7 @@ from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from edgek.validation import validate
 from server.auth.attributes import UserInfo
-from server.registry import crschema, strategy, views
+from server.registry import crschema, namespacelifecycle, strategy, views
 
 #: How often a read-modify-write (patch, apply) retries on a concurrent change.
 _UPDATE_RETRIES = 5
@@ -172,8 +172,12 @@ class ObjectStore:
         event_ttl: int = 3600,
         custom_schema: Callable[[Kind], dict[str, Any] | None] = lambda kind: None,
         cipher: ValueCipher | None = None,
+        namespace_lifecycle: bool = True,
     ) -> None:
         self.store = store
+        #: Refuse creates in missing or terminating namespaces (off only in unit tests of the
+        #: bare registry, as upstream's --disable-admission-plugins=NamespaceLifecycle).
+        self.namespace_lifecycle = namespace_lifecycle
         self.cipher = cipher
         self.custom_schema = custom_schema
         self.clock = clock
@@ -272,8 +276,11 @@ class ObjectStore:
     async def create(
         self, kind: Kind, namespace: str, obj: dict[str, Any], opts: WriteOptions
     ) -> dict[str, Any]:
-        """Create an object (metadata, defaults, validation, managedFields)."""
+        """Create an object (namespace lifecycle, metadata, defaults, validation,
+        managedFields)."""
         md = objects.meta(obj)
+        if self.namespace_lifecycle:
+            await namespacelifecycle.admit_create(self.store, kind, namespace, obj)
         if not md.get("name") and md.get("generateName"):
             md["name"] = objects.generate_name(md["generateName"])
         if kind.namespaced:
@@ -381,6 +388,66 @@ class ObjectStore:
                 continue
         raise status.conflict(kind.group_resource, name)
 
+    async def guarded_update(
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        mutate: Callable[[dict[str, Any]], None],
+        *,
+        expected_uid: str = "",
+        expected_rv: str = "",
+        current: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """A system write that skips defaults, validation, strategy and admission, as
+        upstream's subresource storages (``pods/binding``) call GuaranteedUpdate directly.
+
+        Reads the object, checks the uid/resourceVersion preconditions (409 as upstream's
+        storage preconditions), lets ``mutate`` edit a copy in place (it raises ApiError to
+        refuse) and stores it guarded by the revision read, re-reading when another writer got
+        there first. Encoding (encryption at rest included) and the after_write hooks are those
+        of every write; an unchanged object is not written. ``current`` (not mutated, e.g. a
+        cached copy) saves the first read; a stale copy costs a retry. Returns the object."""
+        key = object_key(kind, namespace, name)
+        for _attempt in range(_UPDATE_RETRIES):
+            fresh = current is None
+            if current is None:
+                current = await self.try_get(kind, namespace, name)
+                if current is None:
+                    raise status.not_found(kind.group_resource, name)
+            md = current["metadata"]
+            why = _precondition_failure(md, expected_uid, expected_rv)
+            if why:
+                if not fresh:  # judge preconditions on the stored object, not a cached copy
+                    current = None
+                    continue
+                raise status.conflict(kind.group_resource, name, why)
+            new = copy.deepcopy(current)
+            mutate(new)
+            new_md = objects.meta(new)
+            for identity in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
+                if identity in md:
+                    new_md[identity] = md[identity]
+            if new == current or dry_run:
+                return new
+            try:
+                kv = await self.store.update(
+                    key,
+                    self._encode(kind, key, new),
+                    expected_revision=int(md["resourceVersion"]),
+                    ttl=self._ttl(kind),
+                )
+            except datastore.ConflictError:
+                current = None
+                continue
+            except datastore.NotFoundError as e:
+                raise status.not_found(kind.group_resource, name) from e
+            new_md["resourceVersion"] = str(kv.mod_revision)
+            await self._notify(kind, new, False)
+            return new
+        raise status.conflict(kind.group_resource, name)
+
     async def _write_update(
         self,
         kind: Kind,
@@ -472,21 +539,9 @@ class ObjectStore:
         for _attempt in range(_UPDATE_RETRIES):
             obj = await self.get(kind, namespace, name)
             md = obj["metadata"]
-            if opts.precondition_uid and opts.precondition_uid != md.get("uid"):
-                raise status.conflict(
-                    kind.group_resource,
-                    name,
-                    f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
-                    f"UID in object meta: {md.get('uid')}",
-                )
-            if opts.precondition_rv and opts.precondition_rv != md.get("resourceVersion"):
-                raise status.conflict(
-                    kind.group_resource,
-                    name,
-                    f"Precondition failed: ResourceVersion in precondition: "
-                    f"{opts.precondition_rv}, ResourceVersion in object meta: "
-                    f"{md.get('resourceVersion')}",
-                )
+            why = _precondition_failure(md, opts.precondition_uid, opts.precondition_rv)
+            if why:
+                raise status.conflict(kind.group_resource, name, why)
             new = copy.deepcopy(obj)
             graceful = self._begin_graceful(kind, new, opts)
             if graceful is None:  # a graceful deletion is under way and stays as it is
@@ -699,6 +754,20 @@ def _gc_finalizers(finalizers: list[str], opts: DeleteOptions) -> list[str] | No
     if _should_foreground(finalizers, opts):
         new.append(FOREGROUND_FINALIZER)
     return None if set(new) == set(finalizers) else new
+
+
+def _precondition_failure(md: dict[str, Any], uid: str, resource_version: str) -> str:
+    """Why an object fails uid/resourceVersion preconditions (upstream storage wording)."""
+    if uid and uid != md.get("uid"):
+        return (
+            f"Precondition failed: UID in precondition: {uid}, UID in object meta: {md.get('uid')}"
+        )
+    if resource_version and resource_version != md.get("resourceVersion"):
+        return (
+            f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
+            f"ResourceVersion in object meta: {md.get('resourceVersion')}"
+        )
+    return ""
 
 
 def _bump_generation(md: dict[str, Any]) -> None:

@@ -8,8 +8,9 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 from tests.conftest import REPO, Kubectl, ServerProcess, kubectl_binaries, start_server
 
 KUBECTL = kubectl_binaries().get("system") or kubectl_binaries()["pinned"]
+
+Obj = dict[str, Any]
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -131,3 +134,96 @@ def start_cluster(
         cluster.stop()
         raise
     return cluster
+
+
+class PodWatch:
+    """``kubectl get pods -w --output-watch-events -o json`` in the background: every pod
+    change in a namespace, in order, as (event type, pod)."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        k = cluster.kubectl
+        self.events: list[tuple[str, Obj]] = []
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            [
+                k.binary,
+                "--kubeconfig",
+                str(k.kubeconfig),
+                "--cache-dir",
+                str(k.cache_dir),
+                "get",
+                "pods",
+                "-n",
+                namespace,
+                "-w",
+                "--output-watch-events",
+                "-o",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        decoder = json.JSONDecoder()
+        buf = ""
+        for line in self.proc.stdout:
+            buf += line
+            while buf.strip():
+                try:
+                    event, end = decoder.raw_decode(buf.lstrip())
+                except json.JSONDecodeError:
+                    break
+                buf = buf.lstrip()[end:]
+                with self._lock:
+                    self.events.append((event["type"], event["object"]))
+
+    def snapshot(self) -> list[tuple[str, Obj]]:
+        with self._lock:
+            return list(self.events)
+
+    def seen(self, name: str) -> bool:
+        return any(obj["metadata"]["name"] == name for _, obj in self.snapshot())
+
+    def stop(self) -> list[tuple[str, Obj]]:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+        return self.snapshot()
+
+
+def start_watch(cluster: Cluster, namespace: str) -> PodWatch:
+    """A pod watch that is known to be live: it has reported a sentinel pod created after
+    it started (name ``sentinel``, no labels any workload here selects)."""
+    watch = PodWatch(cluster, namespace)
+    cluster.kubectl(
+        "run", "sentinel", "-n", namespace, "--image=registry.local/pause:1", "--restart=Never"
+    )
+    wait_for(lambda: watch.seen("sentinel"), "the pod watch to report the sentinel pod")
+    return watch
+
+
+def running_and_ready(pod: Obj) -> bool:
+    status = pod.get("status") or {}
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    return status.get("phase") == "Running" and conditions.get("Ready") == "True"
+
+
+def image_of(pod: Obj) -> str:
+    return str(pod["spec"]["containers"][0]["image"])
+
+
+def replay(events: list[tuple[str, Obj]]) -> Iterator[tuple[str, Obj, dict[str, Obj]]]:
+    """Each event with the pods as they were just before it (name -> last seen pod)."""
+    pods: dict[str, Obj] = {}
+    for type_, obj in events:
+        name = obj["metadata"]["name"]
+        yield type_, obj, dict(pods)
+        if type_ == "DELETED":
+            pods.pop(name, None)
+        else:
+            pods[name] = obj

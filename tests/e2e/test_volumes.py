@@ -208,21 +208,10 @@ def test_deleting_the_claim_deletes_the_volume(cluster: Cluster, ns: str) -> Non
     wait_for(gone, "volume deleted")
 
 
-@pytest.mark.xfail(
-    reason="the DefaultStorageClass admission (server.controllers.volumebinding) is not "
-    "registered in builtin.admission yet",
-    strict=True,
-)
 def test_claim_without_class_gets_the_default(cluster: Cluster, ns: str) -> None:
     apply(cluster, ns, claim("plain", storage_class=None))
     assert cluster.get("pvc", "plain", "-n", ns)["spec"].get("storageClassName") == "local-path"
 
 
-@pytest.mark.xfail(
-    reason="edgek.validation checks StatefulSet template volumeMounts against the template's "
-    "volumes only (upstream does not validate that pod spec), so mounting a claim template "
-    "is refused",
-    strict=True,
-)
 def test_statefulset_mounting_its_claims(cluster: Cluster, ns: str) -> None:
     apply(cluster, ns, web(mount=True))

@@ -8,19 +8,21 @@ from typing import Any
 import pytest
 
 import datastore
-from edgek.kinds import Registry
+from edgek.kinds import Kind, Registry
 from edgek.status import ApiError
 from server.registry.allocators import ServiceAllocator
 from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
 
 SERVICES = Registry().by_resource("", "v1", "services")
 assert SERVICES is not None
+NAMESPACES: Kind = Registry().by_resource("", "v1", "namespaces")  # type: ignore[assignment]
 
 
 @pytest.fixture
 async def env() -> AsyncIterator[tuple[ObjectStore, ServiceAllocator]]:
     store = await datastore.Store.open("sqlite://")
     objs = ObjectStore(store)
+    await objs.create(NAMESPACES, "", {"metadata": {"name": "default"}}, WriteOptions())
     alloc = ServiceAllocator("10.43.0.0/29", node_ports=(30000, 30002))
     objs.admission.append(alloc.admit)
     objs.after_write.append(alloc.written)

@@ -17,12 +17,16 @@ from server.registry.store import ObjectStore, WriteOptions
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 PODS: Kind = Registry().by_resource("", "v1", "pods")  # type: ignore[assignment]
+NAMESPACES: Kind = Registry().by_resource("", "v1", "namespaces")  # type: ignore[assignment]
+NAMESPACE_DEFAULT = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
 
 
 @pytest.fixture
 async def objects() -> AsyncIterator[ObjectStore]:
     store = await datastore.Store.open("sqlite://")
-    yield ObjectStore(store, clock=lambda: T0)
+    objects = ObjectStore(store, clock=lambda: T0)
+    await objects.create(NAMESPACES, "", NAMESPACE_DEFAULT, WriteOptions())
+    yield objects
     await store.close()
 
 
@@ -180,3 +184,26 @@ async def test_binding_dry_run_writes_nothing(objects: ObjectStore) -> None:
     pod = await bind_pod(objects, PODS, "default", "web", "n1", opts=WriteOptions(dry_run=True))
     assert pod["spec"]["nodeName"] == "n1"
     assert not (await objects.get(PODS, "default", "web"))["spec"].get("nodeName")
+
+
+async def test_bind_preconditions_use_upstream_storage_wording(objects: ObjectStore) -> None:
+    created = await make_pod(objects)
+    uid = created["metadata"]["uid"]
+    with pytest.raises(ApiError) as err:
+        await bind_pod(objects, PODS, "default", "web", "n1", uid="nope", opts=WriteOptions())
+    assert err.value.message == (
+        'Operation cannot be fulfilled on pods "web": Precondition failed: UID in precondition: '
+        f"nope, UID in object meta: {uid}"
+    )
+    with pytest.raises(ApiError) as err:
+        await bind_pod(
+            objects, PODS, "default", "web", "n1", resource_version="999", opts=WriteOptions()
+        )
+    assert err.value.code == 409
+    assert "Precondition failed: ResourceVersion in precondition: 999" in err.value.message
+    rv = created["metadata"]["resourceVersion"]
+    pod = await bind_pod(
+        objects, PODS, "default", "web", "n1", uid=uid, resource_version=rv, opts=WriteOptions()
+    )
+    assert pod["spec"]["nodeName"] == "n1"
+    assert await objects.get(PODS, "default", "web") == pod

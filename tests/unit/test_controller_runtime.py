@@ -176,3 +176,23 @@ async def test_manager_skips_disabled_loops_and_leads(harness: Harness, tmp_path
     assert on.get("recorder") is not None
     await on.stop()
     await off.stop()
+
+
+async def test_terminating_namespace_refusals_are_not_retried() -> None:
+    from edgek.status import ApiError
+    from server.registry.namespacelifecycle import NAMESPACE_TERMINATING_CAUSE
+
+    calls: list[str] = []
+
+    async def reconcile(key: str) -> None:
+        calls.append(key)
+        details = {"causes": [{"reason": NAMESPACE_TERMINATING_CAUSE, "field": "x"}]}
+        raise ApiError(403, "Forbidden", "being terminated", details)
+
+    q = WorkQueue("t", reconcile, base_delay=0.001)
+    q.start()
+    q.enqueue("gone/k")
+    await q.idle()
+    await asyncio.sleep(0.02)
+    assert calls == ["gone/k"]
+    await q.stop()

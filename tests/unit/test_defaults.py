@@ -394,3 +394,47 @@ def test_defaults_are_idempotent() -> None:
     once = repr(obj)
     apply_defaults("apps", "deployments", obj)
     assert repr(obj) == once
+
+
+def _limit_range(*items: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "lr"}, "spec": {"limits": [dict(i) for i in items]}}
+
+
+def test_limit_range_container_defaults_follow_max_then_default_then_min() -> None:
+    lr = _limit_range(
+        {
+            "type": "Container",
+            "max": {"cpu": "2", "memory": "1Gi"},
+            "min": {"cpu": "100m", "ephemeral-storage": "1Gi"},
+            "default": {"memory": "512Mi"},
+        }
+    )
+    apply_defaults("", "limitranges", lr)
+    item = lr["spec"]["limits"][0]
+    # the default limit keeps its own value and falls back to max
+    assert item["default"] == {"memory": "512Mi", "cpu": "2"}
+    # the default request comes from the default limit first, then from min
+    assert item["defaultRequest"] == {"memory": "512Mi", "cpu": "2", "ephemeral-storage": "1Gi"}
+
+
+def test_limit_range_keeps_explicit_default_request() -> None:
+    lr = _limit_range(
+        {"type": "Container", "default": {"cpu": "1"}, "defaultRequest": {"cpu": "250m"}}
+    )
+    apply_defaults("", "limitranges", lr)
+    assert lr["spec"]["limits"][0]["defaultRequest"] == {"cpu": "250m"}
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "Pod", "max": {"cpu": "2"}, "min": {"cpu": "1"}},
+        {"type": "PersistentVolumeClaim", "max": {"storage": "5Gi"}},
+        {"type": "Container", "maxLimitRequestRatio": {"cpu": "2"}},
+        {"type": "Container", "max": {"cpu": "2"}, "default": "oops"},
+    ],
+)
+def test_limit_range_defaults_only_well_formed_container_items(item: dict[str, Any]) -> None:
+    lr = _limit_range(item)
+    apply_defaults("", "limitranges", lr)
+    assert lr["spec"]["limits"] == [item]

@@ -17,7 +17,8 @@ from edgek.kinds import Kind, Registry
 from edgek.selectors import allowed_fields, parse_field_selector, parse_label_selector
 from edgek.status import ApiError
 from edgek.timefmt import format_time
-from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
+from server.registry.namespacelifecycle import NAMESPACES_PREFIX
+from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions, key_prefix
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 NS = "default"
@@ -51,7 +52,7 @@ class Harness:
     def __init__(self, store: datastore.Store) -> None:
         self.store = store
         self.clock = Clock()
-        self.objects = ObjectStore(store, clock=self.clock)
+        self.objects = ObjectStore(store, clock=self.clock, namespace_lifecycle=False)
         self.writes: list[tuple[str, str, str, bool]] = []
         self.objects.after_write.append(self._record)
 
@@ -997,3 +998,235 @@ async def test_delete_rejects_unknown_propagation_policy(h: Harness) -> None:
     assert exc.value.code == 422
     assert "orphanDependents and deletionPropagation cannot be both set" in exc.value.message
     assert await h.objects.try_get(CONFIGMAPS, NS, "cfg") is not None
+
+
+# -- guarded_update: system writes without validation or strategy -----------------------------
+
+SECRETS = _kind("", "v1", "secrets")
+
+
+class _Reverser:
+    """A toy cipher: stored secret bytes are reversed behind a marker."""
+
+    def encrypt(self, storage_key: str, plaintext: bytes) -> bytes:
+        return b"enc:" + plaintext[::-1]
+
+    def decrypt(self, storage_key: str, stored: bytes) -> bytes:
+        assert stored.startswith(b"enc:")
+        return stored[4:][::-1]
+
+
+def _bind(node: str) -> Any:
+    def mutate(obj: dict[str, Any]) -> None:
+        obj["spec"]["nodeName"] = node
+        obj["status"]["conditions"] = [{"type": "PodScheduled", "status": "True"}]
+
+    return mutate
+
+
+async def test_guarded_update_skips_validation_and_strategy(h: Harness) -> None:
+    created = await h.objects.create(PODS, NS, pod("web"), WriteOptions())
+    # a normal update may not set the immutable spec.nodeName ...
+    with pytest.raises(ApiError) as exc:
+        moved = copy.deepcopy(created)
+        moved["spec"]["nodeName"] = "n1"
+        await h.objects.update(PODS, NS, "web", moved, WriteOptions())
+    assert exc.value.code == 422
+    h.writes.clear()
+    # ... a guarded system write sets it and a status condition in one write
+    bound = await h.objects.guarded_update(PODS, NS, "web", _bind("n1"))
+    assert bound["spec"]["nodeName"] == "n1"
+    assert bound["status"]["conditions"] == [{"type": "PodScheduled", "status": "True"}]
+    assert int(bound["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+    assert await h.objects.get(PODS, NS, "web") == bound
+    assert h.writes == [("pods", "web", bound["metadata"]["resourceVersion"], False)]
+
+
+async def test_guarded_update_keeps_generation_and_identity(h: Harness) -> None:
+    body = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx:1"}]},
+            },
+        },
+    }
+    created = await h.objects.create(DEPLOYMENTS, NS, body, WriteOptions())
+
+    def mutate(obj: dict[str, Any]) -> None:
+        obj["spec"]["replicas"] = 7
+        obj["metadata"]["uid"] = "forged"
+        obj["metadata"]["name"] = "other"
+
+    updated = await h.objects.guarded_update(DEPLOYMENTS, NS, "web", mutate)
+    md = updated["metadata"]
+    assert updated["spec"]["replicas"] == 7
+    assert md["generation"] == created["metadata"]["generation"]  # no strategy ran
+    assert (md["name"], md["uid"]) == ("web", created["metadata"]["uid"])
+
+
+async def test_guarded_update_preconditions_and_missing_object(h: Harness) -> None:
+    created = await h.objects.create(PODS, NS, pod("web"), WriteOptions())
+    with pytest.raises(ApiError) as exc:
+        await h.objects.guarded_update(PODS, NS, "web", _bind("n1"), expected_uid="nope")
+    assert (exc.value.code, exc.value.reason) == (409, "Conflict")
+    assert exc.value.message == (
+        'Operation cannot be fulfilled on pods "web": Precondition failed: UID in precondition: '
+        f"nope, UID in object meta: {created['metadata']['uid']}"
+    )
+    with pytest.raises(ApiError) as exc:
+        await h.objects.guarded_update(PODS, NS, "web", _bind("n1"), expected_rv="1000")
+    assert exc.value.code == 409 and "ResourceVersion in precondition: 1000" in exc.value.message
+    with pytest.raises(ApiError) as exc:
+        await h.objects.guarded_update(PODS, NS, "gone", _bind("n1"))
+    assert (exc.value.code, exc.value.message) == (404, 'pods "gone" not found')
+    assert await h.objects.get(PODS, NS, "web") == created
+
+
+async def test_guarded_update_retries_after_a_concurrent_write(h: Harness) -> None:
+    created = await h.objects.create(PODS, NS, pod("web"), WriteOptions())
+    calls = 0
+
+    def mutate(obj: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        obj["spec"]["nodeName"] = "n1"
+
+    async def relabel(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        assert obj is not None
+        obj["metadata"]["labels"] = {"changed": "yes"}
+        return obj
+
+    await h.objects.modify(PODS, NS, "web", relabel, WriteOptions())
+    # the stale copy loses the race, the re-read one wins and keeps the other writer's change
+    bound = await h.objects.guarded_update(
+        PODS, NS, "web", mutate, expected_uid=created["metadata"]["uid"], current=created
+    )
+    assert calls == 2
+    assert bound["metadata"]["labels"] == {"changed": "yes"}
+    assert bound["spec"]["nodeName"] == "n1"
+
+
+async def test_guarded_update_refusal_unchanged_and_dry_run_write_nothing(h: Harness) -> None:
+    created = await h.objects.create(PODS, NS, pod("web"), WriteOptions())
+    revision = h.store.revision
+
+    def refuse(obj: dict[str, Any]) -> None:
+        obj["spec"]["nodeName"] = "n1"
+        raise ApiError(409, "Conflict", "no")
+
+    with pytest.raises(ApiError):
+        await h.objects.guarded_update(PODS, NS, "web", refuse)
+    assert await h.objects.guarded_update(PODS, NS, "web", lambda obj: None) == created
+    preview = await h.objects.guarded_update(PODS, NS, "web", _bind("n1"), dry_run=True)
+    assert preview["spec"]["nodeName"] == "n1"
+    assert h.store.revision == revision
+    assert await h.objects.get(PODS, NS, "web") == created
+
+
+async def test_guarded_update_encrypts_like_every_write() -> None:
+    store = await datastore.Store.open("sqlite://")
+    try:
+        objects = ObjectStore(store, cipher=_Reverser(), namespace_lifecycle=False)
+        body = {"metadata": {"name": "s"}, "data": {"k": "YQ=="}}
+        await objects.create(SECRETS, NS, body, WriteOptions())
+
+        def rotate(obj: dict[str, Any]) -> None:
+            obj["data"]["k"] = "Yg=="
+
+        updated = await objects.guarded_update(SECRETS, NS, "s", rotate)
+        kv = await store.get("/registry/core/secrets/default/s")
+        assert kv is not None and kv.value.startswith(b"enc:") and b"Yg==" not in kv.value
+        assert (await objects.get(SECRETS, NS, "s")) == updated
+        assert updated["data"] == {"k": "Yg=="}
+    finally:
+        await store.close()
+
+
+# -- namespace lifecycle: creates need a live namespace ---------------------------------------
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[ObjectStore]:
+    """An ObjectStore with namespace lifecycle on (the default) and a namespace "team"."""
+    store = await datastore.Store.open("sqlite://")
+    objects = ObjectStore(store, clock=lambda: T0)
+    await objects.create(NAMESPACES, "", {"metadata": {"name": "team"}}, WriteOptions())
+    yield objects
+    await store.close()
+
+
+def test_namespace_key_prefix_matches_the_store() -> None:
+    assert key_prefix(NAMESPACES) == NAMESPACES_PREFIX
+
+
+async def test_create_in_missing_namespace_is_not_found(live: ObjectStore) -> None:
+    revision = live.store.revision
+    for dry_run in (False, True):
+        with pytest.raises(ApiError) as exc:
+            await live.create(CONFIGMAPS, "nope", configmap("cfg"), WriteOptions(dry_run=dry_run))
+        assert (exc.value.code, exc.value.reason) == (404, "NotFound")
+        assert exc.value.message == 'namespaces "nope" not found'
+        assert exc.value.details == {"name": "nope", "kind": "namespaces"}
+    # create through PUT and apply (update with allow_create, modify) is refused the same way
+    with pytest.raises(ApiError) as exc:
+        await live.update(
+            CONFIGMAPS, "nope", "cfg", configmap("cfg"), WriteOptions(), allow_create=True
+        )
+    assert exc.value.code == 404
+
+    async def make(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        return configmap("cfg")
+
+    with pytest.raises(ApiError) as exc:
+        await live.modify(CONFIGMAPS, "nope", "cfg", make, WriteOptions())
+    assert exc.value.code == 404
+    assert live.store.revision == revision
+    # cluster-scoped kinds need no namespace; an active namespace takes content
+    await live.create(NAMESPACES, "", {"metadata": {"name": "other"}}, WriteOptions())
+    await live.create(CONFIGMAPS, "team", configmap("cfg"), WriteOptions())
+
+
+async def test_create_in_terminating_namespace_is_forbidden(live: ObjectStore) -> None:
+    await live.create(CONFIGMAPS, "team", configmap("old"), WriteOptions())
+    deleting, deleted_now = await live.delete(NAMESPACES, "", "team", DeleteOptions())
+    assert not deleted_now and deleting["status"]["phase"] == "Terminating"
+    revision = live.store.revision
+    with pytest.raises(ApiError) as exc:
+        await live.create(
+            DEPLOYMENTS, "team", {"metadata": {"generateName": "web-"}}, WriteOptions()
+        )
+    assert (exc.value.code, exc.value.reason) == (403, "Forbidden")
+    assert exc.value.message == (
+        'deployments.apps "web-" is forbidden: unable to create new content in namespace team '
+        "because it is being terminated"
+    )
+    assert exc.value.details == {
+        "name": "web-",
+        "kind": "deployments",
+        "group": "apps",
+        "causes": [
+            {
+                "reason": "NamespaceTerminating",
+                "message": "namespace team is being terminated",
+                "field": "metadata.namespace",
+            }
+        ],
+    }
+    # events are not exempt (as upstream); existing content can still be updated and deleted
+    event = {
+        "metadata": {"name": "e"},
+        "involvedObject": {"kind": "ConfigMap", "name": "old", "namespace": "team"},
+        "reason": "Test",
+        "message": "m",
+    }
+    with pytest.raises(ApiError) as exc:
+        await live.create(_kind("", "v1", "events"), "team", event, WriteOptions())
+    assert exc.value.code == 403
+    assert live.store.revision == revision
+    old = await live.get(CONFIGMAPS, "team", "old")
+    old["data"] = {"k": "v"}
+    await live.update(CONFIGMAPS, "team", "old", old, WriteOptions())
+    await live.delete(CONFIGMAPS, "team", "old", DeleteOptions())

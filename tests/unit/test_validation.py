@@ -457,8 +457,8 @@ def test_stateful_set_update_forbids_other_fields() -> None:
     causes = _check("apps", "statefulsets", "StatefulSet", new, old)
     assert _messages(causes) == [
         "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', "
-        "'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' "
-        "are forbidden"
+        "'template', 'updateStrategy', 'revisionHistoryLimit', "
+        "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
     ]
     assert (
         _check("apps", "statefulsets", "StatefulSet", _deployment(serviceName="a", replicas=3), old)
@@ -905,3 +905,32 @@ def test_validate_types_secret_base64() -> None:
     assert validate_types("core/v1.Secret", {"data": "x"})[0]["message"] == (
         "json: cannot unmarshal string into Go struct field Secret.data of type map[string][]uint8"
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("replicas", 4),
+        ("ordinals", {"start": 2}),
+        ("updateStrategy", {"type": "OnDelete"}),
+        ("revisionHistoryLimit", 3),
+        ("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Delete"}),
+        ("minReadySeconds", 7),
+    ],
+)
+def test_stateful_set_update_allows_upstream_mutable_fields(field: str, value: Any) -> None:
+    old = _deployment(serviceName="a", revisionHistoryLimit=10)
+    new = copy.deepcopy(old)
+    new["spec"][field] = value
+    assert _check("apps", "statefulsets", "StatefulSet", new, old) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("serviceName", "b"), ("podManagementPolicy", "Parallel"), ("volumeClaimTemplates", [])],
+)
+def test_stateful_set_update_forbids_frozen_fields(field: str, value: Any) -> None:
+    old = _deployment(serviceName="a")
+    new = copy.deepcopy(old)
+    new["spec"][field] = value
+    assert [c["field"] for c in _check("apps", "statefulsets", "StatefulSet", new, old)] == ["spec"]

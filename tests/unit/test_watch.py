@@ -208,7 +208,7 @@ def test_label_and_field_selectors_together() -> None:
 async def test_translate_real_datastore_events() -> None:
     store = await datastore.Store.open("sqlite://")
     try:
-        objects = ObjectStore(store)
+        objects = ObjectStore(store, namespace_lifecycle=False)
         watcher = store.watch(key_prefix(CONFIGMAPS, NS))
         a = await objects.create(CONFIGMAPS, NS, configmap("a", "web"), WriteOptions())
         b = await objects.create(CONFIGMAPS, NS, configmap("b", "db"), WriteOptions())
