@@ -149,6 +149,8 @@ class Identity:
         self.caches["pods"].on_change(self._pod_changed)
         self.caches["persistentvolumes"].on_change(self._pv_changed)
         self.rbac = RBACAuthorizer(_RBACCaches(self.caches))
+        for resource in ("roles", "rolebindings", "clusterroles", "clusterrolebindings"):
+            self.caches[resource].on_event(lambda old, new: self.rbac.invalidate())
         self.authz = AuthorizerChain([self.graph, self.rbac])
         self.authn = Authenticator(
             join_secret=self.secret,

@@ -94,11 +94,21 @@ class _Grant:
     rule: Obj
 
 
+#: How many distinct request decisions are cached before the cache starts over.
+_DECISIONS_KEPT = 10_000
+
+
 class RBACAuthorizer:
     """Allows what some Role or ClusterRole bound to the user allows; otherwise no opinion."""
 
     def __init__(self, source: RBACSource) -> None:
         self.source = source
+        # decisions by request attributes, dropped whenever any RBAC object changes
+        self._decisions: dict[tuple[Any, ...], Decision] = {}
+
+    def invalidate(self) -> None:
+        """Forget cached decisions (a Role, ClusterRole or binding changed)."""
+        self._decisions.clear()
 
     def _role_rules(self, ref: Obj, namespace: str) -> list[Obj] | str:
         """The rules a roleRef points at, or the resolution error message."""
@@ -147,6 +157,29 @@ class RBACAuthorizer:
                 yield _Grant(source, rule)
 
     def authorize(self, attrs: Attributes) -> Decision:
+        """The decision for ``attrs``; evaluated once per distinct request until the RBAC
+        objects change (evaluation walks every binding, which dominates a request)."""
+        user = attrs.user
+        key = (
+            user.name,
+            user.groups,
+            attrs.verb,
+            attrs.resource_request,
+            attrs.api_group,
+            attrs.resource,
+            attrs.subresource,
+            attrs.namespace,
+            attrs.name,
+            attrs.path,
+        )
+        decision = self._decisions.get(key)
+        if decision is None:
+            if len(self._decisions) >= _DECISIONS_KEPT:
+                self._decisions.clear()
+            decision = self._decisions[key] = self._evaluate(attrs)
+        return decision
+
+    def _evaluate(self, attrs: Attributes) -> Decision:
         errors: list[str] = []
         for grant in self._visit(attrs.user, attrs.namespace, errors):
             if rule_allows(attrs, grant.rule):

@@ -600,3 +600,14 @@ def test_defaults_are_fresh_copies() -> None:
     first[0]["rules"].clear()
     assert default_cluster_roles()[0]["rules"]
     assert "x" not in default_cluster_roles()[0]["metadata"]["labels"]
+
+
+def test_decisions_are_cached_until_invalidated() -> None:
+    source = Source(*POLICY.objs)
+    authz = RBACAuthorizer(source)
+    attrs = res(ALICE, "update", "configmaps", "team")
+    assert authz.authorize(attrs).allowed
+    source.objs = [o for o in source.objs if o["kind"] != "RoleBinding"]
+    assert authz.authorize(attrs).allowed  # cached: nothing said the policy changed
+    authz.invalidate()
+    assert not authz.authorize(attrs).allowed
