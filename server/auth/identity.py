@@ -138,6 +138,7 @@ class Identity:
             ("", "serviceaccounts"),
             ("", "pods"),
             ("", "persistentvolumes"),
+            ("storage.k8s.io", "volumeattachments"),
             ("certificates.k8s.io", "certificatesigningrequests"),
             (RBAC_GROUP, "roles"),
             (RBAC_GROUP, "rolebindings"),
@@ -148,6 +149,11 @@ class Identity:
         self.graph = NodeGraph()
         self.caches["pods"].on_change(self._pod_changed)
         self.caches["persistentvolumes"].on_change(self._pv_changed)
+        self.caches["volumeattachments"].on_change(
+            lambda obj, deleted: self.graph.update(
+                "storage.k8s.io", "volumeattachments", obj, deleted
+            )
+        )
         self.rbac = RBACAuthorizer(_RBACCaches(self.caches))
         for resource in ("roles", "rolebindings", "clusterroles", "clusterrolebindings"):
             self.caches[resource].on_event(lambda old, new: self.rbac.invalidate())

@@ -233,7 +233,9 @@ class NodeGraph:
     """Which objects each node may read, kept up to date from object events."""
 
     #: The (group, resource)s whose events the graph needs; others are ignored.
-    RESOURCES = frozenset({("", "pods"), ("", "persistentvolumes")})
+    RESOURCES = frozenset(
+        {("", "pods"), ("", "persistentvolumes"), ("storage.k8s.io", "volumeattachments")}
+    )
 
     def __init__(self) -> None:
         self._pods: dict[Key, BoundPod] = {}
@@ -242,6 +244,8 @@ class NodeGraph:
         #: Bound volumes (only those with a claimRef matter) and, by secret, their names.
         self._volumes: dict[str, _Volume] = {}
         self._volumes_by_secret: dict[Key, set[str]] = {}
+        #: VolumeAttachment name -> the node it attaches to.
+        self._attachments: dict[str, str] = {}
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -258,6 +262,11 @@ class NodeGraph:
             self._remove_volume(name)
             if not deleted:
                 self._add_volume(name, obj)
+        elif (group, resource) == ("storage.k8s.io", "volumeattachments"):
+            name = md.get("name") or ""
+            self._attachments.pop(name, None)
+            if not deleted and _spec(obj).get("nodeName"):
+                self._attachments[name] = _spec(obj)["nodeName"]
 
     def _add_pod(self, key: Key, pod: dict[str, Any]) -> None:
         spec = _spec(pod)
@@ -329,6 +338,8 @@ class NodeGraph:
             return bound is not None and bound.node == node
         if vertex == "pv":
             return self._volume_on(node, name)
+        if vertex == "volumeattachment":
+            return self._attachments.get(name) == node
         if self._used_on(node, vertex, namespace, name):
             return True
         if vertex == "secret":
@@ -371,6 +382,10 @@ class NodeGraph:
             return _node(node, attrs)
         if resource == ("", "pods"):
             return self._pod(node, attrs)
+        if resource == ("storage.k8s.io", "volumeattachments"):
+            return self._get(node, "volumeattachment", attrs)
+        if resource == ("storage.k8s.io", "csinodes"):
+            return _csinode(node, attrs)
         verbs = _STATIC_RULES.get((attrs.api_group, attrs.resource, attrs.subresource))
         return ALLOW if verbs is not None and attrs.verb in verbs else NO_OPINION
 
@@ -423,6 +438,19 @@ def _lease(node: str, attrs: Attributes) -> Decision:
     unnamed_create = attrs.verb == "create" and not attrs.name
     if not unnamed_create and attrs.name != node:
         return _no("can only access node lease with the same name as the requesting node")
+    return ALLOW
+
+
+def _csinode(node: str, attrs: Attributes) -> Decision:
+    """A node manages the CSINode of its own name (upstream authorizeCSINode)."""
+    if attrs.verb not in ("get", "create", "update", "patch", "delete"):
+        return _no("can only get, create, update, patch, or delete a CSINode")
+    if attrs.subresource:
+        return _no("cannot authorize CSINode subresources")
+    # A create names no object in its URL: the body's name is the node's own
+    unnamed_create = attrs.verb == "create" and not attrs.name
+    if not unnamed_create and attrs.name != node:
+        return _no("can only access CSINode with the same name as the requesting node")
     return ALLOW
 
 
@@ -660,10 +688,17 @@ def _admit_lease(r: _Request) -> str | None:
     return None
 
 
+def _admit_csinode(r: _Request) -> str | None:
+    if r.name != r.node:
+        return "node may only create, update or delete its own CSINode"
+    return None
+
+
 _ADMITTERS: dict[tuple[str, str], Callable[[_Request], str | None]] = {
     ("", "pods"): _admit_pod,
     ("", "nodes"): _admit_node,
     ("", "persistentvolumeclaims"): _admit_pvc,
     ("", "serviceaccounts"): _admit_service_account,
     ("coordination.k8s.io", "leases"): _admit_lease,
+    ("storage.k8s.io", "csinodes"): _admit_csinode,
 }

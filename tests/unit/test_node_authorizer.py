@@ -680,3 +680,47 @@ def test_admit_others() -> None:
     assert admit("create", "configmaps", obj, user=nameless) == (
         'could not determine node from user "system:node:"'
     )
+
+
+@pytest.mark.parametrize(
+    ("verb", "name", "subresource", "reason"),
+    [
+        ("get", "node-a", "", ""),
+        ("create", "", "", ""),
+        ("update", "node-a", "", ""),
+        ("delete", "node-a", "", ""),
+        ("get", "node-b", "", "can only access CSINode with the same name"),
+        ("update", "node-a", "status", "cannot authorize CSINode subresources"),
+        ("list", "", "", "can only get, create, update, patch, or delete a CSINode"),
+    ],
+)
+def test_csinodes(verb: str, name: str, subresource: str, reason: str) -> None:
+    request = attrs(NODE_A, verb, "csinodes", name, group="storage.k8s.io", subresource=subresource)
+    decision = NodeGraph().authorize(request)
+    assert decision.allowed is (not reason)
+    assert decision.reason.startswith(reason)
+
+
+def test_volume_attachments_follow_their_node() -> None:
+    graph = NodeGraph()
+    va = {"metadata": {"name": "va-1"}, "spec": {"nodeName": "node-a", "attacher": "x"}}
+    graph.update("storage.k8s.io", "volumeattachments", va, False)
+    get = attrs(NODE_A, "get", "volumeattachments", "va-1", group="storage.k8s.io")
+    assert graph.authorize(get).allowed
+    other = attrs(NODE_B, "get", "volumeattachments", "va-1", group="storage.k8s.io")
+    assert graph.authorize(other).reason.startswith("no relationship found")
+    listing = attrs(NODE_A, "list", "volumeattachments", group="storage.k8s.io")
+    assert not graph.authorize(listing).allowed
+    graph.update("storage.k8s.io", "volumeattachments", va, True)
+    assert not graph.authorize(get).allowed
+
+
+def test_admit_csinodes() -> None:
+    def csinode(name: str) -> dict[str, Any]:
+        return {"kind": "CSINode", "metadata": {"name": name}}
+
+    group = "storage.k8s.io"
+    assert admit("create", "csinodes", csinode("node-a"), group=group) is None
+    assert admit("create", "csinodes", csinode("node-b"), group=group) == (
+        "node may only create, update or delete its own CSINode"
+    )
