@@ -329,7 +329,8 @@ class DeploymentController(Controller):
     # -- writes ----------------------------------------------------------------------------
 
     async def _put_status(self, d: Obj) -> None:
-        """Write ``d``'s status (its resourceVersion is the precondition)."""
+        """Write ``d``'s status and annotations (the revision), as upstream's UpdateStatus:
+        neither bumps the generation. Its resourceVersion is the precondition."""
         result, _ = await self.ctx.objects.update(
             self.kind,
             d["metadata"].get("namespace", ""),
@@ -338,26 +339,6 @@ class DeploymentController(Controller):
             self.write_options("status"),
         )
         d["metadata"]["resourceVersion"] = result["metadata"]["resourceVersion"]
-
-    async def _put_metadata(self, d: Obj) -> None:
-        """Write ``d``'s annotations (the revision); this bumps its generation."""
-        status = d.get("status")
-        result, _ = await self.ctx.objects.update(
-            self.kind,
-            d["metadata"].get("namespace", ""),
-            _name(d),
-            copy.deepcopy(d),
-            self.write_options(),
-        )
-        d.clear()
-        d.update(result)
-        d["status"] = status if status is not None else {}
-
-    async def _write(self, d: Obj, metadata: bool, status: bool) -> None:
-        if metadata:
-            await self._put_metadata(d)
-        if status:
-            await self._put_status(d)
 
     async def _patch_rs(
         self,
@@ -368,12 +349,17 @@ class DeploymentController(Controller):
         min_ready_seconds: int | None = None,
     ) -> None:
         """Set a replica set's size, annotations and minReadySeconds; ``rs`` (a private
-        copy) becomes the stored object."""
+        copy) becomes the stored object. The sizes were computed from ``rs``, so its
+        resourceVersion is a precondition (409 when the cache was behind), as upstream's
+        updates are: a stale copy must not undo a newer scale-down."""
         uid = _uid(rs)
+        seen = rs["metadata"].get("resourceVersion")
 
         async def mutate(current: Obj | None) -> Obj | None:
             if current is None or _uid(current) != uid:
                 return None
+            if seen:
+                current["metadata"]["resourceVersion"] = seen
             spec = current.setdefault("spec", {})
             if size is not None:
                 spec["replicas"] = size
@@ -462,7 +448,8 @@ class DeploymentController(Controller):
                     ),
                 )
                 status_changed = True
-            await self._write(d, meta_changed, status_changed)
+            if meta_changed or status_changed:
+                await self._put_status(d)
             return existing
         if not create:
             return None
@@ -560,7 +547,8 @@ class DeploymentController(Controller):
             )
             status_changed = True
         rs_list.append(created)
-        await self._write(d, meta_changed, status_changed)
+        if meta_changed or status_changed:
+            await self._put_status(d)
         return created
 
     # -- sync (paused or scaling) -------------------------------------------------------------

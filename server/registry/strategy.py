@@ -1,8 +1,8 @@
 """Per-kind write strategy: what a create or update may change, and what the server sets.
 
 Mirrors upstream registry strategies: status is reset on create and preserved on main
-resource updates for kinds with a status subresource, status writes change only status,
-and ``metadata.generation`` counts spec changes.
+resource updates for kinds with a status subresource, status writes change only status
+(and an apps/v1 workload's annotations), and ``metadata.generation`` counts spec changes.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import copy
 from fractions import Fraction
 from typing import Any
 
+from edgek import kinds
 from edgek.kinds import Kind
 from edgek.quantity import parse_quantity
 
@@ -35,8 +36,22 @@ _GENERATION_KINDS = frozenset(
     }
 )
 
+#: apps/v1 workloads whose status writes also set annotations (their controllers record
+#: revisions there without bumping the generation).
+_STATUS_WRITES_ANNOTATIONS = frozenset(
+    {
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+    }
+)
+
 #: The spec finalizer every namespace gets; only the finalize subresource removes it.
 NAMESPACE_FINALIZER = "kubernetes"
+
+#: apps/v1's form of the internal DaemonSet spec.templateGeneration (server-owned).
+DAEMONSET_TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 
 
 def tracks_generation(kind: Kind) -> bool:
@@ -77,6 +92,9 @@ def prepare_for_create(
         finalizers = spec.setdefault("finalizers", [])
         if NAMESPACE_FINALIZER not in finalizers:
             finalizers.append(NAMESPACE_FINALIZER)
+    elif key == ("apps", "daemonsets"):
+        if template_generation(obj) < 1:
+            _set_template_generation(obj, 1)
     elif key == ("batch", "jobs"):
         _generate_job_selector(obj)
     elif key == ("certificates.k8s.io", "certificatesigningrequests"):
@@ -122,18 +140,26 @@ def prepare_for_update(
         return
     if subresource == "status":
         status = new.get("status")
+        annotations = (new.get("metadata") or {}).get("annotations")
         new.clear()
         new.update(copy.deepcopy(old))
         if status is None:
             new.pop("status", None)
         else:
             new["status"] = status
+        if (kind.group, kind.resource) in _STATUS_WRITES_ANNOTATIONS:
+            _keep_request_annotations(kind, new, annotations, old)
         return
     if kind.has_status:
         if "status" in old:
             new["status"] = copy.deepcopy(old["status"])
         else:
             new.pop("status", None)
+    if (kind.group, kind.resource) == ("apps", "daemonsets"):
+        generation = template_generation(old)
+        if (new.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+            generation += 1
+        _set_template_generation(new, generation)
     if (kind.group, kind.resource) == ("", "namespaces") and subresource != "finalize":
         new.setdefault("spec", {})["finalizers"] = list(
             (old.get("spec") or {}).get("finalizers") or []
@@ -155,6 +181,43 @@ def prepare_for_update(
         md.pop("deletionGracePeriodSeconds", None)
 
 
+def _keep_request_annotations(
+    kind: Kind, new: dict[str, Any], annotations: Any, old: dict[str, Any]
+) -> None:
+    """A status write of an apps/v1 workload sets its annotations as the request has them
+    (upstream's status strategies reset only spec, and a Deployment's labels); a
+    DaemonSet's template generation stays server-owned."""
+    md = new["metadata"]
+    if isinstance(annotations, dict) and annotations:
+        md["annotations"] = copy.deepcopy(annotations)
+    else:
+        md.pop("annotations", None)
+    if (kind.group, kind.resource) == ("apps", "daemonsets"):
+        md.get("annotations", {}).pop(DAEMONSET_TEMPLATE_GENERATION, None)
+        if template_generation(old) >= 1:
+            _set_template_generation(new, template_generation(old))
+
+
+def template_generation(daemonset: dict[str, Any]) -> int:
+    """A DaemonSet's template generation (upstream's ``deprecated.daemonset.template.generation``
+    annotation: 1 on create, +1 whenever spec.template changes; 0 when absent or malformed).
+    The DaemonSet controller labels its pods ``pod-template-generation`` with it."""
+    raw = ((daemonset.get("metadata") or {}).get("annotations") or {}).get(
+        DAEMONSET_TEMPLATE_GENERATION
+    )
+    try:
+        return int(raw) if isinstance(raw, str) else 0
+    except ValueError:
+        return 0
+
+
+def _set_template_generation(daemonset: dict[str, Any], generation: int) -> None:
+    annotations = daemonset["metadata"].get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = daemonset["metadata"]["annotations"] = {}
+    annotations[DAEMONSET_TEMPLATE_GENERATION] = str(generation)
+
+
 def _initial_status(kind: Kind, obj: dict[str, Any]) -> dict[str, Any] | None:
     key = (kind.group, kind.resource)
     if key == ("", "pods"):
@@ -165,7 +228,29 @@ def _initial_status(kind: Kind, obj: dict[str, Any]) -> dict[str, Any] | None:
         return {"loadBalancer": {}}
     if kind.custom:
         return None
-    return {}
+    return _status_zeros(kind)
+
+
+#: JSON zero values of the scalar kinds Go always serialises when not ``omitempty``.
+_SCALAR_ZEROS = {"int32": 0, "int64": 0, "bool": False, "string": ""}
+
+
+def _status_zeros(kind: Kind) -> dict[str, Any]:
+    """A new object's status as Go would serialise an empty one: scalar fields without
+    ``omitempty`` (e.g. a ReplicaSet's ``replicas``) appear with their zero value, which
+    typed clients (the official Python client) require."""
+    status_field = kinds.fields(kind.type_name).get("status")
+    if status_field is None:
+        return {}
+    ref = kinds.resolve(status_field.type)
+    if ref.shape != "struct":
+        return {}
+    out: dict[str, Any] = {}
+    for name, field in kinds.fields(ref.name).items():
+        zero = _SCALAR_ZEROS.get(field.type)
+        if zero is not None and not field.omitempty and not field.type.startswith("*"):
+            out[name] = zero
+    return out
 
 
 def qos_class(spec: dict[str, Any]) -> str:

@@ -187,12 +187,12 @@ async def test_terminating_namespace_refusals_are_not_retried() -> None:
     async def reconcile(key: str) -> None:
         calls.append(key)
         details = {"causes": [{"reason": NAMESPACE_TERMINATING_CAUSE, "field": "x"}]}
-        raise ApiError(403, "Forbidden", "being terminated", details)
+        raise ApiError(403, "Forbidden", "being terminated", details=details)
 
     q = WorkQueue("t", reconcile, base_delay=0.001)
     q.start()
     q.enqueue("gone/k")
-    await q.idle()
+    await asyncio.wait_for(q.idle(), 2)
     await asyncio.sleep(0.02)
     assert calls == ["gone/k"]
     await q.stop()

@@ -10,6 +10,9 @@ import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
+from edgek.status import ApiError
 from edgek.timefmt import format_time
 from server.controllers import rollout as ro
 from server.controllers.deployment import DeploymentController
@@ -166,6 +169,8 @@ async def test_rollout_to_available(harness: Harness) -> None:
     assert ann[ro.REVISION] == "1"
     assert (ann[ro.DESIRED_REPLICAS], ann[ro.MAX_REPLICAS]) == ("10", "13")
     assert d["metadata"]["annotations"][ro.REVISION] == "1"
+    # the revision is written with the status, as upstream: no generation bump
+    assert (d["metadata"]["generation"], d["status"]["observedGeneration"]) == (1, 1)
     pods = await active_pods(h, "web")
     assert len(pods) == 10
     assert all(p["metadata"]["labels"][ro.HASH_LABEL] == pod_hash for p in pods)
@@ -340,6 +345,8 @@ async def test_rollback_reuses_the_old_replica_set(harness: Harness) -> None:
     assert reused["metadata"]["annotations"][ro.REVISION] == "3"
     assert reused["metadata"]["annotations"][ro.REVISION_HISTORY] == "1"
     assert d["metadata"]["annotations"][ro.REVISION] == "3"
+    # two template edits; the revision annotations did not count
+    assert (d["metadata"]["generation"], d["status"]["observedGeneration"]) == (3, 3)
 
 
 async def test_restart_and_history_limit(harness: Harness) -> None:
@@ -461,3 +468,29 @@ async def test_hash_collision_bumps_collision_count(harness: Harness) -> None:
     (rs,) = await owned_rss(h, d)
     assert rs["metadata"]["name"] == f"web-{ro.template_hash(d['spec']['template'], 1)}"
     assert rs["metadata"]["name"] != taken
+
+
+async def test_stale_replica_set_copy_does_not_resize(harness: Harness) -> None:
+    """A size computed from a cached replica set that has since changed is refused with a
+    conflict (the reconcile retries on fresh data) rather than undoing the newer size:
+    a stale scale-down from 8 to 7 after a scale-down to 5 would be a scale-up."""
+    h = harness
+    controller = await start(h)
+    await h.create("apps", "deployments", NS, deployment("web", 8))
+    await roll_to_completion(h, "web", lambda: ready_everything(h, "web"))
+    await controller.stop()
+    d = await get_deployment(h, "web")
+    (stale,) = await owned_rss(h, d)
+
+    async def shrink(current: Obj | None) -> Obj | None:
+        assert current is not None
+        current["spec"]["replicas"] = 5
+        return current
+
+    rs_kind = h.kind("apps", "replicasets")
+    await h.objects.modify(rs_kind, NS, stale["metadata"]["name"], shrink, WriteOptions())
+    with pytest.raises(ApiError) as err:
+        await controller._scale_rs(d, copy.deepcopy(stale), 7)
+    assert err.value.code == 409
+    (current,) = await owned_rss(h, d)
+    assert current["spec"]["replicas"] == 5

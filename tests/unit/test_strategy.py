@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from edgek.kinds import Kind, Registry
-from server.registry.strategy import prepare_for_create, prepare_for_update, qos_class
+from server.registry.strategy import (
+    prepare_for_create,
+    prepare_for_update,
+    qos_class,
+    template_generation,
+)
 
 
 def _kind(group: str, version: str, resource: str) -> Kind:
@@ -138,6 +143,17 @@ def test_create_generation_only_for_generation_kinds() -> None:
         (SERVICES, {"loadBalancer": {}}),
         (PVCS, {"phase": "Pending"}),
         (PODS, {"phase": "Pending", "qosClass": "BestEffort"}),
+        # Go always serialises status fields without omitempty; typed clients need them
+        (_kind("apps", "v1", "replicasets"), {"replicas": 0}),
+        (
+            _kind("apps", "v1", "daemonsets"),
+            {
+                "currentNumberScheduled": 0,
+                "numberMisscheduled": 0,
+                "desiredNumberScheduled": 0,
+                "numberReady": 0,
+            },
+        ),
     ],
 )
 def test_create_resets_status(kind: Kind, initial: dict[str, Any]) -> None:
@@ -329,3 +345,69 @@ def test_csr_records_the_requester() -> None:
     prepare_for_create(csrs, csr, ("alice", ["dev"]))
     assert csr["spec"]["username"] == "alice"
     assert csr["spec"]["groups"] == ["dev", "system:authenticated"]
+
+
+# -- DaemonSet template generation ---------------------------------------------------------
+
+DAEMONSETS = _kind("apps", "v1", "daemonsets")
+TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+
+
+def daemonset(image: str = "nginx:1", annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    md: dict[str, Any] = {"name": "agent"}
+    if annotations is not None:
+        md["annotations"] = annotations
+    return {
+        "metadata": md,
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": {
+                "metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [(None, "1"), ({}, "1"), ({TEMPLATE_GENERATION: "0"}, "1"), ({TEMPLATE_GENERATION: "x"}, "1")],
+)
+def test_daemonset_create_starts_template_generation_at_one(
+    annotations: dict[str, str] | None, expected: str
+) -> None:
+    ds = daemonset(annotations=annotations)
+    prepare_for_create(DAEMONSETS, ds)
+    assert ds["metadata"]["annotations"][TEMPLATE_GENERATION] == expected
+    assert template_generation(ds) == int(expected)
+
+
+def test_daemonset_template_generation_moves_with_the_template_only() -> None:
+    old = daemonset()
+    prepare_for_create(DAEMONSETS, old)
+    # another spec field changes: generation moves, template generation does not
+    new = copy.deepcopy(old)
+    new["spec"]["minReadySeconds"] = 5
+    prepare_for_update(DAEMONSETS, new, old, "")
+    assert (new["metadata"]["generation"], template_generation(new)) == (2, 1)
+    # a template change moves both; a client cannot set the annotation itself
+    newer = copy.deepcopy(new)
+    newer["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+    newer["metadata"]["annotations"][TEMPLATE_GENERATION] = "40"
+    prepare_for_update(DAEMONSETS, newer, new, "")
+    assert (newer["metadata"]["generation"], template_generation(newer)) == (3, 2)
+    # dropping the annotation in an update keeps it
+    dropped = copy.deepcopy(newer)
+    del dropped["metadata"]["annotations"]
+    prepare_for_update(DAEMONSETS, dropped, newer, "")
+    assert dropped["metadata"]["annotations"] == {TEMPLATE_GENERATION: "2"}
+    # a status write keeps it too
+    status = copy.deepcopy(newer)
+    status["status"] = {"numberReady": 1}
+    prepare_for_update(DAEMONSETS, status, newer, "status")
+    assert template_generation(status) == 2
+
+
+def test_template_generation_of_other_objects_is_zero() -> None:
+    assert template_generation(daemonset()) == 0
+    assert template_generation({"metadata": {"annotations": {TEMPLATE_GENERATION: 3}}}) == 0
