@@ -43,6 +43,7 @@ from agent.simnode import (
     node_ip,
     node_object,
     node_status,
+    observe_conditions,
     pod_cidrs,
     pod_status,
     remember_conditions,
@@ -492,6 +493,12 @@ class Simulator:
             node.pods.add(key)
         if _meta(pod).get("deletionTimestamp") and not run.deleting:
             run.deleting = True
+        elif _ready_overwritten(run, pod):
+            # Someone else (node lifecycle marking pods of a silent node not ready) changed
+            # the Ready condition after our last write: report our state again, as the
+            # kubelet's status manager does.
+            observe_conditions(run, status)
+            run.reported = None
         self._queue.add(f"p/{key}")
 
     def _adopt(self, node: SimNode, run: PodRun, status: dict[str, Any]) -> None:
@@ -648,13 +655,16 @@ class Simulator:
         status = pod_status(run, stage, now)
         body = {"metadata": {"uid": run.uid}, "status": status}
         try:
-            await node.client.patch(_pod_path(run, "status"), body, patch_type="strategic")
+            written = await node.client.patch(
+                _pod_path(run, "status"), body, patch_type="strategic"
+            )
         except ApiClientError as e:
             if e.code != 404:
                 raise
             self._finish(run)
             return
         run.reported = stage
+        run.written_version = _version(written)
         remember_conditions(run, status)
         log.debug("sim pod %s on %s: %s", run.key, node.name, stage.value)
 
@@ -687,6 +697,27 @@ class Simulator:
                 self.fail_node(name)
             elif name not in names and node.failed:
                 self.recover_node(name)
+
+
+def _version(obj: Any) -> int:
+    """An object's resourceVersion as a number (edgek's are revision counters); 0 if none."""
+    try:
+        return int(_meta(obj).get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _ready_overwritten(run: PodRun, pod: dict[str, Any]) -> bool:
+    """Whether ``pod`` (a watch event newer than our last status write) carries a Ready
+    condition other than the one we wrote."""
+    if run.reported is None or run.reported in TERMINAL or not run.written_version:
+        return False
+    if _version(pod) <= run.written_version:
+        return False  # our own write, or an event from before it
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    wrote = run.conditions.get("Ready")
+    return ready is not None and wrote is not None and ready.get("status") != wrote[0]
 
 
 def _read_fail_file(path: Path) -> set[str]:

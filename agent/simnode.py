@@ -281,6 +281,8 @@ class PodRun:
     restart_count: int = 0
     last_exit: dict[str, Any] | None = None  # lastState.terminated after a restart
     reported: Stage | None = None
+    #: resourceVersion of the pod as the last status write left it (0: none yet)
+    written_version: int = 0
     deleting: bool = False
     #: type -> (status, lastTransitionTime) of the conditions last seen or written.
     conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -308,11 +310,7 @@ class PodRun:
             ),
             exit_code=_int_annotation(annotations, EXIT_CODE_ANNOTATION, 0),
         )
-        for cond in (pod.get("status") or {}).get("conditions") or []:
-            run.conditions[cond.get("type", "")] = (
-                cond.get("status", ""),
-                cond.get("lastTransitionTime") or "",
-            )
+        observe_conditions(run, pod.get("status") or {})
         return run
 
     @property
@@ -450,6 +448,15 @@ def pod_status(run: PodRun, stage: Stage, now: datetime) -> dict[str, Any]:
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
     return status
+
+
+def observe_conditions(run: PodRun, status: dict[str, Any]) -> None:
+    """Record the conditions of a status read from the API (any writer's)."""
+    for cond in status.get("conditions") or []:
+        run.conditions[cond.get("type", "")] = (
+            cond.get("status", ""),
+            cond.get("lastTransitionTime") or "",
+        )
 
 
 def remember_conditions(run: PodRun, status: dict[str, Any]) -> None:

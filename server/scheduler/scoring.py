@@ -11,6 +11,7 @@ constraints (upstream's system-default spreading).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from server.scheduler import nodematch
@@ -18,6 +19,11 @@ from server.scheduler.filters import PodCycle
 from server.scheduler.nodeinfo import NodeInfo
 
 MAX_SCORE = 100
+HOSTNAME_KEY = "kubernetes.io/hostname"
+ZONE_KEY = "topology.kubernetes.io/zone"
+#: maxSkew of upstream's system-default (ScheduleAnyway) spreading constraints.
+DEFAULT_HOSTNAME_SKEW = 3
+DEFAULT_ZONE_SKEW = 5
 
 
 def _resource_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float]:
@@ -62,32 +68,87 @@ def _normalize(raw: list[float], reverse: bool = False) -> list[float]:
     return [MAX_SCORE - s for s in out] if reverse else out
 
 
+def _owner_zone_counts(cycle: PodCycle, owner: str) -> dict[str, int]:
+    """Pods of ``owner`` per zone, over every node."""
+    counts: dict[str, int] = {}
+    for node in cycle.state.order:
+        n = node.by_owner.get(owner)
+        if n:
+            zone = node.labels.get(ZONE_KEY)
+            if zone is not None:
+                counts[zone] = counts.get(zone, 0) + n
+    return counts
+
+
 def _spread_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | None:
-    """PodTopologySpread scoring: fewer matching pods in the node's domains is better."""
+    """PodTopologySpread scoring (upstream formula): each ScheduleAnyway constraint adds
+    ``matching pods in the node's domain * log(domains + 2) + maxSkew - 1``, rounded; fewer
+    is better after normalising. A pod without constraints gets upstream's system defaults
+    (hostname maxSkew 3, zone maxSkew 5) over the pods of its controller."""
     soft = [c for c in cycle.spread if not c.hard]
     owner = cycle.info.owner_uid
-    if not soft and (cycle.spread or not owner):
-        return None
-    raw: list[float | None] = []
+    # (topology key, maxSkew, matching pods per domain; None: the controller's on the node)
+    terms: list[tuple[str, int, Mapping[str, int] | None]]
     if soft:
-        for node in nodes:
-            if not all(c.key in node.labels for c in soft):
-                raw.append(None)
-                continue
-            total = 0.0
-            for c in soft:
-                weight = math.log(len(c.counts) + 2)
-                total += c.counts.get(node.labels[c.key], 0) * weight + (c.max_skew - 1)
-            raw.append(total)
-    else:
-        raw = [float(n.by_owner.get(owner, 0)) for n in nodes]
-    present = [s for s in raw if s is not None]
-    if not present:
+        terms = [(c.key, c.max_skew, c.counts) for c in soft]
+        ignored = [not all(c.key in n.labels for c in soft) for n in nodes]
+    elif cycle.spread or not owner:
         return None
+    else:
+        if not any(ZONE_KEY in n.labels for n in nodes):
+            return _normalize_spread(_default_hostname_raw(nodes, owner))
+        terms = [
+            (HOSTNAME_KEY, DEFAULT_HOSTNAME_SKEW, None),
+            (ZONE_KEY, DEFAULT_ZONE_SKEW, _owner_zone_counts(cycle, owner)),
+        ]
+        ignored = [False] * len(nodes)
+    scored = [n for n, skip in zip(nodes, ignored, strict=True) if not skip]
+    if not scored:
+        return None
+    weights = [
+        math.log(
+            (
+                len(scored)
+                if key == HOSTNAME_KEY
+                else len({n.labels[key] for n in scored if key in n.labels})
+            )
+            + 2
+        )
+        for key, _, _ in terms
+    ]
+    raw: list[int | None] = []
+    for node, skip in zip(nodes, ignored, strict=True):
+        if skip:
+            raw.append(None)
+            continue
+        total = 0.0
+        for (key, skew, counts), weight in zip(terms, weights, strict=True):
+            value = node.labels.get(key)
+            if value is not None:
+                n = node.by_owner.get(owner, 0) if counts is None else counts.get(value, 0)
+                total += n * weight + (skew - 1)
+        raw.append(math.floor(total + 0.5))
+    return _normalize_spread(raw)
+
+
+def _default_hostname_raw(nodes: list[NodeInfo], owner: str) -> list[int | None]:
+    """Raw spreading scores of the system-default hostname constraint alone (no candidate
+    node has a zone): the general formula of :func:`_spread_scores` in one pass."""
+    weight = math.log(len(nodes) + 2)
+    base = DEFAULT_HOSTNAME_SKEW - 1 + 0.5
+    return [
+        math.floor(n.by_owner.get(owner, 0) * weight + base) if HOSTNAME_KEY in n.labels else 0
+        for n in nodes
+    ]
+
+
+def _normalize_spread(raw: list[int | None]) -> list[float]:
+    """Fewer matching pods score higher; nodes without the topology keys (None) score 0."""
+    present = [s for s in raw if s is not None]
     top, bottom = max(present), min(present)
     if top == 0:
         return [0.0 if s is None else MAX_SCORE for s in raw]
-    return [0.0 if s is None else MAX_SCORE * (top + bottom - s) / top for s in raw]
+    return [0.0 if s is None else float(MAX_SCORE * (top + bottom - s) // top) for s in raw]
 
 
 def _affinity_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | None:

@@ -402,6 +402,31 @@ async def test_replicas_spread_over_nodes(h: Harness) -> None:
     assert counts == [2, 2, 2]
 
 
+async def test_node_preference_outweighs_default_spreading(h: Harness) -> None:
+    """Upstream's system-default spreading (hostname maxSkew 3, log-weighted counts) costs
+    less than a preferred node term: three replicas all go to the preferred node."""
+    await add_node(h, "a")
+    await add_node(h, "b", labels={"disk": "ssd"})
+    owner = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": "fast-abc",
+        "uid": "1b6f9a5e-0000-4000-8000-000000000002",
+        "controller": True,
+    }
+    term = {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}
+    affinity = {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]
+        }
+    }
+    for i in range(3):
+        body = pod_body(f"fast-{i}", affinity=affinity)
+        body["metadata"]["ownerReferences"] = [owner]
+        await h.create("", "pods", NS, body)
+        assert await wait_bound(h, f"fast-{i}") == {f"fast-{i}": "b"}
+
+
 async def test_failed_scheduling_message_and_bind_when_node_joins(h: Harness) -> None:
     await add_node(h, "n1", labels={"role": "edge"}, cpu="1")
     await add_node(h, "n2", cpu="1")

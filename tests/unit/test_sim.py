@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.sim import SimConfig, SimNode, Simulator
+from agent.sim import SimConfig, SimNode, Simulator, _ready_overwritten
 from agent.simnode import (
     NodeShape,
     PodIPAllocator,
@@ -181,6 +181,28 @@ def test_running_then_ready_status() -> None:
     assert conds["Ready"]["lastTransitionTime"] == "2026-01-02T03:04:06Z"
     assert conds["Initialized"]["lastTransitionTime"] == "2026-01-02T03:04:05Z"
     assert all(c["ready"] for c in ready["containerStatuses"])
+
+
+def test_ready_overwritten_by_another_writer() -> None:
+    """A later write of Ready=False by someone else (node lifecycle) is noticed; our own
+    writes and stale events from before our last write are not."""
+    run = started(PodRun.from_pod(pod(), 5))
+    status = pod_status(run, Stage.READY, T0)
+    remember_conditions(run, status)
+    run.reported, run.written_version = Stage.READY, 10
+
+    def event(version: int, ready: str) -> dict[str, Any]:
+        seen = pod()
+        seen["metadata"]["resourceVersion"] = str(version)
+        seen["status"] = {"conditions": [{"type": "Ready", "status": ready}]}
+        return seen
+
+    assert _ready_overwritten(run, event(11, "False"))
+    assert not _ready_overwritten(run, event(10, "True"))  # our own write
+    assert not _ready_overwritten(run, event(9, "False"))  # the Running write before it
+    assert not _ready_overwritten(run, event(12, "True"))  # e.g. a label change
+    run.reported = Stage.SUCCEEDED
+    assert not _ready_overwritten(run, event(11, "False"))  # done with the pod
 
 
 def test_pod_scheduled_is_added_when_missing() -> None:
