@@ -3,8 +3,10 @@
 A watcher is registered with the store's broadcaster at creation, in the same loop step that
 fixes ``history_end`` (the store's revision then), so live events are exactly those after
 ``history_end`` and history (read lazily from the table, page by page) covers the rest: no gap,
-no duplicate. Live events wait in a bounded buffer; a watcher whose buffer is full when an event
-arrives is dropped (its iteration ends and ``dropped`` is True) so writers never wait on it.
+no duplicate. Live events wait in a bounded buffer. A watcher whose buffer is full when an event
+arrives discards the buffer and reads those events (and the new one) from the table instead, like
+history: writers never wait on a slow watcher, its memory stays bounded, and it catches up without
+its consumer having to re-list. Only a compaction past its position ends it (CompactedError).
 """
 
 from __future__ import annotations
@@ -44,26 +46,23 @@ class Watcher:
         self._live: deque[Event] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
-        self._dropped = False
-
-    @property
-    def dropped(self) -> bool:
-        """True if the watcher ended because it fell behind by more than its queue."""
-        return self._dropped
 
     def deliver(self, event: Event) -> None:
         """Offer a live event (called by the store's broadcaster, never blocks)."""
+        revision = event.kv.mod_revision
         if (
             self._closed
-            or event.kv.mod_revision <= self._after
+            or revision <= self._after
+            or revision <= self._history_end
             or not event.kv.key.startswith(self._prefix)
         ):
             return
         if len(self._live) >= self._queue_size:
-            self._dropped = True
-            self.close()
-            return
-        self._live.append(event)
+            # Too far behind: read the buffered events and this one from the table later.
+            self._live.clear()
+            self._history_end = revision
+        else:
+            self._live.append(event)
         self._wakeup.set()
 
     def close(self) -> None:
@@ -87,21 +86,22 @@ class Watcher:
                 await self._load_history()
                 continue
             if self._live:
-                return self._live.popleft()
+                event = self._live.popleft()
+                self._cursor = event.kv.mod_revision
+                return event
             self._wakeup.clear()
             await self._wakeup.wait()
         raise StopAsyncIteration
 
     async def _load_history(self) -> None:
+        upto = self._history_end  # may grow while the read is awaited
         try:
-            page = await self._read_history(
-                self._prefix, self._cursor, self._history_end, _HISTORY_PAGE
-            )
+            page = await self._read_history(self._prefix, self._cursor, upto, _HISTORY_PAGE)
         except CompactedError:
             self.close()
             raise
         if len(page) < _HISTORY_PAGE:
-            self._cursor = self._history_end
+            self._cursor = upto
         else:
             self._cursor = page[-1].kv.mod_revision
         if not self._closed:

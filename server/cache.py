@@ -143,11 +143,10 @@ class ObjectCache:
                         self._apply(key, obj)
                         self._emit(old, obj)
                     revision = ev.kv.mod_revision
-                if not watcher.dropped:
-                    return
+                return
             except datastore.CompactedError:
                 pass
-            log.info("cache %s fell behind; re-listing", self.kind.resource)
+            log.info("cache %s fell behind a compaction; re-listing", self.kind.resource)
             revision = await self._relist()
 
     def _apply(self, key: Key, obj: Obj | None) -> None:

@@ -162,9 +162,6 @@ async def serve(
             try:
                 ev = done.pop().result()
             except StopAsyncIteration:
-                if watcher.dropped:
-                    err = status.expired("watch fell too far behind and was closed; re-list")
-                    await resp.write(_event("ERROR", err.status()))
                 break
             except datastore.CompactedError as e:
                 err = status.expired(

@@ -157,11 +157,10 @@ class GarbageCollector(Controller):
                 async for ev in watcher:
                     self._on_event(ev)
                     revision = ev.kv.mod_revision
-                if not watcher.dropped:
-                    return
+                return
             except datastore.CompactedError:
                 pass
-            log.info("garbage collector graph fell behind; re-listing")
+            log.info("garbage collector graph fell behind a compaction; re-listing")
             revision = await self._relist()
 
     async def _relist(self) -> int:

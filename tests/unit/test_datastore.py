@@ -246,17 +246,32 @@ async def test_many_watchers(store: Store) -> None:
         assert [e.kv.mod_revision for e in events] == list(range(1, 41))
 
 
-async def test_slow_watcher_is_dropped_and_writer_continues(store: Store) -> None:
+async def test_slow_watcher_catches_up_from_history(store: Store) -> None:
     slow = store.watch("/s/", queue_size=5)
     fast = store.watch("/s/", queue_size=5)
     fast_task = asyncio.create_task(take(fast, 30))
     for i in range(30):
         await store.create(f"/s/{i}", b"v")
     assert len(await fast_task) == 30
-    assert not fast.dropped
-    assert slow.dropped
-    assert [e async for e in slow] == []
     assert await store.count("/s/") == 30
+    # the writer never waited on the slow watcher; it still gets every event once, in order
+    first = await take(slow, 12)
+    assert [e.kv.key for e in first] == [f"/s/{i}" for i in range(12)]
+    # falling behind again after consuming live events neither repeats nor loses any
+    for i in range(30, 50):
+        await store.create(f"/s/{i}", b"v")
+    rest = await take(slow, 38)
+    assert [e.kv.key for e in rest] == [f"/s/{i}" for i in range(12, 50)]
+    assert [e.kv.mod_revision for e in first + rest] == list(range(1, 51))
+
+
+async def test_slow_watcher_behind_a_compaction_fails(store: Store) -> None:
+    slow = store.watch("/k/", queue_size=2)
+    for i in range(10):
+        await store.create(f"/k/{i}", b"v")
+    await store.compact(store.revision)
+    with pytest.raises(CompactedError):
+        await take(slow, 10)
 
 
 async def test_compaction(store: Store, tmp_path: Path) -> None:
