@@ -23,7 +23,7 @@ import os
 import random
 import signal
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +50,7 @@ from agent.simnode import (
 )
 from edgek.apiclient import ApiClient, ApiClientError
 from edgek.timefmt import format_micro_time, format_time, parse_time
+from edgek.workqueue import KeyQueue
 
 log = logging.getLogger(__name__)
 
@@ -123,80 +124,14 @@ class SimNode:
     pods: set[str] = field(default_factory=set)
 
 
-class _Queue:
-    """Deduplicating work queue of string keys with per-key retry back-off; delayed keys
-    are event-loop timers (the loop's timer heap), not sleeping tasks."""
+class _Queue(KeyQueue):
+    """The sim's work queue: failed API calls are retried quietly."""
 
-    def __init__(self, work: Callable[[str], Awaitable[None]], workers: int) -> None:
-        self._work = work
-        self._workers = workers
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._running: set[str] = set()
-        self._dirty: set[str] = set()
-        self._failures: dict[str, int] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def add(self, key: str) -> None:
-        if key in self._running:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
-
-    def add_after(self, key: str, delay: float) -> None:
-        """Queue ``key`` in ``delay`` seconds (an earlier pending timer for it wins)."""
-        if delay <= 0:
-            self.add(key)
-            return
-        loop = asyncio.get_running_loop()
-        when = loop.time() + delay
-        timer = self._timers.get(key)
-        if timer is not None:
-            if timer.when() <= when:
-                return
-            timer.cancel()
-        self._timers[key] = loop.call_at(when, self._fire, key)
-
-    def _fire(self, key: str) -> None:
-        self._timers.pop(key, None)
-        self.add(key)
-
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run()) for _ in range(self._workers)]
-
-    async def stop(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-
-    async def _run(self) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            self._running.add(key)
-            try:
-                await self._work(key)
-            except Exception as e:
-                if isinstance(e, ApiClientError):
-                    log.debug("sim %s failed (%s); retrying", key, e)
-                else:
-                    log.exception("sim %s failed; retrying", key)
-                failures = self._failures.get(key, 0)
-                self._failures[key] = failures + 1
-                self.add_after(key, min(RETRY_BASE * 2**failures, RETRY_MAX))
-            else:
-                self._failures.pop(key, None)
-            finally:
-                self._running.discard(key)
-            if key in self._dirty:
-                self._dirty.discard(key)
-                self.add(key)
+    def should_retry(self, key: str, error: Exception) -> bool:
+        if isinstance(error, ApiClientError):
+            log.debug("sim %s failed (%s); retrying", key, error)
+            return True
+        return super().should_retry(key, error)
 
 
 #: One watched collection: (client, path, query, the node it is for or None for all nodes).
@@ -231,7 +166,13 @@ class Simulator:
         self.pods: dict[str, PodRun] = {}
         self._finished: set[str] = set()  # uids of pods the sim has ended
         self._clients: list[ApiClient] = []
-        self._queue = _Queue(self._reconcile, config.concurrency)
+        self._queue = _Queue(
+            "sim",
+            self._reconcile,
+            workers=config.concurrency,
+            base_delay=RETRY_BASE,
+            max_delay=RETRY_MAX,
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -265,8 +206,8 @@ class Simulator:
         self._queue.start()
         for name in self.nodes:
             delay = self._lease_interval() if name in renewed else 0.0
-            self._queue.add_after(f"l/{name}", delay)
-            self._queue.add_after(f"n/{name}", self.config.status_report_seconds)
+            self._queue.enqueue_after(f"l/{name}", delay)
+            self._queue.enqueue_after(f"n/{name}", self.config.status_report_seconds)
         await self._start_watches()
 
     async def stop(self) -> None:
@@ -293,10 +234,10 @@ class Simulator:
         node.failed = False
         node.since = self.clock()
         log.debug("sim node %s recovered", name)
-        self._queue.add(f"l/{name}")
-        self._queue.add(f"n/{name}")
+        self._queue.enqueue(f"l/{name}")
+        self._queue.enqueue(f"n/{name}")
         for key in node.pods:
-            self._queue.add(f"p/{key}")
+            self._queue.enqueue(f"p/{key}")
 
     # -- joining -------------------------------------------------------------------------
 
@@ -447,7 +388,7 @@ class Simulator:
         ready = next((c for c in conditions if c.get("type") == "Ready"), None)
         if not node.failed and (ready is None or ready.get("status") != "True"):
             # Someone else (node lifecycle) changed our Ready condition: report again.
-            self._queue.add(f"n/{node.name}")
+            self._queue.enqueue(f"n/{node.name}")
 
     def _node_seen(self, node: SimNode, obj: dict[str, Any]) -> None:
         """Take the node's uid and pod CIDRs from a read or written Node."""
@@ -459,7 +400,7 @@ class Simulator:
             for key in node.pods:
                 run = self.pods[key]
                 run.pod_ips = [ip for ip in run.pod_ips if self._reserve(node, ip)]
-                self._queue.add(f"p/{key}")
+                self._queue.enqueue(f"p/{key}")
 
     @staticmethod
     def _reserve(node: SimNode, ip: str) -> bool:
@@ -499,7 +440,7 @@ class Simulator:
             # kubelet's status manager does.
             observe_conditions(run, status)
             run.reported = None
-        self._queue.add(f"p/{key}")
+        self._queue.enqueue(f"p/{key}")
 
     def _adopt(self, node: SimNode, run: PodRun, status: dict[str, Any]) -> None:
         """Continue a pod an earlier sim run already started (its IPs, times, restarts)."""
@@ -549,10 +490,10 @@ class Simulator:
             return
         if kind == "l":
             await self._renew_lease(node)
-            self._queue.add_after(key, self._lease_interval())
+            self._queue.enqueue_after(key, self._lease_interval())
         else:
             await self._report_status(node)
-            self._queue.add_after(key, self.config.status_report_seconds)
+            self._queue.enqueue_after(key, self.config.status_report_seconds)
 
     def _lease_interval(self) -> float:
         """A quarter of the lease duration, less up to 4% jitter (as upstream)."""
@@ -602,7 +543,7 @@ class Simulator:
         if stage in TERMINAL:
             self._finish(run)
         elif wait is not None:
-            self._queue.add_after(f"p/{key}", wait)
+            self._queue.enqueue_after(f"p/{key}", wait)
 
     def _assign_ips(self, node: SimNode, run: PodRun) -> bool:
         """Give ``run`` one address per pod CIDR; False while the node has no CIDR (the node
@@ -615,7 +556,7 @@ class Simulator:
                 if ip is not None:
                     self._release(node, ip)
             log.debug("sim node %s has no free pod address for %s", node.name, run.key)
-            self._queue.add_after(f"p/{run.key}", POOL_EXHAUSTED_RETRY)
+            self._queue.enqueue_after(f"p/{run.key}", POOL_EXHAUSTED_RETRY)
             return False
         run.pod_ips = [ip for ip in ips if ip is not None]
         return True

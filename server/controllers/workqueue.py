@@ -1,134 +1,27 @@
-"""A deduplicating, rate-limited work queue: the runtime of a level-triggered loop.
-
-Keys are enqueued on any relevant change; workers call ``reconcile(key)``, which reads
-current state itself. A key is never reconciled by two workers at once; a key enqueued
-while it runs is run again afterwards. A reconcile that raises is retried after a per-key
-exponential back-off (``base_delay * 2**failures``, capped at ``max_delay``); a successful
-one resets the key's back-off.
-"""
+"""The controllers' work queue: the shared key queue (:mod:`edgek.workqueue`) with the
+server's retry policy. API errors are retried quietly; as upstream, a create refused
+because its namespace is terminating is not retried."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 
 from edgek.status import ApiError
+from edgek.workqueue import KeyQueue
 from server.registry.namespacelifecycle import NAMESPACE_TERMINATING_CAUSE
 
 log = logging.getLogger("edgek.controllers")
 
 
-class WorkQueue:
-    """Runs ``reconcile`` for each queued key with ``workers`` concurrent workers."""
+class WorkQueue(KeyQueue):
+    """Runs ``reconcile`` for each queued key (see :class:`edgek.workqueue.KeyQueue`)."""
 
-    def __init__(
-        self,
-        name: str,
-        reconcile: Callable[[str], Awaitable[None]],
-        *,
-        workers: int = 1,
-        base_delay: float = 0.005,
-        max_delay: float = 300.0,
-    ) -> None:
-        self.name = name
-        self.reconcile = reconcile
-        self.workers = workers
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._running: set[str] = set()
-        self._dirty: set[str] = set()  # enqueued while running
-        self._failures: dict[str, int] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._settled = asyncio.Event()  # set whenever a reconcile finishes
-
-    def enqueue(self, key: str) -> None:
-        """Queue ``key`` now (a no-op if it is already waiting)."""
-        if not key:
-            return
-        if key in self._running:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
-
-    def enqueue_after(self, key: str, delay: float) -> None:
-        """Queue ``key`` after ``delay`` seconds (an earlier pending timer wins)."""
-        if delay <= 0:
-            self.enqueue(key)
-            return
-        loop = asyncio.get_running_loop()
-        when = loop.time() + delay
-        timer = self._timers.get(key)
-        if timer is not None:
-            if timer.when() <= when:
-                return
-            timer.cancel()
-        self._timers[key] = loop.call_at(when, self._fire, key)
-
-    def _fire(self, key: str) -> None:
-        self._timers.pop(key, None)
-        self.enqueue(key)
-
-    def start(self) -> None:
-        for i in range(self.workers):
-            self._tasks.append(asyncio.create_task(self._run(), name=f"{self.name}-{i}"))
-
-    async def stop(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-
-    async def idle(self, *, include_timers: bool = True) -> None:
-        """Return when nothing is queued or running (and, by default, no timer is pending)."""
-        while self._busy(include_timers):
-            self._settled.clear()
-            await self._settled.wait()
-
-    def _busy(self, include_timers: bool) -> bool:
-        return bool(
-            self._queued or self._running or self._dirty or (include_timers and self._timers)
-        )
-
-    async def _run(self) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            self._running.add(key)
-            failed = False
-            try:
-                await self.reconcile(key)
-            except asyncio.CancelledError:
-                raise
-            except ApiError as e:
-                # as upstream: creating into a terminating namespace is not worth retrying
-                failed = not _namespace_terminating(e)
-                log.info("%s %s: %s%s", self.name, key, e.message, "; retrying" * failed)
-            except Exception:
-                failed = True
-                log.exception("%s %s failed; retrying", self.name, key)
-            finally:
-                self._running.discard(key)
-            if failed:
-                n = self._failures.get(key, 0)
-                self._failures[key] = n + 1
-                self.enqueue_after(key, min(self.base_delay * 2**n, self.max_delay))
-            else:
-                self._failures.pop(key, None)
-            if key in self._dirty:
-                self._dirty.discard(key)
-                self.enqueue(key)
-            self._settled.set()
+    def should_retry(self, key: str, error: Exception) -> bool:
+        if not isinstance(error, ApiError):
+            return super().should_retry(key, error)
+        retry = not _namespace_terminating(error)
+        log.info("%s %s: %s%s", self.name, key, error.message, "; retrying" * retry)
+        return retry
 
 
 def _namespace_terminating(error: ApiError) -> bool:
