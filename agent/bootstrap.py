@@ -38,9 +38,9 @@ import ipaddress
 import json
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -536,3 +536,23 @@ async def rotate(agent_dir: Path) -> AgentCredentials:
     """``edgek certificate rotate``: renew the node's certificates now, whatever their age."""
     server, creds, node_name, node_ips = stored_identity(agent_dir)
     return await renew(server, creds, node_name, node_ips)
+
+
+async def keep_renewed(
+    agent_dir: Path,
+    *,
+    interval: float = 3600.0,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Run for the agent's lifetime: every ``interval`` seconds, renew the node's
+    certificates once 80 % of either one's lifetime has passed. Failures are logged and
+    retried at the next check; the current files stay in place until a renewal succeeds."""
+    creds = AgentCredentials.at(agent_dir, b"")
+    while True:
+        when = now()
+        if needs_renewal(creds.client_cert, when) or needs_renewal(creds.serving_cert, when):
+            try:
+                await rotate(agent_dir)
+            except BootstrapError as e:
+                log.warning("bootstrap: certificate renewal failed (%s); retrying later", e)
+        await asyncio.sleep(interval)

@@ -18,20 +18,20 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgek.kinds import Kind
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from server.cache import index_owner_uid
 from server.controllers import history
 from server.controllers.podutil import (
-    controller_of,
+    controller_keys,
     is_pod_available,
     is_pod_ready,
+    is_pod_terminating,
     pod_from_template,
+    pod_phase,
 )
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
@@ -182,14 +182,6 @@ def _creation_order(pod: Obj) -> tuple[bool, str, str]:
     return unbound, md.get("creationTimestamp") or "", md["name"]
 
 
-def _phase(pod: Obj) -> str:
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
-def _terminating(pod: Obj) -> bool:
-    return bool(pod["metadata"].get("deletionTimestamp"))
-
-
 @dataclass
 class _Expectations:
     """Pod writes of one DaemonSet the cache has not shown yet (no pod changes until it
@@ -233,29 +225,17 @@ class DaemonSetController(Controller):
             self._expect.pop(key_of(obj), None)
         self.queue.enqueue(key_of(obj))
 
-    def _owner_keys(self, obj: Obj) -> Iterable[str]:
-        namespace = obj["metadata"].get("namespace", "")
-        ref = controller_of(obj)
-        if ref is not None:
-            if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith("apps/"):
-                yield f"{namespace}/{ref['name']}"
-            return
-        labels = obj["metadata"].get("labels") or {}
-        for ds in self.sets.items(namespace):
-            if _selector(ds).matches(labels):
-                yield key_of(ds)
-
     def _pod_event(self, old: Obj | None, new: Obj | None) -> None:
         for obj in (old, new):
             if obj is None:
                 continue
-            for key in self._owner_keys(obj):
+            for key in controller_keys(obj, KIND, self.sets):
                 exp = self._expect.get(key)
                 if exp is not None:
                     md = obj["metadata"]
                     if new is not None and old is None:
                         exp.created.discard(md["name"])
-                    if new is None or _terminating(obj):
+                    if new is None or is_pod_terminating(obj):
                         exp.deleted.discard(md.get("uid", ""))
                         exp.created.discard(md["name"])
                 self.queue.enqueue(key)
@@ -263,7 +243,7 @@ class DaemonSetController(Controller):
     def _revision_event(self, old: Obj | None, new: Obj | None) -> None:
         for obj in (old, new):
             if obj is not None:
-                for key in self._owner_keys(obj):
+                for key in controller_keys(obj, KIND, self.sets):
                     self.queue.enqueue(key)
 
     def _node_event(self, old: Obj | None, new: Obj | None) -> None:
@@ -311,7 +291,7 @@ class DaemonSetController(Controller):
         by_name = {p["metadata"]["name"]: p for p in pods}
         by_uid = {p["metadata"].get("uid", ""): p for p in pods}
         exp.created = {n for n in exp.created if n not in by_name}
-        exp.deleted = {u for u in exp.deleted if u in by_uid and not _terminating(by_uid[u])}
+        exp.deleted = {u for u in exp.deleted if u in by_uid and not is_pod_terminating(by_uid[u])}
         if (exp.created or exp.deleted) and time.monotonic() - exp.since < _EXPECTATION_TTL:
             return False
         del self._expect[key]
@@ -331,7 +311,7 @@ class DaemonSetController(Controller):
             delete += d
         for node_name, pods in by_node.items():
             if node_name not in placement:
-                delete += [p for p in pods if not _terminating(p)]
+                delete += [p for p in pods if not is_pod_terminating(p)]
         await self._sync_nodes(key, ds, delete, create, hash_)
 
     def _pods_for_node(
@@ -350,13 +330,13 @@ class DaemonSetController(Controller):
         if pods is None:
             return [], []
         if not should_continue:
-            return [], [p for p in pods if not _terminating(p)]
+            return [], [p for p in pods if not is_pod_terminating(p)]
         delete: list[Obj] = []
         running: list[Obj] = []
         for pod in pods:
-            if _terminating(pod):
+            if is_pod_terminating(pod):
                 continue
-            if _phase(pod) == "Failed":
+            if pod_phase(pod) == "Failed":
                 if self._in_backoff(key, ds, node_name):
                     continue
                 self.record(
@@ -367,7 +347,7 @@ class DaemonSetController(Controller):
                     f"{pod['metadata']['name']} on node {node_name}, will try to kill it",
                 )
                 delete.append(pod)
-            elif _phase(pod) == "Succeeded":
+            elif pod_phase(pod) == "Succeeded":
                 delete.append(pod)
             else:
                 running.append(pod)
@@ -570,27 +550,15 @@ class DaemonSetController(Controller):
     async def _claim_pods(self, ds: Obj, selector: LabelSelector) -> list[Obj]:
         """The DaemonSet's pods: adopt matching orphans, release owned pods that stopped
         matching."""
-        uid = ds["metadata"]["uid"]
-        owned: list[Obj] = []
-        for pod in list(self.pods.items(ds["metadata"].get("namespace", ""))):
-            ref = controller_of(pod)
-            matches = selector.matches(pod["metadata"].get("labels") or {})
-            if ref is not None:
-                if ref.get("uid") != uid:
-                    continue
-                if matches:
-                    owned.append(pod)
-                else:
-                    await self._set_owner(self.pods_kind, pod, ds, adopt=False)
-            elif matches and not _terminating(pod):
-                adopted = await self._set_owner(self.pods_kind, pod, ds, adopt=True)
-                if adopted is not None:
-                    owned.append(adopted)
-        return owned
-
-    async def _set_owner(self, kind: Kind, obj: Obj, ds: Obj, *, adopt: bool) -> Obj | None:
-        return await history.set_controller(
-            self.ctx.objects, kind, obj, ds, API_VERSION, KIND, self.write_options(), adopt=adopt
+        return await history.claim(
+            self.ctx.objects,
+            self.pods_kind,
+            self.pods.items(ds["metadata"].get("namespace", "")),
+            ds,
+            API_VERSION,
+            KIND,
+            self.write_options(),
+            lambda pod: selector.matches(pod["metadata"].get("labels") or {}),
         )
 
     # -- revisions -------------------------------------------------------------------------
@@ -598,11 +566,16 @@ class DaemonSetController(Controller):
     async def _history(self, ds: Obj, selector: LabelSelector) -> tuple[Obj, list[Obj]]:
         """(current revision, older revisions): adopt orphans, create the current revision
         or renumber an equal older one, drop duplicates (upstream constructHistory)."""
-        revisions = history.owned_revisions(self.revisions, ds)
-        for orphan in history.orphan_revisions(self.revisions, ds, selector):
-            adopted = await self._set_owner(self.revisions_kind, orphan, ds, adopt=True)
-            if adopted is not None:
-                revisions.append(adopted)
+        revisions = await history.claim_revisions(
+            self.ctx.objects,
+            self.revisions_kind,
+            self.revisions,
+            ds,
+            API_VERSION,
+            KIND,
+            self.write_options(),
+            selector,
+        )
         data = history.template_patch(ds)
         matching = [r for r in revisions if history.equal_revision(r, {"data": data})]
         old = [r for r in revisions if not history.equal_revision(r, {"data": data})]
@@ -612,16 +585,7 @@ class DaemonSetController(Controller):
         matching = history.sort_revisions(matching)
         current = matching[-1]
         for dup in matching[:-1]:
-            try:
-                await self.ctx.objects.delete(
-                    self.revisions_kind,
-                    dup["metadata"].get("namespace", ""),
-                    dup["metadata"]["name"],
-                    DeleteOptions(),
-                )
-            except ApiError as e:
-                if e.code != 404:
-                    raise
+            await history.delete_revision(self.ctx.objects, self.revisions_kind, dup)
         if int(current.get("revision") or 0) < number:
             current = await history.set_revision_number(
                 self.ctx.objects, self.revisions_kind, current, number, self.write_options()
@@ -685,16 +649,7 @@ class DaemonSetController(Controller):
                 break
             if (rev["metadata"].get("labels") or {}).get(history.REVISION_HASH_LABEL) in live:
                 continue
-            try:
-                await self.ctx.objects.delete(
-                    self.revisions_kind,
-                    rev["metadata"].get("namespace", ""),
-                    rev["metadata"]["name"],
-                    DeleteOptions(),
-                )
-            except ApiError as e:
-                if e.code != 404:
-                    raise
+            await history.delete_revision(self.ctx.objects, self.revisions_kind, rev)
             excess -= 1
 
     # -- status ------------------------------------------------------------------------------
@@ -761,25 +716,7 @@ class DaemonSetController(Controller):
             cur["status"] = status
             return cur
 
-        md = ds["metadata"]
-        try:
-            await self.ctx.objects.modify(
-                self.sets_kind,
-                md.get("namespace", ""),
-                md["name"],
-                mutate,
-                self.write_options("status"),
-            )
-        except ApiError as e:
-            if e.code != 404:
-                raise
-
-
-def _selector(ds: Obj) -> LabelSelector:
-    try:
-        return label_selector_from_object((ds.get("spec") or {}).get("selector"))
-    except SelectorError:
-        return LabelSelector(nothing=True)
+        await self.write_status(self.sets_kind, ds, mutate)
 
 
 def _allows_surge(ds: Obj) -> bool:
@@ -819,7 +756,7 @@ def _split_on_node(
     (the manage pass prunes them first)."""
     new = old = None
     for pod in pods:
-        if _terminating(pod):
+        if is_pod_terminating(pod):
             continue
         if is_pod_updated(pod, hash_, generation):
             if new is not None:

@@ -18,11 +18,11 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
+from edgek.selectors import LabelSelector
 from edgek.status import ApiError
 from server.cache import index_owner_uid
 from server.controllers import rollout as ro
-from server.controllers.podutil import controller_of, owner_reference
+from server.controllers.podutil import adopt, controller_of, owner_reference, release, selector_of
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
 
@@ -41,13 +41,6 @@ def _name(obj: Obj) -> str:
 
 def _uid(obj: Obj) -> str:
     return str(obj["metadata"].get("uid", ""))
-
-
-def _selector(d: Obj) -> LabelSelector | None:
-    try:
-        return label_selector_from_object(d["spec"].get("selector"))
-    except SelectorError:
-        return None
 
 
 def _status(obj: Obj) -> Obj:
@@ -169,7 +162,7 @@ class DeploymentController(Controller):
     def _enqueue_matching(self, rs: Obj) -> None:
         labels = _labels(rs)
         for d in self.deployments.items(rs["metadata"].get("namespace", "")):
-            sel = _selector(d)
+            sel = selector_of(d)
             if sel is not None and not sel.empty and sel.matches(labels):
                 self.queue.enqueue(key_of(d))
 
@@ -219,7 +212,7 @@ class DeploymentController(Controller):
             return
         d = copy.deepcopy(cached)
         _status(d)
-        selector = _selector(d)
+        selector = selector_of(d)
         if selector is None:
             return
         if selector.empty:
@@ -263,68 +256,25 @@ class DeploymentController(Controller):
                 if selector.matches(_labels(rs)):
                     claimed.append(copy.deepcopy(rs))
                 else:
-                    await self._release(rs, uid)
+                    await release(self.ctx.objects, self.rs_kind, rs, uid, self.write_options())
             elif (
                 not deleting
                 and not rs["metadata"].get("deletionTimestamp")
                 and selector.matches(_labels(rs))
             ):
-                adopted = await self._adopt(rs, d, selector)
+                adopted = await adopt(
+                    self.ctx.objects,
+                    self.rs_kind,
+                    rs,
+                    d,
+                    "apps/v1",
+                    "Deployment",
+                    selector,
+                    self.write_options(),
+                )
                 if adopted is not None:
                     claimed.append(adopted)
         return claimed
-
-    async def _adopt(self, rs: Obj, d: Obj, selector: LabelSelector) -> Obj | None:
-        ref = owner_reference(d, "apps/v1", "Deployment")
-
-        async def mutate(current: Obj | None) -> Obj | None:
-            if current is None or controller_of(current) is not None:
-                return None
-            if current["metadata"].get("deletionTimestamp") or not selector.matches(
-                _labels(current)
-            ):
-                return None
-            refs = current["metadata"].setdefault("ownerReferences", [])
-            refs[:] = [r for r in refs if r.get("uid") != ref["uid"]] + [ref]
-            return current
-
-        try:
-            result, _ = await self.ctx.objects.modify(
-                self.rs_kind,
-                rs["metadata"].get("namespace", ""),
-                _name(rs),
-                mutate,
-                self.write_options(),
-            )
-        except ApiError as e:
-            if e.code == 404:
-                return None
-            raise
-        ref_now = controller_of(result)
-        return result if ref_now is not None and ref_now.get("uid") == _uid(d) else None
-
-    async def _release(self, rs: Obj, uid: str) -> None:
-        async def mutate(current: Obj | None) -> Obj | None:
-            if current is None:
-                return None
-            refs = current["metadata"].get("ownerReferences") or []
-            kept = [r for r in refs if r.get("uid") != uid]
-            if len(kept) == len(refs):
-                return None
-            current["metadata"]["ownerReferences"] = kept
-            return current
-
-        try:
-            await self.ctx.objects.modify(
-                self.rs_kind,
-                rs["metadata"].get("namespace", ""),
-                _name(rs),
-                mutate,
-                self.write_options(),
-            )
-        except ApiError as e:
-            if e.code != 404:
-                raise
 
     # -- writes ----------------------------------------------------------------------------
 

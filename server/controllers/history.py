@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from edgek.kinds import Kind
 from edgek.selectors import LabelSelector
 from edgek.status import ApiError
 from server.cache import ObjectCache
-from server.controllers.podutil import controller_of, owner_reference
+from server.controllers.podutil import (
+    controller_of,
+    is_controlled_by,
+    modify_ownership,
+    owner_reference,
+)
 from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
 
 Obj = dict[str, Any]
@@ -168,13 +173,11 @@ def next_revision(revisions: Iterable[Obj]) -> int:
 
 def owned_revisions(cache: ObjectCache, owner: Obj) -> list[Obj]:
     """The revisions in the cache whose controller is ``owner``."""
-    uid = owner["metadata"]["uid"]
-    found = []
-    for rev in cache.by_index("owner", uid):
-        ref = controller_of(rev)
-        if ref is not None and ref.get("uid") == uid:
-            found.append(rev)
-    return found
+    return [
+        rev
+        for rev in cache.by_index("owner", owner["metadata"]["uid"])
+        if is_controlled_by(rev, owner)
+    ]
 
 
 def orphan_revisions(cache: ObjectCache, owner: Obj, selector: LabelSelector) -> list[Obj]:
@@ -217,14 +220,68 @@ async def set_controller(
         current["metadata"]["ownerReferences"] = refs
         return current
 
-    try:
-        result, _ = await objects.modify(kind, md.get("namespace", ""), md["name"], mutate, opts)
-    except ApiError as e:
-        if e.code == 404:
-            return None
-        raise
-    ref = controller_of(result)
-    return result if ref is not None and ref.get("uid") == uid else None
+    return await modify_ownership(objects, kind, obj, owner, mutate, opts)
+
+
+async def claim(
+    objects: ObjectStore,
+    kind: Kind,
+    candidates: Iterable[Obj],
+    owner: Obj,
+    api_version: str,
+    owner_kind: str,
+    opts: WriteOptions,
+    matches: Callable[[Obj], bool],
+) -> list[Obj]:
+    """The ``candidates`` ``owner`` controls, after adopting orphans that ``matches`` and are
+    not being deleted, and releasing owned ones that stopped matching (upstream
+    ``ClaimObject``). While ``owner`` is being deleted it keeps what it has, and adopts and
+    releases nothing."""
+    deleting = bool(owner["metadata"].get("deletionTimestamp"))
+    owned: list[Obj] = []
+    for obj in list(candidates):
+        ref = controller_of(obj)
+        match = matches(obj)
+        if ref is not None:
+            if ref.get("uid") != owner["metadata"]["uid"]:
+                continue
+            if match or deleting:
+                owned.append(obj)
+            else:
+                await set_controller(
+                    objects, kind, obj, owner, api_version, owner_kind, opts, adopt=False
+                )
+        elif match and not deleting and not obj["metadata"].get("deletionTimestamp"):
+            adopted = await set_controller(
+                objects, kind, obj, owner, api_version, owner_kind, opts, adopt=True
+            )
+            if adopted is not None:
+                owned.append(adopted)
+    return owned
+
+
+async def claim_revisions(
+    objects: ObjectStore,
+    kind: Kind,
+    cache: ObjectCache,
+    owner: Obj,
+    api_version: str,
+    owner_kind: str,
+    opts: WriteOptions,
+    selector: LabelSelector,
+) -> list[Obj]:
+    """The revisions ``owner`` controls, after adopting orphans that match ``selector``
+    (none while ``owner`` is being deleted)."""
+    revisions = owned_revisions(cache, owner)
+    if owner["metadata"].get("deletionTimestamp"):
+        return revisions
+    for orphan in orphan_revisions(cache, owner, selector):
+        adopted = await set_controller(
+            objects, kind, orphan, owner, api_version, owner_kind, opts, adopt=True
+        )
+        if adopted is not None:
+            revisions.append(adopted)
+    return revisions
 
 
 async def create_revision(
@@ -280,9 +337,14 @@ async def truncate_history(
     if limit < 0 or len(history) <= limit:
         return
     for rev in history[: len(history) - limit]:
-        md = rev["metadata"]
-        try:
-            await objects.delete(kind, md.get("namespace", ""), md["name"], DeleteOptions())
-        except ApiError as e:
-            if e.code != 404:
-                raise
+        await delete_revision(objects, kind, rev)
+
+
+async def delete_revision(objects: ObjectStore, kind: Kind, revision: Obj) -> None:
+    """Delete a revision (one already gone is fine)."""
+    md = revision["metadata"]
+    try:
+        await objects.delete(kind, md.get("namespace", ""), md["name"], DeleteOptions())
+    except ApiError as e:
+        if e.code != 404:
+            raise

@@ -35,6 +35,7 @@ from server.controllers.podutil import (
     is_pod_active,
     is_pod_ready,
     pod_from_template,
+    pod_phase,
 )
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
@@ -230,16 +231,12 @@ def _has_finalizer(pod: Obj) -> bool:
     return TRACKING_FINALIZER in (pod["metadata"].get("finalizers") or [])
 
 
-def _phase(pod: Obj) -> str:
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
 def _uid(obj: Obj) -> str:
     return str(obj["metadata"].get("uid", ""))
 
 
 def _is_terminating(pod: Obj) -> bool:
-    return bool(pod["metadata"].get("deletionTimestamp")) and _phase(pod) not in (
+    return bool(pod["metadata"].get("deletionTimestamp")) and pod_phase(pod) not in (
         "Succeeded",
         "Failed",
     )
@@ -282,7 +279,7 @@ def _removal_order(pod: Obj) -> tuple[bool, int, bool, int, float]:
     created = pod["metadata"].get("creationTimestamp")
     return (
         bool((pod.get("spec") or {}).get("nodeName")),
-        _PHASE_RANK.get(_phase(pod), 0),
+        _PHASE_RANK.get(pod_phase(pod), 0),
         is_pod_ready(pod),
         -restarts,
         -parse_time(created).timestamp() if created else 0.0,
@@ -405,11 +402,11 @@ class _Sync:
 
     def pod_failed(self, pod: Obj) -> bool:
         """Failed, or (unless only failed pods are replaced) deleted before succeeding."""
-        if _phase(pod) == "Failed":
+        if pod_phase(pod) == "Failed":
             return True
         if self.only_replace_failed:
             return False
-        return bool(pod["metadata"].get("deletionTimestamp")) and _phase(pod) != "Succeeded"
+        return bool(pod["metadata"].get("deletionTimestamp")) and pod_phase(pod) != "Succeeded"
 
 
 # -- the controller -------------------------------------------------------------
@@ -564,7 +561,7 @@ class JobController(Controller):
                 and phase_check(p)
             ]
 
-        new_succeeded = new_finished(unc_succeeded, lambda p: _phase(p) == "Succeeded")
+        new_succeeded = new_finished(unc_succeeded, lambda p: pod_phase(p) == "Succeeded")
         new_failed = new_finished(unc_failed, ctx.pod_failed)
         policy = spec.get("podFailurePolicy")
         counted_failed = sum(1 for p in new_failed if match_pod_failure_policy(policy, p)[1])
@@ -582,7 +579,7 @@ class JobController(Controller):
             ctx.succeeded_indexes = ctx.prev_indexes | {
                 ix
                 for p in pods
-                if _phase(p) == "Succeeded"
+                if pod_phase(p) == "Succeeded"
                 and _has_finalizer(p)
                 and (ix := completion_index(p)) is not None
                 and ix < completions
@@ -896,12 +893,12 @@ class JobController(Controller):
             if not (
                 ctx.job["metadata"].get("deletionTimestamp")
                 or ctx.finished is not None
-                or _phase(pod) == "Succeeded"
+                or pod_phase(pod) == "Succeeded"
                 or failed
             ):
                 continue
             release.append(pod)
-            if _phase(pod) == "Succeeded" and uid not in unc_failed:
+            if pod_phase(pod) == "Succeeded" and uid not in unc_failed:
                 if ctx.indexed:
                     ix = completion_index(pod)
                     if ix is not None and ctx.valid_index(pod) and ix not in ctx.prev_indexes:
@@ -1019,7 +1016,7 @@ def _past_backoff_on_failure(ctx: _Sync) -> bool:
         return False
     restarts = 0
     for pod in ctx.pods:
-        if _phase(pod) in ("Running", "Pending"):
+        if pod_phase(pod) in ("Running", "Pending"):
             status = pod.get("status") or {}
             for key in ("initContainerStatuses", "containerStatuses"):
                 restarts += sum(int(cs.get("restartCount") or 0) for cs in status.get(key) or [])

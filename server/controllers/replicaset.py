@@ -11,7 +11,6 @@ never acts twice on a write the cache has not caught up with.
 from __future__ import annotations
 
 import asyncio
-import copy
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -19,18 +18,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
+from edgek.selectors import LabelSelector
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_owner_uid
 from server.controllers.podutil import (
+    adopt,
     controller_of,
+    is_controlled_by,
     is_pod_active,
     is_pod_available,
     is_pod_ready,
-    owner_reference,
     pod_from_template,
     pod_ready_since,
+    release,
+    selector_of,
 )
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
@@ -129,24 +131,12 @@ async def slow_start_batch(count: int, initial: int, fn: Callable[[], Awaitable[
     return successes
 
 
-def _selector(obj: Obj) -> LabelSelector | None:
-    try:
-        return label_selector_from_object((obj.get("spec") or {}).get("selector"))
-    except SelectorError:
-        return None
-
-
 def _labels(obj: Obj) -> dict[str, str]:
     return obj["metadata"].get("labels") or {}
 
 
 def _pod_key(pod: Obj) -> str:
     return key_of(pod)
-
-
-def _controlled_by(obj: Obj, owner: Obj) -> bool:
-    ref = controller_of(obj)
-    return ref is not None and ref.get("uid") == owner["metadata"].get("uid")
 
 
 def _log_rank(age_seconds: float) -> int:
@@ -246,7 +236,7 @@ class ReplicaSetController(Controller):
             return []
         found = []
         for rs in self.rss.items(pod["metadata"].get("namespace", "")):
-            sel = _selector(rs)
+            sel = selector_of(rs)
             if sel is not None and not sel.empty and sel.matches(labels):
                 found.append(rs)
         return found
@@ -303,7 +293,7 @@ class ReplicaSetController(Controller):
         if rs is None:
             self.expectations.forget(key)
             return
-        selector = _selector(rs)
+        selector = selector_of(rs)
         if selector is None:
             return
         needs_sync = self.expectations.satisfied(key)
@@ -313,7 +303,7 @@ class ReplicaSetController(Controller):
             error = await self._manage_replicas(key, rs, pods)
         now = self.ctx.clock()
         status = self._calculate_status(rs, pods, error, now)
-        await self._update_status(rs, status)
+        await self.replace_status(self.rs_kind, rs, status)
         self._requeue_for_availability(key, rs, pods, now)
         if error is not None:
             raise error
@@ -323,7 +313,7 @@ class ReplicaSetController(Controller):
         owned pods that no longer match (upstream ``ClaimPods``)."""
         namespace = rs["metadata"].get("namespace", "")
         uid = rs["metadata"]["uid"]
-        owned = [p for p in self.pods.by_index("owner", uid) if _controlled_by(p, rs)]
+        owned = [p for p in self.pods.by_index("owner", uid) if is_controlled_by(p, rs)]
         orphans = self.pods.by_index(ORPHAN_INDEX, namespace)
         claimed: list[Obj] = []
         for pod in owned:
@@ -332,68 +322,24 @@ class ReplicaSetController(Controller):
             if selector.matches(_labels(pod)):
                 claimed.append(pod)
             else:
-                await self._release(pod, rs)
+                await release(self.ctx.objects, self.pod_kind, pod, uid, self.write_options())
         if rs["metadata"].get("deletionTimestamp") or selector.empty:
             return claimed
         for pod in orphans:
             if is_pod_active(pod) and selector.matches(_labels(pod)):
-                adopted = await self._adopt(pod, rs, selector)
+                adopted = await adopt(
+                    self.ctx.objects,
+                    self.pod_kind,
+                    pod,
+                    rs,
+                    "apps/v1",
+                    "ReplicaSet",
+                    selector,
+                    self.write_options(),
+                )
                 if adopted is not None:
                     claimed.append(adopted)
         return claimed
-
-    async def _adopt(self, pod: Obj, rs: Obj, selector: LabelSelector) -> Obj | None:
-        ref = owner_reference(rs, "apps/v1", "ReplicaSet")
-
-        async def mutate(current: Obj | None) -> Obj | None:
-            if current is None or controller_of(current) is not None:
-                return None
-            if current["metadata"].get("deletionTimestamp") or not selector.matches(
-                _labels(current)
-            ):
-                return None
-            refs = current["metadata"].setdefault("ownerReferences", [])
-            refs[:] = [r for r in refs if r.get("uid") != ref["uid"]] + [ref]
-            return current
-
-        try:
-            result, _ = await self.ctx.objects.modify(
-                self.pod_kind,
-                pod["metadata"].get("namespace", ""),
-                pod["metadata"]["name"],
-                mutate,
-                self.write_options(),
-            )
-        except ApiError as e:
-            if e.code == 404:
-                return None
-            raise
-        return result if _controlled_by(result, rs) else None
-
-    async def _release(self, pod: Obj, rs: Obj) -> None:
-        uid = rs["metadata"]["uid"]
-
-        async def mutate(current: Obj | None) -> Obj | None:
-            if current is None:
-                return None
-            refs = current["metadata"].get("ownerReferences") or []
-            kept = [r for r in refs if r.get("uid") != uid]
-            if len(kept) == len(refs):
-                return None
-            current["metadata"]["ownerReferences"] = kept
-            return current
-
-        try:
-            await self.ctx.objects.modify(
-                self.pod_kind,
-                pod["metadata"].get("namespace", ""),
-                pod["metadata"]["name"],
-                mutate,
-                self.write_options(),
-            )
-        except ApiError as e:
-            if e.code != 404:
-                raise
 
     def _namespace_terminating(self, namespace: str) -> bool:
         ns = self.namespaces.get("", namespace)
@@ -523,31 +469,6 @@ class ReplicaSetController(Controller):
         if conditions:
             status["conditions"] = conditions
         return status
-
-    async def _update_status(self, rs: Obj, status: Obj) -> None:
-        if (rs.get("status") or {}) == status:
-            return
-        uid = rs["metadata"]["uid"]
-
-        async def mutate(current: Obj | None) -> Obj | None:
-            if current is None or current["metadata"].get("uid") != uid:
-                return None
-            if current.get("status") == status:
-                return None
-            current["status"] = copy.deepcopy(status)
-            return current
-
-        try:
-            await self.ctx.objects.modify(
-                self.rs_kind,
-                rs["metadata"].get("namespace", ""),
-                rs["metadata"]["name"],
-                mutate,
-                self.write_options("status"),
-            )
-        except ApiError as e:
-            if e.code != 404:
-                raise
 
     def _requeue_for_availability(self, key: str, rs: Obj, pods: list[Obj], now: datetime) -> None:
         """Come back when a ready pod passes minReadySeconds."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import logging
 import socket
@@ -26,7 +27,7 @@ from server.cache import ObjectCache
 from server.config import ServerConfig
 from server.controllers.events import EventRecorder
 from server.controllers.workqueue import WorkQueue
-from server.registry.store import ObjectStore, WriteOptions
+from server.registry.store import Mutation, ObjectStore, WriteOptions
 
 log = logging.getLogger("edgek.controllers")
 
@@ -120,6 +121,35 @@ class Controller:
     def write_options(self, subresource: str = "") -> WriteOptions:
         """Write options naming this loop as the field manager."""
         return WriteOptions(field_manager=self.manager, subresource=subresource)
+
+    async def write_status(self, kind: Kind, obj: dict[str, Any], mutate: Mutation) -> None:
+        """Apply ``mutate`` to ``obj`` through its status subresource as this loop (an
+        object that is gone meanwhile is left alone)."""
+        md = obj["metadata"]
+        try:
+            await self.ctx.objects.modify(
+                kind, md.get("namespace", ""), md["name"], mutate, self.write_options("status")
+            )
+        except ApiError as e:
+            if e.code != 404:
+                raise
+
+    async def replace_status(self, kind: Kind, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        """Set ``obj``'s status to ``status``, unless it already is that or ``obj`` was
+        deleted or replaced meanwhile."""
+        if (obj.get("status") or {}) == status:
+            return
+        uid = obj["metadata"]["uid"]
+
+        async def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None or current["metadata"].get("uid") != uid:
+                return None
+            if current.get("status") == status:
+                return None
+            current["status"] = copy.deepcopy(status)
+            return current
+
+        await self.write_status(kind, obj, mutate)
 
     def record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` from this loop."""

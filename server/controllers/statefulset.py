@@ -20,17 +20,18 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from edgek.kinds import Kind
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from server.cache import index_owner_uid
 from server.controllers import history
 from server.controllers.podutil import (
-    controller_of,
+    controller_keys,
     is_pod_available,
     is_pod_ready,
+    is_pod_terminating,
     owner_reference,
     pod_from_template,
+    pod_phase,
 )
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
@@ -75,25 +76,19 @@ def pod_revision(pod: Obj) -> str:
     return (pod["metadata"].get("labels") or {}).get(history.REVISION_HASH_LABEL, "")
 
 
-def _phase(pod: Obj) -> str:
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
-def _terminating(pod: Obj) -> bool:
-    return bool(pod["metadata"].get("deletionTimestamp"))
-
-
 def running_and_ready(pod: Obj) -> bool:
-    return _phase(pod) == "Running" and is_pod_ready(pod)
+    return pod_phase(pod) == "Running" and is_pod_ready(pod)
 
 
 def running_and_available(pod: Obj, min_ready_seconds: int, now: datetime) -> bool:
-    return _phase(pod) == "Running" and is_pod_available(pod, min_ready_seconds, now)
+    return pod_phase(pod) == "Running" and is_pod_available(pod, min_ready_seconds, now)
 
 
 def _unavailable(pod: Obj | None, min_ready_seconds: int, now: datetime) -> bool:
     return (
-        pod is None or _terminating(pod) or not running_and_available(pod, min_ready_seconds, now)
+        pod is None
+        or is_pod_terminating(pod)
+        or not running_and_available(pod, min_ready_seconds, now)
     )
 
 
@@ -219,18 +214,9 @@ class StatefulSetController(Controller):
 
     def _dependent_event(self, old: Obj | None, new: Obj | None) -> None:
         for obj in (old, new):
-            if obj is None:
-                continue
-            ref = controller_of(obj)
-            namespace = obj["metadata"].get("namespace", "")
-            if ref is not None:
-                if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith("apps/"):
-                    self.queue.enqueue(f"{namespace}/{ref['name']}")
-                continue
-            labels = obj["metadata"].get("labels") or {}
-            for sts in self.sets.items(namespace):
-                if _selector(sts).matches(labels):
-                    self.queue.enqueue(key_of(sts))
+            if obj is not None:
+                for key in controller_keys(obj, KIND, self.sets):
+                    self.queue.enqueue(key)
 
     def _claim_event(self, old: Obj | None, new: Obj | None) -> None:
         """A claim of a set's pod changed (e.g. deleted while its pod is pending)."""
@@ -257,7 +243,17 @@ class StatefulSetController(Controller):
             self.record(sts, "Warning", "InvalidSelector", f"invalid selector: {e}")
             return
         pods = await self._claim_pods(sts, selector)
-        revisions = history.sort_revisions(await self._claim_revisions(sts, selector))
+        revisions = await history.claim_revisions(
+            self.ctx.objects,
+            self.revisions_kind,
+            self.revisions,
+            sts,
+            API_VERSION,
+            KIND,
+            self.write_options(),
+            selector,
+        )
+        revisions = history.sort_revisions(revisions)
         current, update, collisions = await self._revisions(sts, revisions)
         rnd = _Round(sts, pods, self.ctx.clock())
         status = _status(sts, rnd, current, update, collisions)
@@ -293,8 +289,8 @@ class StatefulSetController(Controller):
         async def replica(i: int) -> bool:
             pod = rnd.replicas[i]
             ordinal = rnd.start + i
-            if pod is not None and _phase(pod) in ("Failed", "Succeeded"):
-                if not _terminating(pod):
+            if pod is not None and pod_phase(pod) in ("Failed", "Succeeded"):
+                if not is_pod_terminating(pod):
                     await self._delete_pod(sts, pod)
                 return True
             if pod is None:
@@ -312,10 +308,10 @@ class StatefulSetController(Controller):
                     body = new_pod(sts, update_tpl, update_name, ordinal)
                 await self._create_pod(sts, body, ordinal)
                 return monotonic
-            if _phase(pod) == "Pending":
+            if pod_phase(pod) == "Pending":
                 await self._create_claims(sts, pod, ordinal)
             if monotonic and (
-                _terminating(pod) or not running_and_ready(pod) or not rnd.available(pod)
+                is_pod_terminating(pod) or not running_and_ready(pod) or not rnd.available(pod)
             ):
                 return True
             if not _identity_matches(sts, pod):
@@ -336,7 +332,7 @@ class StatefulSetController(Controller):
 
         async def condemned(i: int) -> bool:
             pod = rnd.condemned[i]
-            if _terminating(pod):
+            if is_pod_terminating(pod):
                 return monotonic
             if monotonic and pod is not rnd.first_unavailable and rnd.unavailable(pod):
                 return True
@@ -351,7 +347,7 @@ class StatefulSetController(Controller):
             pod = rnd.replicas[target]
             if pod is None:
                 return
-            if pod_revision(pod) != update_name and not _terminating(pod):
+            if pod_revision(pod) != update_name and not is_pod_terminating(pod):
                 await self._delete_pod(sts, pod)
                 status["currentReplicas"] = int(status.get("currentReplicas", 0)) - 1
                 return
@@ -362,39 +358,18 @@ class StatefulSetController(Controller):
 
     async def _claim_pods(self, sts: Obj, selector: LabelSelector) -> list[Obj]:
         """The set's pods: adopt matching orphans, release owned pods that stopped matching."""
-        uid = sts["metadata"]["uid"]
-        deleting = bool(sts["metadata"].get("deletionTimestamp"))
-        owned: list[Obj] = []
-        for pod in list(self.pods.items(sts["metadata"].get("namespace", ""))):
-            ref = controller_of(pod)
-            matches = _is_member(sts, pod) and selector.matches(pod["metadata"].get("labels") or {})
-            if ref is not None:
-                if ref.get("uid") != uid:
-                    continue
-                if matches or deleting:
-                    owned.append(pod)
-                else:
-                    await self._set_owner(self.pods_kind, pod, sts, adopt=False)
-            elif matches and not deleting and not _terminating(pod):
-                adopted = await self._set_owner(self.pods_kind, pod, sts, adopt=True)
-                if adopted is not None:
-                    owned.append(adopted)
-        return owned
-
-    async def _set_owner(self, kind: Kind, obj: Obj, sts: Obj, *, adopt: bool) -> Obj | None:
-        return await history.set_controller(
-            self.ctx.objects, kind, obj, sts, API_VERSION, KIND, self.write_options(), adopt=adopt
+        return await history.claim(
+            self.ctx.objects,
+            self.pods_kind,
+            self.pods.items(sts["metadata"].get("namespace", "")),
+            sts,
+            API_VERSION,
+            KIND,
+            self.write_options(),
+            lambda pod: (
+                _is_member(sts, pod) and selector.matches(pod["metadata"].get("labels") or {})
+            ),
         )
-
-    async def _claim_revisions(self, sts: Obj, selector: LabelSelector) -> list[Obj]:
-        revisions = history.owned_revisions(self.revisions, sts)
-        if sts["metadata"].get("deletionTimestamp"):
-            return revisions
-        for orphan in history.orphan_revisions(self.revisions, sts, selector):
-            adopted = await self._set_owner(self.revisions_kind, orphan, sts, adopt=True)
-            if adopted is not None:
-                revisions.append(adopted)
-        return revisions
 
     # -- revisions -----------------------------------------------------------------
 
@@ -622,37 +597,7 @@ class StatefulSetController(Controller):
             status["currentReplicas"] = status.get("updatedReplicas", 0)
             status["currentRevision"] = status["updateRevision"]
         body = {k: v for k, v in status.items() if not (k in _OMIT_ZERO and not v)}
-        uid = sts["metadata"]["uid"]
-
-        async def mutate(current: Obj | None) -> Obj | None:
-            if current is None or current["metadata"].get("uid") != uid:
-                return None
-            if current.get("status") == body:
-                return None
-            current["status"] = body
-            return current
-
-        if sts.get("status") == body:
-            return
-        md = sts["metadata"]
-        try:
-            await self.ctx.objects.modify(
-                self.sets_kind,
-                md.get("namespace", ""),
-                md["name"],
-                mutate,
-                self.write_options("status"),
-            )
-        except ApiError as e:
-            if e.code != 404:
-                raise
-
-
-def _selector(sts: Obj) -> LabelSelector:
-    try:
-        return label_selector_from_object((sts.get("spec") or {}).get("selector"))
-    except SelectorError:
-        return LabelSelector(nothing=True)
+        await self.replace_status(self.sets_kind, sts, body)
 
 
 def _status(sts: Obj, rnd: _Round, current: Obj, update: Obj, collisions: int) -> Obj:
@@ -675,7 +620,7 @@ def _count(status: Obj, rnd: _Round, current: Obj, update: Obj) -> None:
             ready += 1
             if rnd.available(pod):
                 available += 1
-        if not _terminating(pod):
+        if not is_pod_terminating(pod):
             revision = pod_revision(pod)
             current_n += revision == current["metadata"]["name"]
             updated += revision == update["metadata"]["name"]

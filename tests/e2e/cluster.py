@@ -3,6 +3,7 @@ with the real kubectl. Time-driven loops can be moved ahead with ``advance_clock
 
 from __future__ import annotations
 
+import itertools
 import json
 import select
 import signal
@@ -11,9 +12,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import REPO, Kubectl, ServerProcess, kubectl_binaries, start_server
 
@@ -45,6 +48,22 @@ class Sim:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+        )
+
+    @classmethod
+    def joining(cls, server: ServerProcess, count: int, prefix: str, *args: str) -> Sim:
+        """A sim of ``count`` nodes named ``<prefix>0..`` that joins ``server`` with its
+        admin kubeconfig."""
+        return cls(
+            "--server",
+            server.url,
+            "--kubeconfig",
+            str(server.kubeconfig),
+            "--nodes",
+            str(count),
+            "--name-prefix",
+            prefix,
+            *args,
         )
 
     def summary(self, timeout: float = 60.0) -> str:
@@ -79,29 +98,29 @@ class Cluster:
     kubectl: Kubectl
     clock_file: Path
     sims: list[Sim]
+    _namespaces: Iterator[int] = field(default_factory=itertools.count)
 
     def add_nodes(self, count: int, prefix: str, *sim_args: str) -> Sim:
         """Start another ``edgek sim`` with ``count`` nodes named ``<prefix>0..``."""
-        sim = Sim(
-            "--server",
-            self.server.url,
-            "--kubeconfig",
-            str(self.server.kubeconfig),
-            "--nodes",
-            str(count),
-            "--name-prefix",
-            prefix,
-            *sim_args,
-        )
+        sim = Sim.joining(self.server, count, prefix, *sim_args)
         sim.summary()
         self.sims.append(sim)
         return sim
 
+    def clock_offset(self) -> float:
+        """How many seconds the control loops' clock runs ahead of the wall clock."""
+        return float(self.clock_file.read_text() or 0) if self.clock_file.exists() else 0.0
+
     def advance_clock(self, seconds: float) -> None:
         """Move the control loops' clock ahead (the server re-reads the file within 0.2 s)."""
-        current = float(self.clock_file.read_text() or 0) if self.clock_file.exists() else 0.0
-        self.clock_file.write_text(str(current + seconds))
+        self.clock_file.write_text(str(self.clock_offset() + seconds))
         time.sleep(0.5)
+
+    def new_namespace(self, prefix: str) -> str:
+        """Create the namespace ``<prefix><n>`` (n counting up per cluster); its name."""
+        name = f"{prefix}{next(self._namespaces)}"
+        self.kubectl("create", "namespace", name)
+        return name
 
     def get(self, *args: str) -> dict[str, Any]:
         """``kubectl get ... -o json``, decoded."""
@@ -134,6 +153,33 @@ def start_cluster(
         cluster.stop()
         raise
     return cluster
+
+
+def cluster_fixture(
+    basename: str,
+    nodes: int = 3,
+    *,
+    name: str = "cluster",
+    server_args: tuple[str, ...] = (),
+    sim_args: tuple[str, ...] = (),
+    prefix: str = "node-",
+) -> Any:
+    """A module-scoped fixture ``name``: ``start_cluster`` in a fresh temporary folder named
+    after ``basename``, stopped when the module is done."""
+
+    @pytest.fixture(scope="module", name=name)
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+        c = start_cluster(
+            tmp_path_factory.mktemp(basename),
+            nodes,
+            server_args=server_args,
+            sim_args=sim_args,
+            prefix=prefix,
+        )
+        yield c
+        c.stop()
+
+    return fixture
 
 
 class PodWatch:

@@ -7,7 +7,6 @@ than ``maxUnavailable`` nodes without a ready daemon pod (checked on every pod c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -15,51 +14,36 @@ import pytest
 
 from tests.e2e.cluster import (
     Cluster,
+    cluster_fixture,
     image_of,
     replay,
     running_and_ready,
-    start_cluster,
     start_watch,
     wait_for,
 )
+from tests.manifests import workload
 
 Obj = dict[str, Any]
 
 TAINT = "dedicated=infra:NoSchedule"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path_factory.mktemp("ds"), nodes=3, prefix="ds-")
-    yield c
-    c.stop()
-
-
-_namespaces = iter(range(1000))
+cluster = cluster_fixture("ds", prefix="ds-")
 
 
 @pytest.fixture
 def ns(cluster: Cluster) -> str:
-    name = f"ds{next(_namespaces)}"
-    cluster.kubectl("create", "namespace", name)
-    return name
+    return cluster.new_namespace("ds")
 
 
 def daemonset(name: str, image: str = "registry.local/agent:1", **pod_spec: Any) -> str:
     return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": {"name": name},
-            "spec": {
-                "selector": {"matchLabels": {"app": name}},
-                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "agent", "image": image}], **pod_spec},
-                },
-            },
-        }
+        workload(
+            "DaemonSet",
+            name,
+            {"containers": [{"name": "agent", "image": image}], **pod_spec},
+            updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+        )
     )
 
 

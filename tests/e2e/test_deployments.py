@@ -16,7 +16,8 @@ import pytest
 from kubernetes import client, config, watch
 
 from tests.conftest import Kubectl, kubectl_binaries
-from tests.e2e.cluster import Cluster, image_of, running_and_ready, start_cluster, wait_for
+from tests.e2e.cluster import Cluster, cluster_fixture, image_of, running_and_ready, wait_for
+from tests.manifests import workload
 
 Obj = dict[str, Any]
 
@@ -27,14 +28,8 @@ IMAGE_1 = "registry.local/nginx:1"
 IMAGE_2 = "registry.local/nginx:2"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    # Ready 0.5 s after Running: a rollout of 10 replicas takes several observable steps.
-    c = start_cluster(
-        tmp_path_factory.mktemp("deploy"), nodes=3, sim_args=("--pod-ready-seconds", "0.5")
-    )
-    yield c
-    c.stop()
+# Ready 0.5 s after Running: a rollout of 10 replicas takes several observable steps.
+cluster = cluster_fixture("deploy", sim_args=("--pod-ready-seconds", "0.5"))
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +39,9 @@ def api(cluster: Cluster) -> Iterator[client.ApiClient]:
     api_client.close()
 
 
-_namespaces = iter(range(1000))
-
-
 @pytest.fixture
 def ns(cluster: Cluster) -> str:
-    name = f"deploy{next(_namespaces)}"
-    cluster.kubectl("create", "namespace", name)
-    return name
+    return cluster.new_namespace("deploy")
 
 
 @pytest.fixture(params=sorted(kubectl_binaries().items()), ids=lambda item: item[0])
@@ -62,22 +52,8 @@ def kubectl(request: pytest.FixtureRequest, cluster: Cluster, tmp_path: Path) ->
 
 
 def deployment(name: str, replicas: int, image: str = IMAGE_1, **spec: Any) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "nginx", "image": image}]},
-                },
-                **spec,
-            },
-        }
-    )
+    pod_spec = {"containers": [{"name": "nginx", "image": image}]}
+    return json.dumps(workload("Deployment", name, pod_spec, replicas=replicas, **spec))
 
 
 class RawWatch(watch.Watch):

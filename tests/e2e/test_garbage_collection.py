@@ -7,12 +7,12 @@ states (Terminating namespace, owner waiting in the foreground) can be observed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import Cluster, running_and_ready, start_cluster, wait_for
+from tests.e2e.cluster import Cluster, cluster_fixture, running_and_ready, wait_for
+from tests.manifests import workload
 
 Obj = dict[str, Any]
 
@@ -20,39 +20,17 @@ HOLD = "example.com/hold"
 FOREGROUND = "foregroundDeletion"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path_factory.mktemp("gc"), nodes=3, prefix="gc-")
-    yield c
-    c.stop()
-
-
-_namespaces = iter(range(1000))
+cluster = cluster_fixture("gc", prefix="gc-")
 
 
 @pytest.fixture
 def ns(cluster: Cluster) -> str:
-    name = f"gc{next(_namespaces)}"
-    cluster.kubectl("create", "namespace", name)
-    return name
+    return cluster.new_namespace("gc")
 
 
 def deployment(name: str, replicas: int) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "c", "image": "registry.local/nginx:1"}]},
-                },
-            },
-        }
-    )
+    pod_spec = {"containers": [{"name": "c", "image": "registry.local/nginx:1"}]}
+    return json.dumps(workload("Deployment", name, pod_spec, replicas=replicas))
 
 
 def roll_out(cluster: Cluster, ns: str, name: str, replicas: int) -> tuple[Obj, Obj, list[Obj]]:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import Cluster, replay, start_cluster, start_watch, wait_for
+from tests.e2e.cluster import Cluster, cluster_fixture, replay, start_watch, wait_for
 
 Obj = dict[str, Any]
 
@@ -22,36 +21,17 @@ Obj = dict[str, Any]
 SERVER_ARGS = ("--node-monitor-grace-period", "3600")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path_factory.mktemp("jobs"), nodes=2, server_args=SERVER_ARGS)
-    yield c
-    c.stop()
-
-
-@pytest.fixture(scope="module")
-def cron_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A cluster of its own, so that CronJobs are created while no other test has moved the
-    clock (a CronJob created after a jump catches up on the schedule it "missed")."""
-    c = start_cluster(
-        tmp_path_factory.mktemp("cron"), nodes=1, server_args=SERVER_ARGS, prefix="cron-"
-    )
-    yield c
-    c.stop()
-
-
-_namespaces = iter(range(1000))
-
-
-def new_namespace(cluster: Cluster) -> str:
-    name = f"jobs{next(_namespaces)}"
-    cluster.kubectl("create", "namespace", name)
-    return name
+cluster = cluster_fixture("jobs", 2, server_args=SERVER_ARGS)
+#: A cluster of its own, so that CronJobs are created while no other test has moved the
+#: clock (a CronJob created after a jump catches up on the schedule it "missed").
+cron_cluster = cluster_fixture(
+    "cron", 1, name="cron_cluster", server_args=SERVER_ARGS, prefix="cron-"
+)
 
 
 @pytest.fixture
 def ns(cluster: Cluster) -> str:
-    return new_namespace(cluster)
+    return cluster.new_namespace("jobs")
 
 
 def pod_template(**annotations: str) -> Obj:
@@ -194,8 +174,15 @@ def owned_jobs(cluster: Cluster, ns: str, owner: str) -> list[Obj]:
 
 def test_cronjob_fires_once_per_minute_of_the_clock(cron_cluster: Cluster) -> None:
     cluster = cron_cluster
-    ns = new_namespace(cluster)
+    ns = cluster.new_namespace("jobs")
     k = cluster.kubectl
+    # start early in a minute of the loops' clock, so no real minute boundary (which would
+    # fire a run of its own) passes while the test moves the clock
+    wait_for(
+        lambda: 1 <= (time.time() + cluster.clock_offset()) % 60 < 25,
+        "the start of a minute",
+        timeout=60,
+    )
     k("apply", "-n", ns, "-f", "-", input=cronjob("tick"))
     time.sleep(1)
     assert owned_jobs(cluster, ns, "tick") == [], "fired before its first scheduled minute"
@@ -233,7 +220,7 @@ def test_cronjob_fires_once_per_minute_of_the_clock(cron_cluster: Cluster) -> No
 
 def test_create_job_from_cronjob(cron_cluster: Cluster) -> None:
     cluster = cron_cluster
-    ns = new_namespace(cluster)
+    ns = cluster.new_namespace("jobs")
     k = cluster.kubectl
     k("apply", "-n", ns, "-f", "-", input=cronjob("nightly", schedule="0 3 * * *", suspend=True))
     k("create", "job", "manual", "-n", ns, "--from=cronjob/nightly")

@@ -199,3 +199,38 @@ def test_certificate_rotate_renews_the_node_identity(server: ServerProcess, tmp_
     )
     assert empty.returncode != 0
     assert "holds no joined node identity" in empty.stderr
+
+
+def test_certificates_are_renewed_before_they_expire(server: ServerProcess, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agent.bootstrap import keep_renewed
+
+    agent_dir = tmp_path / "agent"
+    creds = asyncio.run(
+        bootstrap(server.url, node_token(server), "edge-ren", agent_dir, node_ips=[])
+    )
+    before = x509.load_pem_x509_certificate(creds.client_cert.read_bytes())
+    lifetime = before.not_valid_after_utc - before.not_valid_before_utc
+
+    async def run(at: datetime) -> None:
+        """The renewer's first check happens at ``at``, later ones at the real time."""
+        times = iter([at])
+        task = asyncio.create_task(
+            keep_renewed(agent_dir, interval=0.05, now=lambda: next(times, datetime.now(UTC)))
+        )
+        await asyncio.sleep(2)
+        task.cancel()
+
+    # early in the certificate's life nothing happens
+    asyncio.run(run(datetime.now(UTC) + lifetime * 0.5))
+    assert x509.load_pem_x509_certificate(creds.client_cert.read_bytes()) == before
+    # past 80 % of it the certificates are renewed once, then left alone: they are fresh
+    asyncio.run(run(before.not_valid_before_utc + lifetime * 0.85 + timedelta(seconds=1)))
+    after = x509.load_pem_x509_certificate(creds.client_cert.read_bytes())
+    assert after.serial_number != before.serial_number
+    assert after.subject == before.subject
+    kubectl = Kubectl(next(iter(kubectl_binaries().values())), server.kubeconfig, tmp_path / "c")
+    csrs = kubectl("get", "csr", "-o", "jsonpath={.items[*].spec.username}").split()
+    # the join's serving CSR (its client CSR came from the token) plus one renewal's two
+    assert csrs.count("system:node:edge-ren") == 3

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.cluster import Cluster, replay, start_cluster, start_watch, wait_for
+from tests.manifests import workload
 
 Obj = dict[str, Any]
 
@@ -56,13 +57,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, fail_file: Path) -> Iterat
     c.stop()
 
 
-_namespaces = iter(range(1000))
-
-
 @pytest.fixture
 def ns(cluster: Cluster) -> Iterator[str]:
-    name = f"life{next(_namespaces)}"
-    cluster.kubectl("create", "namespace", name)
+    name = cluster.new_namespace("life")
     yield name
     for node in NODES:
         cluster.kubectl("uncordon", node)
@@ -70,24 +67,8 @@ def ns(cluster: Cluster) -> Iterator[str]:
 
 
 def deployment(name: str, replicas: int, **pod_spec: Any) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "containers": [{"name": "app", "image": "registry.local/app:1"}],
-                        **pod_spec,
-                    },
-                },
-            },
-        }
-    )
+    spec = {"containers": [{"name": "app", "image": "registry.local/app:1"}], **pod_spec}
+    return json.dumps(workload("Deployment", name, spec, replicas=replicas))
 
 
 def pdb(name: str, min_available: int) -> str:
@@ -102,20 +83,8 @@ def pdb(name: str, min_available: int) -> str:
 
 
 def daemonset(name: str) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": {"name": name},
-            "spec": {
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "agent", "image": "registry.local/agent:1"}]},
-                },
-            },
-        }
-    )
+    pod_spec = {"containers": [{"name": "agent", "image": "registry.local/agent:1"}]}
+    return json.dumps(workload("DaemonSet", name, pod_spec))
 
 
 def apply(cluster: Cluster, ns: str, manifest: str) -> None:

@@ -16,27 +16,20 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import Cluster, start_cluster, wait_for
+from tests.e2e.cluster import Cluster, cluster_fixture, wait_for
+from tests.manifests import workload
 
 Obj = dict[str, Any]
 
 NODES = ("sched-0", "sched-1", "sched-2")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path_factory.mktemp("sched"), nodes=3, prefix="sched-")
-    yield c
-    c.stop()
-
-
-_namespaces = iter(range(1000))
+cluster = cluster_fixture("sched", prefix="sched-")
 
 
 @pytest.fixture
 def ns(cluster: Cluster) -> Iterator[str]:
-    name = f"sched{next(_namespaces)}"
-    cluster.kubectl("create", "namespace", name)
+    name = cluster.new_namespace("sched")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false")
 
@@ -49,21 +42,8 @@ def container(cpu: str | None = None) -> Obj:
 
 
 def deployment(name: str, replicas: int, cpu: str | None = None, **pod_spec: Any) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [container(cpu)], **pod_spec},
-                },
-            },
-        }
-    )
+    spec = {"containers": [container(cpu)], **pod_spec}
+    return json.dumps(workload("Deployment", name, spec, replicas=replicas))
 
 
 def pod(name: str, cpu: str | None = None, **pod_spec: Any) -> str:

@@ -73,14 +73,9 @@ def bound_pod(name: str, node: str, policy: str = "Always", **annotations: str) 
 
 
 def test_kubeconfig_mode_nodes_leases_and_pods(sim_server: ServerProcess, k: Kubectl) -> None:
-    sim = Sim(
-        "--server",
-        sim_server.url,
-        "--kubeconfig",
-        str(sim_server.kubeconfig),
-        "--nodes",
-        "3",
-        "--name-prefix",
+    sim = Sim.joining(
+        sim_server,
+        3,
         "kc-",
         "--lease-seconds",
         "4",
@@ -141,16 +136,7 @@ def test_kubeconfig_mode_nodes_leases_and_pods(sim_server: ServerProcess, k: Kub
 
 
 def test_pod_waits_for_a_pod_cidr(sim_server: ServerProcess, k: Kubectl) -> None:
-    sim = Sim(
-        "--server",
-        sim_server.url,
-        "--kubeconfig",
-        str(sim_server.kubeconfig),
-        "--nodes",
-        "1",
-        "--name-prefix",
-        "cidr-",
-    )
+    sim = Sim.joining(sim_server, 1, "cidr-")
     try:
         sim.summary()
         if get(k, "node", "cidr-0")["spec"].get("podCIDR"):

@@ -21,6 +21,7 @@ from tests.e2e.cluster import (
     start_watch,
     wait_for,
 )
+from tests.manifests import workload
 
 Obj = dict[str, Any]
 
@@ -54,32 +55,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c.stop()
 
 
-_namespaces = iter(range(1000))
-
-
 @pytest.fixture
 def ns(cluster: Cluster) -> str:
-    name = f"sts{next(_namespaces)}"
-    cluster.kubectl("create", "namespace", name)
-    return name
+    return cluster.new_namespace("sts")
 
 
 def statefulset(replicas: int, image: str = "registry.local/nginx:1", **spec: Any) -> str:
-    body: Obj = {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": "web"},
-        "spec": {
-            "serviceName": "web",
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "nginx", "image": image}]},
-            },
-            **spec,
-        },
-    }
+    pod_spec = {"containers": [{"name": "nginx", "image": image}]}
+    body = workload("StatefulSet", "web", pod_spec, serviceName="web", replicas=replicas, **spec)
     return json.dumps(body)
 
 

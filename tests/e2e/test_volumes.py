@@ -7,32 +7,23 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import Cluster, start_cluster, wait_for
+from tests.e2e.cluster import Cluster, cluster_fixture, wait_for
+from tests.manifests import workload
 
 Obj = dict[str, Any]
 IMAGE = "registry.local/app:v1"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path_factory.mktemp("volumes"), nodes=3)
-    yield c
-    c.stop()
-
-
-_namespaces = iter(range(1000))
+cluster = cluster_fixture("volumes")
 
 
 @pytest.fixture
 def ns(cluster: Cluster) -> str:
-    name = f"vol{next(_namespaces)}"
-    cluster.kubectl("create", "namespace", name)
-    return name
+    return cluster.new_namespace("vol")
 
 
 def apply(cluster: Cluster, ns: str, *objs: Obj) -> None:
@@ -72,21 +63,14 @@ def web(*, mount: bool) -> Obj:
     container: Obj = {"name": "app", "image": IMAGE}
     if mount:
         container["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 2,
-            "serviceName": "web",
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [container]},
-            },
-            "volumeClaimTemplates": [template],
-        },
-    }
+    return workload(
+        "StatefulSet",
+        "web",
+        {"containers": [container]},
+        replicas=2,
+        serviceName="web",
+        volumeClaimTemplates=[template],
+    )
 
 
 def bound_claim(cluster: Cluster, ns: str, name: str) -> Obj | None:
@@ -137,17 +121,7 @@ def test_deployment_claim_provisioned_on_its_node(cluster: Cluster, ns: str) -> 
         lambda: "WaitForFirstConsumer" in reasons(cluster, ns, "data"), "WaitForFirstConsumer event"
     )
     assert cluster.get("pvc", "data", "-n", ns)["status"]["phase"] == "Pending"
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "app"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "app"}},
-            "template": {"metadata": {"labels": {"app": "app"}}, "spec": pod_spec("data")},
-        },
-    }
-    apply(cluster, ns, deployment)
+    apply(cluster, ns, workload("Deployment", "app", pod_spec("data"), replicas=1))
     pvc = wait_for(lambda: bound_claim(cluster, ns, "data"), "claim bound")
     [pod] = wait_for(lambda: running_pods(cluster, ns, "app=app", 1), "pod running")
     pv = cluster.get("pv", pvc["spec"]["volumeName"])

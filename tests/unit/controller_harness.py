@@ -13,6 +13,7 @@ from typing import Any
 
 import datastore
 from edgek.kinds import Kind, Registry
+from edgek.timefmt import format_time
 from server.config import ServerConfig
 from server.controllers.events import EventRecorder
 from server.controllers.runtime import Controller, ControllerContext, Informers
@@ -93,6 +94,41 @@ class Harness:
     async def list(self, group: str, resource: str, namespace: str = "") -> list[dict[str, Any]]:
         listed = await self.objects.list(self.kind(group, resource), namespace, ListOptions())
         return listed.items
+
+    async def set_pod_status(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        ready: bool = True,
+        phase: str = "Running",
+        ip: str | None = None,
+    ) -> dict[str, Any]:
+        """Play kubelet: give a pod ``phase`` and a Ready condition (changed now), and the
+        pod IP ``ip`` if given. Returns the updated pod."""
+        status: dict[str, Any] = {
+            "phase": phase,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "lastTransitionTime": format_time(self.clock()),
+                }
+            ],
+        }
+        if ip:
+            status["podIP"] = ip
+            status["podIPs"] = [{"ip": ip}]
+
+        async def mutate(pod: dict[str, Any] | None) -> dict[str, Any] | None:
+            assert pod is not None
+            pod["status"] = status
+            return pod
+
+        updated, _ = await self.objects.modify(
+            self.kind("", "pods"), namespace, name, mutate, WriteOptions(subresource="status")
+        )
+        return updated
 
     async def wait_for(
         self,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgek.timefmt import format_time
 from server.controllers.daemonset import (
     TEMPLATE_GENERATION_LABEL,
     DaemonSetController,
@@ -69,26 +68,10 @@ async def _by_node(h: Harness) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-async def _ready(h: Harness, pod: dict[str, Any]) -> None:
-    async def mutate(cur: dict[str, Any] | None) -> dict[str, Any] | None:
-        assert cur is not None
-        cur["status"] = {
-            "phase": "Running",
-            "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": format_time(h.clock())}
-            ],
-        }
-        return cur
-
-    await h.objects.modify(
-        h.kind("", "pods"), NS, pod["metadata"]["name"], mutate, WriteOptions(subresource="status")
-    )
-
-
 async def _ready_all(h: Harness) -> None:
     for pod in await _pods(h):
         if pod["status"].get("phase") != "Running":
-            await _ready(h, pod)
+            await h.set_pod_status(NS, pod["metadata"]["name"])
 
 
 async def _ds_obj(h: Harness) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from server.controllers import rollout as ro
 from server.controllers.deployment import DeploymentController
 from server.controllers.replicaset import ReplicaSetController
 from server.registry.store import DeleteOptions, WriteOptions
+from tests.manifests import workload
 from tests.unit.controller_harness import Harness
 
 Obj = dict[str, Any]
@@ -25,20 +26,8 @@ NS = "default"
 
 
 def deployment(name: str, replicas: int, image: str = "nginx:1", **spec: Any) -> Obj:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": image}]},
-            },
-            **spec,
-        },
-    }
+    pod_spec = {"containers": [{"name": "c", "image": image}]}
+    return workload("Deployment", name, pod_spec, replicas=replicas, **spec)
 
 
 async def start(h: Harness) -> DeploymentController:
@@ -99,22 +88,8 @@ def is_ready(pod: Obj) -> bool:
 
 async def make_ready(h: Harness, pods: list[Obj]) -> None:
     for pod in pods:
-        current = await h.get("", "pods", NS, pod["metadata"]["name"])
-        if current is None:
-            continue
-        current["status"] = {
-            "phase": "Running",
-            "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": format_time(h.clock())}
-            ],
-        }
-        await h.objects.update(
-            h.kind("", "pods"),
-            NS,
-            pod["metadata"]["name"],
-            current,
-            WriteOptions(subresource="status"),
-        )
+        if await h.get("", "pods", NS, pod["metadata"]["name"]) is not None:
+            await h.set_pod_status(NS, pod["metadata"]["name"])
 
 
 def rollout_done(d: Obj) -> bool:

@@ -9,6 +9,7 @@ import pytest
 from edgek.timefmt import format_time
 from server.controllers.disruption import DisruptionController, ExpectedCountError, scaled_value
 from server.registry.store import WriteOptions
+from tests.manifests import workload
 from tests.unit.controller_harness import Harness
 
 Obj = dict[str, Any]
@@ -48,21 +49,8 @@ async def make_pod(
     body = pod_body(name, labels, owner)
     if node:
         body["spec"]["nodeName"] = node
-    pod = await h.create("", "pods", "default", body)
-    pod["status"] = {
-        "phase": phase,
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True" if ready else "False",
-                "lastTransitionTime": format_time(h.clock()),
-            }
-        ],
-    }
-    updated, _ = await h.objects.update(
-        h.kind("", "pods"), "default", name, pod, WriteOptions(subresource="status")
-    )
-    return updated
+    await h.create("", "pods", "default", body)
+    return await h.set_pod_status("default", name, ready=ready, phase=phase)
 
 
 async def make_pdb(h: Harness, name: str, spec: Obj) -> Obj:
@@ -79,6 +67,17 @@ async def pdb_status(h: Harness, name: str) -> Obj:
     pdb = await h.get("policy", "poddisruptionbudgets", "default", name)
     assert pdb is not None
     return pdb.get("status") or {}
+
+
+async def synced_status(h: Harness, name: str) -> Obj:
+    """The PDB's status once the controller has observed it and the loops are idle."""
+
+    async def synced() -> bool:
+        return (await pdb_status(h, name)).get("observedGeneration") == 1
+
+    await h.wait_for(synced, what="PDB status")
+    await h.settle()
+    return await pdb_status(h, name)
 
 
 def condition(status: Obj) -> Obj:
@@ -99,13 +98,7 @@ async def test_min_available_int_counts_ready_pods(harness: Harness) -> None:
         await make_pod(harness, f"web-{i}", {"app": "web"}, ready=i < 2)
     await make_pod(harness, "other", {"app": "other"})
     await make_pdb(harness, "web", {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}})
-
-    async def synced() -> bool:
-        return (await pdb_status(harness, "web")).get("observedGeneration") == 1
-
-    await harness.wait_for(synced, what="PDB status")
-    await harness.settle()
-    st = await pdb_status(harness, "web")
+    st = await synced_status(harness, "web")
     assert (st["expectedPods"], st["currentHealthy"], st["desiredHealthy"]) == (3, 2, 1)
     assert st["disruptionsAllowed"] == 1
     cond = condition(st)
@@ -133,51 +126,20 @@ async def test_min_available_int_counts_ready_pods(harness: Harness) -> None:
 
 async def test_percentages_use_the_controllers_scale(harness: Harness) -> None:
     await harness.start(DisruptionController)
+    pod_spec = {"containers": [{"name": "c", "image": "nginx"}]}
     deploy = await harness.create(
-        "apps",
-        "deployments",
-        "default",
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 5,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "c", "image": "nginx"}]},
-                },
-            },
-        },
+        "apps", "deployments", "default", workload("Deployment", "web", pod_spec, replicas=5)
     )
     owner_refs = pod_body("x", {}, deploy)["metadata"]["ownerReferences"]
-    rs_body: Obj = {
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {"name": "web-1", "ownerReferences": owner_refs},
-        "spec": {
-            "replicas": 5,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
-            },
-        },
-    }
+    rs_body = workload("ReplicaSet", "web-1", pod_spec, labels={"app": "web"}, replicas=5)
+    rs_body["metadata"]["ownerReferences"] = owner_refs
     rs = await harness.create("apps", "replicasets", "default", rs_body)
     for i in range(4):
         await make_pod(harness, f"web-1-{i}", {"app": "web"}, owner=rs)
     await make_pdb(
         harness, "web", {"maxUnavailable": "30%", "selector": {"matchLabels": {"app": "web"}}}
     )
-
-    async def synced() -> bool:
-        return (await pdb_status(harness, "web")).get("observedGeneration") == 1
-
-    await harness.wait_for(synced, what="PDB status")
-    await harness.settle()
-    st = await pdb_status(harness, "web")
+    st = await synced_status(harness, "web")
     # expected 5 (the Deployment's replicas), maxUnavailable ceil(1.5) = 2 -> desired 3
     assert (st["expectedPods"], st["desiredHealthy"], st["currentHealthy"]) == (5, 3, 4)
     assert st["disruptionsAllowed"] == 1

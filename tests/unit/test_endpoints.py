@@ -52,34 +52,8 @@ async def add_pod(
             "spec": spec,
         },
     )
-    await set_status(h, name, ip, ready=ready, phase=phase)
+    await h.set_pod_status("default", name, ready=ready, phase=phase, ip=ip)
     return pod
-
-
-async def set_status(
-    h: Harness, name: str, ip: str | None, *, ready: bool, phase: str = "Running"
-) -> None:
-    stamp = format_time(h.clock())
-
-    async def mutate(obj: dict[str, Any] | None) -> dict[str, Any] | None:
-        assert obj is not None
-        status: dict[str, Any] = {
-            "phase": phase,
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True" if ready else "False",
-                    "lastTransitionTime": stamp,
-                }
-            ],
-        }
-        if ip:
-            status["podIP"] = ip
-            status["podIPs"] = [{"ip": ip}]
-        obj["status"] = status
-        return obj
-
-    await h.objects.modify(h.kind("", "pods"), "default", name, mutate, STATUS)
 
 
 WEB = {
@@ -143,7 +117,7 @@ async def test_ready_and_not_ready_pods_with_named_ports(harness: Harness) -> No
     }
 
     h.clock.advance(10)
-    await set_status(h, "p2", "10.42.0.6", ready=True)
+    await h.set_pod_status("default", "p2", ip="10.42.0.6")
     await h.settle()
     ep = await endpoints(h, "web")
     assert ep is not None
@@ -177,8 +151,9 @@ async def test_publish_not_ready_and_headless(harness: Harness) -> None:
     assert (address["ip"], address["hostname"]) == ("10.42.0.5", "web-0")
 
 
-async def test_services_that_get_no_endpoints(harness: Harness) -> None:
-    h = harness
+async def add_unselecting_services(h: Harness) -> None:
+    """Services no endpoints are kept for: ``manual`` (no selector) and ``ext``
+    (ExternalName, though it selects the pod ``p1`` that is added too)."""
     await add_service(h, "manual", {"clusterIP": "10.43.0.11", "ports": [{"port": 80}]})
     await add_service(
         h,
@@ -186,6 +161,11 @@ async def test_services_that_get_no_endpoints(harness: Harness) -> None:
         {"type": "ExternalName", "externalName": "example.com", "selector": {"app": "web"}},
     )
     await add_pod(h, "p1", "10.42.0.5")
+
+
+async def test_services_that_get_no_endpoints(harness: Harness) -> None:
+    h = harness
+    await add_unselecting_services(h)
     await h.start(EndpointsController)
     await h.settle()
     assert await endpoints(h, "manual") is None

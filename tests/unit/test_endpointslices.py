@@ -7,7 +7,13 @@ from typing import Any
 from server.controllers.endpointslices import EndpointSliceController
 from server.registry.store import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
-from tests.unit.test_endpoints import HTTP, WEB, add_pod, add_service, set_status
+from tests.unit.test_endpoints import (
+    HTTP,
+    WEB,
+    add_pod,
+    add_service,
+    add_unselecting_services,
+)
 
 MANAGED = {
     "kubernetes.io/service-name": "web",
@@ -93,7 +99,7 @@ async def test_slices_for_ready_not_ready_and_terminating_pods(harness: Harness)
         "terminating": True,
     }
 
-    await set_status(h, "p2", "10.42.0.6", ready=True)
+    await h.set_pod_status("default", "p2", ip="10.42.0.6")
     await h.settle()
     (again,) = await slices(h)
     assert again["metadata"]["name"] == md["name"]  # updated in place
@@ -151,13 +157,7 @@ async def test_headless_with_hostname_and_removal(harness: Harness) -> None:
 
 async def test_no_slices_without_selector_or_for_external_name(harness: Harness) -> None:
     h = harness
-    await add_service(h, "manual", {"clusterIP": "10.43.0.11", "ports": [{"port": 80}]})
-    await add_service(
-        h,
-        "ext",
-        {"type": "ExternalName", "externalName": "example.com", "selector": {"app": "web"}},
-    )
-    await add_pod(h, "p1", "10.42.0.5")
+    await add_unselecting_services(h)
     await h.start(EndpointSliceController)
     await h.settle()
     assert await h.list("discovery.k8s.io", "endpointslices", "default") == []

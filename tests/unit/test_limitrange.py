@@ -9,23 +9,10 @@ import pytest
 from edgek.status import ApiError
 from server.registry.limitrange import LimitRangeAdmission
 from server.registry.quota import QuotaAdmission
+from tests.manifests import resource_pod
 from tests.unit.controller_harness import Harness
 
 Obj = dict[str, Any]
-
-
-def pod(name: str, requests: Obj | None = None, limits: Obj | None = None) -> Obj:
-    resources: Obj = {}
-    if requests:
-        resources["requests"] = requests
-    if limits:
-        resources["limits"] = limits
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": [{"name": "app", "image": "nginx", "resources": resources}]},
-    }
 
 
 async def bench(h: Harness, *items: Obj) -> None:
@@ -51,7 +38,7 @@ async def test_defaults_are_applied_and_annotated(harness: Harness) -> None:
             "defaultRequest": {"cpu": "100m"},
         },
     )
-    created = await harness.create("", "pods", "default", pod("a"))
+    created = await harness.create("", "pods", "default", resource_pod("a"))
     res = created["spec"]["containers"][0]["resources"]
     assert res["limits"] == {"cpu": "500m", "memory": "256Mi"}
     # memory's request defaults to its default limit (SetDefaults_LimitRangeItem)
@@ -61,7 +48,9 @@ async def test_defaults_are_applied_and_annotated(harness: Harness) -> None:
         "cpu, memory limit for container app"
     )
     # what the pod states itself is kept
-    own = await harness.create("", "pods", "default", pod("b", {"cpu": "200m"}, {"cpu": "1"}))
+    own = await harness.create(
+        "", "pods", "default", resource_pod("b", {"cpu": "200m"}, {"cpu": "1"})
+    )
     res = own["spec"]["containers"][0]["resources"]
     assert (res["requests"]["cpu"], res["limits"]["cpu"]) == ("200m", "1")
 
@@ -77,14 +66,17 @@ async def test_container_min_max_and_ratio(harness: Harness) -> None:
         },
     )
     with pytest.raises(ApiError) as err:
-        await harness.create("", "pods", "default", pod("low", {"cpu": "0.05"}))
+        await harness.create("", "pods", "default", resource_pod("low", {"cpu": "0.05"}))
     assert err.value.code == 403
     assert err.value.message == (
         'pods "low" is forbidden: minimum cpu usage per Container is 100m, but request is 50m'
     )
     with pytest.raises(ApiError) as err:
         await harness.create(
-            "", "pods", "default", pod("big", {"cpu": "200m", "memory": "1Gi"}, {"memory": "2Gi"})
+            "",
+            "pods",
+            "default",
+            resource_pod("big", {"cpu": "200m", "memory": "1Gi"}, {"memory": "2Gi"}),
         )
     assert err.value.message == (
         'pods "big" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi'
@@ -94,14 +86,14 @@ async def test_container_min_max_and_ratio(harness: Harness) -> None:
             "",
             "pods",
             "default",
-            pod("skewed", {"cpu": "200m", "memory": "128Mi"}, {"memory": "512Mi"}),
+            resource_pod("skewed", {"cpu": "200m", "memory": "128Mi"}, {"memory": "512Mi"}),
         )
     assert err.value.message == (
         'pods "skewed" is forbidden: memory max limit to request ratio per Container is 2, '
         "but provided ratio is 4.000000"
     )
     # defaults from min/max make a bare pod acceptable
-    created = await harness.create("", "pods", "default", pod("bare"))
+    created = await harness.create("", "pods", "default", resource_pod("bare"))
     res = created["spec"]["containers"][0]["resources"]
     assert res["limits"] == {"memory": "1Gi"}
     assert res["requests"] == {"cpu": "100m", "memory": "1Gi"}
@@ -109,7 +101,7 @@ async def test_container_min_max_and_ratio(harness: Harness) -> None:
 
 async def test_pod_max_sums_containers(harness: Harness) -> None:
     await bench(harness, {"type": "Pod", "max": {"cpu": "1"}})
-    two = pod("two", {"cpu": "600m"}, {"cpu": "600m"})
+    two = resource_pod("two", {"cpu": "600m"}, {"cpu": "600m"})
     two["spec"]["containers"].append(
         {
             "name": "side",
@@ -122,7 +114,9 @@ async def test_pod_max_sums_containers(harness: Harness) -> None:
     assert err.value.message == (
         'pods "two" is forbidden: maximum cpu usage per Pod is 1, but limit is 1200m'
     )
-    await harness.create("", "pods", "default", pod("one", {"cpu": "600m"}, {"cpu": "600m"}))
+    await harness.create(
+        "", "pods", "default", resource_pod("one", {"cpu": "600m"}, {"cpu": "600m"})
+    )
 
 
 async def test_pvc_storage_bounds(harness: Harness) -> None:
@@ -170,7 +164,7 @@ async def test_quota_sees_the_defaulted_pod(harness: Harness) -> None:
     await harness.create("", "resourcequotas", "default", body)
     quotas = harness.informers.cache("", "resourcequotas")
     await harness.wait_for(lambda: quotas.get("default", "q") is not None, what="quota cached")
-    await harness.create("", "pods", "default", pod("a"))
+    await harness.create("", "pods", "default", resource_pod("a"))
     with pytest.raises(ApiError) as err:
-        await harness.create("", "pods", "default", pod("b"))
+        await harness.create("", "pods", "default", resource_pod("b"))
     assert "requested: requests.cpu=300m, used: requests.cpu=300m" in err.value.message

@@ -172,17 +172,7 @@ async def test_not_ready_node_and_its_pods(harness: Harness) -> None:
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
         },
     )
-    stamp = format_time(h.clock())
-
-    async def running(obj: dict[str, Any] | None) -> dict[str, Any] | None:
-        assert obj is not None
-        obj["status"] = {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": stamp}],
-        }
-        return obj
-
-    await h.objects.modify(h.kind("", "pods"), "default", "p", running, STATUS)
+    await h.set_pod_status("default", "p")
     await h.start(NodeLifecycleController)
     await h.settle()
 

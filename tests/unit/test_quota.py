@@ -12,6 +12,7 @@ from edgek.status import ApiError
 from server.controllers.resourcequota import ResourceQuotaController
 from server.registry.quota import QuotaAdmission, format_qty, parse_qty
 from server.registry.store import DeleteOptions, WriteOptions
+from tests.manifests import resource_pod
 from tests.unit.controller_harness import Harness
 
 Obj = dict[str, Any]
@@ -40,20 +41,6 @@ def test_small_binary_values_print_decimal() -> None:
     assert format_qty(Fraction(512), "BinarySI") == "512"
 
 
-def pod(name: str, requests: Obj | None = None, limits: Obj | None = None) -> Obj:
-    resources: Obj = {}
-    if requests:
-        resources["requests"] = requests
-    if limits:
-        resources["limits"] = limits
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": [{"name": "app", "image": "nginx", "resources": resources}]},
-    }
-
-
 async def bench(h: Harness, hard: Obj, **spec: Any) -> QuotaAdmission:
     admission = QuotaAdmission.over(h.informers.cache, h.objects, h.clock)
     h.objects.admission.append(admission)
@@ -78,10 +65,10 @@ async def used(h: Harness) -> Obj:
 
 async def test_pod_count_quota(harness: Harness) -> None:
     admission = await bench(harness, {"pods": "2", "count/configmaps": "5"})
-    await harness.create("", "pods", "default", pod("a"))
-    await harness.create("", "pods", "default", pod("b"))
+    await harness.create("", "pods", "default", resource_pod("a"))
+    await harness.create("", "pods", "default", resource_pod("b"))
     with pytest.raises(ApiError) as err:
-        await harness.create("", "pods", "default", pod("c"))
+        await harness.create("", "pods", "default", resource_pod("c"))
     assert err.value.code == 403
     assert err.value.message == (
         'pods "c" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2'
@@ -103,7 +90,7 @@ async def test_pod_count_quota(harness: Harness) -> None:
         harness.kind("", "pods"), "default", "a", done, WriteOptions(subresource="status")
     )
     await harness.wait_for(lambda: _used_is(harness, "pods", "1"), what="pods=1")
-    await harness.create("", "pods", "default", pod("c"))
+    await harness.create("", "pods", "default", resource_pod("c"))
 
 
 async def _used_is(h: Harness, name: str, value: str) -> bool:
@@ -113,24 +100,27 @@ async def _used_is(h: Harness, name: str, value: str) -> bool:
 async def test_compute_quota_needs_requests_and_sums_them(harness: Harness) -> None:
     await bench(harness, {"requests.cpu": "1", "limits.memory": "1Gi"})
     with pytest.raises(ApiError) as err:
-        await harness.create("", "pods", "default", pod("bare"))
+        await harness.create("", "pods", "default", resource_pod("bare"))
     assert err.value.message == (
         'pods "bare" is forbidden: failed quota: q: must specify limits.memory for: app; '
         "requests.cpu for: app"
     )
     await harness.create(
-        "", "pods", "default", pod("a", {"cpu": "600m"}, {"cpu": "1", "memory": "512Mi"})
+        "", "pods", "default", resource_pod("a", {"cpu": "600m"}, {"cpu": "1", "memory": "512Mi"})
     )
     with pytest.raises(ApiError) as err:
         await harness.create(
-            "", "pods", "default", pod("b", {"cpu": "500m"}, {"cpu": "1", "memory": "256Mi"})
+            "",
+            "pods",
+            "default",
+            resource_pod("b", {"cpu": "500m"}, {"cpu": "1", "memory": "256Mi"}),
         )
     assert err.value.message == (
         'pods "b" is forbidden: exceeded quota: q, requested: requests.cpu=500m, '
         "used: requests.cpu=600m, limited: requests.cpu=1"
     )
     await harness.create(
-        "", "pods", "default", pod("c", {"cpu": "400m"}, {"cpu": "1", "memory": "512Mi"})
+        "", "pods", "default", resource_pod("c", {"cpu": "400m"}, {"cpu": "1", "memory": "512Mi"})
     )
 
     async def counted() -> bool:
@@ -206,9 +196,9 @@ async def test_service_quota(harness: Harness) -> None:
 
 async def test_scopes_select_pods(harness: Harness) -> None:
     await bench(harness, {"pods": "1"}, scopes=["BestEffort"])
-    await harness.create("", "pods", "default", pod("be-1"))
+    await harness.create("", "pods", "default", resource_pod("be-1"))
     with pytest.raises(ApiError):
-        await harness.create("", "pods", "default", pod("be-2"))
+        await harness.create("", "pods", "default", resource_pod("be-2"))
     # pods with requests are outside the scope
-    await harness.create("", "pods", "default", pod("burst", {"cpu": "100m"}))
+    await harness.create("", "pods", "default", resource_pod("burst", {"cpu": "100m"}))
     await harness.wait_for(lambda: _used_is(harness, "pods", "1"), what="scoped usage")

@@ -19,6 +19,7 @@ from edgek.status import ApiError
 from edgek.timefmt import format_time
 from server.registry.namespacelifecycle import NAMESPACES_PREFIX
 from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions, key_prefix
+from tests.manifests import workload
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 NS = "default"
@@ -83,20 +84,8 @@ def pod(name: str, node: str = "") -> dict[str, Any]:
 
 
 def deployment(name: str, replicas: int = 1) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
-            },
-        },
-    }
+    pod_spec = {"containers": [{"name": "app", "image": "nginx:1.25"}]}
+    return workload("Deployment", name, pod_spec, replicas=replicas)
 
 
 def names(items: list[dict[str, Any]]) -> list[str]:

@@ -19,6 +19,7 @@ from server.controllers.replicaset import (
     slow_start_batch,
 )
 from server.registry.store import DeleteOptions, WriteOptions
+from tests.manifests import workload
 from tests.unit.controller_harness import T0, Harness
 
 Obj = dict[str, Any]
@@ -26,20 +27,8 @@ NS = "default"
 
 
 def replica_set(name: str, replicas: int, *, labels: dict[str, str] | None = None) -> Obj:
-    labels = labels or {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "c", "image": "nginx:1"}]},
-            },
-        },
-    }
+    pod_spec = {"containers": [{"name": "c", "image": "nginx:1"}]}
+    return workload("ReplicaSet", name, pod_spec, labels=labels, replicas=replicas)
 
 
 def orphan_pod(name: str, labels: dict[str, str]) -> Obj:
@@ -61,24 +50,6 @@ async def pods_of(h: Harness, rs: Obj) -> list[Obj]:
             for r in p["metadata"].get("ownerReferences") or []
         )
     ]
-
-
-async def set_pod_status(h: Harness, pod: Obj, *, ready: bool, phase: str = "Running") -> None:
-    current = await h.get("", "pods", NS, pod["metadata"]["name"])
-    assert current is not None
-    current["status"] = {
-        "phase": phase,
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True" if ready else "False",
-                "lastTransitionTime": format_time(h.clock()),
-            }
-        ],
-    }
-    await h.objects.update(
-        h.kind("", "pods"), NS, pod["metadata"]["name"], current, WriteOptions(subresource="status")
-    )
 
 
 async def scale(h: Harness, name: str, replicas: int) -> None:
@@ -113,8 +84,8 @@ async def test_creates_pods_with_owner_and_reports_status(harness: Harness) -> N
     created = await event_messages(h, "SuccessfulCreate")
     assert sorted(created) == sorted(f"Created pod: {p['metadata']['name']}" for p in pods)
 
-    await set_pod_status(h, pods[0], ready=True)
-    await set_pod_status(h, pods[1], ready=False)
+    await h.set_pod_status(NS, pods[0]["metadata"]["name"], ready=True)
+    await h.set_pod_status(NS, pods[1]["metadata"]["name"], ready=False)
     await h.settle()
     stored = await h.get("apps", "replicasets", NS, "web")
     assert stored is not None
@@ -154,9 +125,10 @@ async def test_scale_down_deletes_least_valuable_pods(harness: Harness) -> None:
     await h.settle()
     pods = await pods_of(h, rs)
     keep = {pods[0]["metadata"]["name"], pods[1]["metadata"]["name"]}
-    await set_pod_status(h, pods[0], ready=True)
-    await set_pod_status(h, pods[1], ready=True)
-    await set_pod_status(h, pods[2], ready=False)  # running, not ready; pods[3] stays pending
+    await h.set_pod_status(NS, pods[0]["metadata"]["name"], ready=True)
+    await h.set_pod_status(NS, pods[1]["metadata"]["name"], ready=True)
+    # running, not ready; pods[3] stays pending
+    await h.set_pod_status(NS, pods[2]["metadata"]["name"], ready=False)
     await h.settle()
     await scale(h, "web", 2)
     await h.settle()
@@ -197,7 +169,7 @@ async def test_available_waits_for_min_ready_seconds(harness: Harness) -> None:
     rs = await h.create("apps", "replicasets", NS, body)
     await h.settle()
     (pod,) = await pods_of(h, rs)
-    await set_pod_status(h, pod, ready=True)
+    await h.set_pod_status(NS, pod["metadata"]["name"], ready=True)
     await h.settle()
     stored = await h.get("apps", "replicasets", NS, "slow")
     assert stored is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgek.timefmt import format_time
 from server.controllers.history import REVISION_HASH_LABEL
 from server.controllers.statefulset import (
     POD_INDEX_LABEL,
@@ -67,27 +66,11 @@ async def _names(h: Harness) -> list[str]:
     return sorted(pods, key=lambda n: parent_and_ordinal(n)[1])
 
 
-async def _make_ready(h: Harness, name: str) -> None:
-    """Play kubelet: the pod is Running and Ready."""
-
-    async def mutate(pod: dict[str, Any] | None) -> dict[str, Any] | None:
-        assert pod is not None
-        pod["status"] = {
-            "phase": "Running",
-            "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": format_time(h.clock())}
-            ],
-        }
-        return pod
-
-    await h.objects.modify(h.kind("", "pods"), NS, name, mutate, WriteOptions(subresource="status"))
-
-
 async def _ready_all(h: Harness) -> None:
     for name in await _names(h):
         pod = (await _pods(h))[name]
         if (pod.get("status") or {}).get("phase") != "Running":
-            await _make_ready(h, name)
+            await h.set_pod_status(NS, name)
 
 
 async def _roll_until(h: Harness, want: list[str], what: str) -> None:
@@ -157,13 +140,13 @@ async def test_ordered_creation_with_claims_and_identity(harness: Harness) -> No
     ref = pod["metadata"]["ownerReferences"][0]
     assert (ref["kind"], ref["name"], ref["controller"]) == ("StatefulSet", "web", True)
 
-    await _make_ready(h, "web-0")
+    await h.set_pod_status(NS, "web-0")
     await h.settle()
     assert await _names(h) == ["web-0", "web-1"]
-    await _make_ready(h, "web-1")
+    await h.set_pod_status(NS, "web-1")
     await h.settle()
     assert await _names(h) == ["web-0", "web-1", "web-2"]
-    await _make_ready(h, "web-2")
+    await h.set_pod_status(NS, "web-2")
     await h.settle()
     claim_names = {c["metadata"]["name"] for c in await h.list("", "persistentvolumeclaims", NS)}
     assert claim_names == {"data-web-0", "data-web-1", "data-web-2"}
@@ -207,7 +190,7 @@ async def test_scale_down_in_reverse_one_at_a_time(harness: Harness) -> None:
     await _patch_spec(h, replicas=1)
     await h.settle()
     assert await _names(h) == ["web-0", "web-1", "web-2", "web-3"]
-    await _make_ready(h, "web-0")
+    await h.set_pod_status(NS, "web-0")
     await h.settle()
     assert await _names(h) == ["web-0"]
     await h.events.flush()
@@ -257,11 +240,11 @@ async def test_partitioned_rolling_update(harness: Harness) -> None:
     pods = await _pods(h)
     assert _image(pods["web-2"]) == "nginx:2" and pods["web-2"]["status"]["phase"] == "Pending"
     assert pods["web-1"]["metadata"]["uid"] == old_uids["web-1"]
-    await _make_ready(h, "web-2")
+    await h.set_pod_status(NS, "web-2")
     await h.settle()
     pods = await _pods(h)
     assert _image(pods["web-1"]) == "nginx:2" and pods["web-1"]["status"]["phase"] == "Pending"
-    await _make_ready(h, "web-1")
+    await h.set_pod_status(NS, "web-1")
     await h.settle()
     pods = await _pods(h)
     # ordinals below the partition keep the current revision
@@ -394,7 +377,7 @@ async def test_orphan_pods_are_adopted(harness: Harness) -> None:
             "spec": {"containers": [{"name": "c", "image": "nginx:1"}]},
         },
     )
-    await _make_ready(h, "web-0")
+    await h.set_pod_status(NS, "web-0")
     await h.start(StatefulSetController)
     sts = await h.create("apps", "statefulsets", NS, _sts(1, claims=False))
     await h.settle()
