@@ -3,7 +3,9 @@ datastore watch, with change handlers and indexes. Authorizers, the scheduler an
 controllers read these instead of the store; every change in the datastore reaches them,
 whoever wrote it.
 
-Objects handed out are shared: readers must never mutate them (copy first).
+Objects handed out are shared: readers must never mutate them (copy first). They carry no
+``metadata.managedFields``: nothing reading a cache needs them, they are a large part of an
+object's memory, and a write of a cached copy without them keeps the stored ones.
 """
 
 from __future__ import annotations
@@ -150,6 +152,8 @@ class ObjectCache:
             revision = await self._relist()
 
     def _apply(self, key: Key, obj: Obj | None) -> None:
+        if obj is not None:
+            obj["metadata"].pop("managedFields", None)
         old = self._items.get(key)
         for name, fn in self._index_funcs.items():
             index = self._indexes[name]

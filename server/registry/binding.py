@@ -73,13 +73,11 @@ async def bind_pod(
     uid: str = "",
     resource_version: str = "",
     annotations: dict[str, str] | None = None,
-    current: dict[str, Any] | None = None,
     opts: WriteOptions,
 ) -> dict[str, Any]:
     """Bind a pod to ``node_name`` and return the stored pod.
 
-    ``current`` (e.g. the scheduler's cached copy, not mutated) saves the first read; a
-    stale copy costs one retry. Raises ApiError 404 when the pod is gone and 409 when it is
+    Raises ApiError 404 when the pod is gone and 409 when it is
     bound already, being deleted, gated, or not the pod ``uid`` names."""
     return await objects.guarded_update(
         pods_kind,
@@ -88,7 +86,6 @@ async def bind_pod(
         lambda pod: _assign(pod, node_name, annotations or {}, format_time(objects.clock())),
         expected_uid=uid,
         expected_rv=resource_version,
-        current=current,
         dry_run=opts.dry_run,
     )
 

@@ -267,7 +267,6 @@ class Scheduler(Controller):
                 name,
                 node.name,
                 uid=info.uid,
-                current=pod,
                 opts=self.write_options(),
             )
         except ApiError as e:

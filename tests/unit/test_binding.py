@@ -156,16 +156,9 @@ async def test_bind_uid_precondition_and_stale_copy(objects: ObjectStore) -> Non
         return pod
 
     await objects.modify(PODS, "default", "web", relabel, WriteOptions())
-    # the stale cached copy costs a retry, and the newer labels survive the bind
+    # the bind reads the stored pod: the newer labels survive it
     pod = await bind_pod(
-        objects,
-        PODS,
-        "default",
-        "web",
-        "n1",
-        uid=created["metadata"]["uid"],
-        current=created,
-        opts=WriteOptions(),
+        objects, PODS, "default", "web", "n1", uid=created["metadata"]["uid"], opts=WriteOptions()
     )
     assert pod["spec"]["nodeName"] == "n1"
     assert pod["metadata"]["labels"] == {"changed": "yes"}

@@ -4,6 +4,7 @@ election and the controller manager, over a real SQLite store."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 from typing import Any
 
@@ -18,6 +19,7 @@ from server.controllers.runtime import (
     split_key,
 )
 from server.controllers.workqueue import WorkQueue
+from server.registry.store import WriteOptions
 from tests.unit.controller_harness import Harness
 
 
@@ -196,3 +198,28 @@ async def test_terminating_namespace_refusals_are_not_retried() -> None:
     await asyncio.sleep(0.02)
     assert calls == ["gone/k"]
     await q.stop()
+
+
+async def test_cached_objects_carry_no_managed_fields(harness: Harness) -> None:
+    cache = harness.ctx.cache("", "configmaps")
+    await harness.informers.start()
+    created = await harness.objects.create(
+        cache.kind,
+        "default",
+        {**_cm("mf"), "data": {"a": "1"}},
+        Recorder(harness.ctx).write_options(),
+    )
+    assert created["metadata"]["managedFields"]
+    await harness.wait_for(lambda: cache.get("default", "mf") is not None)
+    cached = cache.get("default", "mf")
+    assert cached is not None and "managedFields" not in cached["metadata"]
+    # writing a copy of the cached object back keeps the stored managed fields
+    edited = copy.deepcopy(cached)
+    edited["data"] = {"a": "1", "k": "v"}
+    stored, _ = await harness.objects.update(
+        cache.kind, "default", "mf", edited, WriteOptions(field_manager="other")
+    )
+    assert {m["manager"] for m in stored["metadata"]["managedFields"]} == {
+        "kube-controller-manager",
+        "other",
+    }
