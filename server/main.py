@@ -321,17 +321,9 @@ async def _publish_apiserver_endpoints(
         async def publish(
             current: dict[str, Any] | None, body: dict[str, Any] = body
         ) -> dict[str, Any] | None:
-            if current is not None and all(
-                current.get(k) == v
-                for k, v in body.items()
-                if k not in ("metadata", "apiVersion", "kind")
-            ):
-                return None
-            return (
-                body
-                if current is None
-                else {**current, **{k: v for k, v in body.items() if k != "metadata"}}
-            )
+            # an update that changes nothing is not written
+            fields = {k: v for k, v in body.items() if k != "metadata"}
+            return body if current is None else {**current, **fields}
 
         await objs.modify(kind, "default", "kubernetes", publish, WriteOptions())
 

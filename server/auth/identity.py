@@ -32,20 +32,13 @@ from server.auth.serviceaccount import (
 )
 from server.cache import ObjectCache
 from server.controllers.csr import CSRController
-from server.controllers.runtime import Informers
+from server.controllers.runtime import Informers, builtin_kind
 from server.controllers.serviceaccounts import ServiceAccountController
 from server.pki import PKI
 from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
-
-
-def _kind(registry: Registry, group: str, resource: str) -> Kind:
-    version = "v1"
-    kind = registry.by_resource(group, version, resource)
-    assert kind is not None, resource
-    return kind
 
 
 def join_secret(server_dir: Path, configured: str) -> str:
@@ -170,7 +163,7 @@ class Identity:
             objects,
             self.caches["namespaces"],
             self.caches["serviceaccounts"],
-            _kind(registry, "", "configmaps"),
+            builtin_kind(registry, "", "configmaps"),
             ca_pem.decode(),
         )
         objects.after_write.append(self.service_accounts.on_write)
@@ -356,8 +349,8 @@ class Identity:
             await cache.stop()
 
     async def _ensure_default_policy(self) -> None:
-        roles = _kind(self.registry, RBAC_GROUP, "clusterroles")
-        bindings = _kind(self.registry, RBAC_GROUP, "clusterrolebindings")
+        roles = builtin_kind(self.registry, RBAC_GROUP, "clusterroles")
+        bindings = builtin_kind(self.registry, RBAC_GROUP, "clusterrolebindings")
         opts = WriteOptions(field_manager="edgek-rbac-bootstrap")
         for kind, objs in (
             (roles, default_cluster_roles()),

@@ -57,7 +57,7 @@ class Informers:
         """The cache of a built-in kind (created, not yet started, on first use)."""
         found = self._caches.get((group, resource))
         if found is None:
-            found = ObjectCache(self.objects, _kind(self.registry, group, resource))
+            found = ObjectCache(self.objects, builtin_kind(self.registry, group, resource))
             self._caches[(group, resource)] = found
         return found
 
@@ -70,11 +70,12 @@ class Informers:
             await c.stop()
 
 
-def _kind(registry: Registry, group: str, resource: str) -> Kind:
-    for kind in registry.all():
-        if kind.group == group and kind.resource == resource and not kind.custom:
-            return kind
-    raise KeyError(f"no kind {resource}.{group}")
+def builtin_kind(registry: Registry, group: str, resource: str) -> Kind:
+    """A built-in kind by group and resource (every built-in kind is served as v1)."""
+    kind = registry.by_resource(group, "v1", resource)
+    if kind is None or kind.custom:
+        raise KeyError(f"no kind {resource}.{group}")
+    return kind
 
 
 @dataclass
@@ -90,7 +91,7 @@ class ControllerContext:
 
     def kind(self, group: str, resource: str) -> Kind:
         """A built-in kind by group and resource."""
-        return _kind(self.registry, group, resource)
+        return builtin_kind(self.registry, group, resource)
 
     def cache(self, group: str, resource: str) -> ObjectCache:
         """The shared cache of a built-in kind."""

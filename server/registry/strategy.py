@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from fractions import Fraction
+from functools import cache
 from typing import Any
 
 from edgek import kinds
@@ -228,18 +229,20 @@ def _initial_status(kind: Kind, obj: dict[str, Any]) -> dict[str, Any] | None:
         return {"loadBalancer": {}}
     if kind.custom:
         return None
-    return _status_zeros(kind)
+    return dict(_status_zeros(kind.type_name))
 
 
 #: JSON zero values of the scalar kinds Go always serialises when not ``omitempty``.
 _SCALAR_ZEROS = {"int32": 0, "int64": 0, "bool": False, "string": ""}
 
 
-def _status_zeros(kind: Kind) -> dict[str, Any]:
+@cache
+def _status_zeros(type_name: str) -> dict[str, Any]:
     """A new object's status as Go would serialise an empty one: scalar fields without
     ``omitempty`` (e.g. a ReplicaSet's ``replicas``) appear with their zero value, which
-    typed clients (the official Python client) require."""
-    status_field = kinds.fields(kind.type_name).get("status")
+    typed clients (the official Python client) require. Computed once per kind; callers
+    copy it."""
+    status_field = kinds.fields(type_name).get("status")
     if status_field is None:
         return {}
     ref = kinds.resolve(status_field.type)
