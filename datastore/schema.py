@@ -1,21 +1,14 @@
-"""Tables of the datastore and the engine that reaches them.
+"""Tables of the datastore and the statements on its settings.
 
-The SQL is dialect-neutral (SQLAlchemy Core). Everything SQLite-specific lives here: the
-per-connection PRAGMAs (WAL, synchronous=FULL, incremental auto-vacuum) and the space
-reclamation that follows a compaction.
+The SQL is dialect-neutral (SQLAlchemy Core); ``datastore.database`` runs it (and holds what
+is SQLite-specific: the per-connection PRAGMAs and the space reclamation after a compaction).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from datastore.database import Transaction
 
 metadata = sa.MetaData()
 
@@ -48,82 +41,24 @@ meta = sa.Table(
 
 COMPACT_REVISION = "compact_revision"
 
-_SQLITE_PRAGMAS = (
-    # Must precede the first table of a new file; a no-op on an existing one.
-    "PRAGMA auto_vacuum=INCREMENTAL",
-    "PRAGMA journal_mode=WAL",
-    # Sync the WAL on every commit: an acknowledged write survives power loss.
-    "PRAGMA synchronous=FULL",
-    "PRAGMA busy_timeout=10000",
-    # Truncate the WAL file back to this size after checkpoints.
-    "PRAGMA journal_size_limit=16777216",
+_LOAD_COMPACT = sa.select(meta.c.value).where(meta.c.name == COMPACT_REVISION)
+_INIT_COMPACT = sa.insert(meta).values(name=COMPACT_REVISION, value=0)
+_RECORD_COMPACT = (
+    sa.update(meta)
+    .where(meta.c.name == COMPACT_REVISION)
+    .values(value=sa.bindparam("revision", type_=sa.BigInteger))
 )
 
 
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in _SQLITE_PRAGMAS:
-        cursor.execute(pragma)
-    cursor.close()
-
-
-def create_engine(url: str) -> tuple[AsyncEngine, Path | None]:
-    """Create the async engine for ``url``; return it and a temporary directory to remove.
-
-    ``sqlite:///path`` follows SQLAlchemy's convention (four slashes for an absolute path);
-    missing parent directories are created. ``sqlite://`` is a private throwaway database: a
-    file in a new temporary directory that the caller removes on close (an SQLite ``:memory:``
-    database is per connection, and the store uses separate reader and writer connections).
-    ``postgres://`` and ``postgresql://`` map to the asyncpg driver, which must be installed.
-    """
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend in ("postgres", "postgresql"):
-        return create_async_engine(parsed.set(drivername="postgresql+asyncpg")), None
-    if backend != "sqlite":
-        raise ValueError(f"unsupported datastore url: {parsed.render_as_string()}")
-    temp_dir: Path | None = None
-    if parsed.database in (None, "", ":memory:"):
-        temp_dir = Path(tempfile.mkdtemp(prefix="edgek-store-"))
-        path = temp_dir / "state.db"
-    else:
-        path = Path(parsed.database)
-        path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(sa.URL.create("sqlite+aiosqlite", database=str(path)))
-    event.listen(engine.sync_engine, "connect", _tune_sqlite)
-    return engine, temp_dir
-
-
-def remove_temp_dir(temp_dir: Path | None) -> None:
-    """Remove the directory of a throwaway database, if there is one."""
-    if temp_dir is not None:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-async def load_compact_revision(conn: AsyncConnection) -> int:
+async def load_compact_revision(tx: Transaction) -> int:
     """Return the recorded compact revision, recording 0 on a new database."""
-    stored = await conn.scalar(sa.select(meta.c.value).where(meta.c.name == COMPACT_REVISION))
+    stored = await tx.scalar(_LOAD_COMPACT)
     if stored is None:
-        await conn.execute(sa.insert(meta).values(name=COMPACT_REVISION, value=0))
+        await tx.execute(_INIT_COMPACT)
         return 0
     return int(stored)
 
 
-async def record_compact_revision(conn: AsyncConnection, revision: int) -> None:
+async def record_compact_revision(tx: Transaction, revision: int) -> None:
     """Record ``revision`` as the compact revision (in the caller's transaction)."""
-    await conn.execute(
-        sa.update(meta).where(meta.c.name == COMPACT_REVISION).values(value=revision)
-    )
-
-
-async def reclaim_space(engine: AsyncEngine) -> None:
-    """Return freed pages to the OS and truncate the WAL (SQLite; other databases vacuum
-    themselves)."""
-    if engine.dialect.name != "sqlite":
-        return
-    async with engine.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
-        # executescript steps each statement to completion; a plain execute would free only
-        # one page (the pragma returns no columns, so the driver stops after one step).
-        await driver.executescript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+    await tx.execute(_RECORD_COMPACT, {"revision": revision})

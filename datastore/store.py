@@ -17,19 +17,19 @@ from __future__ import annotations
 import asyncio
 import bisect
 import builtins
+import functools
 import heapq
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from datastore import schema
+from datastore import database, schema
+from datastore.database import Database, Row
 from datastore.schema import kv as kv_table
 from datastore.types import (
     CompactedError,
@@ -62,7 +62,7 @@ class _Write:
 
 @dataclass(eq=False)
 class _Job:
-    run: Callable[[AsyncConnection], Awaitable[None]]
+    run: Callable[[], Awaitable[None]]
     future: asyncio.Future[None]
 
 
@@ -89,23 +89,38 @@ def _prefix_end(prefix: str) -> str | None:
     return stripped[:-1] + chr(nxt)
 
 
-def _key_range(prefix: str, start_after: str = "") -> list[sa.ColumnElement[bool]]:
-    conds: list[sa.ColumnElement[bool]] = []
+def _key_range(prefix: str, start_after: str = "") -> dict[str, str]:
+    """The bounds of keys under ``prefix`` after ``start_after``, as statement parameters."""
+    bounds: dict[str, str] = {}
     if prefix:
-        conds.append(kv_table.c.name >= prefix)
+        bounds["lo"] = prefix
         end = _prefix_end(prefix)
         if end is not None:
-            conds.append(kv_table.c.name < end)
+            bounds["hi"] = end
     if start_after:
-        conds.append(kv_table.c.name > start_after)
+        bounds["after_key"] = start_after
+    return bounds
+
+
+def _key_conditions(bounds: frozenset[str]) -> list[sa.ColumnElement[bool]]:
+    """Conditions on the key for the parameters named in ``bounds`` (see _key_range)."""
+    name = kv_table.c.name
+    conds: list[sa.ColumnElement[bool]] = []
+    if "lo" in bounds:
+        conds.append(name >= sa.bindparam("lo"))
+    if "hi" in bounds:
+        conds.append(name < sa.bindparam("hi"))
+    if "after_key" in bounds:
+        conds.append(name > sa.bindparam("after_key"))
     return conds
 
 
-def _live_at(conds: Sequence[sa.ColumnElement[bool]], revision: int) -> sa.Select[Any]:
-    """Rows that are the live version of their key at ``revision``, among keys in ``conds``."""
+def _live_at(conds: Sequence[sa.ColumnElement[bool]]) -> sa.Select[Any]:
+    """Rows that are the live version of their key at revision ``:at``, among keys in
+    ``conds``."""
     newest = (
         sa.select(sa.func.max(kv_table.c.id).label("id"))
-        .where(*conds, kv_table.c.id <= revision)
+        .where(*conds, kv_table.c.id <= sa.bindparam("at"))
         .group_by(kv_table.c.name)
         .subquery()
     )
@@ -116,20 +131,85 @@ def _live_at(conds: Sequence[sa.ColumnElement[bool]], revision: int) -> sa.Selec
     )
 
 
-def _to_kv(row: Any) -> KeyValue:
-    return KeyValue(row.name, row.value, row.create_revision, row.id)
+# Statements are built once per shape: the connection layer compiles each statement once.
+_INSERT = sa.insert(kv_table)
+_MAX_REVISION = sa.select(sa.func.max(kv_table.c.id))
+_MIN_REVISION = sa.select(sa.func.min(kv_table.c.id))
+_ALL_LIVE = _live_at([])
+_GET_AT = (
+    sa.select(kv_table)
+    .where(kv_table.c.name == sa.bindparam("key"), kv_table.c.id <= sa.bindparam("at"))
+    .order_by(kv_table.c.id.desc())
+    .limit(1)
+)
 
 
-def _to_event(row: Any) -> Event:
-    current = _to_kv(row)
-    if row.deleted:
-        return Event(
-            "DELETE", current, KeyValue(row.name, row.value, row.create_revision, row.prev_revision)
+@functools.cache
+def _list_at(bounds: frozenset[str], limited: bool) -> sa.Select[Any]:
+    """Live keys within ``bounds`` at ``:at`` by key (at most ``:limit`` if ``limited``)."""
+    stmt = _live_at(_key_conditions(bounds)).order_by(kv_table.c.name)
+    if limited:
+        stmt = stmt.limit(sa.bindparam("limit", type_=sa.Integer))
+    return stmt
+
+
+@functools.cache
+def _history(bounds: frozenset[str]) -> sa.Select[Any]:
+    """Events within ``bounds`` with ``:after`` < revision <= ``:upto``, at most ``:limit``."""
+    prev = kv_table.alias("prev")
+    joined = kv_table.outerjoin(
+        prev, sa.and_(prev.c.id == kv_table.c.prev_revision, sa.not_(kv_table.c.deleted))
+    )
+    return (
+        sa.select(kv_table, prev.c.value.label("prev_value"))
+        .select_from(joined)
+        .where(
+            kv_table.c.id > sa.bindparam("after"),
+            kv_table.c.id <= sa.bindparam("upto"),
+            *_key_conditions(bounds),
         )
-    if row.prev_revision == 0 or row.prev_value is None:
+        .order_by(kv_table.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+def _compact_statement() -> sa.Delete:
+    """Delete rows in (``:low``, ``:high``] that are tombstones or superseded at ``:target``."""
+    newer = kv_table.alias("newer")
+    superseded = (
+        sa.select(newer.c.id)
+        .where(
+            newer.c.name == kv_table.c.name,
+            newer.c.id > kv_table.c.id,
+            newer.c.id <= sa.bindparam("target"),
+        )
+        .exists()
+    )
+    return sa.delete(kv_table).where(
+        kv_table.c.id > sa.bindparam("low"),
+        kv_table.c.id <= sa.bindparam("high"),
+        sa.or_(kv_table.c.deleted, superseded),
+    )
+
+
+_COMPACT = _compact_statement()
+
+
+def _to_kv(row: Row) -> KeyValue:
+    return KeyValue(row["name"], row["value"], row["create_revision"], row["id"])
+
+
+def _to_event(row: Row) -> Event:
+    current = _to_kv(row)
+    name, create_revision, prev_revision = row["name"], row["create_revision"], row["prev_revision"]
+    if row["deleted"]:
+        return Event(
+            "DELETE", current, KeyValue(name, row["value"], create_revision, prev_revision)
+        )
+    prev_value = row["prev_value"]
+    if prev_revision == 0 or prev_value is None:
         return Event("PUT", current, None)
-    prev = KeyValue(row.name, row.prev_value, row.create_revision, row.prev_revision)
-    return Event("PUT", current, prev)
+    return Event("PUT", current, KeyValue(name, prev_value, create_revision, prev_revision))
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
@@ -146,18 +226,14 @@ class Store:
 
     def __init__(
         self,
-        engine: AsyncEngine,
-        writer_conn: AsyncConnection,
-        temp_dir: Path | None,
+        db: Database,
         clock: Callable[[], float],
         revision: int,
         compact_revision: int,
         index: dict[str, KeyValue],
         expiries: list[tuple[float, str, int]],
     ) -> None:
-        self._engine = engine
-        self._wconn = writer_conn
-        self._temp_dir = temp_dir
+        self._db = db
         self._clock = clock
         self._revision = revision
         self._compact_revision = compact_revision
@@ -178,31 +254,37 @@ class Store:
         self._writer = asyncio.create_task(self._run_writer(), name="datastore-writer")
 
     @classmethod
-    async def open(cls, url: str, *, clock: Callable[[], float] = time.time) -> Store:
+    async def open(
+        cls,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        connector: database.Connector = database.connect,
+    ) -> Store:
         """Open (creating if needed) the store at ``url`` and rebuild its in-memory index.
 
         ``sqlite:///path`` (SQLAlchemy's convention: ``sqlite:////abs/state.db`` for an absolute
         path), ``sqlite://`` for a throwaway database, or ``postgres://...`` (needs asyncpg).
+        ``connector`` opens the database (``database.connect_engine`` forces SQLAlchemy's
+        asyncio engine, for tests).
         """
-        engine, temp_dir = schema.create_engine(url)
+        db = await connector(url)
         try:
-            async with engine.begin() as conn:
-                await conn.run_sync(schema.metadata.create_all)
-                compact_revision = await schema.load_compact_revision(conn)
-                max_id = await conn.scalar(sa.select(sa.func.max(kv_table.c.id)))
-                live = (await conn.execute(_live_at([], 2**62))).all()
-            writer_conn = await engine.connect()
+            await db.create_all(schema.metadata)
+            async with db.transaction() as tx:
+                compact_revision = await schema.load_compact_revision(tx)
+                max_id = await tx.scalar(_MAX_REVISION)
+                live = await tx.execute(_ALL_LIVE, {"at": 2**62})
         except BaseException:
-            await engine.dispose()
-            schema.remove_temp_dir(temp_dir)
+            await db.close()
             raise
-        index = {row.name: _to_kv(row) for row in live}
-        expiries = [(row.expires_at, row.name, row.id) for row in live if row.expires_at]
+        index = {row["name"]: _to_kv(row) for row in live}
+        expiries = [
+            (row["expires_at"], row["name"], row["id"]) for row in live if row["expires_at"]
+        ]
         # Compaction may have removed the newest rows (tombstones): never go back below it.
         revision = max(int(max_id or 0), compact_revision)
-        return cls(
-            engine, writer_conn, temp_dir, clock, revision, compact_revision, index, expiries
-        )
+        return cls(db, clock, revision, compact_revision, index, expiries)
 
     async def close(self) -> None:
         """Finish queued writes, stop background tasks and watchers, release the database."""
@@ -216,9 +298,7 @@ class Store:
         await self._writer
         for watcher in list(self._watchers):
             watcher.close()
-        await self._wconn.close()
-        await self._engine.dispose()
-        schema.remove_temp_dir(self._temp_dir)
+        await self._db.close()
 
     @property
     def revision(self) -> int:
@@ -244,10 +324,11 @@ class Store:
         if revision < self._compact_revision:
             raise CompactedError(revision, self._compact_revision)
 
-    async def _query(self, stmt: sa.Executable, revision: int) -> list[Any]:
+    async def _query(
+        self, stmt: sa.Executable, params: dict[str, Any], revision: int
+    ) -> Sequence[Row]:
         """Run a read at ``revision``; fail if a compaction past it began meanwhile."""
-        async with self._engine.connect() as conn:
-            rows = list((await conn.execute(stmt)).all())
+        rows = await self._db.execute(stmt, params)
         self._check_compacted(revision)
         return rows
 
@@ -256,14 +337,8 @@ class Store:
         if revision == 0 or revision == self._revision:
             return self._index.get(key)
         at = self._read_revision(revision)
-        stmt = (
-            sa.select(kv_table)
-            .where(kv_table.c.name == key, kv_table.c.id <= at)
-            .order_by(kv_table.c.id.desc())
-            .limit(1)
-        )
-        rows = await self._query(stmt, at)
-        if not rows or rows[0].deleted:
+        rows = await self._query(_GET_AT, {"key": key, "at": at}, at)
+        if not rows or rows[0]["deleted"]:
             return None
         return _to_kv(rows[0])
 
@@ -278,10 +353,12 @@ class Store:
         if revision == 0 or revision == self._revision:
             return self._list_latest(prefix, start_after, limit)
         at = self._read_revision(revision)
-        stmt = _live_at(_key_range(prefix, start_after), at).order_by(kv_table.c.name)
+        params: dict[str, Any] = _key_range(prefix, start_after)
+        stmt = _list_at(frozenset(params), limit > 0)
+        params["at"] = at
         if limit > 0:
-            stmt = stmt.limit(limit + 1)
-        rows = await self._query(stmt, at)
+            params["limit"] = limit + 1
+        rows = await self._query(stmt, params, at)
         more = limit > 0 and len(rows) > limit
         if more:
             rows = rows[:limit]
@@ -314,18 +391,10 @@ class Store:
     ) -> builtins.list[Event]:
         """Events of keys under ``prefix`` with after < revision <= upto, at most ``limit``."""
         self._check_compacted(after)
-        prev = kv_table.alias("prev")
-        joined = kv_table.outerjoin(
-            prev, sa.and_(prev.c.id == kv_table.c.prev_revision, sa.not_(kv_table.c.deleted))
-        )
-        stmt = (
-            sa.select(kv_table, prev.c.value.label("prev_value"))
-            .select_from(joined)
-            .where(kv_table.c.id > after, kv_table.c.id <= upto, *_key_range(prefix))
-            .order_by(kv_table.c.id)
-            .limit(limit)
-        )
-        return [_to_event(row) for row in await self._query(stmt, after)]
+        params: dict[str, Any] = _key_range(prefix)
+        stmt = _history(frozenset(params))
+        params.update(after=after, upto=upto, limit=limit)
+        return [_to_event(row) for row in await self._query(stmt, params, after)]
 
     # ---------------------------------------------------------------------------- writes
 
@@ -392,8 +461,7 @@ class Store:
 
     async def _run_job(self, job: _Job) -> None:
         try:
-            async with self._wconn.begin():
-                await job.run(self._wconn)
+            await job.run()
         except Exception as exc:
             _resolve(job.future, exc)
         else:
@@ -401,10 +469,10 @@ class Store:
 
     async def _commit(self, writes: builtins.list[_Write]) -> None:
         try:
-            async with self._wconn.begin():
-                batch = self._plan(writes)
-                if batch.rows:
-                    await self._wconn.execute(sa.insert(kv_table), batch.rows)
+            batch = self._plan(writes)
+            if batch.rows:
+                async with self._db.transaction() as tx:
+                    await tx.executemany(_INSERT, batch.rows)
         except Exception as exc:
             log.exception("datastore write batch of %d failed", len(writes))
             for write in writes:
@@ -538,7 +606,7 @@ class Store:
                 heapq.heappush(self._expiries, entry)
         return deleted
 
-    async def _exclusive(self, run: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+    async def _exclusive(self, run: Callable[[], Awaitable[None]]) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._submit(_Job(run, future))
         await future
@@ -557,46 +625,27 @@ class Store:
             if target <= self._compact_revision:
                 return self._compact_revision
 
-            async def record(conn: AsyncConnection) -> None:
-                await schema.record_compact_revision(conn, target)
+            async def record() -> None:
+                async with self._db.transaction() as tx:
+                    await schema.record_compact_revision(tx, target)
 
             await self._exclusive(record)
             self._compact_revision = target
-            async with self._engine.connect() as conn:
-                lowest = int(await conn.scalar(sa.select(sa.func.min(kv_table.c.id))) or 0)
+            lowest = int(await self._db.scalar(_MIN_REVISION) or 0)
             for low in range(lowest - 1, target, _COMPACT_CHUNK):
                 await self._exclusive(
                     self._compact_chunk(low, min(low + _COMPACT_CHUNK, target), target)
                 )
-
-            async def reclaim(_conn: AsyncConnection) -> None:
-                await schema.reclaim_space(self._engine)
-
-            await self._exclusive(reclaim)
+            await self._exclusive(self._db.reclaim_space)
             log.info("datastore: compacted to revision %d", target)
             return target
 
-    @staticmethod
-    def _compact_chunk(
-        low: int, high: int, target: int
-    ) -> Callable[[AsyncConnection], Awaitable[None]]:
+    def _compact_chunk(self, low: int, high: int, target: int) -> Callable[[], Awaitable[None]]:
         """A job deleting rows in (low, high] that are tombstones or superseded at ``target``."""
-        newer = kv_table.alias("newer")
-        superseded = (
-            sa.select(newer.c.id)
-            .where(
-                newer.c.name == kv_table.c.name,
-                newer.c.id > kv_table.c.id,
-                newer.c.id <= target,
-            )
-            .exists()
-        )
-        stmt = sa.delete(kv_table).where(
-            kv_table.c.id > low, kv_table.c.id <= high, sa.or_(kv_table.c.deleted, superseded)
-        )
 
-        async def run(conn: AsyncConnection) -> None:
-            await conn.execute(stmt)
+        async def run() -> None:
+            async with self._db.transaction() as tx:
+                await tx.execute(_COMPACT, {"low": low, "high": high, "target": target})
 
         return run
 

@@ -1,7 +1,8 @@
-"""Datastore benchmark: create throughput at concurrency 16, and disk use after compaction.
+"""Datastore benchmark: create throughput at concurrency 16, reads at an older revision and
+watch catch-up from the table, and disk use after compaction.
 
-Run as ``python tests/bench/bench_datastore.py [--creates N] [--updates N]``. Uses a real
-SQLite file (WAL, synchronous=FULL) in a temporary directory.
+Run as ``python tests/bench/bench_datastore.py [--creates N] [--updates N] [--reads N]``. Uses
+a real SQLite file (WAL, synchronous=FULL) in a temporary directory.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -39,6 +41,57 @@ async def bench_creates(directory: Path, total: int, concurrency: int) -> float:
     elapsed = time.perf_counter() - started
     await store.close()
     return total / elapsed
+
+
+async def bench_reads(directory: Path, reads: int, concurrency: int) -> None:
+    """Reads that go to the table (at an older revision, and a watch replaying history)."""
+    store = await Store.open(f"sqlite:///{directory / 'state.db'}")
+    keys = 1000
+    await asyncio.gather(
+        *(
+            store.create(f"/registry/configmaps/default/cm-{i:07}", VALUE % b"0")
+            for i in range(keys)
+        )
+    )
+    at = store.revision
+    await asyncio.gather(
+        *(store.create(f"/registry/configmaps/other/cm-{i:07}", VALUE % b"0") for i in range(keys))
+    )
+
+    async def timed(count: int, read: Callable[[int], Awaitable[object]]) -> float:
+        counter = iter(range(count))
+
+        async def worker() -> None:
+            for i in counter:
+                await read(i)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return count / (time.perf_counter() - started)
+
+    gets = await timed(
+        reads, lambda i: store.get(f"/registry/configmaps/default/cm-{i % keys:07}", revision=at)
+    )
+    lists = await timed(
+        reads // 10,
+        lambda i: store.list(
+            "/registry/configmaps/default/",
+            start_after=f"/registry/configmaps/default/cm-{i % keys:07}",
+            limit=10,
+            revision=at,
+        ),
+    )
+    started = time.perf_counter()
+    replayed = 0
+    async for _ in store.watch("/registry/configmaps/", 1):
+        replayed += 1
+        if replayed == 2 * keys - 1:
+            break
+    replay = replayed / (time.perf_counter() - started)
+    await store.close()
+    print(f"gets/s at an older revision:  {gets:10.0f}")
+    print(f"lists/s at an older revision: {lists:10.0f}")
+    print(f"watch history events/s:       {replay:10.0f}")
 
 
 async def bench_compaction(directory: Path, updates: int, keys: int) -> None:
@@ -80,10 +133,13 @@ async def main() -> None:
     parser.add_argument("--creates", type=int, default=20_000)
     parser.add_argument("--updates", type=int, default=100_000)
     parser.add_argument("--keys", type=int, default=100)
+    parser.add_argument("--reads", type=int, default=20_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as first:
         rate = await bench_creates(Path(first), args.creates, 16)
         print(f"creates/s (concurrency 16):   {rate:10.0f}")
+    with tempfile.TemporaryDirectory() as reads:
+        await bench_reads(Path(reads), args.reads, 16)
     with tempfile.TemporaryDirectory() as second:
         await bench_compaction(Path(second), args.updates, args.keys)
 

@@ -1,4 +1,8 @@
-"""Tests of the kine-style datastore on real SQLite files."""
+"""Tests of the kine-style datastore on real SQLite files.
+
+Every test runs on both database implementations: aiosqlite directly (the default for SQLite)
+and SQLAlchemy's asyncio engine (the path other databases take), driven with sqlite+aiosqlite.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from datastore import (
     CompactedError,
@@ -25,7 +30,10 @@ from datastore import (
     Store,
     StoreError,
     Watcher,
+    database,
 )
+from datastore.database import Connector
+from datastore.schema import meta, metadata
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,9 +42,25 @@ def url(path: Path) -> str:
     return f"sqlite:///{path / 'db' / 'state.db'}"
 
 
+CONNECTORS = {"aiosqlite": "connect", "engine": "connect_engine"}
+
+
+@pytest.fixture(params=sorted(CONNECTORS))
+def impl(request: pytest.FixtureRequest) -> str:
+    """The database implementation under test, by name."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(url(tmp_path))
+def connector(impl: str) -> Connector:
+    connect: Connector = getattr(database, CONNECTORS[impl])
+    return connect
+
+
+@pytest.fixture
+async def store(tmp_path: Path, connector: Connector) -> AsyncIterator[Store]:
+    s = await Store.open(url(tmp_path), connector=connector)
     yield s
     await s.close()
 
@@ -333,13 +357,15 @@ async def test_compaction_overtaking_a_history_replay_ends_the_watch(store: Stor
     assert [e async for e in watcher] == []
 
 
-async def test_compaction_of_head_tombstone_never_reuses_revisions(tmp_path: Path) -> None:
-    store = await Store.open(url(tmp_path))
+async def test_compaction_of_head_tombstone_never_reuses_revisions(
+    tmp_path: Path, connector: Connector
+) -> None:
+    store = await Store.open(url(tmp_path), connector=connector)
     await store.create("/t/a", b"a")
     await store.delete("/t/a")
     assert await store.compact(store.revision) == 2
     await store.close()
-    store = await Store.open(url(tmp_path))
+    store = await Store.open(url(tmp_path), connector=connector)
     assert store.revision == 2 and store.compact_revision == 2
     assert (await store.create("/t/a", b"again")).mod_revision == 3
     await store.close()
@@ -354,9 +380,9 @@ async def test_default_compaction_keeps_recent_revisions(store: Store) -> None:
     assert len(await take(store.watch("/d/", store.compact_revision), 10)) == 10
 
 
-async def test_ttl_expiry_produces_delete_events(tmp_path: Path) -> None:
+async def test_ttl_expiry_produces_delete_events(tmp_path: Path, connector: Connector) -> None:
     clock = FakeClock()
-    store = await Store.open(url(tmp_path), clock=clock)
+    store = await Store.open(url(tmp_path), clock=clock, connector=connector)
     watcher = store.watch("/ttl/")
     short = await store.create("/ttl/short", b"s", ttl=5)
     await store.create("/ttl/long", b"l", ttl=50)
@@ -372,7 +398,7 @@ async def test_ttl_expiry_produces_delete_events(tmp_path: Path) -> None:
     await store.close()
 
     # Expiry times survive a restart; the background task deletes due keys.
-    store = await Store.open(url(tmp_path), clock=clock)
+    store = await Store.open(url(tmp_path), clock=clock, connector=connector)
     watcher = store.watch("/ttl/")
     clock.now += 100
     store.start_background(ttl_interval=0.01)
@@ -382,8 +408,10 @@ async def test_ttl_expiry_produces_delete_events(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_reopen_preserves_data_revision_and_history(tmp_path: Path) -> None:
-    store = await Store.open(url(tmp_path))
+async def test_reopen_preserves_data_revision_and_history(
+    tmp_path: Path, connector: Connector
+) -> None:
+    store = await Store.open(url(tmp_path), connector=connector)
     kv = await store.create("/r/a", b"1")
     await store.update("/r/a", b"2", expected_revision=kv.mod_revision)
     await store.create("/r/b", b"b")
@@ -393,7 +421,7 @@ async def test_reopen_preserves_data_revision_and_history(tmp_path: Path) -> Non
     with pytest.raises(StoreError):
         await store.create("/r/c", b"closed")
 
-    store = await Store.open(url(tmp_path))
+    store = await Store.open(url(tmp_path), connector=connector)
     assert store.revision == 4 and store.compact_revision == 1
     assert await store.get("/r/a") == KeyValue("/r/a", b"2", 1, 2)
     assert await store.get("/r/b") is None
@@ -415,20 +443,20 @@ async def test_reopen_preserves_data_revision_and_history(tmp_path: Path) -> Non
         assert raw.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
 
 
-async def test_concurrent_creates_are_durable(tmp_path: Path) -> None:
-    store = await Store.open(url(tmp_path))
+async def test_concurrent_creates_are_durable(tmp_path: Path, connector: Connector) -> None:
+    store = await Store.open(url(tmp_path), connector=connector)
     results = await asyncio.gather(*(store.create(f"/cc/{i:04}", b"v") for i in range(500)))
     assert sorted(kv.mod_revision for kv in results) == list(range(1, 501))
     await store.close()
-    store = await Store.open(url(tmp_path))
+    store = await Store.open(url(tmp_path), connector=connector)
     items, rev, _ = await store.list("/cc/")
     assert rev == 500
     assert [kv.key for kv in items] == [f"/cc/{i:04}" for i in range(500)]
     await store.close()
 
 
-async def test_throwaway_database(tmp_path: Path) -> None:
-    store = await Store.open("sqlite://")
+async def test_throwaway_database(tmp_path: Path, connector: Connector) -> None:
+    store = await Store.open("sqlite://", connector=connector)
     await store.create("/x", b"y")
     assert await store.get("/x") == KeyValue("/x", b"y", 1, 1)
     await store.close()
@@ -437,10 +465,10 @@ async def test_throwaway_database(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import asyncio, sys
-    from datastore import Store
+    from datastore import Store, database
 
     async def main() -> None:
-        store = await Store.open(sys.argv[1])
+        store = await Store.open(sys.argv[1], connector=getattr(database, sys.argv[2]))
         async def one(i: int) -> None:
             kv = await store.create(f"/k/{i:06}", b"v")
             print(kv.key, flush=True)
@@ -454,12 +482,15 @@ _WRITER = textwrap.dedent(
 )
 
 
-async def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
+async def test_acknowledged_writes_survive_sigkill(
+    tmp_path: Path, impl: str, connector: Connector
+) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         _WRITER,
         url(tmp_path),
+        CONNECTORS[impl],
         stdout=subprocess.PIPE,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -475,8 +506,128 @@ async def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
     await proc.wait()
     acknowledged += rest.decode().split()
 
-    store = await Store.open(url(tmp_path))
+    store = await Store.open(url(tmp_path), connector=connector)
     items, _, _ = await store.list("/k/")
     assert set(acknowledged) <= {kv.key for kv in items}
     assert store.revision == len(items)
     await store.close()
+
+
+async def test_transactions_commit_or_roll_back(tmp_path: Path, connector: Connector) -> None:
+    db = await connector(url(tmp_path))
+    try:
+        await db.create_all(metadata)
+        await db.create_all(metadata)  # idempotent
+        select = sa.select(meta.c.value).where(meta.c.name == sa.bindparam("name"))
+        insert = sa.insert(meta)
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as tx:
+                await tx.executemany(insert, [{"name": "a", "value": 1}, {"name": "b", "value": 2}])
+                assert await tx.scalar(select, {"name": "b"}) == 2  # visible inside
+                raise RuntimeError("abandon")
+        assert await db.execute(sa.select(meta)) == []
+        async with db.transaction() as tx:
+            await tx.executemany(insert, [{"name": "a", "value": 1}, {"name": "b", "value": 2}])
+            await tx.execute(sa.update(meta).where(meta.c.name == "b").values(value=3))
+        rows = await db.execute(sa.select(meta).order_by(meta.c.name.desc()))
+        assert [(row["name"], row["value"]) for row in rows] == [("b", 3), ("a", 1)]
+        assert await db.scalar(select, {"name": "b"}) == 3
+        assert await db.scalar(select, {"name": "missing"}) is None
+    finally:
+        await db.close()
+
+
+async def test_reads_at_a_revision_compile_each_statement_once(tmp_path: Path) -> None:
+    store = await Store.open(url(tmp_path))
+    for i in range(5):
+        kv = await store.create(f"/q/{i}", b"v")
+        await store.update(f"/q/{i}", b"w", expected_revision=kv.mod_revision)
+
+    async def reads(at: int) -> None:
+        await store.get("/q/1", revision=at)
+        await store.list("/q/", revision=at)
+        await store.list("/q/", start_after="/q/2", limit=2, revision=at)
+        await take(store.watch("/q/", at - 1), 1)
+
+    await reads(3)
+    misses = database._sqlite_statement.cache_info().misses
+    for at in range(4, 10):
+        await reads(at)
+    assert database._sqlite_statement.cache_info().misses == misses
+    await store.close()
+
+
+_LEFT_OPEN = textwrap.dedent(
+    """
+    import asyncio, sys
+    from datastore import Store, database
+
+    KEPT = []
+
+    async def main() -> None:
+        store = await Store.open(sys.argv[1], connector=getattr(database, sys.argv[2]))
+        await store.create("/k", b"v")
+        KEPT.append(store)  # never closed, never collected
+
+    asyncio.run(main())
+    print("exiting", flush=True)
+    """
+)
+
+
+def test_a_store_left_open_does_not_block_exit(tmp_path: Path, impl: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _LEFT_OPEN, url(tmp_path), CONNECTORS[impl]],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert out.stdout == "exiting\n"
+
+
+_IMPORTS = textwrap.dedent(
+    """
+    import asyncio, sys
+    import datastore
+    from datastore import database
+
+    HEAVY = ("sqlalchemy.ext.asyncio", "sqlalchemy.orm")
+
+    async def main() -> None:
+        store = await datastore.Store.open(sys.argv[1])
+        kv = await store.create("/a", b"1")
+        await store.update("/a", b"2", expected_revision=kv.mod_revision)
+        await store.get("/a", revision=1)
+        await store.compact(1)
+        await store.close()
+        print(sorted(m for m in sys.modules if m in HEAVY))
+        store = await datastore.Store.open(sys.argv[1], connector=database.connect_engine)
+        await store.close()
+        print(sorted(m for m in sys.modules if m in HEAVY))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_sqlite_store_leaves_out_the_orm(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORTS, url(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    ).stdout.splitlines()
+    assert out == ["[]", "['sqlalchemy.ext.asyncio', 'sqlalchemy.orm']"]
+
+
+async def test_urls() -> None:
+    with pytest.raises(ValueError, match="unsupported datastore url"):
+        await Store.open("mysql://db/edgek")
+    # PostgreSQL goes through SQLAlchemy's engine with asyncpg (not installed here).
+    with pytest.raises(ModuleNotFoundError, match="asyncpg"):
+        await Store.open("postgresql://edgek@localhost/edgek")
