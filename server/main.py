@@ -72,7 +72,9 @@ class Server:
         dns, ips = split_sans(
             ([cfg.advertise_address] if cfg.advertise_address else []) + cfg.tls_san
         )
-        pki = await asyncio.to_thread(ensure_pki, cfg.tls_dir, dns_names=dns, ip_addresses=ips)
+        # In this thread, not a worker: nothing else runs yet, and cryptography (imported when
+        # certificates must be created or checked) would otherwise fill a second malloc arena.
+        pki = ensure_pki(cfg.tls_dir, dns_names=dns, ip_addresses=ips)
         self.store = store = await datastore.Store.open(cfg.datastore_url)
         store.start_background(
             compact_interval=cfg.datastore_compact_interval,
@@ -144,8 +146,10 @@ class Server:
             authn=identity.authn,
             authz=identity.authz,
             oidc=(
-                identity.signer.openid_configuration(f"https://{address}:{cfg.https_listen_port}"),
-                identity.signer.jwks(),
+                identity.service_account_key.openid_configuration(
+                    f"https://{address}:{cfg.https_listen_port}"
+                ),
+                identity.service_account_key.jwks,
             ),
             encryption=SecretsEncryptionAdmin(
                 store, encryption, key_prefix(ctx.kind("", "secrets"))
@@ -335,8 +339,8 @@ async def serve_forever(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
     try:
+        await server.start()
         await stop.wait()
     finally:
         log.info("edgek server stopping")

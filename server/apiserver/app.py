@@ -18,7 +18,7 @@ from server.auth.attributes import Attributes
 from server.auth.authn import Authenticator
 from server.auth.authz import AuthorizerChain, forbid
 from server.auth.rbac import forbidden_message
-from server.auth.serviceaccount import JWKS_PATH, OPENID_CONFIG_PATH
+from server.auth.satoken import JWKS_PATH, OPENID_CONFIG_PATH
 from server.registry.encryption import EncryptionError
 from server.registry.reencrypt import SecretsEncryptionAdmin
 
@@ -42,13 +42,14 @@ class ApiServerState:
         ca_bundle: bytes,
         authn: Authenticator,
         authz: AuthorizerChain,
-        oidc: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
+        oidc: tuple[dict[str, Any], Callable[[], dict[str, Any]]] = ({}, dict),
         encryption: SecretsEncryptionAdmin | None = None,
     ) -> None:
         self.encryption = encryption
         self.authn = authn
         self.authz = authz
-        #: (openid-configuration, jwks) of the service-account token issuer
+        #: openid-configuration of the service-account token issuer, and what makes its JWKS
+        #: (on request: publishing the key loads it, and cryptography with it)
         self.oidc = oidc
         self.resources = resources
         self.registry = resources.crds.registry
@@ -186,7 +187,7 @@ async def openid_configuration(request: web.Request) -> web.Response:
 
 
 async def openid_jwks(request: web.Request) -> web.Response:
-    return codec.respond(_state(request).oidc[1])
+    return codec.respond(_state(request).oidc[1]())
 
 
 async def openapi_v2(request: web.Request) -> web.Response:

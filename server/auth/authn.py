@@ -16,7 +16,7 @@ from aiohttp import web
 
 from server.auth import bootstrap_tokens
 from server.auth.attributes import UserInfo
-from server.auth.serviceaccount import LEEWAY_SECONDS, ServiceAccountClaims, TokenSigner
+from server.auth.satoken import LEEWAY_SECONDS, ServiceAccountClaims, ServiceAccountKey
 from server.pki import peer_identity
 
 AUTHENTICATED = "system:authenticated"
@@ -39,7 +39,7 @@ class Authenticator:
         self,
         *,
         join_secret: str,
-        signer: TokenSigner,
+        service_account_key: ServiceAccountKey,
         audiences: list[str],
         secrets: Lookup,
         service_accounts: Lookup,
@@ -47,7 +47,7 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.join_secret = join_secret
-        self.signer = signer
+        self.service_account_key = service_account_key
         self.audiences = audiences
         self.secrets = secrets
         self.service_accounts = service_accounts
@@ -77,7 +77,8 @@ class Authenticator:
         if hit is not None and hit[1] > now:
             claims: ServiceAccountClaims | None = hit[0]
         else:
-            claims = self.signer.verify(token, audiences=self.audiences, now=int(now))
+            signer = self.service_account_key.signer
+            claims = signer.verify(token, audiences=self.audiences, now=int(now))
             if len(self._verified_cache) >= _CACHE_SIZE:
                 self._verified_cache.clear()
             self._verified_cache[token] = (claims, now + _CACHE_SECONDS)

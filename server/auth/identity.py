@@ -23,10 +23,10 @@ from server.auth.bootstrap_policy import default_cluster_role_bindings, default_
 from server.auth.bootstrap_tokens import is_expired
 from server.auth.node import NodeGraph, admit_node_write
 from server.auth.rbac import RBACAuthorizer, aggregate
-from server.auth.serviceaccount import (
+from server.auth.satoken import (
     API_AUDIENCES,
     DEFAULT_EXPIRATION_SECONDS,
-    TokenSigner,
+    ServiceAccountKey,
     token_request_response,
     validate_token_request,
 )
@@ -123,7 +123,8 @@ class Identity:
         self.registry = registry
         self.secret = join_secret(server_dir, configured_secret)
         jointoken.write_token_files(server_dir, ca_pem, self.secret)
-        self.signer = TokenSigner.load_or_create(server_dir / "tls" / "service.key")
+        self.service_account_key = ServiceAccountKey(server_dir / "tls" / "service.key")
+        self.service_account_key.check()
         self.caches: dict[str, ObjectCache] = {}
         for group, resource in (
             ("", "namespaces"),
@@ -153,7 +154,7 @@ class Identity:
         self.authz = AuthorizerChain([self.graph, self.rbac])
         self.authn = Authenticator(
             join_secret=self.secret,
-            signer=self.signer,
+            service_account_key=self.service_account_key,
             audiences=list(API_AUDIENCES),
             secrets=self.caches["secrets"].get,
             service_accounts=self.caches["serviceaccounts"].get,
@@ -274,7 +275,7 @@ class Identity:
                 node = {"name": node_name, "uid": ""}
         seconds = spec.get("expirationSeconds") or DEFAULT_EXPIRATION_SECONDS
         now = int(time.time())
-        token, exp = self.signer.issue(
+        token, exp = self.service_account_key.signer.issue(
             namespace=md.get("namespace", ""),
             name=md["name"],
             uid=md.get("uid", ""),

@@ -9,24 +9,21 @@ the pod/secret/node the token is bound to. Verification applies go-jose's one-mi
 to ``exp``/``nbf``/``iat`` and answers None for anything that does not check out; it never
 raises on hostile input. Whether the bound objects still exist is the caller's check.
 
-Also here: the TokenRequest reply and static validation for
-``POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token``, and the OIDC discovery
-documents (``/.well-known/openid-configuration``, ``/openid/v1/jwks``).
+This module needs ``cryptography``; the server imports it only through
+:class:`server.auth.satoken.ServiceAccountKey` when a token is first issued or verified.
+The rest (claims, the TokenRequest reply and static validation for
+``POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token``, the OIDC discovery document)
+lives in :mod:`server.auth.satoken` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import json
 import math
 import re
-import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,32 +36,28 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from edgek.kubeconfig import atomic_write
-from edgek.timefmt import format_time
-from edgek.validation import Errors
-from server.auth.attributes import UserInfo
+from server.auth.satoken import (
+    ALGORITHM,
+    API_AUDIENCES,
+    DEFAULT_ISSUER,
+    LEEWAY_SECONDS,
+    USERNAME_PREFIX,
+    ServiceAccountClaims,
+    openid_configuration,
+    token_request_response,
+    validate_token_request,
+)
 from server.pki.certs import key_to_pem
 
-DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-#: What the API server accepts tokens for (k3s: ``--api-audiences=<issuer>,k3s``); also the
-#: audiences a TokenRequest without ``spec.audiences`` gets.
-API_AUDIENCES: tuple[str, ...] = (DEFAULT_ISSUER, "edgek")
-OPENID_CONFIG_PATH = "/.well-known/openid-configuration"
-JWKS_PATH = "/openid/v1/jwks"
-ALGORITHM = "ES256"
-#: go-jose's ``DefaultLeeway``: clock skew tolerated on exp, nbf and iat.
-LEEWAY_SECONDS = 60
-DEFAULT_EXPIRATION_SECONDS = 3600
-MIN_EXPIRATION_SECONDS = 10 * 60
-MAX_EXPIRATION_SECONDS = 1 << 32
-
-USERNAME_PREFIX = "system:serviceaccount:"
-ALL_SERVICE_ACCOUNTS_GROUP = "system:serviceaccounts"
-AUTHENTICATED_GROUP = "system:authenticated"
-POD_NAME_KEY = "authentication.kubernetes.io/pod-name"
-POD_UID_KEY = "authentication.kubernetes.io/pod-uid"
-NODE_NAME_KEY = "authentication.kubernetes.io/node-name"
-NODE_UID_KEY = "authentication.kubernetes.io/node-uid"
-CREDENTIAL_ID_KEY = "authentication.kubernetes.io/credential-id"
+__all__ = [
+    "API_AUDIENCES",
+    "DEFAULT_ISSUER",
+    "ServiceAccountClaims",
+    "TokenSigner",
+    "key_id",
+    "token_request_response",
+    "validate_token_request",
+]
 
 _SIGNATURE_BYTES = 64  # ES256: r and s, 32 bytes each
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -139,48 +132,6 @@ def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return _b64url(hashlib.sha256(der).digest())
-
-
-@dataclass(frozen=True)
-class ServiceAccountClaims:
-    """What a verified token asserts. ``bound_kind`` is ``"Pod"``, ``"Secret"``, ``"Node"``
-    or empty; ``node_*`` is set for node-bound tokens and for pod-bound tokens that carry the
-    pod's node; ``token_id`` is the ``jti``."""
-
-    namespace: str
-    name: str
-    uid: str
-    expires: int
-    bound_kind: str = ""
-    bound_name: str = ""
-    bound_uid: str = ""
-    node_name: str = ""
-    node_uid: str = ""
-    token_id: str = ""
-
-    def user(self) -> UserInfo:
-        """The identity (``ServiceAccountInfo.UserInfo`` upstream, plus
-        ``system:authenticated``)."""
-        extra: dict[str, tuple[str, ...]] = {}
-        if self.bound_kind == "Pod" and self.bound_name and self.bound_uid:
-            extra[POD_NAME_KEY] = (self.bound_name,)
-            extra[POD_UID_KEY] = (self.bound_uid,)
-        if self.token_id:
-            extra[CREDENTIAL_ID_KEY] = (f"JTI={self.token_id}",)
-        if self.node_name:
-            extra[NODE_NAME_KEY] = (self.node_name,)
-            if self.node_uid:
-                extra[NODE_UID_KEY] = (self.node_uid,)
-        return UserInfo(
-            name=f"{USERNAME_PREFIX}{self.namespace}:{self.name}",
-            groups=(
-                ALL_SERVICE_ACCOUNTS_GROUP,
-                f"system:serviceaccounts:{self.namespace}",
-                AUTHENTICATED_GROUP,
-            ),
-            uid=self.uid,
-            extra=extra,
-        )
 
 
 class TokenSigner:
@@ -337,16 +288,8 @@ class TokenSigner:
         }
 
     def openid_configuration(self, issuer_url: str) -> dict[str, Any]:
-        """The OIDC discovery document. ``issuer_url`` is the https base URL under which
-        the JWKS is served (upstream defaults ``jwks_uri`` to the API server's external
-        address plus :data:`JWKS_PATH`); ``issuer`` is this signer's issuer."""
-        return {
-            "issuer": self.issuer,
-            "jwks_uri": issuer_url.rstrip("/") + JWKS_PATH,
-            "response_types_supported": ["id_token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [ALGORITHM],
-        }
+        """The OIDC discovery document (see :func:`server.auth.satoken.openid_configuration`)."""
+        return openid_configuration(self.issuer, issuer_url)
 
 
 def _segment(obj: dict[str, Any]) -> str:
@@ -386,70 +329,3 @@ def _claims(payload: dict[str, Any]) -> ServiceAccountClaims | None:
         node_uid=node[1],
         token_id=jti if isinstance(jti, str) else "",
     )
-
-
-def _expiration_seconds(spec: dict[str, Any]) -> Any:
-    """``spec.expirationSeconds`` with the v1 default (3600) when unset."""
-    value = spec.get("expirationSeconds")
-    return DEFAULT_EXPIRATION_SECONDS if value is None else value
-
-
-def validate_token_request(body: dict[str, Any]) -> list[dict[str, str]]:
-    """Static validation of a (decoded) TokenRequest after defaulting, as
-    ``ValidateTokenRequest`` upstream: the causes of a 422 (name ``""``, kind
-    ``TokenRequest.authentication.k8s.io``). JSON type errors are the decoder's business
-    (see :func:`edgek.validation.validate_types`)."""
-    e = Errors()
-    spec = body.get("spec")
-    seconds = _expiration_seconds(spec if isinstance(spec, dict) else {})
-    if isinstance(seconds, int) and not isinstance(seconds, bool):
-        if seconds < MIN_EXPIRATION_SECONDS:
-            e.invalid(
-                "spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes"
-            )
-        if seconds > MAX_EXPIRATION_SECONDS:
-            e.invalid(
-                "spec.expirationSeconds",
-                seconds,
-                "may not specify a duration larger than 2^32 seconds",
-            )
-    return e.causes
-
-
-def token_request_response(
-    request_body: dict[str, Any],
-    token: str,
-    exp: int,
-    *,
-    service_account: dict[str, Any] | None = None,
-    api_audiences: Sequence[str] = API_AUDIENCES,
-    now: int | None = None,
-) -> dict[str, Any]:
-    """The TokenRequest answered by ``POST serviceaccounts/{name}/token``: the request with
-    its spec defaulted (``audiences`` → ``api_audiences``, ``expirationSeconds`` → 3600),
-    metadata name/namespace/uid filled from ``service_account`` when the request left them
-    empty, ``creationTimestamp`` = ``now`` (default: the current time), and status
-    ``{token, expirationTimestamp}`` with ``exp`` as RFC3339."""
-    spec_in = request_body.get("spec")
-    spec = copy.deepcopy(spec_in) if isinstance(spec_in, dict) else {}
-    if not spec.get("audiences"):
-        spec["audiences"] = list(api_audiences)
-    spec["expirationSeconds"] = _expiration_seconds(spec)
-    meta_in = request_body.get("metadata")
-    metadata = copy.deepcopy(meta_in) if isinstance(meta_in, dict) else {}
-    sa_meta = (service_account or {}).get("metadata") or {}
-    for key in ("name", "namespace", "uid"):
-        if not metadata.get(key) and sa_meta.get(key):
-            metadata[key] = sa_meta[key]
-    created = time.time() if now is None else now
-    metadata["creationTimestamp"] = format_time(datetime.fromtimestamp(created, UTC))
-    return {
-        "kind": "TokenRequest",
-        "apiVersion": "authentication.k8s.io/v1",
-        "metadata": metadata,
-        "spec": spec,
-        "status": {
-            "token": token,
-            "expirationTimestamp": format_time(datetime.fromtimestamp(exp, UTC)),
-        },
-    }

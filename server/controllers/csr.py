@@ -3,6 +3,8 @@ identity guard), and sign approved CSRs of the signers edgek owns. Other CSRs wa
 ``kubectl certificate approve|deny`` and for a signer that handles them.
 
 Level-triggered: every change to a CSR enqueues it; ``reconcile`` reads the current object.
+CSRs that need no work (signed, denied or failed) are passed over without loading
+``cryptography``; it is imported, and the CAs read, when a CSR is first decided or signed.
 """
 
 from __future__ import annotations
@@ -10,11 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING, Any
 
 from edgek.kinds import Kind
 from edgek.status import ApiError
@@ -22,16 +20,13 @@ from edgek.timefmt import format_time
 from server.cache import ObjectCache
 from server.controllers.workqueue import WorkQueue
 from server.pki import PKI
-from server.pki import csr as csrs
+from server.pki import csr_state as state
 from server.registry.store import ObjectStore, WriteOptions
 
+if TYPE_CHECKING:
+    from server.pki import csr as csrs
+
 MANAGER = "edgek-csr-controller"
-
-
-def _load_ca(cert_path: Path, key_path: Path) -> csrs.CA:
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    return cert, key  # type: ignore[return-value]
 
 
 class CSRController:
@@ -43,8 +38,8 @@ class CSRController:
         self.objects = objects
         self.cache = cache
         self.secrets = secrets
-        self.client_ca = _load_ca(pki.client_ca_cert, pki.client_ca_key)
-        self.server_ca = _load_ca(pki.server_ca_cert, pki.server_ca_key)
+        self.pki = pki
+        self._cas: tuple[csrs.CA, csrs.CA] | None = None  # (client, server), read when needed
         self.queue = WorkQueue("csr-controller", self.reconcile)
         cache.on_change(
             lambda obj, deleted: None if deleted else self.enqueue(obj["metadata"]["name"])
@@ -67,18 +62,24 @@ class CSRController:
         obj = await self.objects.try_get(self.kind, "", name)
         if obj is None or (obj.get("status") or {}).get("certificate"):
             return
-        if csrs.is_denied_or_failed(obj):
+        if state.is_denied_or_failed(obj):
             return
-        if not csrs.is_approved(obj):
+        if not state.is_approved(obj):
             await self._maybe_approve(obj)
             return
         signer = (obj.get("spec") or {}).get("signerName", "")
-        if signer not in csrs.SIGNERS:
+        if signer not in state.SIGNERS:
             return
-        try:
-            pem = csrs.sign(
-                obj, client_ca=self.client_ca, server_ca=self.server_ca, now=datetime.now(UTC)
+        from server.pki import csr as csrs  # loads cryptography
+
+        if self._cas is None:
+            self._cas = (
+                csrs.load_ca(self.pki.client_ca_cert, self.pki.client_ca_key),
+                csrs.load_ca(self.pki.server_ca_cert, self.pki.server_ca_key),
             )
+        client_ca, server_ca = self._cas
+        try:
+            pem = csrs.sign(obj, client_ca=client_ca, server_ca=server_ca, now=datetime.now(UTC))
         except csrs.CSRError as e:
             await self._set_status(name, "Failed", "SignerValidationFailure", str(e))
             return
@@ -94,9 +95,11 @@ class CSRController:
         )
 
     async def _maybe_approve(self, obj: dict[str, Any]) -> None:
+        from server.pki import csr as csrs  # loads cryptography
+
         node = csrs.requested_node(obj)
         secret = (
-            self.secrets.get(csrs.IDENTITY_NAMESPACE, csrs.identity_secret_name(node))
+            self.secrets.get(state.IDENTITY_NAMESPACE, state.identity_secret_name(node))
             if node
             else None
         )
@@ -105,7 +108,7 @@ class CSRController:
             return
         approved, reason = decision
         if approved and node:
-            await self._record_identity(node, obj, secret)
+            await self._record_identity(csrs.identity_secret(node, csrs.parse_request(obj)), secret)
         await self._set_status(
             obj["metadata"]["name"],
             "Approved" if approved else "Denied",
@@ -113,19 +116,18 @@ class CSRController:
             "Auto approving kubelet certificate after node identity check." if approved else reason,
         )
 
-    async def _record_identity(
-        self, node: str, obj: dict[str, Any], secret: dict[str, Any] | None
-    ) -> None:
-        body = csrs.identity_secret(node, csrs.parse_request(obj))
+    async def _record_identity(self, body: dict[str, Any], secret: dict[str, Any] | None) -> None:
+        """Create the node identity Secret ``body``, or replace ``secret`` (its current
+        version) with it."""
         secrets = self.secrets.kind
         opts = WriteOptions(field_manager=MANAGER)
         if secret is None:
             with contextlib.suppress(ApiError):
-                await self.objects.create(secrets, csrs.IDENTITY_NAMESPACE, body, opts)
+                await self.objects.create(secrets, state.IDENTITY_NAMESPACE, body, opts)
             return
         body["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
         await self.objects.update(
-            secrets, csrs.IDENTITY_NAMESPACE, body["metadata"]["name"], body, opts
+            secrets, state.IDENTITY_NAMESPACE, body["metadata"]["name"], body, opts
         )
 
     async def _set_status(self, name: str, ctype: str, reason: str, message: str) -> None:

@@ -31,6 +31,9 @@ CSR for ``x`` with a different key is denied, so a token holder cannot take over
 node's name; self-renewal by the node's own certificate may change the key. The controller
 should write :func:`identity_secret` after approving any kubelet client CSR (create on first
 join, replace on rotation) so the Secret always holds the node's current key.
+
+What needs no X.509 parsing (conditions, signer and Secret names) lives in
+:mod:`server.pki.csr_state` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import binascii
 import hashlib
 import hmac
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -49,23 +53,44 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edgek.names import is_dns1123_subdomain
 from server.pki.certs import BACKDATE
+from server.pki.csr_state import (
+    CLIENT_KUBELET_SIGNER,
+    CLIENT_SIGNER,
+    IDENTITY_KEY,
+    IDENTITY_NAMESPACE,
+    IDENTITY_SECRET_TYPE,
+    SERVING_SIGNER,
+    SIGNERS,
+    identity_secret_name,
+    is_approved,
+    is_denied_or_failed,
+    true_conditions,
+)
 
-CLIENT_KUBELET_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
-CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
-SERVING_SIGNER = "kubernetes.io/kubelet-serving"
-#: The signers :func:`sign` handles. For these a CSRError from :func:`sign` means the request
-#: breaks the signer's rules (upstream then adds a Failed condition, reason
-#: SignerValidationFailure); CSRs for other signers are left pending.
-SIGNERS = frozenset({CLIENT_KUBELET_SIGNER, CLIENT_SIGNER, SERVING_SIGNER})
+__all__ = [
+    "CA",
+    "CLIENT_KUBELET_SIGNER",
+    "CLIENT_SIGNER",
+    "IDENTITY_NAMESPACE",
+    "SERVING_SIGNER",
+    "SIGNERS",
+    "CSRError",
+    "auto_approval",
+    "identity_secret",
+    "identity_secret_name",
+    "is_approved",
+    "is_denied_or_failed",
+    "load_ca",
+    "parse_request",
+    "public_key_sha256",
+    "requested_node",
+    "sign",
+]
 
 NODE_USER_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"
 BOOTSTRAPPERS_GROUP = "system:bootstrappers"
 APPROVED_REASON = "AutoApproved"
-
-IDENTITY_NAMESPACE = "kube-system"
-IDENTITY_SECRET_TYPE = "edgek.io/node-identity"
-IDENTITY_KEY = "public-key-sha256"
 
 #: Shortest certificate a CSR may ask for (twice the backdate, as upstream).
 MIN_DURATION = timedelta(minutes=10)
@@ -92,6 +117,15 @@ _KUBELET_SERVING_USAGES = (
 )
 
 
+def load_ca(cert_path: Path, key_path: Path) -> CA:
+    """The CA certificate and private key stored (as PEM) at the paths."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, CAKey):
+        raise ValueError(f"{key_path}: CA key must be an EC or RSA private key")
+    return cert, key
+
+
 class CSRError(ValueError):
     """A CSR that cannot be parsed, or that this signer may not sign."""
 
@@ -115,31 +149,6 @@ def parse_request(csr_obj: dict[str, Any]) -> x509.CertificateSigningRequest:
     if not req.is_signature_valid:
         raise CSRError("unable to verify certificate request signature")
     return req
-
-
-def is_approved(csr_obj: dict[str, Any]) -> bool:
-    """True when the CSR has an Approved condition and no Denied one."""
-    types = _true_conditions(csr_obj)
-    return "Approved" in types and "Denied" not in types
-
-
-def is_denied_or_failed(csr_obj: dict[str, Any]) -> bool:
-    """True when the CSR has a Denied or Failed condition."""
-    return bool(_true_conditions(csr_obj) & {"Denied", "Failed"})
-
-
-def _true_conditions(csr_obj: dict[str, Any]) -> set[str]:
-    conditions = (csr_obj.get("status") or {}).get("conditions") or []
-    return {
-        str(c.get("type"))
-        for c in conditions
-        if isinstance(c, dict) and c.get("status", "True") in ("True", "")
-    }
-
-
-def identity_secret_name(node: str) -> str:
-    """The name of the kube-system Secret recording node ``node``'s identity."""
-    return f"{node}.node-identity.edgek"
 
 
 def requested_node(csr_obj: dict[str, Any]) -> str | None:
@@ -195,7 +204,7 @@ def auto_approval(
     kubelet shape get no opinion, as upstream's approver ignores what it does not recognize.
     """
     spec = csr_obj.get("spec") or {}
-    decided = _true_conditions(csr_obj) & {"Approved", "Denied", "Failed"}
+    decided = true_conditions(csr_obj) & {"Approved", "Denied", "Failed"}
     if decided or (csr_obj.get("status") or {}).get("certificate"):
         return None
     signer = spec.get("signerName")

@@ -9,12 +9,17 @@ Layout under ``tls_dir`` (file names as k3s uses them)::
 
 :func:`ensure_pki` creates what is missing on first start and reuses it afterwards, renewing
 only leaf certificates (never a valid CA: replacing a CA would cut off every joined agent).
+
+Nothing in this module needs ``cryptography``: serving TLS reads the PEM files with the
+stdlib ``ssl`` module, and the X.509 work (:mod:`server.pki.provision`, :mod:`server.pki.certs`)
+is imported only when certificates are created, checked or signed. A restart whose files
+passed that check before and are still far from expiry does not load it at all (see
+:mod:`server.pki.checked`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import socket
 import ssl
@@ -22,16 +27,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from server.pki.checked import CheckRecord
 
-from edgek.kubeconfig import atomic_write
-from server.pki import certs
-from server.pki.certs import IPAddress, PublicKey
-
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from server.pki.certs import IPAddress, PublicKey
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -40,6 +41,8 @@ RENEW_BEFORE = timedelta(days=90)
 CLUSTER_DOMAIN = "cluster.local"
 ADMIN_USER = "system:admin"
 ADMIN_GROUP = "system:masters"
+#: Name of the PKI check in the directory's :class:`~server.pki.checked.CheckRecord`.
+_CHECK = "pki"
 
 Clock = Callable[[], datetime]
 
@@ -121,6 +124,19 @@ class PKI:
             clock=clock or _utcnow,
         )
 
+    def files(self) -> list[Path]:
+        """Every certificate and key file, CAs first."""
+        return [
+            self.server_ca_cert,
+            self.server_ca_key,
+            self.client_ca_cert,
+            self.client_ca_key,
+            self.serving_cert,
+            self.serving_key,
+            self.admin_cert,
+            self.admin_key,
+        ]
+
     def server_ssl_context(self) -> ssl.SSLContext:
         """TLS server context for the API port.
 
@@ -159,8 +175,7 @@ class PKI:
 
         The API server maps CN to the user name and each O to a group.
         """
-        leaf = certs.Leaf(common_name, certs.CLIENT_AUTH, organizations=organizations)
-        return self._issue(self.client_ca_cert, self.client_ca_key, leaf, public_key, days)
+        return self._issue(common_name, public_key, days, client=True, organizations=organizations)
 
     def issue_serving_cert(
         self,
@@ -177,84 +192,35 @@ class PKI:
         (e.g. an agent's streaming endpoint).
         """
         ips = [ipaddress.ip_address(ip) for ip in ip_addresses]
-        leaf = certs.Leaf(common_name, certs.SERVER_AUTH, dns_names=dns_names, ip_addresses=ips)
-        return self._issue(self.server_ca_cert, self.server_ca_key, leaf, public_key, days)
+        return self._issue(
+            common_name, public_key, days, client=False, dns_names=dns_names, ip_addresses=ips
+        )
 
     def _issue(
         self,
-        ca_cert_path: Path,
-        ca_key_path: Path,
-        leaf: certs.Leaf,
+        common_name: str,
         public_key: PublicKey,
         days: int,
+        *,
+        client: bool,
+        organizations: Sequence[str] = (),
+        dns_names: Sequence[str] = (),
+        ip_addresses: Sequence[IPAddress] = (),
     ) -> bytes:
+        """PEM certificate signed by the client CA (``client``: clientAuth) or the server CA
+        (serverAuth)."""
+        from server.pki import certs  # loads cryptography: only once something is signed
+
+        usage = certs.CLIENT_AUTH if client else certs.SERVER_AUTH
+        leaf = certs.Leaf(common_name, usage, organizations, dns_names, ip_addresses)
+        ca_cert_path = self.client_ca_cert if client else self.server_ca_cert
+        ca_key_path = self.client_ca_key if client else self.server_ca_key
         ca_cert = certs.load_cert(ca_cert_path)
         ca_key = certs.load_key(ca_key_path)
         if ca_cert is None or ca_key is None:
             raise FileNotFoundError(f"CA {ca_cert_path} / {ca_key_path} missing or unreadable")
         cert = certs.sign_leaf(ca_cert, ca_key, leaf, public_key, now=self.clock(), days=days)
         return certs.cert_to_pem(cert)
-
-
-def _load_pair(
-    cert_path: Path, key_path: Path, issuer: x509.Certificate | None
-) -> tuple[x509.Certificate | None, ec.EllipticCurvePrivateKey | None]:
-    """The certificate and key stored at the paths, each None when missing or unreadable; the
-    certificate is None too unless ``key`` is its private key and ``issuer`` signed it (the
-    certificate itself when None: a self-signed CA)."""
-    cert = certs.load_cert(cert_path)
-    key = certs.load_key(key_path)
-    if cert is None or key is None or not certs.key_matches(cert, key):
-        return None, key
-    return (cert if certs.issued_by(cert, issuer or cert) else None), key
-
-
-def _ensure_ca(
-    cert_path: Path, key_path: Path, prefix: str, now: datetime
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """Load the CA (cert, key), or create it when missing, corrupt, mismatched or expired."""
-    cert, key = _load_pair(cert_path, key_path, None)
-    if cert is not None and key is not None and now < cert.not_valid_after_utc:
-        return cert, key
-    if cert_path.exists() or key_path.exists():
-        log.warning("pki: CA %s unusable, generating a new one", cert_path.name)
-    key = certs.new_key()
-    cert = certs.create_ca(f"{prefix}@{int(now.timestamp())}", key, now=now, days=CA_DAYS)
-    atomic_write(key_path, certs.key_to_pem(key), mode=0o600)
-    atomic_write(cert_path, certs.cert_to_pem(cert), mode=0o644)
-    log.info("pki: generated CA %s", cert_path.name)
-    return cert, key
-
-
-def _ensure_leaf(
-    cert_path: Path,
-    key_path: Path,
-    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-    leaf: certs.Leaf,
-    now: datetime,
-) -> None:
-    """Keep the leaf certificate if still good for this CA and request, else reissue it.
-
-    "Good" means: cert and key load and match, the CA signed it, its EKU is the leaf's usage,
-    it covers the leaf's SANs, and it is valid for more than :data:`RENEW_BEFORE`. A loadable
-    key is kept on reissue (the key is written before the cert, so a crash between the two
-    leaves a key that simply gets a new cert next time).
-    """
-    ca_cert, ca_key = ca
-    cert, key = _load_pair(cert_path, key_path, ca_cert)
-    if (
-        cert is not None
-        and certs.has_usage(cert, leaf.usage)
-        and certs.sans_cover(cert, leaf.dns_names, leaf.ip_addresses)
-        and cert.not_valid_after_utc - now > RENEW_BEFORE
-    ):
-        return
-    if key is None:
-        key = certs.new_key()
-        atomic_write(key_path, certs.key_to_pem(key), mode=0o600)
-    cert = certs.sign_leaf(ca_cert, ca_key, leaf, key.public_key(), now=now, days=LEAF_DAYS)
-    atomic_write(cert_path, certs.cert_to_pem(cert), mode=0o644)
-    log.info("pki: issued %s", cert_path.name)
 
 
 def ensure_pki(
@@ -273,19 +239,45 @@ def ensure_pki(
     the admin certificate when it expires within 90 days. Leaves are also reissued when
     their CA changed. Keys are mode 0600, ``tls_dir`` 0700, every write is atomic.
     ``clock`` returns the current time (timezone-aware).
+
+    These checks parse the files with ``cryptography``. Their outcome is recorded (with the
+    files' hashes) in ``checked.json``; while the files are unchanged, later calls decide
+    from the recorded expiry dates and SANs alone and do not load ``cryptography``.
     """
     pki = PKI.at(tls_dir, clock=clock)
     now = pki.clock()
     tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(tls_dir, 0o700)
-    server_ca = _ensure_ca(pki.server_ca_cert, pki.server_ca_key, "edgek-server-ca", now)
-    client_ca = _ensure_ca(pki.client_ca_cert, pki.client_ca_key, "edgek-client-ca", now)
     dns, ips = serving_sans(dns_names, ip_addresses)
-    serving = certs.Leaf("kube-apiserver", certs.SERVER_AUTH, dns_names=dns, ip_addresses=ips)
-    _ensure_leaf(pki.serving_cert, pki.serving_key, server_ca, serving, now)
-    admin = certs.Leaf(ADMIN_USER, certs.CLIENT_AUTH, organizations=[ADMIN_GROUP])
-    _ensure_leaf(pki.admin_cert, pki.admin_key, client_ca, admin, now)
+    record = CheckRecord(tls_dir)
+    facts = record.get(_CHECK, pki.files())
+    if facts is None or not _still_good(facts, dns, ips, now):
+        from server.pki import provision  # loads cryptography
+
+        facts = provision.ensure(pki, dns, ips, now)
+        record.put(_CHECK, pki.files(), facts)
     return pki
+
+
+def _still_good(
+    facts: dict[str, Any], dns_names: Sequence[str], ips: Sequence[IPAddress], now: datetime
+) -> bool:
+    """Whether :func:`server.pki.provision.ensure` would keep every file as it is, judged
+    from the facts it recorded when these very files last passed its checks: both CAs are
+    still valid, both leaves are valid for more than :data:`RENEW_BEFORE`, and the serving
+    certificate covers the requested SANs (DNS names case-insensitively)."""
+    try:
+        cas = [datetime.fromisoformat(t) for t in facts["ca_not_after"]]
+        leaves = [datetime.fromisoformat(t) for t in facts["leaf_not_after"]]
+        have_dns, have_ips = set(facts["serving_dns"]), set(facts["serving_ips"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return (
+        all(now < end for end in cas)
+        and all(end - now > RENEW_BEFORE for end in leaves)
+        and all(d.lower() in have_dns for d in dns_names)
+        and all(str(ip) in have_ips for ip in ips)
+    )
 
 
 def peer_identity(

@@ -13,6 +13,9 @@ another key (or relabelled with another key name) fails to decrypt. Values witho
 
 The rotation stage (``start``, ``rotate``, ``reencrypt_finished``) is kept next to the config
 in ``encryption-hash`` as ``<stage>-<sha256 of the config file>``, like k3s does.
+
+AES-GCM comes from ``cryptography``, imported when a value is first sealed or opened: a server
+without encryption (and without encrypted values) never loads it.
 """
 
 from __future__ import annotations
@@ -27,9 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edgek.kubeconfig import atomic_write
 
@@ -60,6 +60,22 @@ class _Key:
     @property
     def prefix(self) -> bytes:
         return _AESGCM_PREFIX + self.name.encode() + b":"
+
+    def seal(self, nonce: bytes, plaintext: bytes, associated: bytes) -> bytes:
+        """AES-GCM ciphertext and tag of ``plaintext``."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # loads cryptography
+
+        return AESGCM(self.secret).encrypt(nonce, plaintext, associated)
+
+    def open(self, nonce: bytes, sealed: bytes, associated: bytes) -> bytes | None:
+        """The plaintext of AES-GCM ``sealed``; None when it fails authentication."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        try:
+            return AESGCM(self.secret).decrypt(nonce, sealed, associated)
+        except InvalidTag:
+            return None
 
 
 def _new_key(taken: set[str]) -> _Key:
@@ -225,7 +241,7 @@ class SecretsEncryption:
             return plaintext
         key = self._keys[0]
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        sealed = AESGCM(key.secret).encrypt(nonce, plaintext, key.prefix + storage_key.encode())
+        sealed = key.seal(nonce, plaintext, key.prefix + storage_key.encode())
         return key.prefix + nonce + sealed
 
     def decrypt(self, storage_key: str, stored: bytes) -> bytes:
@@ -237,12 +253,12 @@ class SecretsEncryption:
         if len(body) < _NONCE_BYTES + _TAG_BYTES:
             raise EncryptionError(f"value of {storage_key} is too short to be aesgcm data")
         nonce, sealed = body[:_NONCE_BYTES], body[_NONCE_BYTES:]
-        try:
-            return AESGCM(key.secret).decrypt(nonce, sealed, key.prefix + storage_key.encode())
-        except InvalidTag as e:
+        plaintext = key.open(nonce, sealed, key.prefix + storage_key.encode())
+        if plaintext is None:
             raise EncryptionError(
                 f"value of {storage_key} failed authentication with key {key.name!r}"
-            ) from e
+            )
+        return plaintext
 
     def _key_of(self, stored: bytes) -> _Key:
         """The key an encrypted value names in its prefix."""
