@@ -431,9 +431,13 @@ class _Identity:
 
 @dataclass
 class _Entry:
+    """One manager's fields; ``encoded`` keeps the stored ``fieldsV1`` for reuse while
+    ``fields`` is unchanged (encoding is the costly half of every status write)."""
+
     fields: set[Path]
     api_version: str
     time: str | None
+    encoded: Any = None
 
 
 _Managers = dict[_Identity, _Entry]
@@ -443,8 +447,9 @@ def _identity(manager: str, operation: str, api_version: str, subresource: str) 
     return _Identity(manager, operation, "" if operation == "Apply" else api_version, subresource)
 
 
-def _decode_managers(entries: Any) -> _Managers | None:
-    """Parse ``metadata.managedFields``; ``None`` when it is malformed."""
+def _decode_managers(entries: Any, keep_encoded: bool = False) -> _Managers | None:
+    """Parse ``metadata.managedFields``; ``None`` when it is malformed. With
+    ``keep_encoded`` (entries this server wrote) each entry keeps its ``fieldsV1``."""
     if not isinstance(entries, list):
         return None
     out: _Managers = {}
@@ -459,7 +464,10 @@ def _decode_managers(entries: Any) -> _Managers | None:
         ident = _identity(
             str(e.get("manager", "")), e["operation"], e["apiVersion"], e.get("subresource", "")
         )
-        out[ident] = _Entry(fieldset.decode(e.get("fieldsV1")), e["apiVersion"], e.get("time"))
+        raw = e.get("fieldsV1")
+        out[ident] = _Entry(
+            fieldset.decode(raw), e["apiVersion"], e.get("time"), raw if keep_encoded else None
+        )
     return out
 
 
@@ -483,7 +491,9 @@ def _encode_managers(managers: _Managers) -> list[dict[str, Any]]:
         if entry.time:
             e["time"] = entry.time
         e["fieldsType"] = "FieldsV1"
-        e["fieldsV1"] = fieldset.encode(entry.fields)
+        e["fieldsV1"] = (
+            entry.encoded if entry.encoded is not None else fieldset.encode(entry.fields)
+        )
         if ident.subresource:
             e["subresource"] = ident.subresource
         out.append(e)
@@ -762,17 +772,31 @@ def record_update(
     if sent == [] or sent == [{}]:
         return
     managers = _decode_managers(sent) if sent and not subresource else None
-    old_obj, old_entries = _without_managed_fields(old)
-    if managers is None:
-        managers = _decode_managers(old_entries) or {}
+    old_obj: dict[str, Any] = {}
+    if old:
+        # A shallow copy is enough: the diff only reads it.
+        old_obj = dict(old)
+        old_entries = None
+        if isinstance(old.get("metadata"), dict):
+            old_meta = old_obj["metadata"] = dict(old["metadata"])
+            old_entries = old_meta.pop("managedFields", None)
+        if managers is None:
+            managers = _decode_managers(old_entries, keep_encoded=True)
+    managers = managers or {}
 
     diff = _diff(old_obj, new, _root(type_name))
     changed = (diff.modified | diff.added) - _STRIPPED
-    for entry in managers.values():
-        entry.fields -= changed | diff.removed
+    ident = _identity(manager, "Update", api_version, subresource)
+    for key, entry in managers.items():
+        dropped = diff.removed if key == ident else changed | diff.removed
+        if dropped and not entry.fields.isdisjoint(dropped):
+            entry.fields -= dropped
+            entry.encoded = None
     if changed:
-        ident = _identity(manager, "Update", api_version, subresource)
         previous = managers.get(ident)
-        fields = changed | (previous.fields if previous else set())
-        managers[ident] = _Entry(fields, api_version, now)
+        if previous is not None and changed <= previous.fields:
+            previous.time = now
+        else:
+            fields = changed | (previous.fields if previous else set())
+            managers[ident] = _Entry(fields, api_version, now)
     _store_managers(new, managers)

@@ -10,6 +10,7 @@ where ``{}`` marks a leaf member and ``".": {}`` marks a member that also has ch
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 Path = tuple[str, ...]
@@ -37,8 +38,12 @@ def value_token(value: Any) -> str:
     return "v:" + compact_json(value)
 
 
+@lru_cache(maxsize=8192)
 def _canonical(token: str) -> str:
-    """Re-spell a decoded ``k:``/``v:`` token so equal elements compare equal."""
+    """Re-spell a decoded ``k:``/``v:`` token so equal elements compare equal (cached:
+    the same few tokens recur in every object of a kind)."""
+    if token.startswith("f:"):
+        return token
     kind, _, rest = token.partition(":")
     if kind in ("k", "v"):
         try:
@@ -81,6 +86,7 @@ def tree(paths: set[Path]) -> dict[str, Any]:
     return root
 
 
+@lru_cache(maxsize=8192)
 def _element_key(token: str) -> tuple[int, Any]:
     kind, _, rest = token.partition(":")
     if kind == "i" and rest.lstrip("-").isdigit():

@@ -50,18 +50,21 @@ class _FieldPatch:
 
 
 def strategic_merge_patch(
-    doc: dict[str, Any], patch: dict[str, Any], type_name: str | None
+    doc: dict[str, Any], patch: dict[str, Any], type_name: str | None, *, owned: bool = False
 ) -> dict[str, Any]:
     """Apply a strategic merge patch to ``doc`` against the schema type ``type_name``.
 
     ``type_name`` is a registry type such as ``"apps/v1.Deployment"``; with ``None`` (or
     for fields outside the schema) maps merge and lists are replaced. Returns a new
-    document; ``doc`` and ``patch`` are not mutated. A malformed patch raises
+    document; ``doc`` and ``patch`` are not mutated, unless ``owned`` says ``doc`` is the
+    caller's private copy, which is then patched in place. A malformed patch raises
     :class:`PatchError`.
     """
     if not isinstance(patch, dict):
         raise PatchError(f"a strategic merge patch must be a JSON object, not {_describe(patch)}")
-    original = copy.deepcopy(doc) if isinstance(doc, dict) else {}
+    if not isinstance(doc, dict):
+        doc = {}
+    original = doc if owned else copy.deepcopy(doc)
     return _merge_map(original, patch, TypeRef("struct", type_name) if type_name else None)
 
 

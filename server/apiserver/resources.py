@@ -720,7 +720,8 @@ def _apply_patch(ptype: str, doc: dict[str, Any], patch: Any, kind: Kind, sub: s
         if not isinstance(patch, dict):
             raise PatchError("strategic merge patch must be a JSON object")
         type_name = "autoscaling/v1.Scale" if sub == "scale" else kind.type_name
-        return strategic_merge_patch(doc, patch, type_name)
+        # The registry hands the patch a private copy of the object.
+        return strategic_merge_patch(doc, patch, type_name, owned=True)
     except PatchError as e:
         if ptype == "json":
             raise ApiError(422, "Invalid", str(e)) from e

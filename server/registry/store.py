@@ -367,12 +367,15 @@ class ObjectStore:
     ) -> tuple[dict[str, Any], bool]:
         """Read-modify-write with retries on concurrent change (patch, apply, scale).
 
-        ``mutate`` gets a deep copy of the current object (or None when it does not exist)
-        and returns the desired object, or None to leave it unchanged. Returns (object,
-        created)."""
+        ``mutate`` gets a private copy of the current object (or None when it does not
+        exist) and returns the desired object, or None to leave it unchanged. Returns
+        (object, created)."""
+        key = object_key(kind, namespace, name)
         for _attempt in range(_UPDATE_RETRIES):
-            old = await self.try_get(kind, namespace, name)
-            desired = await mutate(copy.deepcopy(old) if old is not None else None)
+            kv = await self.store.get(key)
+            old = None if kv is None else self.decode(kind, kv)
+            # A second decode is a cheaper private copy than a deep copy.
+            desired = await mutate(None if kv is None else self.decode(kind, kv))
             if old is None:
                 if desired is None:
                     raise status.not_found(kind.group_resource, name)

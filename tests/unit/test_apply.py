@@ -398,6 +398,33 @@ def test_record_update_subresource_entry() -> None:
     assert entry["fieldsV1"] == {"f:status": {"f:replicas": {}}}
 
 
+def test_record_update_repeated_status_writes() -> None:
+    """A manager re-writing fields it owns keeps its fields and gets a new time; another
+    manager taking one over moves just that field; the untouched entries stay equal to
+    a fresh encoding of what they own."""
+    obj = do_apply(None, deployment())
+    first = copy.deepcopy(obj)
+    first["status"] = {"replicas": 2, "readyReplicas": 1}
+    do_update(obj, first, "controller", subresource="status", now=T1)
+
+    second = copy.deepcopy(first)
+    second["status"]["readyReplicas"] = 2
+    do_update(first, second, "controller", subresource="status", now=T2)
+    status_entry = [e for e in second["metadata"]["managedFields"] if e["manager"] == "controller"]
+    assert status_entry[0]["time"] == T2
+    assert status_entry[0]["fieldsV1"] == {"f:status": {"f:readyReplicas": {}, "f:replicas": {}}}
+    assert entries(second)[("mgr-a", "Apply")] == entries(obj)[("mgr-a", "Apply")]
+
+    third = copy.deepcopy(second)
+    third["status"]["readyReplicas"] = 0
+    del third["status"]["replicas"]
+    do_update(second, third, "other", subresource="status", now=T2)
+    by_manager = {e["manager"]: e for e in third["metadata"]["managedFields"]}
+    assert by_manager["other"]["fieldsV1"] == {"f:status": {"f:readyReplicas": {}}}
+    assert "controller" not in by_manager  # it lost readyReplicas, replicas was removed
+    assert owned(third, "mgr-a") == owned(obj, "mgr-a")
+
+
 # ---------------------------------------------------------------------------
 # Schema-specific merging
 
