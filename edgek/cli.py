@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -36,6 +37,17 @@ def main_options(
     ] = None,
 ) -> None:
     """edgek: a lightweight Kubernetes distribution for edge devices."""
+
+
+def _tune_gc() -> None:
+    """Set the cyclic garbage collector up for a long-running process holding large caches.
+
+    What exists after start-up is frozen out of collections, and young objects are
+    collected every 50,000 allocations instead of 700: with the default, the collector
+    re-scans the caches often enough to cost as much CPU as decoding the objects."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _fail(message: str) -> None:
@@ -206,6 +218,7 @@ def server(
     )
     from server.main import serve_forever
 
+    _tune_gc()
     try:
         asyncio.run(serve_forever(cfg))
     except (OSError, ValueError) as e:
@@ -393,6 +406,7 @@ def sim(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    _tune_gc()
     try:
         asyncio.run(run_cli(config, fail_file))
     except (ApiClientError, BootstrapError, OSError, ValueError) as e:

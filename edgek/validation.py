@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgek import kinds, names
+from edgek.objects import clone
 from edgek.selectors import SelectorError, label_selector_from_object
 
 Cause = dict[str, str]
@@ -349,7 +349,7 @@ _POD_UPDATE_FORBIDDEN = (
 
 def _pod_update(e: Errors, spec: Obj, old_spec: Obj) -> None:
     """Only images, a shorter active deadline and added tolerations may change."""
-    munged = copy.deepcopy(spec)
+    munged = clone(spec)
     for key in ("initContainers", "containers"):
         old_containers = _list(old_spec, key)
         for i, c in enumerate(_list(munged, key)):

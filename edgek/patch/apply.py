@@ -15,7 +15,6 @@ are replaced whole. Custom resources (no type name) merge maps and replace lists
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from functools import cache
 from typing import Any, Literal
 
 from edgek import kinds
+from edgek.objects import clone
 from edgek.patch import fieldset
 from edgek.patch.fieldset import Path
 from edgek.status import ApiError, bad_request
@@ -252,7 +252,7 @@ def _merge(live: Any, applied: Any, node: _Node, path: Path) -> Any:
         return live
     if _is_list_node(node) and isinstance(live, list) and isinstance(applied, list):
         return _merge_list(live, applied, node, path)
-    return copy.deepcopy(applied)
+    return clone(applied)
 
 
 def _merge_list(live: list[Any], applied: list[Any], node: _Node, path: Path) -> list[Any]:
@@ -520,7 +520,7 @@ def _store_managers(obj: dict[str, Any], managers: _Managers) -> None:
 
 def _without_managed_fields(obj: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
     """A deep copy of ``obj`` (``{}`` for none) without managedFields, and those."""
-    out = copy.deepcopy(obj) if obj else {}
+    out = clone(obj) if obj else {}
     meta = out.get("metadata")
     entries = meta.pop("managedFields", None) if isinstance(meta, dict) else None
     return out, entries
@@ -627,7 +627,7 @@ def _apply_once(
     force: bool,
 ) -> _Applied:
     managers = {k: _Entry(set(v.fields), v.api_version, v.time) for k, v in managers.items()}
-    merged = _merge(copy.deepcopy(live), config, root, ())
+    merged = _merge(clone(live), config, root, ())
     applied: set[Path] = set()
     _field_set(config, root, (), applied, strict=True)
     applied -= _STRIPPED
@@ -706,7 +706,7 @@ def apply(
             "Incorrect version specified in apply patch. Specified patch version: "
             f"{applied.get('apiVersion') or ''}, expected: {api_version}"
         )
-    config = copy.deepcopy(applied)
+    config = clone(applied)
     meta = config.get("metadata")
     if isinstance(meta, dict):
         if meta.get("managedFields") is not None:
@@ -735,7 +735,7 @@ def apply(
     obj = result.obj
     annotations = (obj.get("metadata") or {}).get("annotations")
     if manager == "kubectl" and isinstance(annotations, dict) and annotations.get(LAST_APPLIED):
-        last = copy.deepcopy(applied)
+        last = clone(applied)
         last_annotations = (last.get("metadata") or {}).get("annotations")
         if isinstance(last_annotations, dict):
             last_annotations.pop(LAST_APPLIED, None)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from typing import Any
 
+from edgek.objects import clone
 from edgek.patch.errors import PatchError
 
 _INDEX = re.compile(r"^(0|[1-9][0-9]*)$")
@@ -43,7 +43,7 @@ def json_patch(doc: Any, ops: Any) -> Any:
     """
     if not isinstance(ops, list):
         raise PatchError("a JSON patch must be a list of operations")
-    result = copy.deepcopy(doc)
+    result = clone(doc)
     for number, op in enumerate(ops):
         if not isinstance(op, dict):
             raise PatchError(f"JSON patch operation {number} is not an object")
@@ -66,11 +66,11 @@ def _apply(doc: Any, op: dict[str, Any]) -> Any:
                 raise PatchError(f"move operation cannot move {op['from']!r} into its own child")
             doc, value = _remove(doc, source, op["from"], name)
         else:
-            value = copy.deepcopy(_get(doc, source, op["from"], "copy"))
+            value = clone(_get(doc, source, op["from"], "copy"))
         return _add(doc, path, value, op["path"])
     if "value" not in op:
         raise PatchError(f"{name} operation on {op['path']!r} has no value")
-    value = copy.deepcopy(op["value"])
+    value = clone(op["value"])
     if name == "add":
         return _add(doc, path, value, op["path"])
     current = _get(doc, path, op["path"], name)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from edgek.objects import clone
 
 
 def merge_patch(doc: Any, patch: Any) -> Any:
@@ -13,8 +14,8 @@ def merge_patch(doc: Any, patch: Any) -> Any:
     replaces the target wholesale.
     """
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    target = copy.deepcopy(doc) if isinstance(doc, dict) else {}
+        return clone(patch)
+    target = clone(doc) if isinstance(doc, dict) else {}
     return _merge_into(target, patch)
 
 
@@ -27,5 +28,5 @@ def _merge_into(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
             current = target.get(key)
             target[key] = _merge_into(current if isinstance(current, dict) else {}, value)
         else:
-            target[key] = copy.deepcopy(value)
+            target[key] = clone(value)
     return target

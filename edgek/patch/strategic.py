@@ -15,13 +15,13 @@ their nulls dropped; a deletion list for a list the object does not have is a no
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from edgek import kinds
 from edgek.kinds import TypeRef
+from edgek.objects import clone
 from edgek.patch.errors import PatchError
 from edgek.patch.jsonpatch import json_equal
 
@@ -64,7 +64,7 @@ def strategic_merge_patch(
         raise PatchError(f"a strategic merge patch must be a JSON object, not {_describe(patch)}")
     if not isinstance(doc, dict):
         doc = {}
-    original = doc if owned else copy.deepcopy(doc)
+    original = doc if owned else clone(doc)
     return _merge_map(original, patch, TypeRef("struct", type_name) if type_name else None)
 
 

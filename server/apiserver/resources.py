@@ -3,7 +3,6 @@ deletecollection, and the status and scale subresources."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -564,7 +563,7 @@ class ResourceAPI:
             try:
                 return apply(
                     current,
-                    copy.deepcopy(applied),
+                    objects.clone(applied),
                     manager=manager,
                     force=force,
                     type_name=kind.type_name,

@@ -4,12 +4,12 @@ controllers reason about (active, ready, available)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from edgek.kinds import Kind
+from edgek.objects import clone
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from edgek.timefmt import parse_time
@@ -157,13 +157,13 @@ def pod_from_template(
         md["generateName"] = generate_name or f"{owner['metadata']['name']}-"
     for field in ("labels", "annotations", "finalizers"):
         if tmd.get(field):
-            md[field] = copy.deepcopy(tmd[field])
+            md[field] = clone(tmd[field])
     md["ownerReferences"] = [owner_reference(owner, api_version, kind)]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": md,
-        "spec": copy.deepcopy(template.get("spec") or {}),
+        "spec": clone(template.get("spec") or {}),
     }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import hashlib
 import logging
 import socket
@@ -20,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from edgek.kinds import Kind, Registry
-from edgek.objects import now
+from edgek.objects import clone, now
 from edgek.status import ApiError
 from edgek.timefmt import format_micro_time, parse_time
 from server.cache import ObjectCache
@@ -147,7 +146,7 @@ class Controller:
                 return None
             if current.get("status") == status:
                 return None
-            current["status"] = copy.deepcopy(status)
+            current["status"] = clone(status)
             return current
 
         await self.write_status(kind, obj, mutate)

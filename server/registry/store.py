@@ -8,7 +8,6 @@ errors. Controllers use this same path (there is no second way to mutate objects
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -350,7 +349,7 @@ class ObjectStore:
                 raise status.conflict(kind.group_resource, name)
             try:
                 return await self._write_update(
-                    kind, namespace, old, copy.deepcopy(obj), opts
+                    kind, namespace, old, objects.clone(obj), opts
                 ), False
             except _Retry:
                 if wanted_rv:
@@ -426,7 +425,7 @@ class ObjectStore:
                     current = None
                     continue
                 raise status.conflict(kind.group_resource, name, why)
-            new = copy.deepcopy(current)
+            new = objects.clone(current)
             mutate(new)
             new_md = objects.meta(new)
             for identity in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
@@ -545,7 +544,7 @@ class ObjectStore:
             why = _precondition_failure(md, opts.precondition_uid, opts.precondition_rv)
             if why:
                 raise status.conflict(kind.group_resource, name, why)
-            new = copy.deepcopy(obj)
+            new = objects.clone(obj)
             graceful = self._begin_graceful(kind, new, opts)
             if graceful is None:  # a graceful deletion is under way and stays as it is
                 return obj, False

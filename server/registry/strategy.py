@@ -7,13 +7,13 @@ resource updates for kinds with a status subresource, status writes change only 
 
 from __future__ import annotations
 
-import copy
 from fractions import Fraction
 from functools import cache
 from typing import Any
 
 from edgek import kinds
 from edgek.kinds import Kind
+from edgek.objects import clone
 from edgek.quantity import parse_quantity
 
 #: Kinds whose status the client may set on create (agents register nodes with status).
@@ -136,14 +136,14 @@ def prepare_for_update(
         # only the approval conditions change (kubectl certificate approve|deny)
         conditions = (new.get("status") or {}).get("conditions")
         new.clear()
-        new.update(copy.deepcopy(old))
+        new.update(clone(old))
         new.setdefault("status", {})["conditions"] = conditions or []
         return
     if subresource == "status":
         status = new.get("status")
         annotations = (new.get("metadata") or {}).get("annotations")
         new.clear()
-        new.update(copy.deepcopy(old))
+        new.update(clone(old))
         if status is None:
             new.pop("status", None)
         else:
@@ -153,7 +153,7 @@ def prepare_for_update(
         return
     if kind.has_status:
         if "status" in old:
-            new["status"] = copy.deepcopy(old["status"])
+            new["status"] = clone(old["status"])
         else:
             new.pop("status", None)
     if (kind.group, kind.resource) == ("apps", "daemonsets"):
@@ -190,7 +190,7 @@ def _keep_request_annotations(
     DaemonSet's template generation stays server-owned."""
     md = new["metadata"]
     if isinstance(annotations, dict) and annotations:
-        md["annotations"] = copy.deepcopy(annotations)
+        md["annotations"] = clone(annotations)
     else:
         md.pop("annotations", None)
     if (kind.group, kind.resource) == ("apps", "daemonsets"):

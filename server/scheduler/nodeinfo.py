@@ -138,6 +138,13 @@ def _affinity_terms(
     return out
 
 
+def _reference(pod: dict[str, Any]) -> dict[str, Any]:
+    """Just what names a pod (for events about it)."""
+    md = pod["metadata"]
+    ref = {k: md[k] for k in ("name", "namespace", "uid") if k in md}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": ref}
+
+
 @dataclass
 class PodInfo:
     """What the scheduler needs of a pod, computed once per pod version."""
@@ -403,6 +410,9 @@ class ClusterState:
     def add_pod(self, pod: dict[str, Any], node_name: str, *, assumed: bool = False) -> PodInfo:
         """Place a pod on a node (replacing where it was)."""
         info = PodInfo.of(pod)
+        # A placed pod is looked at through its PodInfo fields; keeping the whole version
+        # seen at bind time would hold a second copy of every pod beside the pods cache.
+        info.pod = _reference(pod)
         self.remove_pod(info.key)
         self._info(node_name).add_pod(info)
         self.pod_node[info.key] = node_name
