@@ -525,7 +525,11 @@ class ResourceAPI:
             if info.subresource == "scale":
                 return self._scaled(kind, current, patched)
             self._check_object(kind, info, patched)
-            self._field_validation(request, kind, patched, warnings)
+            scope = _patched_fields(ptype, patch, patched)
+            named = set(scope)
+            self._field_validation(request, kind, scope, warnings)
+            for name in named - set(scope):
+                patched.pop(name, None)  # pruned as unknown
             return patched
 
         result, _ = await self.objects.modify(kind, info.namespace, info.name, mutate, opts)
@@ -708,6 +712,24 @@ class ResourceAPI:
         main = WriteOptions(dry_run=opts.dry_run, field_manager=opts.field_manager)
         result, _ = await self.objects.modify(info.kind, info.namespace, info.name, mutate, main)
         return result
+
+
+def _patched_fields(ptype: str, patch: Any, patched: dict[str, Any]) -> dict[str, Any]:
+    """The part of a patched object a merge or strategic patch can have changed: the
+    top-level fields the patch names (sharing their values). Field validation looks
+    only there; everything else is the stored object, validated when it was written.
+    A JSON patch, or a directive at the top, may change anything: the whole object."""
+    if ptype not in ("merge", "strategic") or not isinstance(patch, dict):
+        return patched
+    names = {"apiVersion", "kind"}
+    for key in patch:
+        if key.startswith(("$setElementOrder/", "$deleteFromPrimitiveList/")):
+            names.add(key.split("/", 1)[1])
+        elif key.startswith("$"):
+            return patched
+        else:
+            names.add(key)
+    return {k: v for k, v in patched.items() if k in names}
 
 
 def _apply_patch(ptype: str, doc: dict[str, Any], patch: Any, kind: Kind, sub: str) -> Any:

@@ -555,6 +555,32 @@ def test_unknown_field_warn_and_ignore(api: Api, ns: str) -> None:
     assert "foo" not in api.ok("GET", deploy_path(ns, "ign"))["spec"]
 
 
+@pytest.mark.parametrize(
+    "content_type", ["application/merge-patch+json", "application/strategic-merge-patch+json"]
+)
+def test_unknown_fields_in_patches(api: Api, ns: str, content_type: str) -> None:
+    """Patches are checked where they change the object, top level included: Strict
+    refuses, Warn warns and drops, the stored object keeps only known fields."""
+    name = "patched-" + content_type.split("/")[1].split("-")[0]
+    api.ok("POST", deploy_path(ns), deployment(name))
+    path = deploy_path(ns, name)
+    patch = {"spec": {"replicas": 3, "foo": 1}, "bar": {"x": 1}}
+    resp = api.request("PATCH", path + "?fieldValidation=Strict", patch, content_type=content_type)
+    st = assert_status(resp, 400, "BadRequest")
+    assert 'unknown field "spec.foo"' in st["message"]
+    assert 'unknown field "bar"' in st["message"]
+    assert api.ok("GET", path)["spec"]["replicas"] != 3
+
+    resp = api.request("PATCH", path, patch, content_type=content_type)
+    assert resp.status == 200, resp.body
+    warnings = ", ".join(resp.headers.get_all("Warning"))
+    assert '299 - "unknown field \\"bar\\""' in warnings
+    assert '299 - "unknown field \\"spec.foo\\""' in warnings
+    stored = api.ok("GET", path)
+    assert stored["spec"]["replicas"] == 3
+    assert "foo" not in stored["spec"] and "bar" not in stored
+
+
 def test_unknown_field_validation_directive(api: Api, unchanged: str) -> None:
     resp = api.request("POST", cm_path(unchanged) + "?fieldValidation=Bogus", configmap("b"))
     message = 'Unsupported value: "Bogus": supported values: "", "Ignore", "Strict", "Warn"'
