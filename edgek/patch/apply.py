@@ -25,6 +25,7 @@ from edgek import kinds
 from edgek.objects import clone
 from edgek.patch import fieldset
 from edgek.patch.fieldset import Path
+from edgek.patch.jsonpatch import json_equal
 from edgek.status import ApiError, bad_request
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -174,19 +175,6 @@ def _is_list_node(node: _Node) -> bool:
 # Values
 
 
-def _equal(a: Any, b: Any) -> bool:
-    """JSON equality (``True`` is not ``1``)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    return type(a) is type(b) and bool(a == b)
-
-
 def _item_token(item: Any, node: _Node, where: Path, strict: bool) -> str:
     """The path element of a list item. ``strict`` (applied configurations) rejects
     items that lack a key field without default."""
@@ -315,6 +303,8 @@ class _Diff:
 def _compare(old: Any, new: Any, node: _Node, path: Path, diff: _Diff) -> None:
     """Record in ``diff`` how ``new`` differs from ``old`` (either may be ``MISSING``).
     Absent fields of typed structs compare as their Go zero values."""
+    if old == new and old is not MISSING and json_equal(old, new):
+        return  # equal subtrees differ nowhere; checking that first is much cheaper
     both_maps = all(v is MISSING or v is None or isinstance(v, dict) for v in (old, new))
     both_lists = all(v is MISSING or v is None or isinstance(v, list) for v in (old, new))
     nonempty = any(v is not MISSING and v for v in (old, new))
@@ -344,7 +334,7 @@ def _compare(old: Any, new: Any, node: _Node, path: Path, diff: _Diff) -> None:
                 diff,
             )
     elif old is not MISSING and new is not MISSING:
-        if not _equal(old, new) and path:
+        if not json_equal(old, new) and path:
             diff.modified.add(path)
         return
     if not path:
@@ -657,7 +647,7 @@ def _apply_once(
         raise ApplyConflict(conflicts)
 
     result = _drop_nulls(merged)
-    changed = not _equal(_drop_nulls(live), result)
+    changed = not json_equal(_drop_nulls(live), result)
     return _Applied(result, {k: v for k, v in managers.items() if v.fields}, changed)
 
 

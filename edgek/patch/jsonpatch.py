@@ -15,6 +15,8 @@ _OPS = ("add", "remove", "replace", "move", "copy", "test")
 
 def json_equal(a: Any, b: Any) -> bool:
     """JSON value equality: numbers compare by value, booleans are not numbers."""
+    if a is b:
+        return True
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, dict):
