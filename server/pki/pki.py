@@ -23,6 +23,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -280,6 +281,14 @@ def _still_good(
     )
 
 
+#: peer_identity per TLS connection: the certificate is fixed once the handshake is done,
+#: and decoding it again for every request on a kept-alive connection costs ~1 % of a
+#: busy server's CPU.
+_PEER_IDENTITIES: weakref.WeakKeyDictionary[Any, tuple[str, list[str]] | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def peer_identity(
     ssl_object: ssl.SSLObject | ssl.SSLSocket | None,
 ) -> tuple[str, list[str]] | None:
@@ -292,6 +301,14 @@ def peer_identity(
     """
     if ssl_object is None:
         return None
+    try:
+        return _PEER_IDENTITIES[ssl_object]
+    except KeyError:
+        identity = _PEER_IDENTITIES[ssl_object] = _identity_of(ssl_object)
+        return identity
+
+
+def _identity_of(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[str, list[str]] | None:
     peer = ssl_object.getpeercert()
     if not peer:
         return None
