@@ -2,7 +2,9 @@
 
 Events come from the datastore watch for the kind's key prefix, filtered by selectors
 (an object that stops matching is reported DELETED, one that starts matching ADDED), with
-optional bookmarks, the ``sendInitialEvents`` protocol, and ``timeoutSeconds``.
+optional bookmarks, the ``sendInitialEvents`` protocol, and ``timeoutSeconds``. Decoding and
+encoding an event is shared by every watch that receives it (``watchcache``): per watch remain
+the selector check, the Table or metadata-only transform if asked, and the write.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import datastore
 from edgek import status
 from edgek.kinds import Kind
 from server.apiserver.codec import JSON, dumps
-from server.registry.store import ListOptions, ObjectStore, decode, key_prefix, matches
+from server.apiserver.watchcache import Decoder, EventView, memo_for
+from server.registry.store import ListOptions, ObjectStore, decode, key_prefix
 
 #: Upstream serves watches for a random 30-60 minutes when the client sets no timeout.
 DEFAULT_TIMEOUT_RANGE = (1800, 3600)
@@ -62,9 +65,6 @@ def _bookmark(kind: Kind, revision: int, initial_end: bool = False) -> dict[str,
     return {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": md}
 
 
-Decoder = Callable[[Kind, datastore.KeyValue], dict[str, Any]]
-
-
 def translate(
     kind: Kind,
     ev: datastore.Event,
@@ -73,24 +73,7 @@ def translate(
     decode: Decoder = decode,
 ) -> tuple[str, dict[str, Any]] | None:
     """The watch event (type, object) a datastore event means for this watcher, or None."""
-    if ev.type == "DELETE":
-        obj = decode(kind, ev.kv)
-        return ("DELETED", obj) if not filtered or matches(kind, obj, opts) else None
-    obj = decode(kind, ev.kv)
-    now_matches = not filtered or matches(kind, obj, opts)
-    if ev.prev_kv is None:
-        return ("ADDED", obj) if now_matches else None
-    if not filtered:
-        return ("MODIFIED", obj)
-    prev = decode(kind, ev.prev_kv)
-    before = matches(kind, prev, opts)
-    if now_matches:
-        return ("MODIFIED" if before else "ADDED", obj)
-    if not before:
-        return None
-    # leaving the selection: the last matching state, at this event's revision (upstream)
-    prev["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"]
-    return ("DELETED", prev)
+    return EventView(kind, ev, decode).translate(opts, filtered)
 
 
 async def serve(
@@ -103,6 +86,7 @@ async def serve(
 ) -> web.StreamResponse:
     """Stream watch events until the timeout, the client leaves, or the store ends it."""
     store = objects.store
+    memo = memo_for(objects)
     kind = wr.kind
     initial: list[dict[str, Any]] = []
     start_rev: int
@@ -134,14 +118,33 @@ async def serve(
     timeout = wr.timeout if wr.timeout else random.uniform(*DEFAULT_TIMEOUT_RANGE)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    pending: asyncio.Task[datastore.Event] | None = None
+    last_rev = start_rev
+
+    async def stream() -> None:
+        """Write the watch events of the datastore events, until the watcher ends."""
+        nonlocal last_rev
+        try:
+            async for ev in watcher:
+                view = memo.view(kind, ev)
+                out = view.translate(wr.opts, filtered)
+                if out is not None:
+                    shown = transform(out[1], False)
+                    # an untransformed object's line is encoded once, for every watch
+                    await resp.write(view.line(*out) if shown is out[1] else _event(out[0], shown))
+                last_rev = ev.kv.mod_revision
+                # take turns with the other watches of this event while it is in the memo
+                await asyncio.sleep(0)
+        except datastore.CompactedError as e:
+            err = status.expired(f"too old resource version: {start_rev} ({e.compact_revision})")
+            await resp.write(_event("ERROR", err.status()))
+
+    streaming: asyncio.Task[None] | None = None
     try:
         for obj in initial:
             await resp.write(_event("ADDED", transform(obj, True)))
-        last_rev = start_rev
         if wr.send_initial_events:
             await resp.write(_event("BOOKMARK", _bookmark(kind, start_rev, initial_end=True)))
-        events = watcher.__aiter__()
+        streaming = asyncio.ensure_future(stream())
         next_bookmark = loop.time() + bookmark_interval
         while True:
             now = loop.time()
@@ -150,37 +153,21 @@ async def serve(
             wait = deadline - now
             if wr.bookmarks:
                 wait = min(wait, max(next_bookmark - now, 0))
-            if pending is None:
-                pending = asyncio.ensure_future(events.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=wait)
-            if not done:
-                if wr.bookmarks and loop.time() >= next_bookmark:
-                    await resp.write(_event("BOOKMARK", _bookmark(kind, last_rev)))
-                    next_bookmark = loop.time() + bookmark_interval
-                continue
-            pending = None
-            try:
-                ev = done.pop().result()
-            except StopAsyncIteration:
+            done, _ = await asyncio.wait({streaming}, timeout=wait)
+            if done:
+                streaming.result()  # ConnectionResetError if the client left
                 break
-            except datastore.CompactedError as e:
-                err = status.expired(
-                    f"too old resource version: {start_rev} ({e.compact_revision})"
-                )
-                await resp.write(_event("ERROR", err.status()))
-                break
-            last_rev = ev.kv.mod_revision
-            out = translate(kind, ev, wr.opts, filtered, objects.decode)
-            if out is not None:
-                await resp.write(_event(out[0], transform(out[1], False)))
+            if wr.bookmarks and loop.time() >= next_bookmark:
+                await resp.write(_event("BOOKMARK", _bookmark(kind, last_rev)))
+                next_bookmark = loop.time() + bookmark_interval
     except ConnectionResetError:
         return resp
     finally:
         watcher.close()
-        if pending is not None:
-            pending.cancel()
+        if streaming is not None:
+            streaming.cancel()
             with contextlib.suppress(BaseException):
-                await pending
+                await streaming
     with contextlib.suppress(ConnectionResetError):
         await resp.write_eof()
     return resp

@@ -27,10 +27,13 @@ class Client:
             assert r.status == 201, await r.text()
             return await r.json()  # type: ignore[no-any-return]
 
-    async def events(self, path: str, count: int, wait: float = 10) -> list[dict[str, Any]]:
+    async def events(
+        self, path: str, count: int, wait: float = 10, accept: str | None = None
+    ) -> list[dict[str, Any]]:
         """The first ``count`` watch events (or all until the stream ends)."""
         out: list[dict[str, Any]] = []
-        async with self.session.get(self.base + path) as r:
+        headers = {"Accept": accept} if accept else None
+        async with self.session.get(self.base + path, headers=headers) as r:
             assert r.status == 200, await r.text()
             async with asyncio.timeout(wait):
                 async for line in r.content:
@@ -166,3 +169,74 @@ async def test_selector_transitions(api: tuple[Client, Server]) -> None:
             assert r.status == 200
     events = await watch
     assert [e["type"] for e in events] == ["ADDED", "DELETED"]
+
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+PARTIAL = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io,application/json"
+
+
+async def test_watches_of_the_same_events_get_independent_results(
+    api: tuple[Client, Server],
+) -> None:
+    """Watches with different selectors and formats share the decoded events (one live, one
+    reading them back from the log) and each still gets its own, correct stream."""
+    client, _ = api
+    first = await client.post(CMS, cm("anchor"))
+    rv = first["metadata"]["resourceVersion"]
+    since = CMS + f"?watch=1&resourceVersion={rv}"
+    watches = {
+        "all": (since, 3, None),
+        "a": (since + "&labelSelector=tier%3Da", 2, None),
+        "b": (since + "&labelSelector=tier%3Db", 2, None),
+        "name": (since + "&fieldSelector=metadata.name%3Dmover", 3, None),
+        "table": (since + "&includeObject=Object", 3, TABLE),
+        "partial": (since, 3, PARTIAL),
+    }
+    tasks = {
+        name: asyncio.create_task(client.events(path, n, accept=accept))
+        for name, (path, n, accept) in watches.items()
+    }
+    await asyncio.sleep(0.3)
+    created = await client.post(CMS, cm("mover", tier="a"))
+    async with client.session.patch(
+        client.base + CMS + "/mover",
+        json={"metadata": {"labels": {"tier": "b"}}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    ) as r:
+        assert r.status == 200
+        moved = await r.json()
+    async with client.session.delete(client.base + CMS + "/mover") as r:
+        assert r.status == 200
+    got = {name: await task for name, task in tasks.items()}
+    got["late"] = await client.events(since, 3)  # from the datastore log
+
+    def summary(events: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        out = []
+        for e in events:
+            md = e["object"]["metadata"]
+            out.append((e["type"], md.get("labels", {}).get("tier", ""), md["resourceVersion"]))
+        return out
+
+    c_rv, m_rv = created["metadata"]["resourceVersion"], moved["metadata"]["resourceVersion"]
+    d_rv = got["all"][2]["object"]["metadata"]["resourceVersion"]
+    assert int(d_rv) > int(m_rv) > int(c_rv)
+    everything = [("ADDED", "a", c_rv), ("MODIFIED", "b", m_rv), ("DELETED", "b", d_rv)]
+    assert summary(got["all"]) == everything
+    assert summary(got["name"]) == everything
+    assert summary(got["partial"]) == everything
+    assert got["late"] == got["all"]
+    # tier=a sees the object leave as it last matched, at the revision of the change
+    assert summary(got["a"]) == [("ADDED", "a", c_rv), ("DELETED", "a", m_rv)]
+    assert summary(got["b"]) == [("ADDED", "b", m_rv), ("DELETED", "b", d_rv)]
+    assert got["all"][0]["object"] == created
+    assert got["all"][1]["object"] == moved
+    assert {e["object"]["kind"] for e in got["all"] + got["a"] + got["b"]} == {"ConfigMap"}
+    for e in got["partial"]:
+        assert set(e["object"]) == {"kind", "apiVersion", "metadata"}
+        assert e["object"]["kind"] == "PartialObjectMetadata"
+    tables = [e["object"] for e in got["table"]]
+    assert [t["kind"] for t in tables] == ["Table"] * 3
+    assert tables[0]["columnDefinitions"] and not tables[1]["columnDefinitions"]
+    rows = [t["rows"][0]["object"] for t in tables]
+    assert [r["metadata"]["labels"]["tier"] for r in rows] == ["a", "b", "b"]
+    assert rows[:2] == [created, moved]

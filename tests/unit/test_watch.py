@@ -1,9 +1,14 @@
-"""Tests of watch event translation (server.apiserver.watch.translate)."""
+"""Tests of watch event translation (server.apiserver.watch.translate) and of the event views
+shared by every watch of the same events (server.apiserver.watchcache)."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import gc
+import weakref
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,12 +16,16 @@ import pytest
 import datastore
 from edgek.kinds import Kind, Registry
 from edgek.selectors import allowed_fields, parse_field_selector, parse_label_selector
+from server.apiserver import tables
+from server.apiserver.codec import dumps
 from server.apiserver.watch import translate
+from server.apiserver.watchcache import EventMemo, EventView, memo_for
 from server.registry.store import (
     DeleteOptions,
     ListOptions,
     ObjectStore,
     WriteOptions,
+    decode,
     encode,
     key_prefix,
     object_key,
@@ -249,5 +258,203 @@ async def test_translate_real_datastore_events() -> None:
         ]
         revisions = [f[3] if f else None for f in everything]
         assert revisions == [str(r) for r in range(1, 7)]
+    finally:
+        await store.close()
+
+
+# -- shared event views -----------------------------------------------------------------------
+
+
+class CountingDecoder:
+    """The registry's decoder, counting calls per (key, revision)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def __call__(self, kind: Kind, kv: datastore.KeyValue) -> dict[str, Any]:
+        self.calls.append((kv.key, kv.mod_revision))
+        return decode(kind, kv)
+
+
+@pytest.fixture
+async def objects() -> AsyncIterator[ObjectStore]:
+    store = await datastore.Store.open("sqlite://")
+    try:
+        yield ObjectStore(store, namespace_lifecycle=False)
+    finally:
+        await store.close()
+
+
+DB = ListOptions(label_selector=parse_label_selector("app=db"))
+NAME_A = ListOptions(
+    field_selector=parse_field_selector("metadata.name=a", allowed_fields("", "configmaps"))
+)
+
+
+def test_one_view_serves_watches_with_different_selectors() -> None:
+    """web -> db: leaves one selection, enters another, is modified for the rest; each
+    object decoded once."""
+    counting = CountingDecoder()
+    before = configmap("a", "web")
+    after = configmap("a", "db")
+    view = EventView(CONFIGMAPS, put(after, 11, before, 10), counting)
+    results = {
+        "web": out(view.translate(WEB, True)),
+        "db": out(view.translate(DB, True)),
+        "name": out(view.translate(NAME_A, True)),
+        "all": out(view.translate(ListOptions(), False)),
+        "web again": out(view.translate(WEB, True)),
+    }
+    assert results == {
+        "web": ("DELETED", "a", {"app": "web"}, "11"),
+        "db": ("ADDED", "a", {"app": "db"}, "11"),
+        "name": ("MODIFIED", "a", {"app": "db"}, "11"),
+        "all": ("MODIFIED", "a", {"app": "db"}, "11"),
+        "web again": ("DELETED", "a", {"app": "web"}, "11"),
+    }
+    assert sorted(counting.calls) == [(view.event.kv.key, 10), (view.event.kv.key, 11)]
+    # the object leaving the selection is a copy: the previous object keeps its revision
+    assert view.prev["metadata"]["resourceVersion"] == "10"
+    assert view.left is not view.prev and view.left["metadata"] is not view.prev["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "opts", "expected"),
+    [
+        (None, "web", WEB, "ADDED"),
+        (None, "db", WEB, None),
+        ("web", "web", WEB, "MODIFIED"),
+        ("db", "web", WEB, "ADDED"),
+        ("web", "db", WEB, "DELETED"),
+        ("db", "db", WEB, None),
+        ("web", "db", NAME_A, "MODIFIED"),
+    ],
+)
+def test_view_translates_like_a_private_decode(
+    objects: ObjectStore,
+    before: str | None,
+    after: str,
+    opts: ListOptions,
+    expected: str | None,
+) -> None:
+    """A memo's shared view gives each watch what translating on its own gives it."""
+    new = configmap("a", after)
+    ev = put(new, 11) if before is None else put(new, 11, configmap("a", before), 10)
+    memo = EventMemo(objects)
+    shared = memo.view(CONFIGMAPS, ev).translate(opts, True)
+    assert shared == translate(CONFIGMAPS, ev, opts, True)
+    assert (shared[0] if shared else None) == expected
+
+
+def test_event_lines_are_encoded_once_per_type_and_object() -> None:
+    view = EventView(CONFIGMAPS, put(configmap("a", "db"), 11, configmap("a", "web"), 10), decode)
+    modified = view.translate(ListOptions(), False)
+    left = view.translate(WEB, True)
+    assert modified is not None and left is not None
+    line = view.line(*modified)
+    assert line == dumps({"type": "MODIFIED", "object": view.obj}) + b"\n"
+    assert view.line(*modified) is line
+    assert view.line(*left) == dumps({"type": "DELETED", "object": view.left}) + b"\n"
+    assert view.line("DELETED", view.obj) != view.line(*left)
+
+
+def test_consumers_do_not_modify_shared_objects() -> None:
+    """Selectors, tables and metadata-only views read the shared objects without writing."""
+    pod: dict[str, Any] = {
+        "metadata": {"name": "p", "namespace": NS, "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+        "status": {"phase": "Running"},
+    }
+    moved = copy.deepcopy(pod)
+    moved["spec"]["nodeName"] = "n2"
+    moved["metadata"]["labels"] = {"app": "db"}
+
+    def pod_kv(obj: dict[str, Any], revision: int) -> datastore.KeyValue:
+        return datastore.KeyValue(object_key(PODS, NS, "p"), encode(PODS, obj), 1, revision)
+
+    view = EventView(PODS, datastore.Event("PUT", pod_kv(moved, 3), pod_kv(pod, 2)), decode)
+    fields = allowed_fields("", "pods")
+    selections = [
+        ListOptions(field_selector=parse_field_selector("spec.nodeName=n1", fields)),
+        ListOptions(field_selector=parse_field_selector("spec.nodeName=n2", fields)),
+        ListOptions(field_selector=parse_field_selector("status.phase=Running", fields)),
+        WEB,
+    ]
+    outs = [view.translate(o, True) for o in selections]
+    shown = {id(o[1]): o[1] for o in outs if o is not None}
+    assert {o[0] for o in outs if o is not None} == {"DELETED", "ADDED", "MODIFIED"}
+    snapshot = {k: copy.deepcopy(v) for k, v in shown.items()}
+    prev = copy.deepcopy(view.prev)
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    for obj in shown.values():
+        for include in ("Object", "Metadata", "None"):
+            tables.table("", "pods", [obj], now=now, include_object=include)
+        view.line("MODIFIED", obj)
+        for o in selections:
+            view.translate(o, True)
+    assert shown == snapshot
+    assert view.prev == prev
+
+
+def test_memo_shares_views_by_kind_key_and_revision(objects: ObjectStore) -> None:
+    """Equal events (a live one and the same one re-read from the log) share one view;
+    another kind view or another revision does not; the memo stays bounded."""
+    memo = EventMemo(objects, size=3)
+    live = put(configmap("a", "web"), 5)
+    from_log = put(configmap("a", "web"), 5)
+    assert live is not from_log
+    first = memo.view(CONFIGMAPS, live)
+    assert memo.view(CONFIGMAPS, from_log) is first
+    assert memo.view(PODS, live) is not first
+    assert (
+        memo.view(CONFIGMAPS, put(configmap("a", "db"), 6, configmap("a", "web"), 5)) is not first
+    )
+    memo.view(CONFIGMAPS, put(configmap("b", "web"), 7))
+    assert len(memo) == 3
+    # the oldest view was dropped: a late watch decodes again, to the same result
+    again = memo.view(CONFIGMAPS, live)
+    assert again is not first
+    assert again.translate(WEB, True) == first.translate(WEB, True)
+
+
+class XorCipher:
+    """A toy encryption at rest, enough to tell a decrypted value from a stored one."""
+
+    def encrypt(self, storage_key: str, plaintext: bytes) -> bytes:
+        return bytes(b ^ 0x5A for b in plaintext)
+
+    def decrypt(self, storage_key: str, stored: bytes) -> bytes:
+        return bytes(b ^ 0x5A for b in stored)
+
+
+async def test_memo_decrypts_secrets_with_the_store_decoder() -> None:
+    store = await datastore.Store.open("sqlite://")
+    try:
+        objects = ObjectStore(store, namespace_lifecycle=False, cipher=XorCipher())
+        secrets = _kind("", "v1", "secrets")
+        watcher = store.watch(key_prefix(secrets, NS))
+        body = {"metadata": {"name": "s", "namespace": NS}, "data": {"k": "dg=="}}
+        created = await objects.create(secrets, NS, body, WriteOptions())
+        ev = await asyncio.wait_for(watcher.__anext__(), 5.0)
+        watcher.close()
+        assert ev.kv.value != encode(secrets, created)  # stored encrypted
+        memo = memo_for(objects)
+        assert memo_for(objects) is memo
+        result = memo.view(secrets, ev).translate(ListOptions(), False)
+        assert result is not None and result[0] == "ADDED"
+        assert result[1] == created
+    finally:
+        await store.close()
+
+
+async def test_memo_does_not_keep_its_object_store_alive() -> None:
+    store = await datastore.Store.open("sqlite://")
+    try:
+        objects = ObjectStore(store, namespace_lifecycle=False)
+        memo_for(objects).view(CONFIGMAPS, put(configmap("a", "web"), 5)).translate(WEB, True)
+        alive = weakref.ref(objects)
+        del objects
+        gc.collect()
+        assert alive() is None
     finally:
         await store.close()
