@@ -21,6 +21,7 @@ from typing import Any
 
 import datastore
 from edgek.kinds import Kind
+from server.apiserver.watchcache import memo_for
 from server.registry.store import ListOptions, ObjectStore, key_prefix
 
 log = logging.getLogger("edgek.cache")
@@ -138,11 +139,13 @@ class ObjectCache:
 
     async def _follow(self, revision: int) -> None:
         prefix = key_prefix(self.kind)
+        memo = memo_for(self.objects)
         while True:
             try:
                 watcher = self.objects.store.watch(prefix, revision)
                 async for ev in watcher:
-                    obj = _compact(self.objects.decode(self.kind, ev.kv))
+                    # decoded once for this cache and every API watch of the same event
+                    obj = _compact(memo.view(self.kind, ev).obj)
                     key = _key(obj)
                     old = self._items.get(key)
                     if ev.type == "DELETE":
@@ -191,9 +194,10 @@ def _key(obj: Obj) -> Key:
 
 
 def _compact(obj: Obj) -> Obj:
-    """The cached form of a decoded object: without managedFields, strings shared."""
-    obj["metadata"].pop("managedFields", None)
-    shared: Obj = _shared(obj)
+    """The cached form of a decoded object (a copy: ``obj`` may be shared): without
+    managedFields, strings shared."""
+    meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+    shared: Obj = _shared({**obj, "metadata": meta})
     return shared
 
 
