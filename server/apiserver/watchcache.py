@@ -13,6 +13,7 @@ view hands out are shared: no consumer may modify them.
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -138,7 +139,9 @@ class EventMemo:
     def __init__(self, objects: ObjectStore, size: int = MEMO_SIZE) -> None:
         self._objects = weakref.ref(objects)  # the memo is kept per store: no cycle
         self._size = size
-        self._views: dict[tuple[Kind, str, int], EventView] = {}
+        # OrderedDict: dropping the oldest is O(1) (next(iter(dict)) after deletions at the
+        # front walks the dead slots)
+        self._views: OrderedDict[tuple[Kind, str, int], EventView] = OrderedDict()
 
     def _decode(self, kind: Kind, kv: datastore.KeyValue) -> dict[str, Any]:
         objects = self._objects()
@@ -152,7 +155,7 @@ class EventMemo:
         if found is None:
             found = self._views[key] = EventView(kind, event, self._decode)
             if len(self._views) > self._size:
-                del self._views[next(iter(self._views))]
+                self._views.popitem(last=False)
         return found
 
     def __len__(self) -> int:
