@@ -279,9 +279,13 @@ class _SQLiteDatabase(Database):
         pending = aiosqlite.connect(path)
         # A daemon thread (as SQLAlchemy's aiosqlite dialect makes it): a store left open, say
         # by a failed start, must not keep the process from exiting. Until aiosqlite 0.22 the
-        # connection is itself the thread.
-        thread = pending if isinstance(pending, threading.Thread) else pending._thread
-        thread.daemon = True
+        # connection is itself the thread; later it keeps one in a private attribute, so
+        # this is best effort (the server also closes its store when start-up fails).
+        thread = (
+            pending if isinstance(pending, threading.Thread) else getattr(pending, "_thread", None)
+        )
+        if isinstance(thread, threading.Thread):
+            thread.daemon = True
         conn = await pending
         try:
             conn.row_factory = sqlite3.Row
