@@ -261,6 +261,9 @@ class NodeInfo:
         #: allocatable minus requested, per resource ("pods" included)
         self.free: dict[str, int] = {}
         self.non_zero_cpu = 0
+        #: (inputs, score) of the last resource score: only the node a pod was just placed
+        #: on changes between pods, the others score the same for pods of the same size
+        self.resource_score: tuple[tuple[int, ...], int] | None = None
         self.non_zero_mem = 0
         self.pods: dict[str, PodInfo] = {}
         self.used_ports: dict[tuple[str, int], set[str]] = {}

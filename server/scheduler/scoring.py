@@ -32,6 +32,11 @@ def _resource_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float]:
     out: list[float] = []
     for node in nodes:
         cap_cpu, cap_mem = node.cap_cpu, node.cap_mem
+        inputs = (cap_cpu, cap_mem, node.non_zero_cpu, node.non_zero_mem, pod_cpu, pod_mem)
+        last = node.resource_score
+        if last is not None and last[0] == inputs:
+            out.append(last[1])
+            continue
         req_cpu = node.non_zero_cpu + pod_cpu
         req_mem = node.non_zero_mem + pod_mem
         if cap_cpu and req_cpu <= cap_cpu:
@@ -44,7 +49,9 @@ def _resource_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float]:
             f_mem = req_mem / cap_mem
         else:
             f_mem = 1.0
-        out.append(least // 2 + int((1 - abs(f_cpu - f_mem) / 2) * MAX_SCORE))
+        score = least // 2 + int((1 - abs(f_cpu - f_mem) / 2) * MAX_SCORE)
+        node.resource_score = (inputs, score)
+        out.append(score)
     return out
 
 
