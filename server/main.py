@@ -29,7 +29,6 @@ from server.config import ServerConfig
 from server.controllers import builtin
 from server.controllers.clock import SkewedClock
 from server.controllers.events import EventRecorder
-from server.controllers.namespace import NamespaceFinalizer
 from server.controllers.runtime import ControllerContext, ControllerManager, Informers
 from server.pki import ensure_pki, split_sans
 from server.registry.allocators import ServiceAllocator
@@ -56,7 +55,6 @@ class Server:
         self.config = config
         self.store: datastore.Store | None = None
         self.runner: web.AppRunner | None = None
-        self._namespaces: NamespaceFinalizer | None = None
         self.identity: Identity | None = None
         self.events: EventRecorder | None = None
         self.loops: list[ControllerManager] = []
@@ -95,8 +93,6 @@ class Server:
         allocator.load((await objs.list(services, "", ListOptions())).items)
         objs.admission.append(allocator.admit)
         objs.after_write.append(allocator.written)
-        self._namespaces = NamespaceFinalizer(objs, registry)
-        objs.after_write.append(self._namespaces.on_write)
         objs.after_write.append(_crd_hook(objs, crds))
         crd_kind = registry.by_resource(CRD_GROUP, "v1", "customresourcedefinitions")
         assert crd_kind is not None
@@ -105,7 +101,6 @@ class Server:
         await _ensure_namespaces(objs, registry)
         await _ensure_kubernetes_service(objs, services, allocator.kubernetes_ip, cfg)
         await _publish_apiserver_endpoints(objs, registry, cfg)
-        await self._namespaces.resume()
         informers = Informers(objs, registry)
         events_kind = registry.by_resource("", "v1", "events")
         assert events_kind is not None
@@ -122,7 +117,6 @@ class Server:
             informers,
             server_dir=cfg.server_dir,
             ca_pem=pki.ca_bundle_pem(),
-            pki=pki,
             configured_secret=cfg.join_secret(),
         )
         objs.admission.extend(builtin.admission(ctx))
@@ -193,8 +187,6 @@ class Server:
             await self.events.stop()
         if self.clock is not None:
             await self.clock.stop()
-        if self._namespaces is not None:
-            await self._namespaces.stop()
         if self.identity is not None:
             await self.identity.stop()
         if self.runner is not None:

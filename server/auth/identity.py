@@ -1,7 +1,9 @@
 """The server's identity plumbing, assembled at start-up: object caches for what
 authentication and authorization read, the join secret and token files, the
-service-account token signer, the authorizer chain (system:masters, node, RBAC), the
-default RBAC policy, and the service-account controller."""
+service-account token signer, the authorizer chain (system:masters, node, RBAC) and the
+default RBAC policy. These read paths work on every server; the loops that write (the
+ClusterRole aggregation controller here, service accounts, CSRs) run in the
+kube-controller-manager group, only on the server holding its leader Lease."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from server.auth.authz import AuthorizerChain
 from server.auth.bootstrap_policy import default_cluster_role_bindings, default_cluster_roles
 from server.auth.bootstrap_tokens import is_expired
 from server.auth.node import NodeGraph, admit_node_write
-from server.auth.rbac import RBACAuthorizer, aggregate
+from server.auth.rbac import RBACAuthorizer
 from server.auth.satoken import (
     API_AUDIENCES,
     DEFAULT_EXPIRATION_SECONDS,
@@ -31,10 +33,7 @@ from server.auth.satoken import (
     validate_token_request,
 )
 from server.cache import ObjectCache
-from server.controllers.csr import CSRController
 from server.controllers.runtime import Informers, builtin_kind
-from server.controllers.serviceaccounts import ServiceAccountController
-from server.pki import PKI
 from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -116,7 +115,6 @@ class Identity:
         *,
         server_dir: Path,
         ca_pem: bytes,
-        pki: PKI,
         configured_secret: str = "",
     ) -> None:
         self.objects = objects
@@ -160,21 +158,8 @@ class Identity:
             service_accounts=self.caches["serviceaccounts"].get,
             pods=self.caches["pods"].get,
         )
-        self.service_accounts = ServiceAccountController(
-            objects,
-            self.caches["namespaces"],
-            self.caches["serviceaccounts"],
-            builtin_kind(registry, "", "configmaps"),
-            ca_pem.decode(),
-        )
-        objects.after_write.append(self.service_accounts.on_write)
         objects.user_admission.append(self._node_restriction)
         self._cleaner: asyncio.Task[None] | None = None
-        self._aggregating: asyncio.Task[None] | None = None
-        self.caches["clusterroles"].on_change(lambda obj, deleted: self._schedule_aggregation())
-        self.csrs = CSRController(
-            objects, self.caches["certificatesigningrequests"], self.caches["secrets"], pki
-        )
 
     def _node_restriction(
         self,
@@ -198,39 +183,6 @@ class Identity:
             name=md.get("name", ""),
             pods=self.caches["pods"].get,
         )
-
-    def _schedule_aggregation(self) -> None:
-        if self.caches["clusterroles"].synced.is_set() and (
-            self._aggregating is None or self._aggregating.done()
-        ):
-            self._aggregating = asyncio.create_task(self._aggregate(), name="rbac-aggregation")
-
-    async def _aggregate(self) -> None:
-        """ClusterRole aggregation (upstream's clusterrole-aggregation controller): a role
-        with an aggregationRule gets the rules of every role its selectors match."""
-        await asyncio.sleep(0.05)  # let a burst of changes settle
-        cache = self.caches["clusterroles"]
-        for name, rules in aggregate(cache.items()).items():
-            current = cache.get("", name)
-            if current is None or (current.get("rules") or []) == rules:
-                continue
-
-            async def set_rules(
-                obj: dict[str, Any] | None, rules: list[dict[str, Any]] = rules
-            ) -> dict[str, Any] | None:
-                if obj is None:
-                    return None
-                obj["rules"] = rules
-                return obj
-
-            with contextlib.suppress(ApiError):
-                await self.objects.modify(
-                    cache.kind,
-                    "",
-                    name,
-                    set_rules,
-                    WriteOptions(field_manager="clusterrole-aggregation-controller"),
-                )
 
     async def _clean_expired_tokens(self, interval: float = 30.0) -> None:
         """Delete expired bootstrap-token Secrets (upstream's token cleaner)."""
@@ -330,22 +282,16 @@ class Identity:
         return out
 
     async def start(self) -> None:
-        """Create the default RBAC policy, fill the caches, start the controllers."""
+        """Create the default RBAC policy, fill the caches, start the token cleaner."""
         await self._ensure_default_policy()
         await asyncio.gather(*(cache.start() for cache in self.caches.values()))
-        self.service_accounts.start()
-        self.csrs.start()
         self._cleaner = asyncio.create_task(self._clean_expired_tokens(), name="token-cleaner")
-        self._schedule_aggregation()
 
     async def stop(self) -> None:
-        await self.service_accounts.stop()
-        await self.csrs.stop()
-        for task in (self._cleaner, self._aggregating):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._cleaner is not None:
+            self._cleaner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleaner
         for cache in self.caches.values():
             await cache.stop()
 

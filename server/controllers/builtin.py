@@ -9,7 +9,9 @@ from typing import Any
 
 from edgek.kinds import Kind
 from server.apiserver.resources import Action
+from server.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from server.controllers.cronjob import CronJobController
+from server.controllers.csr import CSRController
 from server.controllers.daemonset import DaemonSetController
 from server.controllers.deployment import DeploymentController
 from server.controllers.disruption import DisruptionController
@@ -18,11 +20,13 @@ from server.controllers.endpointslices import EndpointSliceController
 from server.controllers.garbagecollector import GarbageCollector
 from server.controllers.job import JobController
 from server.controllers.localpath import LocalPathProvisioner
+from server.controllers.namespace import NamespaceController
 from server.controllers.nodeipam import NodeIpamController
 from server.controllers.nodelifecycle import NodeLifecycleController
 from server.controllers.replicaset import ReplicaSetController
 from server.controllers.resourcequota import ResourceQuotaController
 from server.controllers.runtime import Controller, ControllerContext
+from server.controllers.serviceaccounts import ServiceAccountController
 from server.controllers.statefulset import StatefulSetController
 from server.controllers.tainteviction import TaintEvictionController
 from server.controllers.ttlafterfinished import TTLAfterFinishedController
@@ -59,6 +63,10 @@ def controller_loops() -> list[type[Controller]]:
         ResourceQuotaController,
         PersistentVolumeBinder,
         LocalPathProvisioner,
+        NamespaceController,
+        ServiceAccountController,
+        CSRController,
+        ClusterRoleAggregationController,
     ]
 
 

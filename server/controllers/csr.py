@@ -14,14 +14,12 @@ import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from edgek.kinds import Kind
 from edgek.status import ApiError
 from edgek.timefmt import format_time
-from server.cache import ObjectCache
-from server.controllers.workqueue import WorkQueue
+from server.controllers.runtime import Controller, ControllerContext
 from server.pki import PKI
 from server.pki import csr_state as state
-from server.registry.store import ObjectStore, WriteOptions
+from server.registry.store import WriteOptions
 
 if TYPE_CHECKING:
     from server.pki import csr as csrs
@@ -29,37 +27,31 @@ if TYPE_CHECKING:
 MANAGER = "edgek-csr-controller"
 
 
-class CSRController:
-    """Approves and signs CSRs."""
+class CSRController(Controller):
+    """Approves and signs CSRs (upstream's "csrapproving" and "csrsigning" in one loop).
+    It signs with the cluster CAs in ``config.tls_dir``."""
 
-    def __init__(
-        self, objects: ObjectStore, cache: ObjectCache, secrets: ObjectCache, pki: PKI
-    ) -> None:
-        self.objects = objects
-        self.cache = cache
-        self.secrets = secrets
-        self.pki = pki
+    name = "csrsigning"
+
+    def __init__(self, ctx: ControllerContext) -> None:
+        super().__init__(ctx)
+        self.cache = ctx.cache("certificates.k8s.io", "certificatesigningrequests")
+        self.kind = self.cache.kind
+        self.secrets = ctx.cache("", "secrets")
+        self.pki = PKI.at(ctx.config.tls_dir)
         self._cas: tuple[csrs.CA, csrs.CA] | None = None  # (client, server), read when needed
-        self.queue = WorkQueue("csr-controller", self.reconcile)
-        cache.on_change(
-            lambda obj, deleted: None if deleted else self.enqueue(obj["metadata"]["name"])
+        self.cache.on_change(
+            lambda obj, deleted: None if deleted else self.queue.enqueue(obj["metadata"]["name"])
         )
 
-    @property
-    def kind(self) -> Kind:
-        return self.cache.kind
-
-    def enqueue(self, key: str) -> None:
-        self.queue.enqueue(key)
-
     def start(self) -> None:
-        self.queue.start()
-
-    async def stop(self) -> None:
-        await self.queue.stop()
+        """Look at every CSR (some may have come in while another server led)."""
+        for obj in self.cache.items():
+            self.queue.enqueue(obj["metadata"]["name"])
+        super().start()
 
     async def reconcile(self, name: str) -> None:
-        obj = await self.objects.try_get(self.kind, "", name)
+        obj = await self.ctx.objects.try_get(self.kind, "", name)
         if obj is None or (obj.get("status") or {}).get("certificate"):
             return
         if state.is_denied_or_failed(obj):
@@ -90,7 +82,7 @@ class CSRController:
             current.setdefault("status", {})["certificate"] = base64.b64encode(pem).decode()
             return current
 
-        await self.objects.modify(
+        await self.ctx.objects.modify(
             self.kind, "", name, issue, WriteOptions(field_manager=MANAGER, subresource="status")
         )
 
@@ -123,10 +115,10 @@ class CSRController:
         opts = WriteOptions(field_manager=MANAGER)
         if secret is None:
             with contextlib.suppress(ApiError):
-                await self.objects.create(secrets, state.IDENTITY_NAMESPACE, body, opts)
+                await self.ctx.objects.create(secrets, state.IDENTITY_NAMESPACE, body, opts)
             return
         body["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
-        await self.objects.update(
+        await self.ctx.objects.update(
             secrets, state.IDENTITY_NAMESPACE, body["metadata"]["name"], body, opts
         )
 
@@ -149,6 +141,6 @@ class CSRController:
             )
             return current
 
-        await self.objects.modify(
+        await self.ctx.objects.modify(
             self.kind, "", name, add, WriteOptions(field_manager=MANAGER, subresource="status")
         )

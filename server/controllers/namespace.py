@@ -1,89 +1,81 @@
-"""Namespace lifecycle: a deleted namespace is emptied, then released.
+"""Namespace lifecycle (upstream's "namespace" controller): a deleted namespace is emptied,
+then released.
 
-Level-triggered: :meth:`NamespaceFinalizer.reconcile` reads the namespace, deletes every
-namespaced object in it, and clears the ``kubernetes`` spec finalizer once it is empty.
+Level-triggered: a namespace marked deleted is enqueued; :meth:`NamespaceController.reconcile`
+reads it, deletes every namespaced object in it, and clears the ``kubernetes`` spec
+finalizer once it is empty. While objects remain (finalizers, graceful deletion) the
+namespace is checked again after a growing delay.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
-from edgek.kinds import Kind, Registry
 from edgek.status import ApiError
-from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
-
-log = logging.getLogger("edgek.controllers.namespace")
+from server.controllers.runtime import Controller, ControllerContext
+from server.registry.store import DeleteOptions, ListOptions, WriteOptions
 
 FINALIZER = "kubernetes"
+#: Re-check delays of a namespace whose contents are still going: 0.2 s doubling to 10 s.
+FIRST_WAIT = 0.2
+LONGEST_WAIT = 10.0
+
+Obj = dict[str, Any]
 
 
-class NamespaceFinalizer:
+def _terminating(obj: Obj | None) -> bool:
+    return obj is not None and bool(obj["metadata"].get("deletionTimestamp"))
+
+
+class NamespaceController(Controller):
     """Empties terminating namespaces."""
 
-    def __init__(self, objects: ObjectStore, registry: Registry) -> None:
-        self.objects = objects
-        self.registry = registry
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+    name = "namespace"
 
-    @property
-    def namespaces(self) -> Kind:
-        kind = self.registry.by_resource("", "v1", "namespaces")
-        assert kind is not None
-        return kind
+    def __init__(self, ctx: ControllerContext) -> None:
+        super().__init__(ctx)
+        self.namespaces_kind = ctx.kind("", "namespaces")
+        self.namespaces = ctx.cache("", "namespaces")
+        self.namespaces.on_event(self._namespace_event)
+        self._waits: dict[str, float] = {}  # namespace -> next re-check delay
 
-    async def on_write(self, kind: Kind, obj: dict[str, Any], deleted: bool) -> None:
-        """After-write hook: start finalizing a namespace that was just marked deleted."""
-        if kind.resource != "namespaces" or kind.group or deleted:
+    def _namespace_event(self, old: Obj | None, new: Obj | None) -> None:
+        if _terminating(new):
+            assert new is not None
+            self.queue.enqueue(new["metadata"]["name"])
+
+    def start(self) -> None:
+        """Pick up namespaces left terminating (by an earlier run or another leader)."""
+        for ns in self.namespaces.items():
+            if _terminating(ns):
+                self.queue.enqueue(ns["metadata"]["name"])
+        super().start()
+
+    async def reconcile(self, key: str) -> None:
+        if await self._finalize(key):
+            self._waits.pop(key, None)
             return
-        if obj["metadata"].get("deletionTimestamp"):
-            self.enqueue(obj["metadata"]["name"])
+        wait = self._waits.get(key, FIRST_WAIT)
+        self._waits[key] = min(wait * 2, LONGEST_WAIT)
+        self.queue.enqueue_after(key, wait)
 
-    def enqueue(self, name: str) -> None:
-        task = self._tasks.get(name)
-        if task is None or task.done():
-            self._tasks[name] = asyncio.create_task(self._run(name))
-
-    async def resume(self) -> None:
-        """Pick up namespaces left terminating by a previous run."""
-        listed = await self.objects.list(self.namespaces, "", ListOptions())
-        for ns in listed.items:
-            if ns["metadata"].get("deletionTimestamp"):
-                self.enqueue(ns["metadata"]["name"])
-
-    async def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-
-    async def _run(self, name: str) -> None:
-        delay = 0.2
-        while True:
-            try:
-                if await self.reconcile(name):
-                    return
-            except ApiError as e:
-                log.warning("namespace %s finalize: %s", name, e.message)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
-    async def reconcile(self, name: str) -> bool:
+    async def _finalize(self, name: str) -> bool:
         """Delete the namespace's contents; release it when empty. True when finished."""
-        ns = await self.objects.try_get(self.namespaces, "", name)
-        if ns is None or not ns["metadata"].get("deletionTimestamp"):
+        objects = self.ctx.objects
+        ns = await objects.try_get(self.namespaces_kind, "", name)
+        if not _terminating(ns):
             return True
         remaining = 0
-        for kind in self.registry.all():
+        for kind in self.ctx.registry.all():
             if not kind.namespaced:
                 continue
-            listed = await self.objects.list(kind, name, ListOptions())
+            listed = await objects.list(kind, name, ListOptions())
             for obj in listed.items:
                 remaining += 1
                 if obj["metadata"].get("deletionTimestamp"):
                     continue
                 try:
-                    await self.objects.delete(
+                    await objects.delete(
                         kind, name, obj["metadata"]["name"], DeleteOptions(grace_period_seconds=0)
                     )
                 except ApiError as e:
@@ -92,7 +84,7 @@ class NamespaceFinalizer:
         if remaining:
             return False
 
-        async def release(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        async def release(current: Obj | None) -> Obj | None:
             if current is None:
                 return None
             spec = current.setdefault("spec", {})
@@ -100,8 +92,8 @@ class NamespaceFinalizer:
             return current
 
         try:
-            await self.objects.modify(
-                self.namespaces, "", name, release, WriteOptions(subresource="finalize")
+            await objects.modify(
+                self.namespaces_kind, "", name, release, WriteOptions(subresource="finalize")
             )
         except ApiError as e:
             if e.code != 404:

@@ -11,8 +11,8 @@ from typing import Any
 
 from edgek.kinds import Kind
 from edgek.status import ApiError
-from server.cache import ObjectCache
-from server.controllers.workqueue import WorkQueue
+from server.controllers.runtime import Controller, ControllerContext
+from server.pki import PKI
 from server.registry.store import ObjectStore, WriteOptions
 
 ROOT_CA = "kube-root-ca.crt"
@@ -20,43 +20,44 @@ DEFAULT_SA = "default"
 MANAGER = "edgek-serviceaccount-controller"
 
 
-class ServiceAccountController:
-    """Creates default service accounts and root CA config maps per namespace."""
+class ServiceAccountController(Controller):
+    """Creates default service accounts and root CA config maps per namespace (upstream's
+    "serviceaccount" controller and root CA publisher in one loop)."""
 
-    def __init__(
-        self,
-        objects: ObjectStore,
-        namespaces: ObjectCache,
-        service_accounts: ObjectCache,
-        config_maps: Kind,
-        ca_pem: str,
-    ) -> None:
-        self.objects = objects
-        self.namespaces = namespaces
-        self.service_accounts = service_accounts
-        self.config_maps = config_maps
-        self.ca_pem = ca_pem
-        self.queue = WorkQueue("serviceaccount-controller", self.reconcile)
-        namespaces.on_change(lambda obj, deleted: self.enqueue(obj["metadata"]["name"]))
-        service_accounts.on_change(self._sa_changed)
+    name = "serviceaccount"
+
+    def __init__(self, ctx: ControllerContext) -> None:
+        super().__init__(ctx)
+        self.namespaces = ctx.cache("", "namespaces")
+        self.service_accounts = ctx.cache("", "serviceaccounts")
+        self.config_maps = ctx.kind("", "configmaps")
+        self._ca_pem: str | None = None  # the cluster CA bundle, read on first use
+        self.namespaces.on_change(lambda obj, deleted: self.queue.enqueue(obj["metadata"]["name"]))
+        self.service_accounts.on_change(self._sa_changed)
+        ctx.objects.after_write.append(self._written)
+
+    @property
+    def ca_pem(self) -> str:
+        """The CA bundle the config maps carry (the server CA, as ``/cacerts`` serves it)."""
+        if self._ca_pem is None:
+            self._ca_pem = PKI.at(self.ctx.config.tls_dir).ca_bundle_pem().decode()
+        return self._ca_pem
 
     def _sa_changed(self, obj: dict[str, Any], deleted: bool) -> None:
         if deleted and obj["metadata"]["name"] == DEFAULT_SA:
-            self.enqueue(obj["metadata"].get("namespace", ""))
+            self.queue.enqueue(obj["metadata"].get("namespace", ""))
 
-    async def on_write(self, kind: Kind, obj: dict[str, Any], deleted: bool) -> None:
-        """After-write hook: a changed or deleted root CA config map is repaired."""
+    async def _written(self, kind: Kind, obj: dict[str, Any], deleted: bool) -> None:
+        """After-write hook: a changed or deleted root CA config map is repaired (config
+        maps are not cached, so their writes are seen here instead)."""
         if kind == self.config_maps and obj["metadata"]["name"] == ROOT_CA:
-            self.enqueue(obj["metadata"].get("namespace", ""))
-
-    def enqueue(self, key: str) -> None:
-        self.queue.enqueue(key)
+            self.queue.enqueue(obj["metadata"].get("namespace", ""))
 
     def start(self) -> None:
-        self.queue.start()
-
-    async def stop(self) -> None:
-        await self.queue.stop()
+        """Check every namespace (it may have changed while another server led)."""
+        for ns in self.namespaces.items():
+            self.queue.enqueue(ns["metadata"]["name"])
+        super().start()
 
     async def reconcile(self, namespace: str) -> None:
         """Make sure an active namespace has its default SA and root CA config map."""
@@ -67,9 +68,9 @@ class ServiceAccountController:
         if self.service_accounts.get(namespace, DEFAULT_SA) is None:
             body = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEFAULT_SA}}
             await _create_ignoring_exists(
-                self.objects, self.service_accounts.kind, namespace, body, opts
+                self.ctx.objects, self.service_accounts.kind, namespace, body, opts
             )
-        cm = await self.objects.try_get(self.config_maps, namespace, ROOT_CA)
+        cm = await self.ctx.objects.try_get(self.config_maps, namespace, ROOT_CA)
         if cm is None:
             body = {
                 "apiVersion": "v1",
@@ -85,10 +86,10 @@ class ServiceAccountController:
                 },
                 "data": {"ca.crt": self.ca_pem},
             }
-            await _create_ignoring_exists(self.objects, self.config_maps, namespace, body, opts)
+            await _create_ignoring_exists(self.ctx.objects, self.config_maps, namespace, body, opts)
         elif (cm.get("data") or {}).get("ca.crt") != self.ca_pem:
             cm["data"] = {"ca.crt": self.ca_pem}
-            await self.objects.update(self.config_maps, namespace, ROOT_CA, cm, opts)
+            await self.ctx.objects.update(self.config_maps, namespace, ROOT_CA, cm, opts)
 
 
 async def _create_ignoring_exists(
