@@ -39,30 +39,12 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.bench.procstats import cpu_seconds, pct, rss_mb  # noqa: E402
 from tests.conftest import ServerProcess, free_port, ssl_context  # noqa: E402
 
 NAMESPACE = "fleet"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CLUSTER_CIDR = "10.64.0.0/12"
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
 
 
 def deployment(name: str, replicas: int) -> dict[str, Any]:
