@@ -13,9 +13,10 @@ keys come out in (``_push``/``_pop``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+
+from edgek.tasks import cancel_and_wait
 
 log = logging.getLogger("edgek.workqueue")
 
@@ -102,11 +103,7 @@ class KeyQueue:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
 
     async def idle(self, *, include_timers: bool = True) -> None:

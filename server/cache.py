@@ -13,7 +13,6 @@ and mostly the same values, and one shared copy of each halves a cached pod's me
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 import datastore
 from edgek.kinds import Kind
+from edgek.tasks import cancel_and_wait
 from server.apiserver.watchcache import memo_for
 from server.registry.store import ListOptions, ObjectStore, key_prefix
 
@@ -119,10 +119,7 @@ class ObjectCache:
             )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _relist(self) -> int:
         listed = await self.objects.list(self.kind, "", ListOptions())

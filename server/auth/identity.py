@@ -18,6 +18,7 @@ from typing import Any
 from edgek import jointoken, status
 from edgek.kinds import Kind, Registry
 from edgek.status import ApiError
+from edgek.tasks import cancel_and_wait
 from server.auth.attributes import Attributes, UserInfo
 from server.auth.authn import Authenticator
 from server.auth.authz import AuthorizerChain
@@ -288,10 +289,7 @@ class Identity:
         self._cleaner = asyncio.create_task(self._clean_expired_tokens(), name="token-cleaner")
 
     async def stop(self) -> None:
-        if self._cleaner is not None:
-            self._cleaner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleaner
+        await cancel_and_wait(self._cleaner)
         for cache in self.caches.values():
             await cache.stop()
 

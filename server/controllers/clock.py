@@ -5,13 +5,13 @@ it runs ahead by the number of seconds written in that file, so time-driven loop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from edgek.objects import now
+from edgek.tasks import cancel_and_wait
 
 log = logging.getLogger("edgek.clock")
 
@@ -50,10 +50,7 @@ class SkewedClock:
         self._task = asyncio.create_task(self._poll(interval), name="debug-clock")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _poll(self, interval: float) -> None:
         while True:

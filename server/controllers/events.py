@@ -8,7 +8,6 @@ Events expire with the store's event TTL (1 h by default).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -19,6 +18,7 @@ from typing import Any
 from edgek import objects
 from edgek.kinds import Kind
 from edgek.status import ApiError
+from edgek.tasks import cancel_and_wait
 from edgek.timefmt import format_time
 from server.registry.store import ObjectStore, WriteOptions
 
@@ -94,11 +94,7 @@ class EventRecorder:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
 
     async def flush(self) -> None:

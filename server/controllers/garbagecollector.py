@@ -18,7 +18,6 @@ keys name a uid and an action:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sys
@@ -28,6 +27,7 @@ from typing import Any, ClassVar, NamedTuple
 import datastore
 from edgek.kinds import Kind
 from edgek.status import ApiError
+from edgek.tasks import cancel_and_wait
 from server.controllers.runtime import Controller, ControllerContext
 from server.registry.store import (
     FOREGROUND_FINALIZER,
@@ -134,11 +134,8 @@ class GarbageCollector(Controller):
             self._task = asyncio.create_task(self._follow(), name="garbagecollector-graph")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await super().stop()
 
     def __len__(self) -> int:

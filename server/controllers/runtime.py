@@ -9,7 +9,6 @@ requests (defaulting, validation, admission), so what they do is what a client c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import socket
@@ -21,6 +20,7 @@ from typing import Any, ClassVar
 from edgek.kinds import Kind, Registry
 from edgek.objects import clone, now
 from edgek.status import ApiError
+from edgek.tasks import cancel_and_wait
 from edgek.timefmt import format_micro_time, parse_time
 from server.cache import ObjectCache
 from server.config import ServerConfig
@@ -253,10 +253,7 @@ class ControllerManager:
         self._task = asyncio.create_task(self._lead(), name=f"leader-{self.lease.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._stop_loops()
 
     async def _acquire(self) -> bool:
