@@ -509,11 +509,16 @@ def _store_managers(obj: dict[str, Any], managers: _Managers) -> None:
 
 
 def _without_managed_fields(obj: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
-    """A deep copy of ``obj`` (``{}`` for none) without managedFields, and those."""
-    out = clone(obj) if obj else {}
-    meta = out.get("metadata")
-    entries = meta.pop("managedFields", None) if isinstance(meta, dict) else None
-    return out, entries
+    """``obj`` (``{}`` for none) without managedFields, and those. Only the top level and
+    the metadata are copied: callers read the rest (apply merges into its own copy)."""
+    if not obj:
+        return {}, None
+    out = dict(obj)
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return out, None
+    meta = out["metadata"] = dict(meta)
+    return out, meta.pop("managedFields", None)
 
 
 # ---------------------------------------------------------------------------
@@ -762,17 +767,9 @@ def record_update(
     if sent == [] or sent == [{}]:
         return
     managers = _decode_managers(sent) if sent and not subresource else None
-    old_obj: dict[str, Any] = {}
-    if old:
-        # A shallow copy is enough: the diff only reads it.
-        old_obj = dict(old)
-        old_entries = None
-        if isinstance(old.get("metadata"), dict):
-            old_meta = old_obj["metadata"] = dict(old["metadata"])
-            old_entries = old_meta.pop("managedFields", None)
-        if managers is None:
-            managers = _decode_managers(old_entries, keep_encoded=True)
-    managers = managers or {}
+    old_obj, old_entries = _without_managed_fields(old)
+    if managers is None:
+        managers = _decode_managers(old_entries, keep_encoded=True) or {}
 
     diff = _diff(old_obj, new, _root(type_name))
     changed = (diff.modified | diff.added) - _STRIPPED
