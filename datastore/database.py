@@ -1,23 +1,19 @@
-"""The store's connection layer: run SQLAlchemy Core statements on the datastore's database.
+"""The store's connection layer: run the datastore's named statements on its database.
 
-Statements are written once, dialect-neutral, in SQLAlchemy Core (tables in ``schema``), with
-``bindparam`` placeholders for the values. Two implementations run them behind one interface:
+Statements are defined once, dialect-neutral, in SQLAlchemy Core (``datastore.schema``) and
+named in ``datastore.statements``. Two implementations run them behind one interface:
 
-* SQLite (the default) uses aiosqlite connections directly: a writer and a separate reader.
-  SQLAlchemy's asyncio extension is not used because it imports the ORM (about 6.4 MB of
-  resident memory in an idle server) and runs each statement through a greenlet and several
-  thread hops (cursor, execute, fetch, close, commit). Here a statement is compiled once per
-  statement object with the SQLite dialect (the SQL text is cached), and runs in one hop to
-  the connection's thread (execute and fetch together); a batch insert and its commit take two.
-  Values reach sqlite3 unconverted, so statements may only bind types it stores natively
-  (int, float, str, bytes, bool, None); booleans read back as 0/1.
+* SQLite (the default) uses aiosqlite connections directly: a writer and a separate reader,
+  running the SQL text compiled ahead of time (``datastore.statements``), so SQLAlchemy is
+  never imported (about 13 MB of resident memory in an idle server, and its import time at
+  every start). A statement runs in one hop to the connection's thread (execute and fetch
+  together); a batch insert and its commit take two.
 * Other databases (``postgres://``) go through SQLAlchemy's asyncio engine, imported only on
   that path. ``connect_engine`` selects it for SQLite too, so tests cover both.
 """
 
 from __future__ import annotations
 
-import functools
 import shutil
 import sqlite3
 import tempfile
@@ -27,14 +23,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
 
 import aiosqlite
-import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.sql.compiler import SQLCompiler
+
+from datastore import statements
 
 if TYPE_CHECKING:
+    from sqlalchemy import Executable
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 Params = Mapping[str, Any]
@@ -63,18 +59,20 @@ class Row(Protocol):
 
 
 class Transaction(ABC):
-    """Statements on the writer connection, committed together when the transaction ends."""
+    """Statements on the writer connection, committed together when the transaction ends.
+
+    Statements are given by their name in ``datastore.statements``."""
 
     @abstractmethod
-    async def execute(self, stmt: sa.Executable, params: Params | None = None) -> Sequence[Row]:
+    async def execute(self, stmt: str, params: Params | None = None) -> Sequence[Row]:
         """Run ``stmt`` and return its rows (none for a write)."""
 
     @abstractmethod
-    async def executemany(self, stmt: sa.Executable, rows: Sequence[Params]) -> None:
-        """Run the write ``stmt`` once per parameter set in ``rows`` (all with the same keys)."""
+    async def executemany(self, stmt: str, rows: Sequence[Params]) -> None:
+        """Run the write ``stmt`` once per parameter set in ``rows``."""
 
     @abstractmethod
-    async def scalar(self, stmt: sa.Executable, params: Params | None = None) -> Any:
+    async def scalar(self, stmt: str, params: Params | None = None) -> Any:
         """The first column of the first row of ``stmt`` (None without rows)."""
 
 
@@ -82,11 +80,11 @@ class Database(ABC):
     """A datastore database: reads, write transactions on one writer, and maintenance."""
 
     @abstractmethod
-    async def execute(self, stmt: sa.Executable, params: Params | None = None) -> Sequence[Row]:
+    async def execute(self, stmt: str, params: Params | None = None) -> Sequence[Row]:
         """Run the read ``stmt`` on a reader connection and return its rows."""
 
     @abstractmethod
-    async def scalar(self, stmt: sa.Executable, params: Params | None = None) -> Any:
+    async def scalar(self, stmt: str, params: Params | None = None) -> Any:
         """The first column of the first row of the read ``stmt`` (None without rows)."""
 
     @abstractmethod
@@ -97,8 +95,8 @@ class Database(ABC):
         """
 
     @abstractmethod
-    async def create_all(self, metadata: sa.MetaData) -> None:
-        """Create the tables and indexes of ``metadata`` that do not exist yet."""
+    async def create_schema(self) -> None:
+        """Create the tables and indexes that do not exist yet."""
 
     @abstractmethod
     async def reclaim_space(self) -> None:
@@ -116,6 +114,14 @@ Connector = Callable[[str], Awaitable[Database]]
 """Opens the database at a datastore URL (``connect`` or ``connect_engine``)."""
 
 
+def _backend(url: str) -> str:
+    """The database of a datastore URL: its scheme without a ``+driver`` suffix."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError(f"unsupported datastore url: {url!r}")
+    return scheme.split("+", 1)[0].lower()
+
+
 async def connect(url: str) -> Database:
     """Open the database at ``url``: SQLite on aiosqlite directly, others via SQLAlchemy.
 
@@ -125,10 +131,9 @@ async def connect(url: str) -> Database:
     connection, and the store uses separate reader and writer connections). ``postgres://``
     and ``postgresql://`` map to the asyncpg driver, which must be installed.
     """
-    parsed = make_url(url)
-    if parsed.get_backend_name() in _POSTGRES:
+    if _backend(url) in _POSTGRES:
         return await connect_engine(url)
-    path, temp_dir = _sqlite_path(parsed)
+    path, temp_dir = _sqlite_path(url)
     try:
         return await _SQLiteDatabase.open(path, temp_dir)
     except BaseException:
@@ -138,34 +143,36 @@ async def connect(url: str) -> Database:
 
 async def connect_engine(url: str) -> Database:
     """Open the database at ``url`` (as ``connect`` reads it) through SQLAlchemy's asyncio
-    engine, which is imported only now: it loads the ORM."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() in _POSTGRES:
-        from sqlalchemy.ext.asyncio import create_async_engine
+    engine, which is imported only now."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
 
-        engine = create_async_engine(parsed.set(drivername="postgresql+asyncpg"))
-        return await _EngineDatabase.open(engine, None)
-    path, temp_dir = _sqlite_path(parsed)
+    if _backend(url) in _POSTGRES:
+        parsed = sa.make_url(url).set(drivername="postgresql+asyncpg")
+        return await _EngineDatabase.open(create_async_engine(parsed), None)
+    path, temp_dir = _sqlite_path(url)
     try:
-        from sqlalchemy import event
-        from sqlalchemy.ext.asyncio import create_async_engine
-
         engine = create_async_engine(sa.URL.create("sqlite+aiosqlite", database=str(path)))
-        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        sa.event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return await _EngineDatabase.open(engine, temp_dir)
     except BaseException:
         _remove(temp_dir)
         raise
 
 
-def _sqlite_path(parsed: sa.URL) -> tuple[Path, Path | None]:
-    """The database file of an SQLite URL and the temporary directory holding it, if any."""
-    if parsed.get_backend_name() != "sqlite":
-        raise ValueError(f"unsupported datastore url: {parsed.render_as_string()}")
-    if parsed.database in (None, "", ":memory:"):
+def _sqlite_path(url: str) -> tuple[Path, Path | None]:
+    """The database file of an SQLite URL and the temporary directory holding it, if any.
+
+    Read as SQLAlchemy reads it: the path follows ``sqlite:///`` (percent-escapes decoded,
+    any ``?query`` ignored)."""
+    if _backend(url) != "sqlite":
+        raise ValueError(f"unsupported datastore url: {url!r}")
+    rest = url.partition("://")[2].partition("?")[0]
+    database = unquote(rest[1:]) if rest.startswith("/") else unquote(rest)
+    if database in ("", ":memory:"):
         temp_dir = Path(tempfile.mkdtemp(prefix="edgek-store-"))
         return temp_dir / "state.db", temp_dir
-    path = Path(parsed.database)
+    path = Path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path, None
 
@@ -177,53 +184,16 @@ def _remove(temp_dir: Path | None) -> None:
 
 # ------------------------------------------------------------------------------ SQLite
 
-_SQLITE_DIALECT = sqlite.dialect(paramstyle="named")  # ":name" placeholders, as sqlite3 takes
-
-
-class _SQLiteStatement:
-    """A statement compiled for SQLite: its text and the values it binds itself."""
-
-    __slots__ = ("fixed", "sql")
-
-    def __init__(self, stmt: sa.Executable, column_keys: tuple[str, ...] | None) -> None:
-        assert isinstance(stmt, sa.ClauseElement)
-        keys = None if column_keys is None else list(column_keys)
-        compiled = stmt.compile(dialect=_SQLITE_DIALECT, column_keys=keys)
-        assert isinstance(compiled, SQLCompiler)
-        self.sql = str(compiled)
-        # Literals in the statement (``.limit(1)``, ``column == "x"``) become parameters too.
-        self.fixed = {
-            name: value
-            for name, value in compiled.params.items()
-            if not compiled.binds[name].required
-        }
-
-    def bind(self, params: Params | None) -> Params:
-        """The parameters to execute with: the statement's own, then the caller's."""
-        if not self.fixed:
-            return params or {}
-        return {**self.fixed, **(params or {})}
-
-
-@functools.lru_cache(maxsize=256)
-def _sqlite_statement(
-    stmt: sa.Executable, column_keys: tuple[str, ...] | None = None
-) -> _SQLiteStatement:
-    """``stmt`` compiled for SQLite (an INSERT lists ``column_keys``), once per statement."""
-    return _SQLiteStatement(stmt, column_keys)
-
 
 async def _sqlite_rows(
-    conn: aiosqlite.Connection, stmt: sa.Executable, params: Params | None
+    conn: aiosqlite.Connection, stmt: str, params: Params | None
 ) -> list[sqlite3.Row]:
     """Run ``stmt`` and fetch its rows: one hop to the connection's thread."""
-    compiled = _sqlite_statement(stmt)
+    compiled = statements.sqlite(stmt)
     return list(await conn.execute_fetchall(compiled.sql, compiled.bind(params)))
 
 
-async def _sqlite_scalar(
-    conn: aiosqlite.Connection, stmt: sa.Executable, params: Params | None
-) -> Any:
+async def _sqlite_scalar(conn: aiosqlite.Connection, stmt: str, params: Params | None) -> Any:
     rows = await _sqlite_rows(conn, stmt, params)
     return rows[0][0] if rows else None
 
@@ -236,18 +206,18 @@ class _SQLiteTransaction(Transaction):
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, stmt: sa.Executable, params: Params | None = None) -> Sequence[Row]:
+    async def execute(self, stmt: str, params: Params | None = None) -> Sequence[Row]:
         return await _sqlite_rows(self._conn, stmt, params)
 
-    async def executemany(self, stmt: sa.Executable, rows: Sequence[Params]) -> None:
+    async def executemany(self, stmt: str, rows: Sequence[Params]) -> None:
         if not rows:
             return
-        compiled = _sqlite_statement(stmt, tuple(rows[0]))
+        compiled = statements.sqlite(stmt)
         if compiled.fixed:
             rows = [compiled.bind(row) for row in rows]
         await self._conn.executemany(compiled.sql, rows)
 
-    async def scalar(self, stmt: sa.Executable, params: Params | None = None) -> Any:
+    async def scalar(self, stmt: str, params: Params | None = None) -> Any:
         return await _sqlite_scalar(self._conn, stmt, params)
 
 
@@ -295,10 +265,10 @@ class _SQLiteDatabase(Database):
             raise
         return conn
 
-    async def execute(self, stmt: sa.Executable, params: Params | None = None) -> Sequence[Row]:
+    async def execute(self, stmt: str, params: Params | None = None) -> Sequence[Row]:
         return await _sqlite_rows(self._reader, stmt, params)
 
-    async def scalar(self, stmt: sa.Executable, params: Params | None = None) -> Any:
+    async def scalar(self, stmt: str, params: Params | None = None) -> Any:
         return await _sqlite_scalar(self._reader, stmt, params)
 
     @asynccontextmanager
@@ -313,13 +283,8 @@ class _SQLiteDatabase(Database):
                 await self._writer.rollback()
             raise
 
-    async def create_all(self, metadata: sa.MetaData) -> None:
-        ddl: list[sa.ExecutableDDLElement] = []
-        for table in metadata.sorted_tables:
-            ddl.append(sa.schema.CreateTable(table, if_not_exists=True))
-            ddl.extend(sa.schema.CreateIndex(index, if_not_exists=True) for index in table.indexes)
-        script = ";\n".join(str(element.compile(dialect=_SQLITE_DIALECT)) for element in ddl)
-        await self._writer.executescript(script)
+    async def create_schema(self) -> None:
+        await self._writer.executescript(statements.sqlite_schema())
 
     async def reclaim_space(self) -> None:
         await self._writer.executescript(_SQLITE_RECLAIM)
@@ -345,29 +310,34 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 class _EngineTransaction(Transaction):
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, core: Mapping[str, Executable]) -> None:
         self._conn = conn
+        self._core = core
 
-    async def execute(self, stmt: sa.Executable, params: Params | None = None) -> Sequence[Row]:
-        result = await self._conn.execute(stmt, params)
+    async def execute(self, stmt: str, params: Params | None = None) -> Sequence[Row]:
+        result = await self._conn.execute(self._core[stmt], params)
         return list(result.mappings()) if result.returns_rows else []
 
-    async def executemany(self, stmt: sa.Executable, rows: Sequence[Params]) -> None:
+    async def executemany(self, stmt: str, rows: Sequence[Params]) -> None:
         if rows:
-            await self._conn.execute(stmt, list(rows))
+            await self._conn.execute(self._core[stmt], list(rows))
 
-    async def scalar(self, stmt: sa.Executable, params: Params | None = None) -> Any:
-        return await self._conn.scalar(stmt, params)
+    async def scalar(self, stmt: str, params: Params | None = None) -> Any:
+        return await self._conn.scalar(self._core[stmt], params)
 
 
 class _EngineDatabase(Database):
     """Any database SQLAlchemy's asyncio engine reaches: reads on pooled connections, writes
-    on one held writer connection."""
+    on one held writer connection; statements are the Core definitions in ``schema``."""
 
     def __init__(self, engine: AsyncEngine, writer: AsyncConnection, temp_dir: Path | None):
+        from datastore import schema
+
         self._engine = engine
         self._writer = writer
         self._temp_dir = temp_dir
+        self._metadata = schema.metadata
+        self._core = schema.definitions()
 
     @classmethod
     async def open(cls, engine: AsyncEngine, temp_dir: Path | None) -> _EngineDatabase:
@@ -378,22 +348,22 @@ class _EngineDatabase(Database):
             raise
         return cls(engine, writer, temp_dir)
 
-    async def execute(self, stmt: sa.Executable, params: Params | None = None) -> Sequence[Row]:
+    async def execute(self, stmt: str, params: Params | None = None) -> Sequence[Row]:
         async with self._engine.connect() as conn:
-            return list((await conn.execute(stmt, params)).mappings())
+            return list((await conn.execute(self._core[stmt], params)).mappings())
 
-    async def scalar(self, stmt: sa.Executable, params: Params | None = None) -> Any:
+    async def scalar(self, stmt: str, params: Params | None = None) -> Any:
         async with self._engine.connect() as conn:
-            return await conn.scalar(stmt, params)
+            return await conn.scalar(self._core[stmt], params)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._writer.begin():
-            yield _EngineTransaction(self._writer)
+            yield _EngineTransaction(self._writer, self._core)
 
-    async def create_all(self, metadata: sa.MetaData) -> None:
+    async def create_schema(self) -> None:
         async with self._writer.begin():
-            await self._writer.run_sync(metadata.create_all)
+            await self._writer.run_sync(self._metadata.create_all)
 
     async def reclaim_space(self) -> None:
         if self._engine.dialect.name != "sqlite":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import builtins
-import functools
 import heapq
 import logging
 import time
@@ -26,11 +25,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import sqlalchemy as sa
-
-from datastore import database, schema
+from datastore import database
+from datastore import statements as sql
 from datastore.database import Database, Row
-from datastore.schema import kv as kv_table
 from datastore.types import (
     CompactedError,
     ConflictError,
@@ -100,99 +97,6 @@ def _key_range(prefix: str, start_after: str = "") -> dict[str, str]:
     if start_after:
         bounds["after_key"] = start_after
     return bounds
-
-
-def _key_conditions(bounds: frozenset[str]) -> list[sa.ColumnElement[bool]]:
-    """Conditions on the key for the parameters named in ``bounds`` (see _key_range)."""
-    name = kv_table.c.name
-    conds: list[sa.ColumnElement[bool]] = []
-    if "lo" in bounds:
-        conds.append(name >= sa.bindparam("lo"))
-    if "hi" in bounds:
-        conds.append(name < sa.bindparam("hi"))
-    if "after_key" in bounds:
-        conds.append(name > sa.bindparam("after_key"))
-    return conds
-
-
-def _live_at(conds: Sequence[sa.ColumnElement[bool]]) -> sa.Select[Any]:
-    """Rows that are the live version of their key at revision ``:at``, among keys in
-    ``conds``."""
-    newest = (
-        sa.select(sa.func.max(kv_table.c.id).label("id"))
-        .where(*conds, kv_table.c.id <= sa.bindparam("at"))
-        .group_by(kv_table.c.name)
-        .subquery()
-    )
-    return (
-        sa.select(kv_table)
-        .join(newest, kv_table.c.id == newest.c.id)
-        .where(sa.not_(kv_table.c.deleted))
-    )
-
-
-# Statements are built once per shape: the connection layer compiles each statement once.
-_INSERT = sa.insert(kv_table)
-_MAX_REVISION = sa.select(sa.func.max(kv_table.c.id))
-_MIN_REVISION = sa.select(sa.func.min(kv_table.c.id))
-_ALL_LIVE = _live_at([])
-_GET_AT = (
-    sa.select(kv_table)
-    .where(kv_table.c.name == sa.bindparam("key"), kv_table.c.id <= sa.bindparam("at"))
-    .order_by(kv_table.c.id.desc())
-    .limit(1)
-)
-
-
-@functools.cache
-def _list_at(bounds: frozenset[str], limited: bool) -> sa.Select[Any]:
-    """Live keys within ``bounds`` at ``:at`` by key (at most ``:limit`` if ``limited``)."""
-    stmt = _live_at(_key_conditions(bounds)).order_by(kv_table.c.name)
-    if limited:
-        stmt = stmt.limit(sa.bindparam("limit", type_=sa.Integer))
-    return stmt
-
-
-@functools.cache
-def _history(bounds: frozenset[str]) -> sa.Select[Any]:
-    """Events within ``bounds`` with ``:after`` < revision <= ``:upto``, at most ``:limit``."""
-    prev = kv_table.alias("prev")
-    joined = kv_table.outerjoin(
-        prev, sa.and_(prev.c.id == kv_table.c.prev_revision, sa.not_(kv_table.c.deleted))
-    )
-    return (
-        sa.select(kv_table, prev.c.value.label("prev_value"))
-        .select_from(joined)
-        .where(
-            kv_table.c.id > sa.bindparam("after"),
-            kv_table.c.id <= sa.bindparam("upto"),
-            *_key_conditions(bounds),
-        )
-        .order_by(kv_table.c.id)
-        .limit(sa.bindparam("limit", type_=sa.Integer))
-    )
-
-
-def _compact_statement() -> sa.Delete:
-    """Delete rows in (``:low``, ``:high``] that are tombstones or superseded at ``:target``."""
-    newer = kv_table.alias("newer")
-    superseded = (
-        sa.select(newer.c.id)
-        .where(
-            newer.c.name == kv_table.c.name,
-            newer.c.id > kv_table.c.id,
-            newer.c.id <= sa.bindparam("target"),
-        )
-        .exists()
-    )
-    return sa.delete(kv_table).where(
-        kv_table.c.id > sa.bindparam("low"),
-        kv_table.c.id <= sa.bindparam("high"),
-        sa.or_(kv_table.c.deleted, superseded),
-    )
-
-
-_COMPACT = _compact_statement()
 
 
 def _to_kv(row: Row) -> KeyValue:
@@ -270,11 +174,14 @@ class Store:
         """
         db = await connector(url)
         try:
-            await db.create_all(schema.metadata)
+            await db.create_schema()
             async with db.transaction() as tx:
-                compact_revision = await schema.load_compact_revision(tx)
-                max_id = await tx.scalar(_MAX_REVISION)
-                live = await tx.execute(_ALL_LIVE, {"at": 2**62})
+                stored = await tx.scalar(sql.LOAD_COMPACT)
+                if stored is None:  # a new database
+                    await tx.execute(sql.INIT_COMPACT)
+                compact_revision = int(stored or 0)
+                max_id = await tx.scalar(sql.MAX_REVISION)
+                live = await tx.execute(sql.ALL_LIVE, {"at": 2**62})
         except BaseException:
             await db.close()
             raise
@@ -324,9 +231,7 @@ class Store:
         if revision < self._compact_revision:
             raise CompactedError(revision, self._compact_revision)
 
-    async def _query(
-        self, stmt: sa.Executable, params: dict[str, Any], revision: int
-    ) -> Sequence[Row]:
+    async def _query(self, stmt: str, params: dict[str, Any], revision: int) -> Sequence[Row]:
         """Run a read at ``revision``; fail if a compaction past it began meanwhile."""
         rows = await self._db.execute(stmt, params)
         self._check_compacted(revision)
@@ -337,7 +242,7 @@ class Store:
         if revision == 0 or revision == self._revision:
             return self._index.get(key)
         at = self._read_revision(revision)
-        rows = await self._query(_GET_AT, {"key": key, "at": at}, at)
+        rows = await self._query(sql.GET_AT, {"key": key, "at": at}, at)
         if not rows or rows[0]["deleted"]:
             return None
         return _to_kv(rows[0])
@@ -354,7 +259,7 @@ class Store:
             return self._list_latest(prefix, start_after, limit)
         at = self._read_revision(revision)
         params: dict[str, Any] = _key_range(prefix, start_after)
-        stmt = _list_at(frozenset(params), limit > 0)
+        stmt = sql.list_at(frozenset(params), limit > 0)
         params["at"] = at
         if limit > 0:
             params["limit"] = limit + 1
@@ -392,7 +297,7 @@ class Store:
         """Events of keys under ``prefix`` with after < revision <= upto, at most ``limit``."""
         self._check_compacted(after)
         params: dict[str, Any] = _key_range(prefix)
-        stmt = _history(frozenset(params))
+        stmt = sql.history(frozenset(params))
         params.update(after=after, upto=upto, limit=limit)
         return [_to_event(row) for row in await self._query(stmt, params, after)]
 
@@ -472,7 +377,7 @@ class Store:
             batch = self._plan(writes)
             if batch.rows:
                 async with self._db.transaction() as tx:
-                    await tx.executemany(_INSERT, batch.rows)
+                    await tx.executemany(sql.INSERT, batch.rows)
         except Exception as exc:
             log.exception("datastore write batch of %d failed", len(writes))
             for write in writes:
@@ -627,11 +532,11 @@ class Store:
 
             async def record() -> None:
                 async with self._db.transaction() as tx:
-                    await schema.record_compact_revision(tx, target)
+                    await tx.execute(sql.RECORD_COMPACT, {"revision": target})
 
             await self._exclusive(record)
             self._compact_revision = target
-            lowest = int(await self._db.scalar(_MIN_REVISION) or 0)
+            lowest = int(await self._db.scalar(sql.MIN_REVISION) or 0)
             for low in range(lowest - 1, target, _COMPACT_CHUNK):
                 await self._exclusive(
                     self._compact_chunk(low, min(low + _COMPACT_CHUNK, target), target)
@@ -645,7 +550,7 @@ class Store:
 
         async def run() -> None:
             async with self._db.transaction() as tx:
-                await tx.execute(_COMPACT, {"low": low, "high": high, "target": target})
+                await tx.execute(sql.COMPACT, {"low": low, "high": high, "target": target})
 
         return run
 

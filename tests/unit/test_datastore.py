@@ -7,6 +7,7 @@ and SQLAlchemy's asyncio engine (the path other databases take), driven with sql
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -17,7 +18,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from datastore import (
     CompactedError,
@@ -32,8 +32,9 @@ from datastore import (
     Watcher,
     database,
 )
+from datastore import statements as sql
 from datastore.database import Connector
-from datastore.schema import meta, metadata
+from datastore.schema import sqlite_statements
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -513,48 +514,59 @@ async def test_acknowledged_writes_survive_sigkill(
     await store.close()
 
 
+def _row(revision: int, name: str) -> dict[str, object]:
+    return {
+        "id": revision,
+        "name": name,
+        "deleted": False,
+        "create_revision": revision,
+        "prev_revision": 0,
+        "expires_at": None,
+        "value": b"v",
+    }
+
+
 async def test_transactions_commit_or_roll_back(tmp_path: Path, connector: Connector) -> None:
     db = await connector(url(tmp_path))
     try:
-        await db.create_all(metadata)
-        await db.create_all(metadata)  # idempotent
-        select = sa.select(meta.c.value).where(meta.c.name == sa.bindparam("name"))
-        insert = sa.insert(meta)
+        await db.create_schema()
+        await db.create_schema()  # idempotent
+        latest = {"at": 2**62}
         with pytest.raises(RuntimeError):
             async with db.transaction() as tx:
-                await tx.executemany(insert, [{"name": "a", "value": 1}, {"name": "b", "value": 2}])
-                assert await tx.scalar(select, {"name": "b"}) == 2  # visible inside
+                await tx.executemany(sql.INSERT, [_row(1, "/a"), _row(2, "/b")])
+                await tx.execute(sql.INIT_COMPACT)
+                assert await tx.scalar(sql.MAX_REVISION) == 2  # visible inside
                 raise RuntimeError("abandon")
-        assert await db.execute(sa.select(meta)) == []
+        assert await db.execute(sql.ALL_LIVE, latest) == []
+        assert await db.scalar(sql.LOAD_COMPACT) is None
         async with db.transaction() as tx:
-            await tx.executemany(insert, [{"name": "a", "value": 1}, {"name": "b", "value": 2}])
-            await tx.execute(sa.update(meta).where(meta.c.name == "b").values(value=3))
-        rows = await db.execute(sa.select(meta).order_by(meta.c.name.desc()))
-        assert [(row["name"], row["value"]) for row in rows] == [("b", 3), ("a", 1)]
-        assert await db.scalar(select, {"name": "b"}) == 3
-        assert await db.scalar(select, {"name": "missing"}) is None
+            await tx.executemany(sql.INSERT, [_row(1, "/a"), _row(2, "/b")])
+            await tx.execute(sql.INIT_COMPACT)
+            await tx.execute(sql.RECORD_COMPACT, {"revision": 7})
+        rows = await db.execute(
+            sql.list_at(frozenset({"lo"}), limited=True), {"lo": "/b", **latest, "limit": 5}
+        )
+        assert [(row["id"], row["name"]) for row in rows] == [(2, "/b")]
+        assert await db.scalar(sql.LOAD_COMPACT) == 7
+        assert await db.scalar(sql.GET_AT, {"key": "/missing", **latest}) is None
     finally:
         await db.close()
 
 
-async def test_reads_at_a_revision_compile_each_statement_once(tmp_path: Path) -> None:
-    store = await Store.open(url(tmp_path))
-    for i in range(5):
-        kv = await store.create(f"/q/{i}", b"v")
-        await store.update(f"/q/{i}", b"w", expected_revision=kv.mod_revision)
+def test_compiled_sqlite_statements_are_current() -> None:
+    """The SQLite text shipped in the package is what SQLAlchemy compiles from the Core
+    definitions now (regenerate with scripts/gen_sqlite_statements.py)."""
+    shipped = json.loads((REPO / "datastore" / "sqlite_statements.json").read_text())
+    assert shipped == sqlite_statements()
 
-    async def reads(at: int) -> None:
-        await store.get("/q/1", revision=at)
-        await store.list("/q/", revision=at)
-        await store.list("/q/", start_after="/q/2", limit=2, revision=at)
-        await take(store.watch("/q/", at - 1), 1)
 
-    await reads(3)
-    misses = database._sqlite_statement.cache_info().misses
-    for at in range(4, 10):
-        await reads(at)
-    assert database._sqlite_statement.cache_info().misses == misses
-    await store.close()
+def test_every_statement_the_store_names_is_defined() -> None:
+    names = {sql.INSERT, sql.MAX_REVISION, sql.MIN_REVISION, sql.ALL_LIVE, sql.GET_AT}
+    names |= {sql.COMPACT, sql.LOAD_COMPACT, sql.INIT_COMPACT, sql.RECORD_COMPACT}
+    for bounds in sql.bound_sets():
+        names |= {sql.history(bounds), sql.list_at(bounds, False), sql.list_at(bounds, True)}
+    assert names == set(sqlite_statements()["statements"])
 
 
 _LEFT_OPEN = textwrap.dedent(
@@ -594,7 +606,7 @@ _IMPORTS = textwrap.dedent(
     import datastore
     from datastore import database
 
-    HEAVY = ("sqlalchemy.ext.asyncio", "sqlalchemy.orm")
+    HEAVY = ("sqlalchemy", "sqlalchemy.ext.asyncio", "sqlalchemy.orm")
 
     async def main() -> None:
         store = await datastore.Store.open(sys.argv[1])
@@ -613,7 +625,7 @@ _IMPORTS = textwrap.dedent(
 )
 
 
-def test_sqlite_store_leaves_out_the_orm(tmp_path: Path) -> None:
+def test_sqlite_store_never_imports_sqlalchemy(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", _IMPORTS, url(tmp_path)],
         capture_output=True,
@@ -622,7 +634,28 @@ def test_sqlite_store_leaves_out_the_orm(tmp_path: Path) -> None:
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     ).stdout.splitlines()
-    assert out == ["[]", "['sqlalchemy.ext.asyncio', 'sqlalchemy.orm']"]
+    assert out == ["[]", "['sqlalchemy', 'sqlalchemy.ext.asyncio', 'sqlalchemy.orm']"]
+
+
+def test_sqlite_urls_read_as_sqlalchemy_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import make_url
+
+    monkeypatch.chdir(tmp_path)
+    for u in [
+        f"sqlite:///{tmp_path}/a%20b/x.db",
+        "sqlite:///rel/x.db?mode=ro",
+        "sqlite+aiosqlite:///y.db",
+    ]:
+        assert database._sqlite_path(u) == (Path(str(make_url(u).database)), None)
+    for throwaway in ["sqlite://", "sqlite:///:memory:"]:
+        path, temp_dir = database._sqlite_path(throwaway)
+        assert temp_dir is not None and path.parent == temp_dir
+        database._remove(temp_dir)
+    for bad in ["state.db", "://x", "mysql://db/edgek"]:
+        with pytest.raises(ValueError, match="unsupported datastore url"):
+            database._sqlite_path(bad)
 
 
 async def test_urls() -> None:
