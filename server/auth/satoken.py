@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgek.forked import call_in_child
 from edgek.timefmt import format_time
 from edgek.validation import Errors
 from server.auth.attributes import UserInfo
@@ -182,10 +183,12 @@ class ServiceAccountKey:
     def check(self) -> None:
         """Start-up check: create the key when the file is missing, else make sure it is a
         usable EC P-256 key (ValueError otherwise, as :meth:`TokenSigner.load_or_create`).
-        Skipped, and ``cryptography`` not loaded, when this very file passed it before."""
+        Skipped when this very file passed it before; run in a forked child otherwise, so
+        ``cryptography`` is not loaded here either way."""
         record = CheckRecord(self.key_path.parent)
         if record.get(self.CHECK, [self.key_path]) is None:
-            self._signer = self._load()
+            # In a child process: cryptography stays out of the server until a token is signed.
+            call_in_child(self._create_or_verify)
             record.put(self.CHECK, [self.key_path], {})
 
     @property
@@ -194,6 +197,9 @@ class ServiceAccountKey:
         if self._signer is None:
             self._signer = self._load()
         return self._signer
+
+    def _create_or_verify(self) -> None:
+        self._load()
 
     def _load(self) -> TokenSigner:
         from server.auth.serviceaccount import TokenSigner  # loads cryptography

@@ -19,6 +19,7 @@ passed that check before and are still far from expiry does not load it at all (
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from edgek.forked import call_in_child
 from server.pki.checked import CheckRecord
 
 if TYPE_CHECKING:
@@ -253,11 +255,20 @@ def ensure_pki(
     record = CheckRecord(tls_dir)
     facts = record.get(_CHECK, pki.files())
     if facts is None or not _still_good(facts, dns, ips, now):
-        from server.pki import provision  # loads cryptography
-
-        facts = provision.ensure(pki, dns, ips, now)
+        facts = call_in_child(functools.partial(_provision, pki, dns, ips, now))
         record.put(_CHECK, pki.files(), facts)
     return pki
+
+
+def _provision(
+    pki: PKI, dns_names: Sequence[str], ips: Sequence[IPAddress], now: datetime
+) -> dict[str, Any]:
+    """:func:`server.pki.provision.ensure`, run in a child process by :func:`ensure_pki`:
+    it loads ``cryptography`` (about 11 MB resident), which the server then does not need
+    until something must be signed, so the first start idles as small as a restart."""
+    from server.pki import provision
+
+    return provision.ensure(pki, dns_names, ips, now)
 
 
 def _still_good(

@@ -4,6 +4,7 @@ server.pki.checked, ensure_pki's fast path and the service-account key."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,23 +50,45 @@ def test_ensure_pki_skips_the_check_while_files_are_unchanged(
 ) -> None:
     tls = tmp_path / "tls"
     pki = ensure_pki(tls, dns_names=["edge.example"], ip_addresses=["10.1.2.3"])
-    calls: list[Any] = []
+    log = tmp_path / "calls"  # the check runs in a forked child: count through a file
+    log.write_text("")
     real = provision.ensure
 
     def counting(*args: Any) -> dict[str, Any]:
-        calls.append(args)
+        with log.open("a") as f:
+            f.write("call\n")
         return real(*args)
+
+    def calls() -> int:
+        return len(log.read_text().split())
 
     monkeypatch.setattr(provision, "ensure", counting)
     ensure_pki(tls, dns_names=["EDGE.example"], ip_addresses=["10.1.2.3"])
-    assert calls == []
+    assert calls() == 0
     ensure_pki(tls, dns_names=["other.example"], ip_addresses=[])  # a SAN not covered
-    assert len(calls) == 1
+    assert calls() == 1
     pki.admin_key.write_bytes(key_to_pem(new_key()))  # any change to a file
     ensure_pki(tls, dns_names=[], ip_addresses=[])
-    assert len(calls) == 2
+    assert calls() == 2
     ensure_pki(tls, dns_names=[], ip_addresses=[])
-    assert len(calls) == 2
+    assert calls() == 2
+
+
+def test_certificates_are_made_in_a_child_whose_error_reaches_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tls = tmp_path / "tls"
+    child_pid = tmp_path / "pid"
+
+    def failing(*args: Any) -> dict[str, Any]:
+        child_pid.write_text(str(os.getpid()))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(provision, "ensure", failing)
+    with pytest.raises(OSError, match="disk full"):
+        ensure_pki(tls, dns_names=[], ip_addresses=[])
+    assert int(child_pid.read_text()) != os.getpid()
+    assert not (tls / RECORD_FILE).exists()
 
 
 def test_service_account_key_is_created_then_only_loaded_on_use(tmp_path: Path) -> None:
@@ -85,8 +108,8 @@ def test_service_account_key_is_checked_again_when_replaced(tmp_path: Path) -> N
     ServiceAccountKey(path).check()
     path.write_bytes(key_to_pem(new_key()))
     replaced = ServiceAccountKey(path)
-    replaced.check()
-    assert replaced._signer is not None
+    replaced.check()  # checked (in a child), recorded as good
+    assert CheckRecord(tmp_path).get(ServiceAccountKey.CHECK, [path]) is not None
     path.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a usable private key"):
         ServiceAccountKey(path).check()
