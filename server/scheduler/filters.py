@@ -192,6 +192,15 @@ class PodCycle:
             or info.required_anti_affinity
             or state.anti_affinity_pods
         )
+        #: Only taints, unschedulable and cpu/memory/pod count can rule a node out: the
+        #: filter walk may test those inline and call :meth:`filter` for the failures only.
+        self.plain = (
+            self.matcher is None
+            and not self.host_ports
+            and not self.nominated
+            and not self.want_other
+            and not self.extra_filters
+        )
         self._affinity_ready = False
         self.affinity_counts: dict[tuple[str, str], int] = {}
         self.anti_counts: dict[tuple[str, str], int] = {}

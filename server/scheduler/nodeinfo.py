@@ -19,6 +19,7 @@ CPU, MEMORY, PODS, EPHEMERAL = "cpu", "memory", "pods", "ephemeral-storage"
 DEFAULT_MILLI_CPU = 100
 DEFAULT_MEMORY = 200 * 1024 * 1024
 HOSTNAME = "kubernetes.io/hostname"
+ZONE = "topology.kubernetes.io/zone"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
@@ -246,6 +247,29 @@ def _ready_taint(node: Mapping[str, Any]) -> dict[str, str] | None:
 class NodeInfo:
     """A node and the pods on it (bound or assumed), with running totals."""
 
+    __slots__ = (
+        "allocatable",
+        "by_owner",
+        "cap_cpu",
+        "cap_mem",
+        "free",
+        "hard_taints",
+        "labels",
+        "name",
+        "node",
+        "non_zero_cpu",
+        "non_zero_mem",
+        "plain_scoring",
+        "pods",
+        "prefer_taints",
+        "requested",
+        "resource_scores",
+        "unschedulable",
+        "used_ports",
+        "with_affinity",
+        "with_required_anti_affinity",
+    )
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.node: dict[str, Any] = {}
@@ -257,14 +281,16 @@ class NodeInfo:
         #: NoSchedule/NoExecute taints, including the implied not-ready one.
         self.hard_taints: list[dict[str, Any]] = []
         self.prefer_taints: list[dict[str, Any]] = []
+        #: neither a PreferNoSchedule taint nor a zone label: scoring's common case
+        self.plain_scoring = True
         self.requested: dict[str, int] = {}
         #: allocatable minus requested, per resource ("pods" included)
         self.free: dict[str, int] = {}
         self.non_zero_cpu = 0
-        #: (inputs, score) of the last resource score: only the node a pod was just placed
-        #: on changes between pods, the others score the same for pods of the same size
-        self.resource_score: tuple[tuple[int, ...], int] | None = None
         self.non_zero_mem = 0
+        #: resource score by pod size (non-zero cpu, memory) while the node's totals stay as
+        #: they are: between two pods only the node the first went to changes
+        self.resource_scores: dict[tuple[int, int], int] = {}
         self.pods: dict[str, PodInfo] = {}
         self.used_ports: dict[tuple[str, int], set[str]] = {}
         self.by_owner: dict[str, int] = {}
@@ -283,6 +309,7 @@ class NodeInfo:
         self.allocatable = {k: quantity_value(k, v) for k, v in alloc.items()}
         self.cap_cpu = self.allocatable.get(CPU, 0)
         self.cap_mem = self.allocatable.get(MEMORY, 0)
+        self.resource_scores = {}
         self._refresh_free()
         spec = node.get("spec") or {}
         self.unschedulable = bool(spec.get("unschedulable"))
@@ -292,6 +319,7 @@ class NodeInfo:
             taints.append(implied)
         self.hard_taints = [t for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")]
         self.prefer_taints = [t for t in taints if t.get("effect") == "PreferNoSchedule"]
+        self.plain_scoring = not self.prefer_taints and ZONE not in self.labels
 
     def _refresh_free(self) -> None:
         free = {k: v - self.requested.get(k, 0) for k, v in self.allocatable.items()}
@@ -311,6 +339,7 @@ class NodeInfo:
         free[PODS] = free.get(PODS, 0) - 1
         self.non_zero_cpu += info.non_zero_cpu
         self.non_zero_mem += info.non_zero_mem
+        self.resource_scores = {}
         for ip, proto, port in info.host_ports:
             self.used_ports.setdefault((proto, port), set()).add(ip)
         if info.owner_uid:
@@ -335,6 +364,7 @@ class NodeInfo:
         free[PODS] = free.get(PODS, 0) + 1
         self.non_zero_cpu -= info.non_zero_cpu
         self.non_zero_mem -= info.non_zero_mem
+        self.resource_scores = {}
         for ip, proto, port in info.host_ports:
             ips = self.used_ports.get((proto, port))
             if ips is not None:
@@ -370,6 +400,7 @@ class NodeInfo:
         copy_.unschedulable = self.unschedulable
         copy_.hard_taints = self.hard_taints
         copy_.prefer_taints = self.prefer_taints
+        copy_.plain_scoring = self.plain_scoring
         copy_._refresh_free()
         for info in self.pods.values():
             copy_.add_pod(info)

@@ -23,7 +23,7 @@ from server.controllers.runtime import Controller, ControllerContext, split_key
 from server.registry.binding import bind_pod, set_pod_condition
 from server.registry.store import DeleteOptions
 from server.scheduler.filters import SELECTED_NODE, Listers, PodCycle, fit_message
-from server.scheduler.nodeinfo import ClusterState, NodeInfo, PodInfo
+from server.scheduler.nodeinfo import CPU, MEMORY, PODS, ClusterState, NodeInfo, PodInfo
 from server.scheduler.preemption import Candidate, find_candidate
 from server.scheduler.queue import SchedulingQueue
 from server.scheduler.scoring import score_nodes
@@ -71,15 +71,26 @@ def select_node(
     start %= total
     examined = 0
     check = cycle.filter
+    plain, tolerant = cycle.plain, cycle.tolerates_unschedulable
+    want_cpu, want_mem = cycle.want_cpu, cycle.want_mem
     for node in order[start:] + order[:start]:
         examined += 1
-        reasons = check(node)
-        if reasons:
-            failures[node.name] = reasons
-        else:
-            feasible.append(node)
-            if len(feasible) >= want:
-                break
+        free = node.free
+        if (
+            not plain
+            or node.hard_taints
+            or (node.unschedulable and not tolerant)
+            or free.get(PODS, 0) < 1
+            or (want_cpu and want_cpu > free.get(CPU, 0))
+            or (want_mem and want_mem > free.get(MEMORY, 0))
+        ):
+            reasons = check(node)
+            if reasons:
+                failures[node.name] = reasons
+                continue
+        feasible.append(node)
+        if len(feasible) >= want:
+            break
     start = (start + examined) % total
     if len(feasible) <= 1:
         return (feasible[0] if feasible else None), failures, start

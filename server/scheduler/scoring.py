@@ -16,43 +16,43 @@ from typing import Any
 
 from server.scheduler import nodematch
 from server.scheduler.filters import PodCycle
-from server.scheduler.nodeinfo import NodeInfo
+from server.scheduler.nodeinfo import HOSTNAME, ZONE, NodeInfo
 
 MAX_SCORE = 100
-HOSTNAME_KEY = "kubernetes.io/hostname"
-ZONE_KEY = "topology.kubernetes.io/zone"
+HOSTNAME_KEY = HOSTNAME
+ZONE_KEY = ZONE
 #: maxSkew of upstream's system-default (ScheduleAnyway) spreading constraints.
 DEFAULT_HOSTNAME_SKEW = 3
 DEFAULT_ZONE_SKEW = 5
 
 
+def _resource_score(node: NodeInfo, pod_cpu: int, pod_mem: int) -> int:
+    """Least-allocated plus balanced allocation over cpu and memory (memoised per pod size
+    on the node until its totals change)."""
+    size = (pod_cpu, pod_mem)
+    score = node.resource_scores.get(size)
+    if score is not None:
+        return score
+    cap_cpu, cap_mem = node.cap_cpu, node.cap_mem
+    req_cpu = node.non_zero_cpu + pod_cpu
+    req_mem = node.non_zero_mem + pod_mem
+    if cap_cpu and req_cpu <= cap_cpu:
+        least = (cap_cpu - req_cpu) * MAX_SCORE // cap_cpu
+        f_cpu = req_cpu / cap_cpu
+    else:
+        least, f_cpu = 0, 1.0
+    if cap_mem and req_mem <= cap_mem:
+        least += (cap_mem - req_mem) * MAX_SCORE // cap_mem
+        f_mem = req_mem / cap_mem
+    else:
+        f_mem = 1.0
+    score = node.resource_scores[size] = least // 2 + int((1 - abs(f_cpu - f_mem) / 2) * MAX_SCORE)
+    return score
+
+
 def _resource_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float]:
-    """Least-allocated plus balanced allocation over cpu and memory, per node."""
     pod_cpu, pod_mem = cycle.info.non_zero_cpu, cycle.info.non_zero_mem
-    out: list[float] = []
-    for node in nodes:
-        cap_cpu, cap_mem = node.cap_cpu, node.cap_mem
-        inputs = (cap_cpu, cap_mem, node.non_zero_cpu, node.non_zero_mem, pod_cpu, pod_mem)
-        last = node.resource_score
-        if last is not None and last[0] == inputs:
-            out.append(last[1])
-            continue
-        req_cpu = node.non_zero_cpu + pod_cpu
-        req_mem = node.non_zero_mem + pod_mem
-        if cap_cpu and req_cpu <= cap_cpu:
-            least = (cap_cpu - req_cpu) * MAX_SCORE // cap_cpu
-            f_cpu = req_cpu / cap_cpu
-        else:
-            least, f_cpu = 0, 1.0
-        if cap_mem and req_mem <= cap_mem:
-            least += (cap_mem - req_mem) * MAX_SCORE // cap_mem
-            f_mem = req_mem / cap_mem
-        else:
-            f_mem = 1.0
-        score = least // 2 + int((1 - abs(f_cpu - f_mem) / 2) * MAX_SCORE)
-        node.resource_score = (inputs, score)
-        out.append(score)
-    return out
+    return [_resource_score(node, pod_cpu, pod_mem) for node in nodes]
 
 
 def _preferred_node_terms(spec: dict[str, Any]) -> list[tuple[int, nodematch.NodeMatcher]]:
@@ -199,8 +199,53 @@ def _affinity_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | No
     return [MAX_SCORE * (s - bottom) / (top - bottom) for s in raw]
 
 
+def _common_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | None:
+    """:func:`score_nodes` in two passes for the commonest pods and clusters, or None when
+    it does not apply: no preferred node or pod affinity anywhere, no PreferNoSchedule taint
+    and no zone label on the candidates, no spreading constraints of the pod's own (so at
+    most the system-default hostname spreading over its controller's pods). Same scores."""
+    info = cycle.info
+    if (
+        cycle.spread
+        or info.preferred_affinity
+        or info.preferred_anti_affinity
+        or cycle.state.affinity_pods
+        or _preferred_node_terms(cycle.spec)
+    ):
+        return None
+    pod_cpu, pod_mem, owner = info.non_zero_cpu, info.non_zero_mem, info.owner_uid
+    size = (pod_cpu, pod_mem)
+    taints = 3 * MAX_SCORE  # TaintToleration: no PreferNoSchedule taint to count
+    weight = math.log(len(nodes) + 2)
+    base = DEFAULT_HOSTNAME_SKEW - 1 + 0.5
+    alone = math.floor(base)  # the raw spreading score with none of the owner's pods
+    fixed: list[int] = []
+    raw: list[int] = []
+    for node in nodes:
+        if not node.plain_scoring:
+            return None
+        score = node.resource_scores.get(size)
+        fixed.append((_resource_score(node, pod_cpu, pod_mem) if score is None else score) + taints)
+        if owner:
+            if HOSTNAME_KEY not in node.labels:
+                raw.append(0)
+            else:
+                placed = node.by_owner.get(owner)
+                raw.append(math.floor(placed * weight + base) if placed else alone)
+    if not owner:
+        return [float(f) for f in fixed]
+    top, bottom = max(raw), min(raw)
+    if top == 0:
+        return [float(f + 2 * MAX_SCORE) for f in fixed]
+    span = top + bottom
+    return [f + 2 * float(MAX_SCORE * (span - r) // top) for f, r in zip(fixed, raw, strict=True)]
+
+
 def score_nodes(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float]:
     """The weighted total score of each node in ``nodes``."""
+    common = _common_scores(cycle, nodes)
+    if common is not None:
+        return common
     totals = _resource_scores(cycle, nodes)
     spec = cycle.spec
     preferred = _preferred_node_terms(spec)
