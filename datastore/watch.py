@@ -75,6 +75,10 @@ class Watcher:
         self._wakeup.set()
         self._on_close(self)
 
+    def ready(self) -> bool:
+        """Whether the next event is already here (the next ``__anext__`` will not wait)."""
+        return bool(self._history or (self._live and self._cursor >= self._history_end))
+
     def __aiter__(self) -> Watcher:
         return self
 

@@ -26,6 +26,8 @@ from server.registry.store import ListOptions, ObjectStore, decode, key_prefix
 
 #: Upstream serves watches for a random 30-60 minutes when the client sets no timeout.
 DEFAULT_TIMEOUT_RANGE = (1800, 3600)
+#: Most watch events written in one chunk (fewer than the event memo holds).
+WRITE_BATCH = 64
 
 
 class WatchRequest:
@@ -121,8 +123,14 @@ async def serve(
     last_rev = start_rev
 
     async def stream() -> None:
-        """Write the watch events of the datastore events, until the watcher ends."""
+        """Write the watch events of the datastore events, until the watcher ends.
+
+        Events already waiting are written together (one chunk, up to WRITE_BATCH of them),
+        then the stream yields: the other watches of the same events take their turn while
+        the events are still in the memo. ``last_rev`` (for bookmarks) advances only once the
+        events up to it are written."""
         nonlocal last_rev
+        lines: list[bytes] = []
         try:
             async for ev in watcher:
                 view = memo.view(kind, ev)
@@ -130,9 +138,13 @@ async def serve(
                 if out is not None:
                     shown = transform(out[1], False)
                     # an untransformed object's line is encoded once, for every watch
-                    await resp.write(view.line(*out) if shown is out[1] else _event(out[0], shown))
+                    lines.append(view.line(*out) if shown is out[1] else _event(out[0], shown))
+                if len(lines) < WRITE_BATCH and watcher.ready():
+                    continue
+                if lines:
+                    await resp.write(b"".join(lines))
+                    lines.clear()
                 last_rev = ev.kv.mod_revision
-                # take turns with the other watches of this event while it is in the memo
                 await asyncio.sleep(0)
         except datastore.CompactedError as e:
             err = status.expired(f"too old resource version: {start_rev} ({e.compact_revision})")

@@ -23,11 +23,13 @@ from edgek.selectors import selectable_fields
 from server.apiserver.codec import dumps
 from server.registry.store import ListOptions, ObjectStore
 
-Decoder = Callable[[Kind, datastore.KeyValue], dict[str, Any]]
-
 #: How many event views a memo keeps: the spread between the fastest and the slowest watch of
 #: the same events it covers (a watch further behind decodes for itself, correctly, just again).
 MEMO_SIZE = 256
+
+Decoder = Callable[[Kind, datastore.KeyValue], dict[str, Any]]
+#: The view, if any, of the event that wrote a KeyValue.
+Finder = Callable[[Kind, datastore.KeyValue], "EventView | None"]
 
 
 class EventView:
@@ -36,6 +38,7 @@ class EventView:
     __slots__ = (
         "_decode",
         "_fields",
+        "_find",
         "_left",
         "_lines",
         "_obj",
@@ -45,10 +48,13 @@ class EventView:
         "kind",
     )
 
-    def __init__(self, kind: Kind, event: datastore.Event, decode: Decoder) -> None:
+    def __init__(
+        self, kind: Kind, event: datastore.Event, decode: Decoder, find: Finder | None = None
+    ) -> None:
         self.kind = kind
         self.event = event
         self._decode = decode
+        self._find = find
         self._obj: dict[str, Any] | None = None
         self._prev: dict[str, Any] | None = None
         self._left: dict[str, Any] | None = None
@@ -65,10 +71,16 @@ class EventView:
 
     @property
     def prev(self) -> dict[str, Any]:
-        """The object the event replaced (only for events with a ``prev_kv``)."""
+        """The object the event replaced (only for events with a ``prev_kv``): the object of
+        the event that wrote it, while that one is still in the memo."""
         if self._prev is None:
-            assert self.event.prev_kv is not None
-            self._prev = self._decode(self.kind, self.event.prev_kv)
+            prev_kv = self.event.prev_kv
+            assert prev_kv is not None
+            earlier = self._find(self.kind, prev_kv) if self._find is not None else None
+            if earlier is not None:
+                self._prev, self._prev_fields = earlier.obj, earlier._fields
+            else:
+                self._prev = self._decode(self.kind, prev_kv)
         return self._prev
 
     @property
@@ -143,7 +155,8 @@ class EventMemo:
         # front walks the dead slots)
         self._views: OrderedDict[tuple[Kind, str, int], EventView] = OrderedDict()
 
-    def _decode(self, kind: Kind, kv: datastore.KeyValue) -> dict[str, Any]:
+    def decode(self, kind: Kind, kv: datastore.KeyValue) -> dict[str, Any]:
+        """``kv`` decoded as an object of ``kind`` (a new object)."""
         objects = self._objects()
         assert objects is not None, "event memo outlived its object store"
         return objects.decode(kind, kv)
@@ -153,10 +166,15 @@ class EventMemo:
         key = (kind, event.kv.key, event.kv.mod_revision)
         found = self._views.get(key)
         if found is None:
-            found = self._views[key] = EventView(kind, event, self._decode)
+            found = self._views[key] = EventView(kind, event, self.decode, self.find)
             if len(self._views) > self._size:
                 self._views.popitem(last=False)
         return found
+
+    def find(self, kind: Kind, kv: datastore.KeyValue) -> EventView | None:
+        """The view, if still kept, of the event that wrote ``kv`` (not a deletion's)."""
+        found = self._views.get((kind, kv.key, kv.mod_revision))
+        return found if found is not None and found.event.type != "DELETE" else None
 
     def __len__(self) -> int:
         return len(self._views)

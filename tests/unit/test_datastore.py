@@ -215,6 +215,25 @@ async def test_watch_from_now(store: Store) -> None:
     assert [e async for e in watcher] == []
 
 
+async def test_watcher_tells_whether_an_event_is_waiting(store: Store) -> None:
+    first = await store.create("/r/old", b"old")
+    await store.create("/r/old2", b"old")
+    from_history = store.watch("/r/", first.mod_revision)
+    assert not from_history.ready()  # history must be read from the table first
+    assert [e.kv.key for e in await take(from_history, 1)] == ["/r/old2"]
+    live = store.watch("/r/")
+    assert not live.ready()
+    await store.create("/r/a", b"a")
+    await store.create("/r/b", b"b")
+    assert live.ready()
+    assert [e.kv.key for e in await take(live, 1)] == ["/r/a"]
+    assert live.ready()
+    assert [e.kv.key for e in await take(live, 1)] == ["/r/b"]
+    assert not live.ready()
+    live.close()
+    from_history.close()
+
+
 async def test_watch_history_then_live_without_gap(store: Store) -> None:
     for i in range(20):
         await store.create(f"/h/{i:03}", b"v")

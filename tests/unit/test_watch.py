@@ -458,3 +458,21 @@ async def test_memo_does_not_keep_its_object_store_alive() -> None:
         assert alive() is None
     finally:
         await store.close()
+
+
+def test_memo_takes_the_previous_object_from_the_event_that_wrote_it(
+    objects: ObjectStore,
+) -> None:
+    web, db = configmap("a", "web"), configmap("a", "db")
+    memo = EventMemo(objects, size=3)
+    created = memo.view(CONFIGMAPS, put(web, 10))
+    changed = memo.view(CONFIGMAPS, put(db, 11, web, 10))
+    assert changed.translate(WEB, True) == ("DELETED", changed.left)
+    assert changed.prev is created.obj  # not decoded again
+    memo.view(CONFIGMAPS, put(configmap("b", "web"), 12))
+    again = memo.view(CONFIGMAPS, put(web, 13, db, 11))  # the creation's view is dropped
+    assert again.prev is changed.obj
+    dropped = EventMemo(objects, size=1)
+    dropped.view(CONFIGMAPS, put(web, 10))
+    alone = dropped.view(CONFIGMAPS, put(db, 11, web, 10))
+    assert alone.prev == created.obj and alone.prev is not created.obj  # decoded itself
