@@ -303,7 +303,7 @@ class _Diff:
 def _compare(old: Any, new: Any, node: _Node, path: Path, diff: _Diff) -> None:
     """Record in ``diff`` how ``new`` differs from ``old`` (either may be ``MISSING``).
     Absent fields of typed structs compare as their Go zero values."""
-    if old == new and old is not MISSING and json_equal(old, new):
+    if old is not MISSING and json_equal(old, new):
         return  # equal subtrees differ nowhere; checking that first is much cheaper
     both_maps = all(v is MISSING or v is None or isinstance(v, dict) for v in (old, new))
     both_lists = all(v is MISSING or v is None or isinstance(v, list) for v in (old, new))

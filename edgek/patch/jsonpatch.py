@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import marshal
 import re
 from typing import Any
 
@@ -14,22 +15,37 @@ _OPS = ("add", "remove", "replace", "move", "copy", "test")
 
 
 def json_equal(a: Any, b: Any) -> bool:
-    """JSON value equality: numbers compare by value, booleans are not numbers."""
+    """JSON value equality: numbers compare by value, booleans are not numbers.
+
+    Python's ``==`` differs from it only in taking ``True`` for ``1``, so values it finds
+    unequal are unequal; equal ones are confirmed by identical ``marshal`` output (same
+    types, same order: fast, in C) or else walked."""
     if a is b:
         return True
+    if a != b:
+        return False
+    try:
+        if marshal.dumps(a) == marshal.dumps(b):
+            return True
+    except ValueError:  # not plain data, or nested too deep
+        pass
+    return _walk_equal(a, b)
+
+
+def _walk_equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, dict):
         return (
             isinstance(b, dict)
             and a.keys() == b.keys()
-            and all(json_equal(v, b[k]) for k, v in a.items())
+            and all(_walk_equal(v, b[k]) for k, v in a.items())
         )
     if isinstance(a, list):
         return (
             isinstance(b, list)
             and len(a) == len(b)
-            and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+            and all(_walk_equal(x, y) for x, y in zip(a, b, strict=True))
         )
     if isinstance(a, int | float):
         return isinstance(b, int | float) and a == b

@@ -14,6 +14,7 @@ from typing import Any
 from edgek import kinds
 from edgek.kinds import Kind
 from edgek.objects import clone
+from edgek.patch.jsonpatch import json_equal
 from edgek.quantity import parse_quantity
 
 #: Kinds whose status the client may set on create (agents register nodes with status).
@@ -128,6 +129,17 @@ def _generate_job_selector(job: dict[str, Any]) -> None:
     spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
 
 
+def _restore(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """Make ``new`` equal to ``old`` again without sharing anything with it (``new`` is the
+    write's private copy): top-level fields it holds unchanged (for a status write,
+    usually all but ``status``) are kept rather than copied from ``old``."""
+    for name in [name for name in new if name not in old]:
+        del new[name]
+    for name, value in old.items():
+        if name not in new or not json_equal(new[name], value):
+            new[name] = clone(value)
+
+
 def prepare_for_update(
     kind: Kind, new: dict[str, Any], old: dict[str, Any], subresource: str
 ) -> None:
@@ -135,15 +147,13 @@ def prepare_for_update(
     if subresource == "approval":
         # only the approval conditions change (kubectl certificate approve|deny)
         conditions = (new.get("status") or {}).get("conditions")
-        new.clear()
-        new.update(clone(old))
+        _restore(new, old)
         new.setdefault("status", {})["conditions"] = conditions or []
         return
     if subresource == "status":
         status = new.get("status")
         annotations = (new.get("metadata") or {}).get("annotations")
-        new.clear()
-        new.update(clone(old))
+        _restore(new, old)
         if status is None:
             new.pop("status", None)
         else:

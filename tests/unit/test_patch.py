@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from edgek.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from edgek.patch.jsonpatch import json_equal
 
 DEPLOYMENT = "apps/v1.Deployment"
 
@@ -574,3 +575,21 @@ def test_bad_strategic_patches(patch: dict[str, Any], message: str) -> None:
 def test_strategic_patch_must_be_object() -> None:
     with pytest.raises(PatchError, match="JSON object"):
         strategic_merge_patch({}, [], DEPLOYMENT)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        ({"x": [1, {"y": True}]}, {"x": [1, {"y": True}]}, True),
+        ({"x": [1, {"y": True}]}, {"x": [1, {"y": 1}]}, False),  # a boolean is no number
+        ({"x": [0]}, {"x": [False]}, False),
+        ({"n": 1}, {"n": 1.0}, True),  # numbers by value
+        ({"a": 1, "b": "s"}, {"b": "s", "a": 1}, True),  # key order is no difference
+        ({"a": [1, 2]}, {"a": [2, 1]}, False),
+        ({"a": "1"}, {"a": 1}, False),
+        ({"a": None}, {}, False),
+    ],
+)
+def test_json_equality(a: Any, b: Any, equal: bool) -> None:
+    assert json_equal(a, b) is equal
+    assert json_equal(b, a) is equal
