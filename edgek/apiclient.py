@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import aiohttp
 
+from edgek import fastjson
 from edgek.kubeconfig import load_kubeconfig
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class ApiClient:
         """One JSON request; the decoded answer, or ApiClientError."""
         one_shot = self._session is None
         session = self._session or self._new_session(1)
-        data = None if body is None else json.dumps(body)
+        data = None if body is None else fastjson.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
         try:
             async with asyncio.timeout(self.timeout):
@@ -168,7 +169,8 @@ class ApiClient:
                 ) as resp:
                     if resp.status >= 400:
                         raise await _response_error(resp)
-                    return await resp.json(content_type=None)
+                    raw = await resp.read()
+                    return fastjson.loads(raw) if raw.strip() else None
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise ApiClientError(f"cannot reach {self.server}: {e or 'timed out'}") from e
         finally:
@@ -216,7 +218,7 @@ class ApiClient:
                     async for line in resp.content:
                         if not line.strip():
                             continue
-                        event = json.loads(line)
+                        event = fastjson.loads(line)
                         obj = event.get("object") or {}
                         if event.get("type") == "ERROR":
                             raise ApiClientError(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from edgek import protobuf, status
+from edgek import fastjson, protobuf, status
 
 JSON = "application/json"
 YAML = "application/yaml"
@@ -92,7 +91,7 @@ def _decode(body: bytes, mt: str, probe: str) -> Any:
     ``probe``)."""
     if mt in ("", JSON, "*/*") or mt.endswith("+json"):
         try:
-            return json.loads(body)
+            return fastjson.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f"{probe}{e}") from e
     if mt in (YAML, "application/x-yaml", "text/yaml", "application/apply-patch+yaml"):
@@ -173,7 +172,7 @@ def negotiate(accept_header: str | None) -> Accept:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return fastjson.dumps(obj)
 
 
 def respond(

@@ -18,13 +18,13 @@ keys name a uid and an action:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import datastore
+from edgek import fastjson
 from edgek.kinds import Kind
 from edgek.status import ApiError
 from edgek.tasks import cancel_and_wait
@@ -204,7 +204,9 @@ class GarbageCollector(Controller):
             return None
         kind = self._kind(*coords)
         try:
-            obj = self.ctx.objects.decode(kind, kv) if kind is not None else json.loads(kv.value)
+            obj = (
+                self.ctx.objects.decode(kind, kv) if kind is not None else fastjson.loads(kv.value)
+            )
         except (ValueError, UnicodeDecodeError):
             log.debug("garbage collector skips undecodable key %s", kv.key)
             return None

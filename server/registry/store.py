@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import datastore
-from edgek import objects, status
+from edgek import fastjson, objects, status
 from edgek.defaults import apply_defaults
 from edgek.kinds import Kind
 from edgek.patch.apply import record_update
@@ -106,7 +106,7 @@ def _encrypted(kind: Kind) -> bool:
 def decode(kind: Kind, kv: datastore.KeyValue, cipher: ValueCipher | None = None) -> dict[str, Any]:
     """A stored object, as ``kind`` shows it, with its resourceVersion."""
     raw = cipher.decrypt(kv.key, kv.value) if cipher is not None and _encrypted(kind) else kv.value
-    obj: dict[str, Any] = views.from_storage(kind, json.loads(raw))
+    obj: dict[str, Any] = views.from_storage(kind, fastjson.loads(raw))
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
     return obj
 
@@ -117,7 +117,7 @@ def encode(kind: Kind, obj: dict[str, Any]) -> bytes:
     md = stored.get("metadata", {})
     rv = md.pop("resourceVersion", None)
     try:
-        return json.dumps(stored, separators=(",", ":")).encode()
+        return fastjson.dumps(stored)
     finally:
         if rv is not None:
             md["resourceVersion"] = rv
