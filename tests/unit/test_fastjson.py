@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -44,3 +45,14 @@ def test_loads_rejects_with_the_standard_library_error(text: bytes) -> None:
     with pytest.raises(ValueError) as expected:
         json.loads(text)
     assert str(caught.value) == str(expected.value)
+
+
+def test_dumps_holds_no_more_memory_than_its_text() -> None:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        kept = [fastjson.dumps({"i": i, "s": "x" * 100}) for i in range(200)]
+        grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "lineno"))
+    finally:
+        tracemalloc.stop()
+    assert grown < 200 * 400, grown / len(kept)  # ~150 bytes each, not kilobytes
