@@ -25,6 +25,7 @@ from server.apiserver.app import ApiServerState, make_app
 from server.apiserver.openapi import OpenAPI
 from server.apiserver.resources import ResourceAPI
 from server.auth.identity import Identity
+from server.auth.satoken import ServiceAccountKey
 from server.config import ServerConfig
 from server.controllers import builtin
 from server.controllers.clock import SkewedClock
@@ -75,6 +76,10 @@ class Server:
         # In this thread, not a worker: nothing else runs yet, and cryptography (imported when
         # certificates must be created or checked) would otherwise fill a second malloc arena.
         pki = ensure_pki(cfg.tls_dir, dns_names=dns, ip_addresses=ips)
+        # Before the datastore starts its threads: a key to create or check is handled in a
+        # forked child (as the certificates are), and a fork is safest with one thread.
+        service_account_key = ServiceAccountKey(cfg.tls_dir / "service.key")
+        service_account_key.check()
         self.store = store = await datastore.Store.open(cfg.datastore_url)
         store.start_background(
             compact_interval=cfg.datastore_compact_interval,
@@ -117,6 +122,7 @@ class Server:
             informers,
             server_dir=cfg.server_dir,
             ca_pem=pki.ca_bundle_pem(),
+            service_account_key=service_account_key,
             configured_secret=cfg.join_secret(),
         )
         objs.admission.extend(builtin.admission(ctx))

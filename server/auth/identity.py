@@ -116,14 +116,14 @@ class Identity:
         *,
         server_dir: Path,
         ca_pem: bytes,
+        service_account_key: ServiceAccountKey,
         configured_secret: str = "",
     ) -> None:
         self.objects = objects
         self.registry = registry
         self.secret = join_secret(server_dir, configured_secret)
         jointoken.write_token_files(server_dir, ca_pem, self.secret)
-        self.service_account_key = ServiceAccountKey(server_dir / "tls" / "service.key")
-        self.service_account_key.check()
+        self.service_account_key = service_account_key
         self.caches: dict[str, ObjectCache] = {}
         for group, resource in (
             ("", "namespaces"),
