@@ -19,8 +19,6 @@ from server.scheduler.filters import PodCycle
 from server.scheduler.nodeinfo import HOSTNAME, ZONE, NodeInfo
 
 MAX_SCORE = 100
-HOSTNAME_KEY = HOSTNAME
-ZONE_KEY = ZONE
 #: maxSkew of upstream's system-default (ScheduleAnyway) spreading constraints.
 DEFAULT_HOSTNAME_SKEW = 3
 DEFAULT_ZONE_SKEW = 5
@@ -81,7 +79,7 @@ def _owner_zone_counts(cycle: PodCycle, owner: str) -> dict[str, int]:
     for node in cycle.state.order:
         n = node.by_owner.get(owner)
         if n:
-            zone = node.labels.get(ZONE_KEY)
+            zone = node.labels.get(ZONE)
             if zone is not None:
                 counts[zone] = counts.get(zone, 0) + n
     return counts
@@ -102,11 +100,11 @@ def _spread_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | None
     elif cycle.spread or not owner:
         return None
     else:
-        if not any(ZONE_KEY in n.labels for n in nodes):
+        if not any(ZONE in n.labels for n in nodes):
             return _normalize_spread(_default_hostname_raw(nodes, owner))
         terms = [
-            (HOSTNAME_KEY, DEFAULT_HOSTNAME_SKEW, None),
-            (ZONE_KEY, DEFAULT_ZONE_SKEW, _owner_zone_counts(cycle, owner)),
+            (HOSTNAME, DEFAULT_HOSTNAME_SKEW, None),
+            (ZONE, DEFAULT_ZONE_SKEW, _owner_zone_counts(cycle, owner)),
         ]
         ignored = [False] * len(nodes)
     scored = [n for n, skip in zip(nodes, ignored, strict=True) if not skip]
@@ -116,7 +114,7 @@ def _spread_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | None
         math.log(
             (
                 len(scored)
-                if key == HOSTNAME_KEY
+                if key == HOSTNAME
                 else len({n.labels[key] for n in scored if key in n.labels})
             )
             + 2
@@ -143,8 +141,13 @@ def _default_hostname_raw(nodes: list[NodeInfo], owner: str) -> list[int | None]
     node has a zone): the general formula of :func:`_spread_scores` in one pass."""
     weight = math.log(len(nodes) + 2)
     base = DEFAULT_HOSTNAME_SKEW - 1 + 0.5
+    alone = math.floor(base)  # on a node without pods of the owner
     return [
-        math.floor(n.by_owner.get(owner, 0) * weight + base) if HOSTNAME_KEY in n.labels else 0
+        0
+        if HOSTNAME not in n.labels
+        else math.floor(placed * weight + base)
+        if (placed := n.by_owner.get(owner))
+        else alone
         for n in nodes
     ]
 
@@ -200,10 +203,11 @@ def _affinity_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | No
 
 
 def _common_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | None:
-    """:func:`score_nodes` in two passes for the commonest pods and clusters, or None when
-    it does not apply: no preferred node or pod affinity anywhere, no PreferNoSchedule taint
-    and no zone label on the candidates, no spreading constraints of the pod's own (so at
-    most the system-default hostname spreading over its controller's pods). Same scores."""
+    """:func:`score_nodes` for the commonest pods and clusters, computing only the resource
+    and hostname-spreading scores, or None when it does not apply: no preferred node or pod
+    affinity anywhere, no PreferNoSchedule taint and no zone label on the candidates, no
+    spreading constraints of the pod's own (so at most the system-default hostname spreading
+    over its controller's pods). Same scores."""
     info = cycle.info
     if (
         cycle.spread
@@ -216,29 +220,16 @@ def _common_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | None
     pod_cpu, pod_mem, owner = info.non_zero_cpu, info.non_zero_mem, info.owner_uid
     size = (pod_cpu, pod_mem)
     taints = 3 * MAX_SCORE  # TaintToleration: no PreferNoSchedule taint to count
-    weight = math.log(len(nodes) + 2)
-    base = DEFAULT_HOSTNAME_SKEW - 1 + 0.5
-    alone = math.floor(base)  # the raw spreading score with none of the owner's pods
     fixed: list[int] = []
-    raw: list[int] = []
     for node in nodes:
         if not node.plain_scoring:
             return None
         score = node.resource_scores.get(size)
         fixed.append((_resource_score(node, pod_cpu, pod_mem) if score is None else score) + taints)
-        if owner:
-            if HOSTNAME_KEY not in node.labels:
-                raw.append(0)
-            else:
-                placed = node.by_owner.get(owner)
-                raw.append(math.floor(placed * weight + base) if placed else alone)
     if not owner:
         return [float(f) for f in fixed]
-    top, bottom = max(raw), min(raw)
-    if top == 0:
-        return [float(f + 2 * MAX_SCORE) for f in fixed]
-    span = top + bottom
-    return [f + 2 * float(MAX_SCORE * (span - r) // top) for f, r in zip(fixed, raw, strict=True)]
+    spread = _normalize_spread(_default_hostname_raw(nodes, owner))
+    return [f + 2 * s for f, s in zip(fixed, spread, strict=True)]
 
 
 def score_nodes(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float]:
