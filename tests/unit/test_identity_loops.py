@@ -44,29 +44,18 @@ def test_loops_are_kube_controller_manager_loops_and_can_be_disabled(
 
 
 async def _aggregation_fixture(h: Harness) -> None:
+    """An aggregated ClusterRole and one role its selector picks up."""
     selector = {"matchLabels": {"agg": "yes"}}
-    await h.create(
-        RBAC,
-        "clusterroles",
-        "",
+    roles = [
         {
-            "apiVersion": f"{RBAC}/v1",
-            "kind": "ClusterRole",
             "metadata": {"name": "aggregated"},
             "aggregationRule": {"clusterRoleSelectors": [selector]},
         },
-    )
-    await h.create(
-        RBAC,
-        "clusterroles",
-        "",
-        {
-            "apiVersion": f"{RBAC}/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "part", "labels": {"agg": "yes"}},
-            "rules": [PODS_GET],
-        },
-    )
+        {"metadata": {"name": "part", "labels": {"agg": "yes"}}, "rules": [PODS_GET]},
+    ]
+    for role in roles:
+        body = {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", **role}
+        await h.create(RBAC, "clusterroles", "", body)
 
 
 async def test_loops_wait_for_the_leader_lease(harness: Harness, tmp_path: Path) -> None:
