@@ -1,5 +1,5 @@
 """``python -m edgek``: the same as the ``edgek`` command."""
 
-from edgek.cli import main
+from edgek.cmd.main import main
 
 main()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgek.cli import _server_config
 from edgek.config import ConfigError, load_config, merge
+from server.config import ServerConfig
 
 KNOWN = {"data-dir", "tls-san", "https-listen-port", "disable-agent", "write-kubeconfig-mode"}
 
@@ -33,7 +33,7 @@ def test_keys_are_flag_names_and_flags_win(tmp_path: Path) -> None:
         "tls-san": ["pi.local", "10.0.0.9"],
         "https-listen-port": 9443,
     }
-    cfg = _server_config(values)
+    cfg = ServerConfig.from_settings(values)
     assert cfg.data_dir == Path("/srv/edgek")
     assert cfg.https_listen_port == 9443
     assert cfg.tls_san == ["pi.local", "10.0.0.9"]
@@ -54,7 +54,7 @@ def test_unknown_key_and_bad_shape_are_errors(tmp_path: Path) -> None:
 
 
 def test_typed_values() -> None:
-    cfg = _server_config(
+    cfg = ServerConfig.from_settings(
         {"disable-agent": "true", "write-kubeconfig-mode": "0644", "tls-san": "one"}
     )
     assert cfg.disable_agent is True

@@ -1,0 +1,84 @@
+"""``edgek server``: its options are generated from the ``ServerConfig`` fields (flag
+name, type and help), so a setting is declared once; ``--config`` and ``--debug`` are the
+command's own."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgek.cmd.common import fail, setup_logging, tune_gc
+from edgek.config import ConfigError, load_config, merge
+from server.config import ServerConfig, ServerOption, server_options
+
+
+def server(**given: Any) -> None:
+    """Run the control plane: datastore, API server and controllers."""
+    settings = {option.name: _flag_value(option, given[option.attr]) for option in server_options()}
+    try:
+        values = merge(settings, load_config(given["config"]), set(settings))
+        cfg = ServerConfig.from_settings(values)
+    except (ConfigError, ValueError) as e:
+        fail(str(e))
+    setup_logging(logging.DEBUG if given["debug"] else logging.INFO)
+    from server.main import serve_forever
+
+    tune_gc()
+    try:
+        asyncio.run(serve_forever(cfg))
+    except (OSError, ValueError) as e:
+        fail(f"cannot start server: {e}")
+
+
+def _flag_value(option: ServerOption, value: Any) -> Any:
+    """A command-line value as ``merge`` takes it (``--disable a,b`` is two values)."""
+    if option.attr == "disable" and value:
+        return [v for item in value for v in item.split(",") if v] or None
+    return value
+
+
+def _parameter(option: ServerOption) -> inspect.Parameter:
+    """The typer parameter of one option: optional, so a config file value shows through
+    when the flag is not given; booleans are plain ``--flag`` switches."""
+    cli_type = str if option.parse is not None else option.type
+    decls = (f"--{option.name}",) if option.type is bool else ()
+    info = typer.Option(*decls, help=option.help, hidden=option.hidden)
+    return inspect.Parameter(
+        option.attr,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[cli_type | None, info],
+    )
+
+
+def _signature() -> inspect.Signature:
+    config = inspect.Parameter(
+        "config",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            Path | None,
+            typer.Option(
+                "--config",
+                "-c",
+                help="Config file (YAML, keys = flag names); default /etc/edgek/config.yaml.",
+            ),
+        ],
+    )
+    debug = inspect.Parameter(
+        "debug",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[bool, typer.Option(help="Verbose logging.")],
+    )
+    options = [_parameter(o) for o in server_options()]
+    return inspect.Signature([config, *options, debug])
+
+
+# typer reads a command's parameters from its signature
+server.__dict__["__signature__"] = _signature()
