@@ -3,46 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 import datastore
-from edgek import objects
-from edgek.kinds import Kind, Registry
+from edgek.kinds import Registry
 from edgek.kubeconfig import admin_kubeconfig, write_kubeconfig
-from edgek.timefmt import format_time
+from server import wiring
 from server.apiserver.app import ApiServerState, make_app
-from server.apiserver.openapi import OpenAPI
-from server.apiserver.resources import ResourceAPI
-from server.auth.identity import Identity
 from server.auth.satoken import ServiceAccountKey
 from server.config import ServerConfig
 from server.controllers import builtin
-from server.controllers.clock import SkewedClock
-from server.controllers.events import EventRecorder
-from server.controllers.runtime import ControllerContext, ControllerManager, Informers
-from server.pki import ensure_pki, split_sans
-from server.registry.allocators import ServiceAllocator
-from server.registry.crd import CRD_GROUP, CustomResources, crd_status
-from server.registry.encryption import SecretsEncryption
+from server.controllers.runtime import builtin_kind
+from server.pki import PKI, ensure_pki, split_sans
 from server.registry.reencrypt import SecretsEncryptionAdmin
-from server.registry.store import (
-    DeleteOptions,
-    ListOptions,
-    ObjectStore,
-    WriteOptions,
-    key_prefix,
-)
+from server.registry.store import ObjectStore, WriteOptions, key_prefix
+from server.wiring import ControlPlane
 
 log = logging.getLogger("edgek.server")
 
@@ -55,106 +38,54 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.store: datastore.Store | None = None
+        self.plane: ControlPlane | None = None
         self.runner: web.AppRunner | None = None
-        self.identity: Identity | None = None
-        self.events: EventRecorder | None = None
-        self.loops: list[ControllerManager] = []
-        self.clock: SkewedClock | None = None
 
     async def start(self) -> None:
+        """Check the settings and credentials, open the datastore, build the control plane
+        and seed it, start identity and the loops, then serve HTTPS and write the admin
+        kubeconfig."""
         cfg = self.config
         started = time.monotonic()
-        known = {loop.name for loop in builtin.controller_loops() + builtin.scheduler_loops()}
-        unknown = sorted(set(cfg.disable) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown --disable value(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        dns, ips = split_sans(
-            ([cfg.advertise_address] if cfg.advertise_address else []) + cfg.tls_san
+        builtin.check_disable(cfg.disable)
+        pki, credentials = _credentials(cfg)
+        self.store = await _open_datastore(cfg)
+        self.plane = plane = await wiring.assemble(self.store, cfg, credentials=credentials)
+        await _seed(plane, cfg)
+        await _start_loops(plane)
+        state = await self._serve(plane, pki)
+        write_kubeconfig(
+            cfg.write_kubeconfig, _admin_kubeconfig(cfg, pki), mode=cfg.write_kubeconfig_mode
         )
-        # In this thread, not a worker: nothing else runs yet, and cryptography (imported when
-        # certificates must be created or checked) would otherwise fill a second malloc arena.
-        pki = ensure_pki(cfg.tls_dir, dns_names=dns, ip_addresses=ips)
-        # Before the datastore starts its threads: a key to create or check is handled in a
-        # forked child (as the certificates are), and a fork is safest with one thread.
-        service_account_key = ServiceAccountKey(cfg.tls_dir / "service.key")
-        service_account_key.check()
-        self.store = store = await datastore.Store.open(cfg.datastore_url)
-        store.start_background(
-            compact_interval=cfg.datastore_compact_interval,
-            keep_revisions=cfg.datastore_compact_retain,
+        state.ready = True
+        release_free_memory()
+        log.info(
+            "edgek server ready: url=%s kubeconfig=%s datastore=%s startup=%.3fs",
+            cfg.local_url,
+            cfg.write_kubeconfig,
+            cfg.datastore_url.split("?", 1)[0],
+            time.monotonic() - started,
         )
-        registry = Registry()
-        openapi = OpenAPI(registry)
-        crds = CustomResources(registry, openapi)
-        encryption = SecretsEncryption.load_or_create(
-            cfg.server_dir / "cred", enabled=cfg.secrets_encryption
-        )
-        objs = ObjectStore(store, custom_schema=crds.schema, cipher=encryption)
-        allocator = ServiceAllocator(cfg.service_cidr)
-        services = registry.by_resource("", "v1", "services")
-        assert services is not None
-        allocator.load((await objs.list(services, "", ListOptions())).items)
-        objs.admission.append(allocator.admit)
-        objs.after_write.append(allocator.written)
-        objs.after_write.append(_crd_hook(objs, crds))
-        crd_kind = registry.by_resource(CRD_GROUP, "v1", "customresourcedefinitions")
-        assert crd_kind is not None
-        for crd in (await objs.list(crd_kind, "", ListOptions())).items:
-            crds.sync(crd)
-        await _ensure_namespaces(objs, registry)
-        await _ensure_kubernetes_service(objs, services, allocator.kubernetes_ip, cfg)
-        await _publish_apiserver_endpoints(objs, registry, cfg)
-        informers = Informers(objs, registry)
-        events_kind = registry.by_resource("", "v1", "events")
-        assert events_kind is not None
-        clock: Callable[[], datetime] = objects.now
-        if cfg.debug_clock_file is not None:
-            self.clock = SkewedClock(cfg.debug_clock_file)
-            self.clock.start()
-            clock = self.clock
-        self.events = EventRecorder(objs, events_kind, clock=clock, host=socket.gethostname())
-        ctx = ControllerContext(objs, registry, informers, self.events, cfg, clock)
-        self.identity = identity = Identity(
-            objs,
-            registry,
-            informers,
-            server_dir=cfg.server_dir,
-            ca_pem=pki.ca_bundle_pem(),
-            service_account_key=service_account_key,
-            configured_secret=cfg.join_secret(),
-        )
-        objs.admission.extend(builtin.admission(ctx))
-        await identity.start()
-        self.loops = [
-            ControllerManager(ctx, builtin.controller_loops(), group="kube-controller-manager"),
-            ControllerManager(ctx, builtin.scheduler_loops(), group="kube-scheduler"),
-        ]
-        for manager in self.loops:
-            await manager.start()
-            if self.clock is not None:
-                self.clock.on_jump(manager.clock_changed)
+
+    async def _serve(self, plane: ControlPlane, pki: PKI) -> ApiServerState:
+        """Listen for HTTPS; the state answers /readyz with failure until marked ready."""
+        cfg = self.config
+        assert plane.identity is not None
         address = cfg.advertise_address or "127.0.0.1"
-        api = ResourceAPI(
-            objs, crds, bookmark_interval=cfg.watch_bookmark_interval, tokens=identity
-        )
-        api.actions.update(builtin.actions(ctx))
+        url = f"https://{address}:{cfg.https_listen_port}"
         state = ApiServerState(
-            api,
-            openapi,
+            plane.api,
+            plane.openapi,
             server_address=f"{address}:{cfg.https_listen_port}",
             ca_bundle=pki.ca_bundle_pem(),
-            authn=identity.authn,
-            authz=identity.authz,
+            authn=plane.identity.authn,
+            authz=plane.identity.authz,
             oidc=(
-                identity.service_account_key.openid_configuration(
-                    f"https://{address}:{cfg.https_listen_port}"
-                ),
-                identity.service_account_key.jwks,
+                plane.identity.service_account_key.openid_configuration(url),
+                plane.identity.service_account_key.jwks,
             ),
             encryption=SecretsEncryptionAdmin(
-                store, encryption, key_prefix(ctx.kind("", "secrets"))
+                plane.store, plane.encryption, key_prefix(plane.ctx.kind("", "secrets"))
             ),
         )
         self.runner = web.AppRunner(
@@ -169,77 +100,81 @@ class Server:
             reuse_address=True,
         )
         await site.start()
-        kubeconfig = admin_kubeconfig(
-            cfg.local_url,
-            pki.server_ca_cert.read_bytes(),
-            pki.admin_cert.read_bytes(),
-            pki.admin_key.read_bytes(),
-        )
-        write_kubeconfig(cfg.write_kubeconfig, kubeconfig, mode=cfg.write_kubeconfig_mode)
-        state.ready = True
-        release_free_memory()
-        log.info(
-            "edgek server ready: url=%s kubeconfig=%s datastore=%s startup=%.3fs",
-            cfg.local_url,
-            cfg.write_kubeconfig,
-            cfg.datastore_url.split("?", 1)[0],
-            time.monotonic() - started,
-        )
+        return state
 
     async def stop(self) -> None:
-        for manager in self.loops:
-            await manager.stop()
-        if self.events is not None:
-            await self.events.stop()
-        if self.clock is not None:
-            await self.clock.stop()
-        if self.identity is not None:
-            await self.identity.stop()
+        """Stop the loops, event recorder, clock and identity, the listener, the datastore."""
+        plane = self.plane
+        if plane is not None:
+            for manager in plane.managers:
+                await manager.stop()
+            await plane.events.stop()
+            if plane.skewed_clock is not None:
+                await plane.skewed_clock.stop()
+            if plane.identity is not None:
+                await plane.identity.stop()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.store is not None:
             await self.store.close()
 
 
-def _crd_hook(objs: ObjectStore, crds: CustomResources) -> Any:
-    """Serve custom kinds as CRDs change; establish new CRDs; remove instances on delete."""
-
-    async def hook(kind: Kind, obj: dict[str, Any], deleted: bool) -> None:
-        if kind.group != CRD_GROUP or kind.resource != "customresourcedefinitions":
-            return
-        if deleted:
-            served = crds.remove(obj)
-            # every version of a custom kind shares one storage prefix: one list covers all
-            for custom in served[:1]:
-                listed = await objs.list(custom, "", ListOptions())
-                for item in listed.items:
-                    md = item["metadata"]
-                    with contextlib.suppress(Exception):
-                        await objs.delete(
-                            custom, md.get("namespace", ""), md["name"], DeleteOptions()
-                        )
-            return
-        crds.sync(obj)
-        conditions = (obj.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Established" for c in conditions):
-            return
-
-        async def establish(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            if current is None:
-                return None
-            current["status"] = crd_status(current, format_time(objects.now()))
-            return current
-
-        await objs.modify(
-            kind, "", obj["metadata"]["name"], establish, WriteOptions(subresource="status")
-        )
-
-    return hook
+def _credentials(cfg: ServerConfig) -> tuple[PKI, wiring.Credentials]:
+    """The certificates and the service-account key, created or checked."""
+    dns, ips = split_sans(([cfg.advertise_address] if cfg.advertise_address else []) + cfg.tls_san)
+    # In this thread, not a worker: nothing else runs yet, and cryptography (imported when
+    # certificates must be created or checked) would otherwise fill a second malloc arena.
+    pki = ensure_pki(cfg.tls_dir, dns_names=dns, ip_addresses=ips)
+    # Before the datastore starts its threads: a key to create or check is handled in a
+    # forked child (as the certificates are), and a fork is safest with one thread.
+    service_account_key = ServiceAccountKey(cfg.tls_dir / "service.key")
+    service_account_key.check()
+    return pki, wiring.Credentials(pki.ca_bundle_pem(), service_account_key)
 
 
-async def _ensure_namespaces(objs: ObjectStore, registry: Registry) -> None:
-    ns_kind = registry.by_resource("", "v1", "namespaces")
-    assert ns_kind is not None
+async def _open_datastore(cfg: ServerConfig) -> datastore.Store:
+    """The datastore, with its compaction and TTL tasks running."""
+    store = await datastore.Store.open(cfg.datastore_url)
+    store.start_background(
+        compact_interval=cfg.datastore_compact_interval,
+        keep_revisions=cfg.datastore_compact_retain,
+    )
+    return store
+
+
+async def _seed(plane: ControlPlane, cfg: ServerConfig) -> None:
+    """The objects every cluster has: system namespaces, ``default/kubernetes``."""
+    await ensure_namespaces(plane.objects, plane.registry)
+    await _ensure_kubernetes_service(
+        plane.objects, plane.registry, plane.allocator.kubernetes_ip, cfg
+    )
+    await _publish_apiserver_endpoints(plane.objects, plane.registry, cfg)
+
+
+async def _start_loops(plane: ControlPlane) -> None:
+    """Start the debug clock, identity and every loop group (each fills its caches first)."""
+    if plane.skewed_clock is not None:
+        plane.skewed_clock.start()
+    if plane.identity is not None:
+        await plane.identity.start()
+    for manager in plane.managers:
+        await manager.start()
+        if plane.skewed_clock is not None:
+            plane.skewed_clock.on_jump(manager.clock_changed)
+
+
+def _admin_kubeconfig(cfg: ServerConfig, pki: PKI) -> dict[str, Any]:
+    return admin_kubeconfig(
+        cfg.local_url,
+        pki.server_ca_cert.read_bytes(),
+        pki.admin_cert.read_bytes(),
+        pki.admin_key.read_bytes(),
+    )
+
+
+async def ensure_namespaces(objs: ObjectStore, registry: Registry) -> None:
+    """The system namespaces, created when missing."""
+    ns_kind = builtin_kind(registry, "", "namespaces")
     for name in SYSTEM_NAMESPACES:
         if await objs.try_get(ns_kind, "", name) is None:
             await objs.create(
@@ -251,9 +186,10 @@ async def _ensure_namespaces(objs: ObjectStore, registry: Registry) -> None:
 
 
 async def _ensure_kubernetes_service(
-    objs: ObjectStore, services: Kind, cluster_ip: str, cfg: ServerConfig
+    objs: ObjectStore, registry: Registry, cluster_ip: str, cfg: ServerConfig
 ) -> None:
     """``default/kubernetes``: the first service IP, port 443 to the API server."""
+    services = builtin_kind(registry, "", "services")
     if await objs.try_get(services, "default", "kubernetes") is not None:
         return
     svc = {
@@ -320,8 +256,7 @@ async def _publish_apiserver_endpoints(
         (("", "endpoints"), endpoints),
         (("discovery.k8s.io", "endpointslices"), slice_),
     ):
-        kind = registry.by_resource(group, "v1", resource)
-        assert kind is not None
+        kind = builtin_kind(registry, group, resource)
 
         async def publish(
             current: dict[str, Any] | None, body: dict[str, Any] = body

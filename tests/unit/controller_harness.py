@@ -1,6 +1,7 @@
-"""A control-loop test bench: a real SQLite datastore and ObjectStore (defaults,
-validation and admission as the API server has them), shared caches, an event recorder
-and a fake clock. Only the loops a test starts run."""
+"""A control-loop test bench: the server's object graph (``server.wiring.assemble``: a
+real SQLite datastore and ObjectStore with the API server's defaults, validation and
+admission chain, shared caches, an event recorder) on a fake clock. Only the loops a test
+starts run."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import inspect
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import datastore
-from edgek.kinds import Kind, Registry
+from edgek.kinds import Kind
 from edgek.timefmt import format_time
 from server.config import ServerConfig
-from server.controllers.events import EventRecorder
-from server.controllers.runtime import Controller, ControllerContext, Informers
-from server.registry.store import ListOptions, ObjectStore, WriteOptions
+from server.controllers.runtime import Controller
+from server.registry.store import ListOptions, WriteOptions
+from server.wiring import ControlPlane, assemble
 
+T = TypeVar("T")
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
@@ -38,34 +40,40 @@ class FakeClock:
 class Harness:
     """Real storage and caches for testing loops in-process."""
 
-    def __init__(self, store: datastore.Store, config: ServerConfig) -> None:
-        self.store = store
-        self.clock = FakeClock()
-        self.registry = Registry()
-        self.objects = ObjectStore(store, clock=self.clock)
-        self.informers = Informers(self.objects, self.registry)
-        events = self.registry.by_resource("", "v1", "events")
-        assert events is not None
-        self.events = EventRecorder(self.objects, events, clock=self.clock, host="test")
-        self.ctx = ControllerContext(
-            objects=self.objects,
-            registry=self.registry,
-            informers=self.informers,
-            events=self.events,
-            config=config,
-            clock=self.clock,
-        )
+    def __init__(self, plane: ControlPlane, clock: FakeClock) -> None:
+        self.plane = plane
+        self.store = plane.store
+        self.clock = clock
+        self.registry = plane.registry
+        self.objects = plane.objects
+        self.informers = plane.informers
+        self.events = plane.events
+        self.ctx = plane.ctx
         self.controllers: list[Controller] = []
 
     @classmethod
     async def open(cls, tmp_path: Path, config: ServerConfig | None = None) -> Harness:
+        """A bench over a new datastore in ``tmp_path``, with the system namespaces."""
         store = await datastore.Store.open(f"sqlite:///{tmp_path / 'state.db'}")
-        h = cls(store, config or ServerConfig(data_dir=tmp_path))
+        clock = FakeClock()
+        plane = await assemble(
+            store,
+            config or ServerConfig(data_dir=tmp_path),
+            clock=clock,
+            write_clock=clock,
+            host="test",
+            loop_groups=(),
+        )
+        h = cls(plane, clock)
         namespaces = h.kind("", "namespaces")
         for ns in ("default", "kube-system", "kube-node-lease"):
             body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
             await h.objects.create(namespaces, "", body, WriteOptions())
         return h
+
+    def admission_step(self, step_type: type[T]) -> T:
+        """The server's admission step of type ``step_type`` in this bench's chain."""
+        return next(s for s in self.objects.admission if isinstance(s, step_type))
 
     def kind(self, group: str, resource: str) -> Kind:
         return self.ctx.kind(group, resource)

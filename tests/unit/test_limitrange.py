@@ -7,8 +7,6 @@ from typing import Any
 import pytest
 
 from edgek.status import ApiError
-from server.registry.limitrange import LimitRangeAdmission
-from server.registry.quota import QuotaAdmission
 from tests.manifests import resource_pod
 from tests.unit.controller_harness import Harness
 
@@ -16,7 +14,6 @@ Obj = dict[str, Any]
 
 
 async def bench(h: Harness, *items: Obj) -> None:
-    h.objects.admission.append(LimitRangeAdmission.over(h.informers.cache))
     await h.start()
     body = {
         "apiVersion": "v1",
@@ -152,9 +149,7 @@ async def test_pvc_storage_bounds(harness: Harness) -> None:
 
 async def test_quota_sees_the_defaulted_pod(harness: Harness) -> None:
     """LimitRange admission runs before quota admission, which then finds the requests."""
-    quota = QuotaAdmission.over(harness.informers.cache, harness.objects, harness.clock)
     await bench(harness, {"type": "Container", "default": {"cpu": "300m"}})
-    harness.objects.admission.append(quota)
     body = {
         "apiVersion": "v1",
         "kind": "ResourceQuota",

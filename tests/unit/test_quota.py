@@ -42,8 +42,7 @@ def test_small_binary_values_print_decimal() -> None:
 
 
 async def bench(h: Harness, hard: Obj, **spec: Any) -> QuotaAdmission:
-    admission = QuotaAdmission.over(h.informers.cache, h.objects, h.clock)
-    h.objects.admission.append(admission)
+    admission = h.admission_step(QuotaAdmission)
     await h.start(ResourceQuotaController)
     body = {
         "apiVersion": "v1",

@@ -76,7 +76,30 @@ async def add_node(h: Harness, name: str, **kw: Any) -> dict[str, Any]:
 
 
 async def add_pod(h: Harness, name: str, **kw: Any) -> dict[str, Any]:
+    """Create a pod; a non-zero ``priority`` (and ``preemptionPolicy``) is given as a client
+    must, through a PriorityClass (priority admission refuses a bare one)."""
+    if kw.get("priority"):
+        priority = kw.pop("priority")
+        policy = kw.pop("preemptionPolicy", "PreemptLowerPriority")
+        kw["priorityClassName"] = await priority_class(h, priority, policy)
     return await h.create("", "pods", NS, pod_body(name, **kw))
+
+
+async def priority_class(h: Harness, value: int, policy: str) -> str:
+    """The name of a PriorityClass of ``value`` and ``policy``, created and cached."""
+    name = f"p{value}-{policy.lower()}"
+    cache = h.ctx.cache("scheduling.k8s.io", "priorityclasses")
+    await cache.start()  # only this cache: a loop not started yet must see the others fill
+    body = {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": name},
+        "value": value,
+        "preemptionPolicy": policy,
+    }
+    await h.create("scheduling.k8s.io", "priorityclasses", "", body)
+    await h.wait_for(lambda: cache.get("", name) is not None, what=f"class {name} cached")
+    return name
 
 
 async def node_of(h: Harness, name: str) -> str:

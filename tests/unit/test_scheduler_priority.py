@@ -7,14 +7,11 @@ from typing import Any
 import pytest
 
 from edgek.status import ApiError
-from server.scheduler.priority import priority_admission
 from tests.unit.controller_harness import Harness
 
 
 @pytest.fixture
 async def h(harness: Harness) -> Harness:
-    classes = harness.ctx.cache("scheduling.k8s.io", "priorityclasses")
-    harness.objects.admission.append(priority_admission(classes))
     await harness.informers.start()
     return harness
 

@@ -9,7 +9,6 @@ from edgek.timefmt import format_time
 from server.config import ServerConfig
 from server.controllers.tainteviction import TaintEvictionController
 from server.registry.store import WriteOptions
-from server.registry.tolerations import DefaultTolerationSeconds
 from tests.unit.controller_harness import Harness
 
 
@@ -147,7 +146,6 @@ async def test_default_toleration_seconds(tmp_path: Path) -> None:
     )
     h = await Harness.open(tmp_path, config)
     try:
-        h.objects.admission.append(DefaultTolerationSeconds(config))
 
         async def create(name: str, tolerations: list[dict[str, Any]] | None) -> list[Any]:
             spec: dict[str, Any] = {"containers": [{"name": "c", "image": "i"}]}

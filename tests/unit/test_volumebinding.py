@@ -450,8 +450,7 @@ async def test_bound_claim_loses_its_volume(harness: Harness) -> None:
 async def test_default_storage_class_admission(harness: Harness) -> None:
     h = harness
     await h.start(PersistentVolumeBinder)
-    hook = DefaultStorageClass(h.ctx.cache("storage.k8s.io", "storageclasses"))
-    h.objects.admission.append(hook)
+    hook = h.admission_step(DefaultStorageClass)
     await h.create("", "persistentvolumeclaims", NS, pvc("before", "1Gi", cls=None))
     await h.create(
         "storage.k8s.io", "storageclasses", "", storage_class("old", "x.io/p", default=True)
