@@ -16,7 +16,6 @@ from aiohttp import web
 import datastore
 from edgek.kinds import Registry
 from edgek.kubeconfig import admin_kubeconfig, write_kubeconfig
-from server import wiring
 from server.apiserver.app import ApiServerState, make_app
 from server.auth.satoken import ServiceAccountKey
 from server.config import ServerConfig
@@ -25,7 +24,7 @@ from server.controllers.runtime import builtin_kind
 from server.pki import PKI, ensure_pki, split_sans
 from server.registry.reencrypt import SecretsEncryptionAdmin
 from server.registry.store import ObjectStore, WriteOptions, key_prefix
-from server.wiring import ControlPlane
+from server.wiring import ControlPlane, Credentials, assemble
 
 log = logging.getLogger("edgek.server")
 
@@ -50,7 +49,7 @@ class Server:
         builtin.check_disable(cfg.disable)
         pki, credentials = _credentials(cfg)
         self.store = await _open_datastore(cfg)
-        self.plane = plane = await wiring.assemble(self.store, cfg, credentials=credentials)
+        self.plane = plane = await assemble(self.store, cfg, credentials=credentials)
         await _seed(plane, cfg)
         await _start_loops(plane)
         state = await self._serve(plane, pki)
@@ -119,7 +118,7 @@ class Server:
             await self.store.close()
 
 
-def _credentials(cfg: ServerConfig) -> tuple[PKI, wiring.Credentials]:
+def _credentials(cfg: ServerConfig) -> tuple[PKI, Credentials]:
     """The certificates and the service-account key, created or checked."""
     dns, ips = split_sans(([cfg.advertise_address] if cfg.advertise_address else []) + cfg.tls_san)
     # In this thread, not a worker: nothing else runs yet, and cryptography (imported when
@@ -129,7 +128,7 @@ def _credentials(cfg: ServerConfig) -> tuple[PKI, wiring.Credentials]:
     # forked child (as the certificates are), and a fork is safest with one thread.
     service_account_key = ServiceAccountKey(cfg.tls_dir / "service.key")
     service_account_key.check()
-    return pki, wiring.Credentials(pki.ca_bundle_pem(), service_account_key)
+    return pki, Credentials(pki.ca_bundle_pem(), service_account_key)
 
 
 async def _open_datastore(cfg: ServerConfig) -> datastore.Store:
@@ -144,7 +143,7 @@ async def _open_datastore(cfg: ServerConfig) -> datastore.Store:
 
 async def _seed(plane: ControlPlane, cfg: ServerConfig) -> None:
     """The objects every cluster has: system namespaces, ``default/kubernetes``."""
-    await ensure_namespaces(plane.objects, plane.registry)
+    await _ensure_namespaces(plane.objects, plane.registry)
     await _ensure_kubernetes_service(
         plane.objects, plane.registry, plane.allocator.kubernetes_ip, cfg
     )
@@ -172,8 +171,7 @@ def _admin_kubeconfig(cfg: ServerConfig, pki: PKI) -> dict[str, Any]:
     )
 
 
-async def ensure_namespaces(objs: ObjectStore, registry: Registry) -> None:
-    """The system namespaces, created when missing."""
+async def _ensure_namespaces(objs: ObjectStore, registry: Registry) -> None:
     ns_kind = builtin_kind(registry, "", "namespaces")
     for name in SYSTEM_NAMESPACES:
         if await objs.try_get(ns_kind, "", name) is None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from edgek.cmd.main import app
 from edgek.config import ConfigError, load_config, merge
-from server.config import ServerConfig
+from server.config import ServerConfig, server_options
 
 KNOWN = {"data-dir", "tls-san", "https-listen-port", "disable-agent", "write-kubeconfig-mode"}
 
@@ -60,3 +62,26 @@ def test_typed_values() -> None:
     assert cfg.disable_agent is True
     assert cfg.write_kubeconfig_mode == 0o644
     assert cfg.tls_san == ["one"]
+
+
+def test_server_options_come_from_the_config_fields() -> None:
+    """Every flag field is an ``edgek server`` option with its help; internal fields and
+    hidden options are not listed."""
+    res = CliRunner().invoke(app, ["server", "--help"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    listed = {o.name for o in server_options() if not o.hidden}
+    assert {"data-dir", "https-listen-port", "disable", "token-file"} <= listed
+    for option in server_options():
+        assert (f"--{option.name} " in res.output) is not option.hidden
+    assert "--watch-bookmark-interval" not in res.output
+    assert "--config" in res.output and "--debug" in res.output
+
+
+def test_settings_read_into_field_types(tmp_path: Path) -> None:
+    cfg = ServerConfig.from_settings(
+        {"data-dir": str(tmp_path), "https-listen-port": "7443", "token-file": "t"}
+    )
+    assert cfg.data_dir == tmp_path and cfg.https_listen_port == 7443
+    assert cfg.token_file == Path("t")
+    with pytest.raises(ValueError, match="invalid value for --https-listen-port: 'x'"):
+        ServerConfig.from_settings({"https-listen-port": "x"})
