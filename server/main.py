@@ -17,6 +17,7 @@ import datastore
 from edgek.kinds import Registry
 from edgek.kubeconfig import admin_kubeconfig, write_kubeconfig
 from server.apiserver.app import ApiServerState, make_app
+from server.apiserver.transport import listen
 from server.auth.satoken import ServiceAccountKey
 from server.config import ServerConfig
 from server.controllers import builtin
@@ -39,6 +40,7 @@ class Server:
         self.store: datastore.Store | None = None
         self.plane: ControlPlane | None = None
         self.runner: web.AppRunner | None = None
+        self.listener: asyncio.Server | None = None
 
     async def start(self) -> None:
         """Check the settings and credentials, open the datastore, build the control plane
@@ -87,18 +89,11 @@ class Server:
                 plane.store, plane.encryption, key_prefix(plane.ctx.kind("", "secrets"))
             ),
         )
-        self.runner = web.AppRunner(
-            make_app(state), access_log=None, handle_signals=False, shutdown_timeout=2
-        )
+        self.runner = web.AppRunner(make_app(state), handle_signals=False, shutdown_timeout=2)
         await self.runner.setup()
-        site = web.TCPSite(
-            self.runner,
-            cfg.bind_address,
-            cfg.https_listen_port,
-            ssl_context=pki.server_ssl_context(),
-            reuse_address=True,
+        self.listener = await listen(
+            self.runner, cfg.bind_address, cfg.https_listen_port, pki.server_ssl_context()
         )
-        await site.start()
         return state
 
     async def stop(self) -> None:
@@ -112,6 +107,8 @@ class Server:
                 await plane.skewed_clock.stop()
             if plane.identity is not None:
                 await plane.identity.stop()
+        if self.listener is not None:
+            self.listener.close()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.store is not None:

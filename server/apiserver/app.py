@@ -14,9 +14,11 @@ from server.apiserver import codec, discovery
 from server.apiserver.openapi import OpenAPI
 from server.apiserver.request import USER_KEY, RequestInfo, parse_resource_path
 from server.apiserver.resources import MAX_BODY_BYTES, ResourceAPI
+from server.apiserver.transport import http_version_middleware, read_body
 from server.auth.attributes import Attributes
 from server.auth.authn import Authenticator
 from server.auth.authz import AuthorizerChain, forbid
+from server.auth.impersonation import impersonated
 from server.auth.rbac import forbidden_message
 from server.auth.satoken import JWKS_PATH, OPENID_CONFIG_PATH
 from server.registry.encryption import EncryptionError
@@ -24,8 +26,10 @@ from server.registry.reencrypt import SecretsEncryptionAdmin
 
 log = logging.getLogger("edgek.apiserver")
 
-#: Paths served to anonymous clients (health, and what a joining agent needs first).
-ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/cacerts"})
+#: Served without authentication or authorization: what a joining agent needs first (k3s
+#: serves it outside the API server). Health and /version are for everyone through RBAC
+#: (``system:public-info-viewer``), as upstream.
+UNAUTHENTICATED_PATHS = frozenset({"/cacerts"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,17 +86,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate every request (401 without valid credentials, except the anonymous
-    paths) and authorize non-resource paths; /api and /apis authorize after routing."""
-    if request.path in ANONYMOUS_PATHS:
+    """Authenticate every request (``system:anonymous`` without credentials, 401 for
+    credentials that do not check out), apply impersonation, authorize non-resource paths
+    and read their body within its timeout; /api and /apis do both after routing."""
+    if request.path in UNAUTHENTICATED_PATHS:
         return await handler(request)
     state = _state(request)
     user = state.authn.authenticate(request)
     if user is None:
         raise status.unauthorized()
+    user = impersonated(user, request.headers, lambda attrs: authorize(state, attrs))
     request[USER_KEY] = user
     if not _is_api_path(request.path):
         authorize(state, Attributes(user, request.method.lower(), False, path=request.path))
+        return await read_body(request) or await handler(request)
     return await handler(request)
 
 
@@ -226,7 +233,7 @@ async def api_dispatch(request: web.Request) -> web.StreamResponse:
         raise _not_found()
     info = parse_resource_path(request.method, segments, dict(request.query), state.registry)
     authorize(state, resource_attributes(request, info))
-    return await state.resources.handle(request, info)
+    return await read_body(request) or await state.resources.handle(request, info)
 
 
 def _not_found() -> ApiError:
@@ -236,7 +243,8 @@ def _not_found() -> ApiError:
 def make_app(state: ApiServerState) -> web.Application:
     """The API server application (serve it over TLS only)."""
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[http_version_middleware, error_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[STATE_KEY] = state
     for path in ("/healthz", "/livez", "/readyz"):

@@ -1,7 +1,9 @@
 """Authentication: client certificates, bootstrap and join tokens, service-account JWTs.
 
-Anything presented that does not check out authenticates nobody (the request then gets
-401); authentication never raises on malformed input.
+A request without credentials is ``system:anonymous`` (group ``system:unauthenticated``),
+as upstream's anonymous authenticator makes it; anything presented that does not check out
+authenticates nobody (the request then gets 401); authentication never raises on malformed
+input.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from server.auth.satoken import LEEWAY_SECONDS, ServiceAccountClaims, ServiceAcc
 from server.pki import peer_identity
 
 AUTHENTICATED = "system:authenticated"
+ANONYMOUS = "system:anonymous"
+UNAUTHENTICATED = "system:unauthenticated"
+#: Who a request without credentials is (authorised through RBAC like everyone else).
+ANONYMOUS_USER = UserInfo(ANONYMOUS, (UNAUTHENTICATED,))
 #: Identity of an agent presenting the cluster join secret (the password of K10 tokens).
 JOIN_USER = UserInfo(
     "system:bootstrap:edgek-join",
@@ -56,6 +62,9 @@ class Authenticator:
         self._verified_cache: dict[str, tuple[ServiceAccountClaims | None, float]] = {}
 
     def authenticate(self, request: web.Request) -> UserInfo | None:
+        """The client certificate's or bearer token's user, :data:`ANONYMOUS_USER` without
+        either (a non-bearer or empty ``Authorization`` counts as none, as upstream), or
+        None for a token that does not check out."""
         transport = request.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport else None
         identity = peer_identity(ssl_object) if ssl_object is not None else None
@@ -65,7 +74,7 @@ class Authenticator:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return None
+            return ANONYMOUS_USER
         return self.token_user(token.strip())
 
     def _verified(self, token: str) -> ServiceAccountClaims | None:
