@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from functools import partial
 from urllib.parse import unquote
 
 from multidict import CIMultiDictProxy
@@ -52,54 +53,28 @@ def _extra_key(header: str) -> str:
 
 def _requests(requester: UserInfo, headers: CIMultiDictProxy[str]) -> list[Attributes]:
     """The ``impersonate`` checks the headers ask for, in upstream's order."""
+    check = partial(Attributes, requester, "impersonate", api_version="v1")
     checks = []
     user = headers.get(USER_HEADER, "")
     if user:
         sa = _service_account(user)
         if sa is not None:
-            checks.append(
-                Attributes(
-                    requester,
-                    "impersonate",
-                    resource="serviceaccounts",
-                    namespace=sa[0],
-                    name=sa[1],
-                    api_version="v1",
-                )
-            )
+            checks.append(check(resource="serviceaccounts", namespace=sa[0], name=sa[1]))
         else:
-            checks.append(
-                Attributes(requester, "impersonate", resource="users", name=user, api_version="v1")
-            )
+            checks.append(check(resource="users", name=user))
     for group in headers.getall(GROUP_HEADER, []):
-        checks.append(
-            Attributes(requester, "impersonate", resource="groups", name=group, api_version="v1")
-        )
+        checks.append(check(resource="groups", name=group))
     for header, value in headers.items():
         if header.lower().startswith(EXTRA_PREFIX):
+            extra_key = _extra_key(header)
             checks.append(
-                Attributes(
-                    requester,
-                    "impersonate",
-                    api_group=AUTH_GROUP,
-                    api_version="v1",
-                    resource="userextras",
-                    subresource=_extra_key(header),
-                    name=value,
+                check(
+                    api_group=AUTH_GROUP, resource="userextras", subresource=extra_key, name=value
                 )
             )
     uid = headers.get(UID_HEADER, "")
     if uid:
-        checks.append(
-            Attributes(
-                requester,
-                "impersonate",
-                api_group=AUTH_GROUP,
-                api_version="v1",
-                resource="uids",
-                name=uid,
-            )
-        )
+        checks.append(check(api_group=AUTH_GROUP, resource="uids", name=uid))
     if checks and not user:
         raise status.bad_request(
             "requested impersonation of groups, a uid or user extras without impersonating a user"
