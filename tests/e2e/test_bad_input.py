@@ -718,9 +718,15 @@ def test_stale_resource_version_update(api: Api, ns: str) -> None:
 
 
 def test_unauthenticated(api: Api, unchanged: str) -> None:
-    for method, body in (("GET", None), ("POST", configmap("anon"))):
+    for method, body, verb in (("GET", None, "list"), ("POST", configmap("anon"), "create")):
         resp = api.request(method, cm_path(unchanged), body, anonymous=True)
-        assert_status(resp, 401, "Unauthorized", "Unauthorized")
+        assert_status(
+            resp,
+            403,
+            "Forbidden",
+            f'configmaps is forbidden: User "system:anonymous" cannot {verb} resource '
+            f'"configmaps" in API group "" in the namespace "{unchanged}"',
+        )
     resp = api.request("GET", "/readyz", anonymous=True)
     assert resp.status == 200
     assert resp.body == b"ok"
