@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_writer import HttpVersion10, HttpVersion11
 
 from edgek.status import ApiError
@@ -117,10 +117,17 @@ class ApiProtocol(web.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        """A line over the header limit answers 431 as Go's server does."""
+        """A request head that does not parse is the client's mistake: answered (431 for a
+        line over the header limit, as Go's server) and logged at debug level, without the
+        traceback aiohttp logs for it."""
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        log.debug("malformed request head: %s", exc.message)
         if isinstance(exc, LineTooLong):
-            return super().handle_error(request, 431, exc, _TOO_LARGE.decode())
-        return super().handle_error(request, status, exc, message)
+            status, message = 431, _TOO_LARGE.decode()
+        response = web.Response(status=status, text=message)
+        response.force_close()
+        return response
 
 
 async def listen(
