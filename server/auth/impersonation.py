@@ -47,15 +47,21 @@ def _service_account(user: str) -> tuple[str, str] | None:
 def _extra_key(header: str) -> str:
     """The user-extra key of an ``Impersonate-Extra-<key>`` header: lower case and
     %-decoded (kept as sent when the escapes are malformed)."""
-    key = header[len(EXTRA_PREFIX) :].lower()
-    return key if _BAD_ESCAPE.search(key) else unquote(key, errors="surrogateescape")
+    key = _text(header[len(EXTRA_PREFIX) :].lower())
+    return key if _BAD_ESCAPE.search(key) else unquote(key, errors="replace")
+
+
+def _text(value: str) -> str:
+    """A header value with bytes that are not UTF-8 (aiohttp keeps them as surrogate
+    escapes) as U+FFFD, what Go's JSON encoding makes of them."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _requests(requester: UserInfo, headers: CIMultiDictProxy[str]) -> list[Attributes]:
     """The ``impersonate`` checks the headers ask for, in upstream's order."""
     check = partial(Attributes, requester, "impersonate", api_version="v1")
     checks = []
-    user = headers.get(USER_HEADER, "")
+    user = _text(headers.get(USER_HEADER, ""))
     if user:
         sa = _service_account(user)
         if sa is not None:
@@ -63,16 +69,19 @@ def _requests(requester: UserInfo, headers: CIMultiDictProxy[str]) -> list[Attri
         else:
             checks.append(check(resource="users", name=user))
     for group in headers.getall(GROUP_HEADER, []):
-        checks.append(check(resource="groups", name=group))
+        checks.append(check(resource="groups", name=_text(group)))
     for header, value in headers.items():
         if header.lower().startswith(EXTRA_PREFIX):
             extra_key = _extra_key(header)
             checks.append(
                 check(
-                    api_group=AUTH_GROUP, resource="userextras", subresource=extra_key, name=value
+                    api_group=AUTH_GROUP,
+                    resource="userextras",
+                    subresource=extra_key,
+                    name=_text(value),
                 )
             )
-    uid = headers.get(UID_HEADER, "")
+    uid = _text(headers.get(UID_HEADER, ""))
     if uid:
         checks.append(check(api_group=AUTH_GROUP, resource="uids", name=uid))
     if checks and not user:

@@ -121,3 +121,9 @@ def test_other_pieces_need_a_user(header: str) -> None:
 def test_malformed_escapes_in_extra_keys_are_kept() -> None:
     user, _ = _run(("Impersonate-User", "bob"), ("Impersonate-Extra-a%zz", "v"))
     assert user.extra == {"a%zz": ("v",)}
+
+
+def test_bytes_that_are_not_utf8_become_replacement_characters() -> None:
+    # aiohttp keeps undecodable header bytes as surrogate escapes
+    user, _ = _run(("Impersonate-User", b"\xffok".decode("utf-8", "surrogateescape")))
+    assert user.name == "\ufffdok"
