@@ -532,6 +532,71 @@ def stored_identity(agent_dir: Path) -> tuple[str, AgentCredentials, str, list[s
     return server, creds, user.removeprefix("system:node:"), node_ips
 
 
+def _reuse_problem(
+    stored: tuple[str, AgentCredentials, str, list[str]],
+    server_url: str,
+    ca_pem: bytes,
+    node_name: str,
+    node_ips: Sequence[str],
+    now: datetime,
+) -> str:
+    """Why the stored identity cannot serve a join of ``server_url`` (whose CA is
+    ``ca_pem``) as ``node_name`` with ``node_ips``; empty when it can."""
+    server, creds, name, ips = stored
+    if creds.ca_pem != ca_pem:
+        return "they belong to another cluster CA"
+    if server != server_url:
+        return f"they are for {server}"
+    wanted_ips = [ip for ip in node_ips if not ipaddress.ip_address(ip).is_loopback]
+    if name != node_name or sorted(ips) != sorted(wanted_ips):
+        return f"they are for node {name} with IPs {ips}"
+    if needs_renewal(creds.client_cert, now) or needs_renewal(creds.serving_cert, now):
+        return "they are due for renewal"
+    return ""
+
+
+async def join(
+    server_url: str,
+    token: str,
+    node_name: str,
+    agent_dir: Path,
+    *,
+    node_ips: list[str],
+    now: datetime,
+    timeout: float = 60,  # noqa: ASYNC109 (passed on to bootstrap)
+) -> AgentCredentials:
+    """The node's credentials: those stored in ``agent_dir`` while they belong to the same
+    cluster CA, server, node name and IPs and are fresh, else a new :func:`bootstrap`
+    (reusing the keys). The CA is the token's hash; a short token pins none, so the CA the
+    server serves is fetched and compared (and when the server cannot be reached, stored
+    credentials are kept: the device must start while the uplink is down)."""
+    try:
+        parsed = jointoken.parse(token)
+    except ValueError as e:
+        raise BootstrapError(f"invalid join token: {e}") from None
+    try:
+        stored: tuple[str, AgentCredentials, str, list[str]] | None = stored_identity(agent_dir)
+    except BootstrapError:
+        stored = None
+    if stored is not None:
+        base = _base_url(server_url)
+        ca_pem = stored[1].ca_pem
+        if not jointoken.verify_ca(parsed, ca_pem):
+            ca_pem = b""
+        elif not parsed.ca_hash:
+            try:
+                ca_pem = await fetch_ca(base, timeout=timeout)
+            except BootstrapError as e:
+                log.warning("bootstrap: %s; using the stored credentials unchecked", e)
+        problem = _reuse_problem(stored, base, ca_pem, node_name, node_ips, now)
+        if not problem:
+            return stored[1]
+        log.info("bootstrap: not reusing the credentials in %s: %s", agent_dir, problem)
+    return await bootstrap(
+        server_url, token, node_name, agent_dir, node_ips=node_ips, timeout=timeout
+    )
+
+
 async def rotate(agent_dir: Path) -> AgentCredentials:
     """``edgek certificate rotate``: renew the node's certificates now, whatever their age."""
     server, creds, node_name, node_ips = stored_identity(agent_dir)

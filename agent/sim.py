@@ -30,16 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from agent import bootstrap as agent_bootstrap
+from agent.nodeapi import patch_node_status, register_node, renew_lease
+from agent.nodestatus import STATUS_REPORT_SECONDS
 from agent.simnode import (
     MAX_NODES,
-    NODE_LEASE_NAMESPACE,
     SIM_LABEL,
     TERMINAL,
     NodeShape,
     PodIPAllocator,
     PodRun,
     Stage,
-    lease_object,
     node_ip,
     node_object,
     node_status,
@@ -49,14 +49,12 @@ from agent.simnode import (
     remember_conditions,
 )
 from edgek.apiclient import ApiClient, ApiClientError
-from edgek.timefmt import format_micro_time, format_time, parse_time
+from edgek.tasks import run_until_signalled
+from edgek.timefmt import format_time, parse_time
 from edgek.workqueue import KeyQueue
 
 log = logging.getLogger(__name__)
 
-LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases"
-#: Upstream nodeStatusReportFrequency: a status is posted at least this often.
-STATUS_REPORT_SECONDS = 300.0
 #: Retry back-off of a failed step (doubling per failure of the same key).
 RETRY_BASE = 0.2
 RETRY_MAX = 10.0
@@ -263,15 +261,15 @@ class Simulator:
         return dict(joined)
 
     async def _join(self, name: str, ip: str) -> Path:
-        """The node's kubeconfig: its stored credentials while they are fresh, else a new
-        bootstrap with the join token (reusing the node's keys)."""
-        node_dir = self.config.data_dir / name
-        kubeconfig = node_dir / agent_bootstrap.KUBECONFIG
-        client_cert = node_dir / agent_bootstrap.CLIENT_CERT
-        if kubeconfig.exists() and not agent_bootstrap.needs_renewal(client_cert, self.clock()):
-            return kubeconfig
-        creds = await agent_bootstrap.bootstrap(
-            self.config.server, self.config.token, name, node_dir, node_ips=[ip]
+        """The node's kubeconfig: its stored credentials while they fit this cluster and are
+        fresh, else a new bootstrap with the join token (reusing the node's keys)."""
+        creds = await agent_bootstrap.join(
+            self.config.server,
+            self.config.token,
+            name,
+            self.config.data_dir / name,
+            node_ips=[ip],
+            now=self.clock(),
         )
         return creds.kubeconfig
 
@@ -289,20 +287,8 @@ class Simulator:
                 await asyncio.sleep(min(RETRY_BASE * 2**attempt, RETRY_MAX))
 
     async def _try_register(self, node: SimNode) -> None:
-        now = self.clock()
-        body = node_object(node.name, node.ip, self.config.shape, now, self.boot_id)
-        try:
-            created = await node.client.request("POST", "/api/v1/nodes", body)
-        except ApiClientError as e:
-            if e.code != 409:
-                raise
-            path = f"/api/v1/nodes/{node.name}"
-            labels = {"metadata": {"labels": body["metadata"]["labels"]}}
-            await node.client.patch(path, labels, patch_type="strategic")
-            created = await node.client.patch(
-                path + "/status", {"status": body["status"]}, patch_type="strategic"
-            )
-        self._node_seen(node, created)
+        body = node_object(node.name, node.ip, self.config.shape, self.clock(), self.boot_id)
+        self._node_seen(node, await register_node(node.client, body))
 
     # -- watches -------------------------------------------------------------------------
 
@@ -500,25 +486,14 @@ class Simulator:
         return self.config.lease_seconds / 4 * random.uniform(0.96, 1.0)
 
     async def _renew_lease(self, node: SimNode) -> None:
-        now = self.clock()
-        body = {"spec": {"holderIdentity": node.name, "renewTime": format_micro_time(now)}}
-        try:
-            await node.client.patch(f"{LEASES}/{node.name}", body)
-        except ApiClientError as e:
-            if e.code != 404:
-                raise
-            lease = lease_object(node.name, node.uid, self.config.lease_seconds, now)
-            await node.client.request("POST", LEASES, lease)
+        await renew_lease(node.client, node.name, node.uid, self.config.lease_seconds, self.clock())
         log.debug("sim node %s renewed its lease", node.name)
 
     async def _report_status(self, node: SimNode) -> None:
         status = node_status(
             node.name, node.ip, self.config.shape, self.clock(), node.since, self.boot_id
         )
-        written = await node.client.patch(
-            f"/api/v1/nodes/{node.name}/status", {"status": status}, patch_type="strategic"
-        )
-        self._node_seen(node, written)
+        self._node_seen(node, await patch_node_status(node.client, node.name, status))
         log.debug("sim node %s reported its status", node.name)
 
     async def _sync_pod(self, key: str) -> None:
@@ -674,31 +649,19 @@ async def run_cli(config: SimConfig, fail_file: Path | None = None) -> None:
     SIGUSR1 re-reads ``fail_file``: its nodes (and ``config.fail_nodes``) fail, others
     recover."""
     sim = Simulator(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     if fail_file is not None:
-        loop.add_signal_handler(
+        asyncio.get_running_loop().add_signal_handler(
             signal.SIGUSR1,
             lambda: sim.set_failed(set(config.fail_nodes) | _read_fail_file(fail_file)),
         )
-    starting = asyncio.create_task(sim.start())
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()
-            names = sim.node_names
-            failed = f", failing {', '.join(config.fail_nodes)}" if config.fail_nodes else ""
-            print(
-                f"edgek sim: {len(names)} nodes registered ({names[0]}..{names[-1]}) "
-                f"with {config.server}{failed}",
-                flush=True,
-            )
-            await stopping
-    finally:
-        starting.cancel()
-        stopping.cancel()
-        await asyncio.gather(starting, stopping, return_exceptions=True)
-        await sim.stop()
+
+    def started() -> None:
+        names = sim.node_names
+        failed = f", failing {', '.join(config.fail_nodes)}" if config.fail_nodes else ""
+        print(
+            f"edgek sim: {len(names)} nodes registered ({names[0]}..{names[-1]}) "
+            f"with {config.server}{failed}",
+            flush=True,
+        )
+
+    await run_until_signalled(sim.start(), sim.stop, started)

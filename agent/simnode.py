@@ -19,13 +19,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from agent.nodestatus import (
+    HEALTHY,
+    KUBELET_PORT,
+    machine_arch,
+    node_addresses,
+    node_conditions,
+    node_info,
+    standard_labels,
+)
 from edgek import KUBERNETES_VERSION
-from edgek.timefmt import format_micro_time, format_time
+from edgek.timefmt import format_time
 
 SIM_LABEL = "edgek.io/sim"
 INSTANCE_TYPE = "sim"
-NODE_LEASE_NAMESPACE = "kube-node-lease"
-KUBELET_PORT = 10250
 #: Per-pod overrides of the simulated run time and exit code.
 RUN_SECONDS_ANNOTATION = "sim.edgek.io/run-seconds"
 EXIT_CODE_ANNOTATION = "sim.edgek.io/exit-code"
@@ -41,14 +48,6 @@ def node_ip(index: int) -> str:
     if not 0 <= index < MAX_NODES:
         raise ValueError(f"sim node index {index} out of range (at most {MAX_NODES} nodes)")
     return str(NODE_IP_BASE + (index // 254) * 256 + index % 254 + 1)
-
-
-def machine_arch() -> str:
-    """This machine's architecture in Go's GOARCH spelling."""
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
-        machine, machine or "amd64"
-    )
 
 
 @dataclass(frozen=True)
@@ -76,68 +75,29 @@ def _hex(*parts: str, length: int = 32) -> str:
 
 def node_labels(name: str, shape: NodeShape) -> dict[str, str]:
     """The labels a sim node registers with (kubelet labels plus ``edgek.io/sim``)."""
-    return {
-        "kubernetes.io/hostname": name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": shape.arch,
-        "beta.kubernetes.io/os": "linux",
-        "beta.kubernetes.io/arch": shape.arch,
-        "node.kubernetes.io/instance-type": INSTANCE_TYPE,
-        SIM_LABEL: "true",
-    }
-
-
-_CONDITIONS = (
-    ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-    ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-    ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-)
+    return {**standard_labels(name, shape.arch, INSTANCE_TYPE), SIM_LABEL: "true"}
 
 
 def node_status(
     name: str, ip: str, shape: NodeShape, now: datetime, since: datetime, boot_id: str
 ) -> dict[str, Any]:
     """A healthy node's status: heartbeat ``now``, conditions unchanged ``since``."""
-    beat, moved = format_time(now), format_time(since)
-    conditions = [
-        {
-            "type": kind,
-            "status": "False",
-            "lastHeartbeatTime": beat,
-            "lastTransitionTime": moved,
-            "reason": reason,
-            "message": message,
-        }
-        for kind, reason, message in _CONDITIONS
-    ]
-    conditions.append(
-        {
-            "type": "Ready",
-            "status": "True",
-            "lastHeartbeatTime": beat,
-            "lastTransitionTime": moved,
-            "reason": "KubeletReady",
-            "message": "kubelet is posting ready status",
-        }
-    )
     return {
         "capacity": shape.resources(),
         "allocatable": shape.resources(),
-        "conditions": conditions,
-        "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+        "conditions": node_conditions(HEALTHY, now, dict.fromkeys(HEALTHY, since)),
+        "addresses": node_addresses(name, [ip]),
         "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
-        "nodeInfo": {
-            "machineID": _hex("machine", name),
-            "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.sim.edgek.io")),
-            "bootID": boot_id,
-            "kernelVersion": platform.release(),
-            "osImage": "edgek sim",
-            "containerRuntimeVersion": "sim://1.0.0",
-            "kubeletVersion": KUBERNETES_VERSION,
-            "kubeProxyVersion": "",
-            "operatingSystem": "linux",
-            "architecture": shape.arch,
-        },
+        "nodeInfo": node_info(
+            machine_id=_hex("machine", name),
+            system_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.sim.edgek.io")),
+            boot_id=boot_id,
+            kernel=platform.release(),
+            os_image="edgek sim",
+            runtime="sim://1.0.0",
+            kubelet=KUBERNETES_VERSION,
+            arch=shape.arch,
+        ),
     }
 
 
@@ -151,26 +111,6 @@ def node_object(
         "metadata": {"name": name, "labels": node_labels(name, shape)},
         "spec": {},
         "status": node_status(name, ip, shape, now, now, boot_id),
-    }
-
-
-def lease_object(name: str, node_uid: str, duration: int, now: datetime) -> dict[str, Any]:
-    """The node's Lease in ``kube-node-lease``, owned by its Node, renewed ``now``."""
-    return {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {
-            "name": name,
-            "namespace": NODE_LEASE_NAMESPACE,
-            "ownerReferences": [
-                {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node_uid}
-            ],
-        },
-        "spec": {
-            "holderIdentity": name,
-            "leaseDurationSeconds": duration,
-            "renewTime": format_micro_time(now),
-        },
     }
 
 

@@ -82,6 +82,12 @@ def admin_kubeconfig(
     }
 
 
+def data_dir_kubeconfig(data_dir: Path) -> Path:
+    """Where a server keeps the admin kubeconfig in its data dir (as k3s does), for
+    commands given ``--data-dir`` instead of ``--kubeconfig``."""
+    return data_dir / "server" / "cred" / "admin.kubeconfig"
+
+
 def write_kubeconfig(path: Path, config: dict[str, Any], *, mode: int = 0o600) -> None:
     """Write ``config`` as YAML to ``path`` atomically with file mode ``mode``."""
     text = yaml.safe_dump(config, default_flow_style=False, sort_keys=False)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 import datastore
 from edgek.kinds import Registry
-from edgek.kubeconfig import admin_kubeconfig, write_kubeconfig
+from edgek.kubeconfig import admin_kubeconfig, data_dir_kubeconfig, write_kubeconfig
 from server.apiserver.app import ApiServerState, make_app
 from server.apiserver.transport import listen
 from server.auth.satoken import ServiceAccountKey
@@ -55,9 +55,9 @@ class Server:
         await _seed(plane, cfg)
         await _start_loops(plane)
         state = await self._serve(plane, pki)
-        write_kubeconfig(
-            cfg.write_kubeconfig, _admin_kubeconfig(cfg, pki), mode=cfg.write_kubeconfig_mode
-        )
+        kubeconfig = _admin_kubeconfig(cfg, pki)
+        write_kubeconfig(cfg.write_kubeconfig, kubeconfig, mode=cfg.write_kubeconfig_mode)
+        write_kubeconfig(data_dir_kubeconfig(cfg.data_dir), kubeconfig, mode=0o600)
         state.ready = True
         release_free_memory()
         log.info(

@@ -16,6 +16,10 @@ KubeconfigOpt = Annotated[
     Path, typer.Option("--kubeconfig", help="Admin kubeconfig (default /etc/edgek/edgek.yaml).")
 ]
 DEFAULT_KUBECONFIG = Path("/etc/edgek/edgek.yaml")
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(help="Use the admin kubeconfig the server keeps in this data dir instead."),
+]
 
 
 def fail(message: str) -> NoReturn:
@@ -45,10 +49,14 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def client(kubeconfig: Path) -> Any:
-    """An API client authenticated by ``kubeconfig`` (exit 1 when it cannot be used)."""
+def client(kubeconfig: Path, data_dir: Path | None = None) -> Any:
+    """An API client authenticated by ``kubeconfig``, or by the admin kubeconfig of the
+    server data dir ``data_dir`` when given (exit 1 when it cannot be used)."""
     from edgek.apiclient import ApiClient
+    from edgek.kubeconfig import data_dir_kubeconfig
 
+    if data_dir is not None:
+        kubeconfig = data_dir_kubeconfig(data_dir)
     try:
         return ApiClient.from_kubeconfig(kubeconfig)
     except (OSError, ValueError) as e:

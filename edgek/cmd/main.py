@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from edgek import KUBERNETES_VERSION, __version__
-from edgek.cmd import certificate, secrets, server, sim, token
+from edgek.cmd import agent, certificate, secrets, server, sim, token
 
 app = typer.Typer(
     name="edgek",
@@ -37,6 +37,7 @@ def main_options(
 app.command(name="server")(server.server)
 app.add_typer(token.app, name="token")
 app.command(name="sim")(sim.sim)
+app.command(name="agent")(agent.agent)
 app.add_typer(secrets.app, name="secrets-encrypt")
 app.add_typer(certificate.app, name="certificate")
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgek.cmd.common import DEFAULT_KUBECONFIG, KubeconfigOpt, call, client, fail
+from edgek.cmd.common import DEFAULT_KUBECONFIG, DataDirOpt, KubeconfigOpt, call, client, fail
 
 app = typer.Typer(help="Manage bootstrap tokens for joining agents.", no_args_is_help=True)
 
@@ -30,6 +30,7 @@ def token_create(
     ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 24h; 0 = never expires.")] = "24h",
     description: Annotated[str, typer.Option(help="A note shown by 'token list'.")] = "",
     kubeconfig: KubeconfigOpt = DEFAULT_KUBECONFIG,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Create a bootstrap token and print the full join token."""
     from datetime import UTC, datetime
@@ -41,7 +42,7 @@ def token_create(
         seconds = parse_duration(ttl)
     except ValueError as e:
         fail(str(e))
-    api = client(kubeconfig)
+    api = client(kubeconfig, data_dir)
     token = bootstrap_tokens.new_token()
     secret = bootstrap_tokens.secret_for(
         token, ttl_seconds=seconds or None, description=description, now=datetime.now(UTC)
@@ -51,11 +52,11 @@ def token_create(
 
 
 @app.command("list")
-def token_list(kubeconfig: KubeconfigOpt = DEFAULT_KUBECONFIG) -> None:
+def token_list(kubeconfig: KubeconfigOpt = DEFAULT_KUBECONFIG, data_dir: DataDirOpt = None) -> None:
     """List bootstrap tokens."""
     from server.auth import bootstrap_tokens
 
-    api = client(kubeconfig)
+    api = client(kubeconfig, data_dir)
     listed = call(
         api.request("GET", _TOKENS_PATH + "?fieldSelector=type%3Dbootstrap.kubernetes.io%2Ftoken")
     )
@@ -72,9 +73,10 @@ def token_list(kubeconfig: KubeconfigOpt = DEFAULT_KUBECONFIG) -> None:
 def token_delete(
     token_ids: Annotated[list[str], typer.Argument(help="Token ids (or full id.secret tokens).")],
     kubeconfig: KubeconfigOpt = DEFAULT_KUBECONFIG,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Delete bootstrap tokens."""
-    api = client(kubeconfig)
+    api = client(kubeconfig, data_dir)
     for token_id in token_ids:
         ident = token_id.split(".", 1)[0]
         call(api.request("DELETE", f"{_TOKENS_PATH}/bootstrap-token-{ident}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import select
 import signal
 import subprocess
@@ -38,17 +39,49 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
         time.sleep(0.2)
 
 
-class Sim:
-    """An ``edgek sim`` subprocess."""
+class EdgekProcess:
+    """An ``edgek <command>`` subprocess that prints one line once it is up."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, command: str, *args: str, env: dict[str, str] | None = None) -> None:
+        self.command = command
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgek", "sim", *args],
+            [sys.executable, "-m", "edgek", command, *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=None if env is None else {**os.environ, **env},
         )
+
+    def summary(self, timeout: float = 60.0) -> str:
+        """The one line the process prints once it is up (the sim: its nodes registered)."""
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.stop()
+            raise AssertionError(f"edgek {self.command} printed no summary")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"edgek {self.command} exited: {self.stop()}")
+        return line
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self) -> str:
+        """SIGTERM; asserts a clean exit within 10 s and returns stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=10)
+        assert self.proc.returncode == 0, err
+        return err
+
+
+class Sim(EdgekProcess):
+    """An ``edgek sim`` subprocess."""
+
+    def __init__(self, *args: str) -> None:
+        super().__init__("sim", *args)
 
     @classmethod
     def joining(cls, server: ServerProcess, count: int, prefix: str, *args: str) -> Sim:
@@ -65,29 +98,6 @@ class Sim:
             prefix,
             *args,
         )
-
-    def summary(self, timeout: float = 60.0) -> str:
-        """The one line the sim prints once its nodes are registered."""
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            self.stop()
-            raise AssertionError("edgek sim printed no summary")
-        line = self.proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"edgek sim exited: {self.stop()}")
-        return line
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def stop(self) -> str:
-        """SIGTERM; asserts a clean exit within 10 s and returns stderr."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=10)
-        assert self.proc.returncode == 0, err
-        return err
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agent.nodestatus import lease_object
 from agent.sim import SimConfig, SimNode, Simulator, _ready_overwritten
 from agent.simnode import (
     NodeShape,
@@ -18,7 +19,6 @@ from agent.simnode import (
     PodRun,
     Stage,
     image_id,
-    lease_object,
     node_ip,
     node_object,
     pod_cidrs,

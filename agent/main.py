@@ -1,0 +1,348 @@
+"""The ``edgek agent`` process around the node: join the cluster, register the Node, keep
+its status current and its Lease renewed, and keep the node's certificates renewed.
+
+:class:`Agent` is an object with :meth:`Agent.start` / :meth:`Agent.stop` so that
+``edgek server`` can embed it for its own node; :func:`run_cli` is the thin process
+wrapper. The container runtime is not wired here: its version comes from an injectable
+callable (the Podman client plugs in there). The agent changes nothing on the host: it only
+reads host facts and talks HTTPS to the server.
+
+State lives under ``<data-dir>/agent/``: the node identity from :mod:`agent.bootstrap`
+(keys 0600) and ``node-id`` for ``--with-node-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import platform
+import random
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent import bootstrap, host
+from agent.nodeapi import patch_node_status, register_node, renew_lease
+from agent.nodestatus import (
+    KUBELET_PORT,
+    LEASE_SECONDS,
+    MAX_PODS,
+    STATUS_REPORT_SECONDS,
+    HostSample,
+    allocatable,
+    capacity,
+    machine_arch,
+    node_addresses,
+    node_conditions,
+    node_info,
+    pressure,
+    standard_labels,
+    status_differs,
+    transition_times,
+)
+from edgek import KUBERNETES_VERSION, __version__
+from edgek.apiclient import ApiClient, ApiClientError
+from edgek.kubeconfig import atomic_write
+from edgek.names import is_dns1123_subdomain
+from edgek.tasks import cancel_and_wait, run_until_signalled
+
+log = logging.getLogger(__name__)
+
+INSTANCE_TYPE = "edgek"
+#: The kubelet's version as nodes report it: the Kubernetes version, built by edgek.
+KUBELET_VERSION = f"{KUBERNETES_VERSION}+edgek{__version__}"
+#: Upstream nodeStatusUpdateFrequency: how often the status is computed and compared.
+STATUS_UPDATE_SECONDS = 10.0
+#: Back-off of failed Lease renewals and registrations (upstream: 200 ms doubling to 7 s).
+RETRY_BASE = 0.2
+RETRY_MAX = 7.0
+CONTAINER_RUNTIMES = ("auto", "crun", "runc")
+
+#: The container runtime's version (``podman version``); raising means it is down.
+RuntimeVersion = Callable[[], Awaitable[str]]
+
+
+@dataclass
+class AgentConfig:
+    """What ``edgek agent`` runs with (flag names with ``_``)."""
+
+    server: str
+    token: str
+    data_dir: Path = Path("/var/lib/edgek")
+    node_name: str = ""
+    node_ip: list[str] = field(default_factory=list)
+    node_external_ip: list[str] = field(default_factory=list)
+    node_labels: dict[str, str] = field(default_factory=dict)
+    node_taints: list[dict[str, str]] = field(default_factory=list)
+    with_node_id: bool = False
+    podman_socket: str = ""
+    container_runtime: str = "auto"
+    lease_seconds: int = LEASE_SECONDS
+    status_update_seconds: float = STATUS_UPDATE_SECONDS
+    status_report_seconds: float = STATUS_REPORT_SECONDS
+
+    @property
+    def agent_dir(self) -> Path:
+        """Where the agent keeps its state."""
+        return self.data_dir / "agent"
+
+    def check(self) -> None:
+        """ValueError describing the first bad setting."""
+        if not self.server:
+            raise ValueError("--server (or EDGEK_URL) is required")
+        if not self.token:
+            raise ValueError("--token, --token-file (or EDGEK_TOKEN) is required")
+        if self.container_runtime not in CONTAINER_RUNTIMES:
+            raise ValueError(f"--container-runtime must be one of {', '.join(CONTAINER_RUNTIMES)}")
+        if self.node_name and (problems := is_dns1123_subdomain(self.node_name)):
+            raise ValueError(f"invalid --node-name {self.node_name!r}: {'; '.join(problems)}")
+        for flag, ips in (
+            ("--node-ip", self.node_ip),
+            ("--node-external-ip", self.node_external_ip),
+        ):
+            for ip in ips:
+                try:
+                    ipaddress.ip_address(ip)
+                except ValueError:
+                    raise ValueError(f"invalid {flag} {ip!r}: not an IP address") from None
+        if self.lease_seconds < 1:
+            raise ValueError("the lease duration must be at least 1 second")
+
+
+def node_name(config: AgentConfig) -> str:
+    """The node's name: ``--node-name`` or the lower-cased hostname, with ``-<node id>``
+    appended under ``--with-node-id`` (the id is made once and kept in the agent dir)."""
+    name = config.node_name or socket.gethostname().lower()
+    if not config.with_node_id:
+        return name
+    id_file = config.agent_dir / "node-id"
+    try:
+        node_id = id_file.read_text().strip()
+    except FileNotFoundError:
+        node_id = ""
+    if not node_id:
+        node_id = secrets.token_hex(4)
+        config.agent_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(id_file, f"{node_id}\n".encode(), mode=0o600)
+    return f"{name}-{node_id}"
+
+
+async def runtime_not_wired() -> str:
+    """The runtime version until the Podman client is wired in."""
+    return "unknown"
+
+
+def _transient(error: ApiClientError) -> bool:
+    return error.code == 0 or error.code == 429 or error.code >= 500
+
+
+class Agent:
+    """One node's agent against one API server (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        runtime_version: RuntimeVersion = runtime_not_wired,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sampler: Callable[[Path], HostSample] = host.sample,
+    ) -> None:
+        config.check()
+        self.config = config
+        self.runtime_version = runtime_version
+        self.clock = clock
+        self.sampler = sampler
+        self.name = ""
+        self.node_ips: list[str] = []
+        self.node_uid = ""
+        self.client: ApiClient | None = None
+        self._kubeconfig = Path()
+        self._kubeconfig_version = 0
+        self._reported_at: datetime | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Join (or reuse the stored identity), register the Node, create its Lease and
+        start the loops. BootstrapError or ApiClientError when the node cannot join."""
+        cfg = self.config
+        self.name = node_name(cfg)
+        self.node_ips = cfg.node_ip or [await asyncio.to_thread(host.address_towards, cfg.server)]
+        creds = await bootstrap.join(
+            cfg.server,
+            cfg.token,
+            self.name,
+            cfg.agent_dir,
+            node_ips=self.node_ips,
+            now=self.clock(),
+        )
+        self._kubeconfig = creds.kubeconfig
+        await self._load_client()
+        await self._retry("registering the node", self._register)
+        await self._retry("creating the node lease", self._renew_lease)
+        self._tasks = [
+            asyncio.create_task(self._lease_loop()),
+            asyncio.create_task(self._status_loop()),
+            asyncio.create_task(bootstrap.keep_renewed(cfg.agent_dir, now=self.clock)),
+        ]
+        log.info("agent: node %s registered with %s", self.name, cfg.server)
+
+    async def stop(self) -> None:
+        """Cancel the loops and close the connections (the Node stays registered)."""
+        await cancel_and_wait(*self._tasks)
+        self._tasks = []
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+    async def _load_client(self) -> None:
+        """(Re)open the API client from the node's kubeconfig when it is new or was
+        rewritten by a certificate renewal since it was loaded."""
+        version = self._kubeconfig.stat().st_mtime_ns
+        if self.client is not None and version == self._kubeconfig_version:
+            return
+        client = ApiClient.from_kubeconfig(self._kubeconfig, connection_limit=4)
+        client.open()
+        previous, self.client, self._kubeconfig_version = self.client, client, version
+        if previous is not None:
+            await previous.close()
+            log.info("agent: node %s uses its renewed certificate", self.name)
+
+    async def _retry(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` until it succeeds, retrying transient API errors with back-off."""
+        delay = RETRY_BASE
+        while True:
+            try:
+                await step()
+                return
+            except ApiClientError as e:
+                if not _transient(e):
+                    raise ApiClientError(f"{what}: {e}", e.code) from e
+                log.warning("agent: %s failed (%s); retrying in %.1fs", what, e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    # -- the Node ------------------------------------------------------------------------
+
+    async def status(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The node status to report now, given the Node's ``current`` status (condition
+        transition times are kept where a condition did not change)."""
+        cfg, now = self.config, self.clock()
+        sample = self.sampler(cfg.agent_dir)
+        states = pressure(sample)
+        messages = {}
+        try:
+            runtime = await self.runtime_version()
+        except Exception as e:  # any failure of the runtime means the node is not ready
+            runtime = "unknown"
+            states["Ready"] = False
+            messages["Ready"] = f"container runtime is down: {e}"
+        since = transition_times(current.get("conditions") or [], states, now)
+        arch = machine_arch()
+        return {
+            "capacity": capacity(sample, MAX_PODS),
+            "allocatable": allocatable(sample, MAX_PODS),
+            "conditions": node_conditions(states, now, since, messages),
+            "addresses": node_addresses(self.name, self.node_ips, cfg.node_external_ip),
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+            "nodeInfo": node_info(
+                machine_id=host.machine_id(),
+                system_uuid=host.system_uuid(),
+                boot_id=host.boot_id(),
+                kernel=platform.release(),
+                os_image=host.os_image(),
+                runtime=f"podman://{runtime}",
+                kubelet=KUBELET_VERSION,
+                arch=arch,
+            ),
+        }
+
+    async def _register(self) -> None:
+        assert self.client is not None
+        labels = {
+            **self.config.node_labels,
+            **standard_labels(self.name, machine_arch(), INSTANCE_TYPE),
+        }
+        spec: dict[str, Any] = {}
+        if self.config.node_taints:
+            spec["taints"] = self.config.node_taints
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.name, "labels": labels},
+            "spec": spec,
+            "status": await self.status({}),
+        }
+        written = await register_node(self.client, body)
+        self.node_uid = str((written.get("metadata") or {}).get("uid") or "")
+        self._reported_at = self.clock()
+
+    async def _update_status(self) -> None:
+        """Compare the status to report with the Node's; write it when it differs or the
+        last report is :attr:`AgentConfig.status_report_seconds` old. A Node deleted
+        meanwhile is registered again."""
+        assert self.client is not None
+        try:
+            node = await self.client.request("GET", f"/api/v1/nodes/{self.name}")
+        except ApiClientError as e:
+            if e.code != 404:
+                raise
+            log.warning("agent: node %s is gone; registering it again", self.name)
+            await self._register()
+            return
+        current = node.get("status") or {}
+        wanted = await self.status(current)
+        now = self.clock()
+        due = (
+            self._reported_at is None
+            or (now - self._reported_at).total_seconds() >= self.config.status_report_seconds
+        )
+        if due or status_differs(current, wanted):
+            await patch_node_status(self.client, self.name, wanted)
+            self._reported_at = now
+            log.debug("agent: node %s reported its status", self.name)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_update_seconds)
+            try:
+                await self._load_client()
+                await self._update_status()
+            except (ApiClientError, OSError, ValueError) as e:
+                log.warning("agent: updating the status of node %s: %s", self.name, e)
+
+    # -- the Lease -----------------------------------------------------------------------
+
+    async def _renew_lease(self) -> None:
+        assert self.client is not None
+        await renew_lease(
+            self.client, self.name, self.node_uid, self.config.lease_seconds, self.clock()
+        )
+
+    async def _lease_loop(self) -> None:
+        """Renew every quarter of the lease duration (less up to 4% jitter, as upstream);
+        a failed renewal is retried sooner, with back-off."""
+        retry = 0.0
+        while True:
+            interval = self.config.lease_seconds / 4 * random.uniform(0.96, 1.0)
+            await asyncio.sleep(min(retry, interval) if retry else interval)
+            try:
+                await self._renew_lease()
+                retry = 0.0
+            except ApiClientError as e:
+                retry = min(retry * 2 or RETRY_BASE, RETRY_MAX)
+                log.warning("agent: renewing the lease of node %s: %s", self.name, e)
+
+
+async def run_cli(config: AgentConfig, runtime_version: RuntimeVersion = runtime_not_wired) -> None:
+    """``edgek agent``: start, print one line, run until SIGTERM/SIGINT, then stop."""
+    agent = Agent(config, runtime_version=runtime_version)
+    await run_until_signalled(
+        agent.start(),
+        agent.stop,
+        lambda: print(f"edgek agent: node {agent.name} joined {config.server}", flush=True),
+    )

@@ -1,0 +1,134 @@
+"""``edgek agent``: run a node agent (flags, ``EDGEK_URL``/``EDGEK_TOKEN``, token file and
+config file make its :class:`agent.main.AgentConfig`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgek.cmd.common import fail, setup_logging
+from edgek.config import ConfigError, load_config, merge
+
+
+def _as_list(value: Any) -> list[str]:
+    """A flag value given once, repeated, or as a config file list, as strings."""
+    if value is None:
+        return []
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def _token(values: dict[str, Any]) -> str:
+    """The join token: ``token``, else the content of ``token-file``."""
+    if values.get("token"):
+        return str(values["token"]).strip()
+    if values.get("token-file"):
+        try:
+            return Path(values["token-file"]).read_text().strip()
+        except OSError as e:
+            fail(f"cannot read --token-file: {e}")
+    return ""
+
+
+def _agent_config(values: dict[str, Any]) -> Any:
+    from agent.main import AgentConfig
+    from agent.nodestatus import parse_labels, parse_taints
+
+    try:
+        config = AgentConfig(
+            server=str(values.get("server") or ""),
+            token=_token(values),
+            data_dir=Path(values.get("data-dir") or "/var/lib/edgek"),
+            node_name=str(values.get("node-name") or ""),
+            node_ip=_as_list(values.get("node-ip")),
+            node_external_ip=_as_list(values.get("node-external-ip")),
+            node_labels=parse_labels(_as_list(values.get("node-label"))),
+            node_taints=parse_taints(_as_list(values.get("node-taint"))),
+            with_node_id=str(values.get("with-node-id", False)).lower() in ("1", "true", "yes"),
+            podman_socket=str(values.get("podman-socket") or ""),
+            container_runtime=str(values.get("container-runtime") or "auto"),
+        )
+        config.check()
+    except ValueError as e:
+        fail(str(e))
+    return config
+
+
+def agent(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (YAML, keys = flag names); default /etc/edgek/config.yaml.",
+        ),
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option(envvar="EDGEK_URL", help="Server URL, e.g. https://pi:6443.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="EDGEK_TOKEN", help="Join token (K10...).")
+    ] = None,
+    token_file: Annotated[Path | None, typer.Option(help="File holding the join token.")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="State directory (default /var/lib/edgek; agent state in <dir>/agent)."),
+    ] = None,
+    node_name: Annotated[str | None, typer.Option(help="Node name (default: hostname).")] = None,
+    node_ip: Annotated[
+        list[str] | None, typer.Option(help="Node InternalIP (repeatable; default: detected).")
+    ] = None,
+    node_external_ip: Annotated[
+        list[str] | None, typer.Option(help="Node ExternalIP (repeatable).")
+    ] = None,
+    node_label: Annotated[
+        list[str] | None, typer.Option(help="Label k=v to register with (repeatable).")
+    ] = None,
+    node_taint: Annotated[
+        list[str] | None,
+        typer.Option(help="Taint key=value:Effect to register with (repeatable)."),
+    ] = None,
+    with_node_id: Annotated[
+        bool | None,
+        typer.Option("--with-node-id", help="Append a stable random id to the node name."),
+    ] = None,
+    podman_socket: Annotated[
+        str | None, typer.Option(help="Use this Podman service socket instead of our own.")
+    ] = None,
+    container_runtime: Annotated[
+        str | None, typer.Option(help="OCI runtime: auto, crun or runc (default auto).")
+    ] = None,
+    debug: Annotated[bool, typer.Option(help="Verbose logging.")] = False,
+) -> None:
+    """Run a node agent: join the cluster and register this device as a node."""
+    flags = {
+        "server": server,
+        "token": token,
+        "token-file": token_file,
+        "data-dir": data_dir,
+        "node-name": node_name,
+        "node-ip": node_ip,
+        "node-external-ip": node_external_ip,
+        "node-label": node_label,
+        "node-taint": node_taint,
+        "with-node-id": with_node_id,
+        "podman-socket": podman_socket,
+        "container-runtime": container_runtime,
+    }
+    try:
+        values = merge(flags, load_config(config), set(flags))
+    except ConfigError as e:
+        fail(str(e))
+    cfg = _agent_config(values)
+    setup_logging(logging.DEBUG if debug else logging.INFO)
+    from agent.bootstrap import BootstrapError
+    from agent.main import run_cli
+    from edgek.apiclient import ApiClientError
+
+    try:
+        asyncio.run(run_cli(cfg))
+    except (ApiClientError, BootstrapError, OSError) as e:
+        fail(f"agent: {e}")
