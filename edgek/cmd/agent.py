@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edgek.cmd.common import fail, setup_logging
 from edgek.config import ConfigError, load_config, merge
+
+if TYPE_CHECKING:
+    from agent.main import AgentConfig
 
 
 def _as_list(value: Any) -> list[str]:
@@ -33,7 +36,7 @@ def _token(values: dict[str, Any]) -> str:
     return ""
 
 
-def _agent_config(values: dict[str, Any]) -> Any:
+def _agent_config(values: dict[str, Any]) -> AgentConfig:
     from agent.main import AgentConfig
     from agent.nodestatus import parse_labels, parse_taints
 
