@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edgek import kinds, names
+from edgek import cron, kinds, names
 from edgek.objects import clone
 from edgek.selectors import SelectorError, label_selector_from_object
 
@@ -650,97 +650,12 @@ def _validate_job(e: Errors, obj: Obj, old: Obj | None) -> None:
         e.invalid("spec.template", GoRepr("core.PodTemplateSpec{...}"), FIELD_IMMUTABLE)
 
 
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_CRON_RANGES: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("dom", 1, 31, ()),
-    ("month", 1, 12, _MONTHS),
-    ("dow", 0, 6, _WEEKDAYS),
-)
-_CRON_DESCRIPTORS = {
-    "@yearly",
-    "@annually",
-    "@monthly",
-    "@weekly",
-    "@daily",
-    "@midnight",
-    "@hourly",
-}
-
-
 def cron_schedule_error(schedule: str) -> str | None:
     """The robfig/cron standard-parser error for ``schedule`` (None when it parses)."""
-    spec = schedule.strip()
-    if not spec:
-        return "empty spec string"
-    if spec.startswith("@"):
-        if spec in _CRON_DESCRIPTORS:
-            return None
-        if spec.startswith("@every "):
-            return (
-                None
-                if re.fullmatch(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", spec[7:].strip())
-                else (
-                    f"failed to parse duration {spec}: time: invalid duration "
-                    f"{names.go_quote(spec[7:].strip())}"
-                )
-            )
-        return f"unrecognized descriptor: {spec}"
-    fields = spec.split()
-    if len(fields) != 5:
-        return f"expected exactly 5 fields, found {len(fields)}: [{' '.join(fields)}]"
-    for field_text, (_, lo, hi, words) in zip(fields, _CRON_RANGES, strict=True):
-        for expr in field_text.split(","):
-            err = _cron_range_error(expr, lo, hi, words)
-            if err:
-                return err
-    return None
-
-
-def _cron_int(text: str, words: tuple[str, ...], lo: int) -> int | str:
-    if text.lower() in words:
-        return words.index(text.lower()) + lo
-    if not re.fullmatch(r"-?[0-9]+", text):
-        return f"failed to parse int from {text}: strconv.Atoi: parsing {names.go_quote(text)}: invalid syntax"
-    n = int(text)
-    if n < 0:
-        return f"negative number ({n}) not allowed: {text}"
-    return n
-
-
-def _cron_range_error(expr: str, lo: int, hi: int, words: tuple[str, ...]) -> str | None:
-    range_and_step = expr.split("/")
-    if len(range_and_step) > 2:
-        return f"too many slashes: {expr}"
-    low_high = range_and_step[0].split("-")
-    if len(low_high) > 2:
-        return f"too many hyphens: {expr}"
-    if low_high[0] in ("*", "?"):
-        start, end = lo, hi
-    else:
-        first = _cron_int(low_high[0], words, lo)
-        if isinstance(first, str):
-            return first
-        start = end = first
-        if len(low_high) == 2:
-            second = _cron_int(low_high[1], words, lo)
-            if isinstance(second, str):
-                return second
-            end = second
-    if len(range_and_step) == 2:
-        step = _cron_int(range_and_step[1], (), lo)
-        if isinstance(step, str):
-            return step
-        if step <= 0:
-            return f"step of range should be a positive number: {expr}"
-    if start < lo:
-        return f"beginning of range ({start}) below minimum ({lo}): {expr}"
-    if end > hi:
-        return f"end of range ({end}) above maximum ({hi}): {expr}"
-    if start > end:
-        return f"beginning of range ({start}) beyond end of range ({end}): {expr}"
+    try:
+        cron.parse(schedule)
+    except cron.CronError as err:
+        return str(err)
     return None
 
 

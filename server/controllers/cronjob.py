@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_owner_uid
-from server.controllers.cron import CronError, Schedule, load_location, parse
+from edgek.cron import CronError, Schedule, load_location, parse
 from server.controllers.job import finished_condition
 from server.controllers.podutil import controller_of, owner_reference
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from server.controllers.cron import CronError, parse, times_after
+from edgek.cron import CronError, parse, times_after
 
 T = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)  # a Thursday
 NEW_YORK = ZoneInfo("America/New_York")
