@@ -49,6 +49,7 @@ from agent.simnode import (
     remember_conditions,
 )
 from edgek.apiclient import ApiClient, ApiClientError
+from edgek.objects import meta
 from edgek.tasks import run_until_signalled
 from edgek.timefmt import format_time, parse_time
 from edgek.workqueue import KeyQueue
@@ -136,12 +137,8 @@ class _Queue(KeyQueue):
 _Scope = tuple[ApiClient, str, dict[str, str], str | None]
 
 
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    return obj.get("metadata") or {}
-
-
 def _pod_key(pod: dict[str, Any]) -> str:
-    md = _meta(pod)
+    md = meta(pod)
     return f"{md.get('namespace', '')}/{md.get('name', '')}"
 
 
@@ -342,7 +339,7 @@ class Simulator:
         else:
             for obj in items:
                 self._node_event(obj)
-        return str(_meta(listed).get("resourceVersion") or "")
+        return str(meta(listed).get("resourceVersion") or "")
 
     async def _watch(
         self, client: ApiClient, path: str, params: dict[str, str], node: str | None, rv: str
@@ -366,7 +363,7 @@ class Simulator:
                     await asyncio.sleep(1.0)
 
     def _node_event(self, obj: dict[str, Any]) -> None:
-        node = self.nodes.get(_meta(obj).get("name") or "")
+        node = self.nodes.get(meta(obj).get("name") or "")
         if node is None:
             return
         self._node_seen(node, obj)
@@ -378,7 +375,7 @@ class Simulator:
 
     def _node_seen(self, node: SimNode, obj: dict[str, Any]) -> None:
         """Take the node's uid and pod CIDRs from a read or written Node."""
-        node.uid = _meta(obj).get("uid") or node.uid
+        node.uid = meta(obj).get("uid") or node.uid
         cidrs = pod_cidrs(obj)
         if cidrs and cidrs != node.cidrs:
             node.cidrs = cidrs
@@ -396,7 +393,7 @@ class Simulator:
 
     def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
         key = _pod_key(pod)
-        uid = _meta(pod).get("uid") or ""
+        uid = meta(pod).get("uid") or ""
         if kind == "DELETED":
             self._finished.discard(uid)
             run = self.pods.get(key)
@@ -418,7 +415,7 @@ class Simulator:
             self._adopt(node, run, status)
             self.pods[key] = run
             node.pods.add(key)
-        if _meta(pod).get("deletionTimestamp") and not run.deleting:
+        if meta(pod).get("deletionTimestamp") and not run.deleting:
             run.deleting = True
         elif _ready_overwritten(run, pod):
             # Someone else (node lifecycle marking pods of a silent node not ready) changed
@@ -618,7 +615,7 @@ class Simulator:
 def _version(obj: Any) -> int:
     """An object's resourceVersion as a number (edgek's are revision counters); 0 if none."""
     try:
-        return int(_meta(obj).get("resourceVersion") or 0)
+        return int(meta(obj).get("resourceVersion") or 0)
     except (TypeError, ValueError):
         return 0
 

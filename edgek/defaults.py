@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-Obj = dict[str, Any]
+from edgek.objects import Obj
 
 _UNSET: tuple[Any, ...] = (None, "")
 

@@ -22,7 +22,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Final
 
-Obj = dict[str, Any]
+from edgek.objects import Obj
 
 CORE_API_VERSION: Final = "v1"
 EVENTS_API_VERSION: Final = "events.k8s.io/v1"

@@ -8,19 +8,43 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+#: A Kubernetes object (or any JSON object inside one) as decoded JSON.
+Obj = dict[str, Any]
+
 _T = TypeVar("_T")
 
 #: Characters upstream uses for generateName suffixes (no vowels, no confusables).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
-def meta(obj: dict[str, Any]) -> dict[str, Any]:
+def meta(obj: Obj | None) -> Obj:
+    """The object's metadata (an empty dict, not stored, when it has none)."""
+    return (obj or {}).get("metadata") or {}
+
+
+def ensure_meta(obj: Obj) -> Obj:
     """The object's metadata dict, created when missing."""
     m = obj.get("metadata")
     if not isinstance(m, dict):
         m = {}
         obj["metadata"] = m
     return m
+
+
+def name(obj: Obj) -> str:
+    """The object's ``metadata.name`` ("" when unset)."""
+    return str(meta(obj).get("name") or "")
+
+
+def uid(obj: Obj) -> str:
+    """The object's ``metadata.uid`` ("" when unset)."""
+    return str(meta(obj).get("uid") or "")
+
+
+def labels(obj: Obj) -> dict[str, str]:
+    """The object's labels (an empty dict, not stored, when it has none)."""
+    found: dict[str, str] = meta(obj).get("labels") or {}
+    return found
 
 
 def clone(value: _T) -> _T:

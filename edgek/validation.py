@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgek import cron, kinds, names
-from edgek.objects import clone
+from edgek.objects import Obj, clone
 from edgek.selectors import SelectorError, label_selector_from_object
 
 Cause = dict[str, str]
-Obj = dict[str, Any]
-
 FIELD_IMMUTABLE = "field is immutable"
 ANNOTATIONS_MAX_BYTES = 256 * 1024
 MAX_SECRET_BYTES = 1024 * 1024
@@ -150,7 +148,7 @@ def _dicts(obj: Any, key: str) -> list[tuple[int, Obj]]:
 # Metadata
 
 
-def _labels(e: Errors, labels: Any, path: str) -> None:
+def _validate_labels(e: Errors, labels: Any, path: str) -> None:
     if not isinstance(labels, dict):
         return
     for k in sorted(labels):
@@ -171,7 +169,7 @@ def _annotations(e: Errors, annotations: Any, path: str) -> None:
 
 
 def _template_meta(e: Errors, meta: Any, path: str) -> None:
-    _labels(e, _d(meta).get("labels"), path + ".labels")
+    _validate_labels(e, _d(meta).get("labels"), path + ".labels")
     _annotations(e, _d(meta).get("annotations"), path + ".annotations")
 
 
@@ -210,7 +208,7 @@ def _object_meta(
             e.each(path + ".finalizers", fin, names.is_qualified_name(fin))
 
 
-def _meta_update(e: Errors, meta: Obj, old_meta: Obj) -> None:
+def _validate_metadata_update(e: Errors, meta: Obj, old_meta: Obj) -> None:
     for key in ("name", "namespace", "uid"):
         if old_meta.get(key) and meta.get(key) != old_meta.get(key):
             e.invalid(f"metadata.{key}", meta.get(key) or "", FIELD_IMMUTABLE)
@@ -336,7 +334,7 @@ def _pod_spec(e: Errors, spec: Obj, path: str) -> None:
         value = spec.get(key)
         if isinstance(value, str) and value:
             e.each(f"{path}.{key}", value, rule(value))
-    _labels(e, spec.get("nodeSelector"), path + ".nodeSelector")
+    _validate_labels(e, spec.get("nodeSelector"), path + ".nodeSelector")
 
 
 _POD_UPDATE_FORBIDDEN = (
@@ -431,7 +429,7 @@ def _label_selector(e: Errors, sel: Any, path: str) -> None:
             e.invalid(p + ".operator", op or "", "not a valid selector operator")
         key = str(expr.get("key") or "")
         e.each(p + ".key", key, names.is_qualified_name(key))
-    _labels(e, sel.get("matchLabels"), path + ".matchLabels")
+    _validate_labels(e, sel.get("matchLabels"), path + ".matchLabels")
 
 
 def _selector_matches_template(e: Errors, sel: Any, template: Obj, path: str) -> None:
@@ -742,7 +740,7 @@ def _validate_service(e: Errors, obj: Obj, old: Obj | None) -> None:
     affinity = spec.get("sessionAffinity")
     if affinity not in (None, "None", "ClientIP"):
         e.not_supported("spec.sessionAffinity", affinity, ("ClientIP", "None"))
-    _labels(e, spec.get("selector"), "spec.selector")
+    _validate_labels(e, spec.get("selector"), "spec.selector")
     if old is None:
         return
     old_spec = _d(old, "spec")
@@ -1154,7 +1152,7 @@ def validate(
         rule = _NAME_RULES.get((group, resource), names.name_is_dns_subdomain)
     _object_meta(e, meta, namespaced, rule)
     if old is not None:
-        _meta_update(e, meta, _d(old, "metadata"))
+        _validate_metadata_update(e, meta, _d(old, "metadata"))
     validator = _VALIDATORS.get((group, resource))
     if validator is not None:
         validator(e, obj, old)

@@ -20,6 +20,7 @@ from typing import Any
 
 import datastore
 from edgek.kinds import Kind
+from edgek.objects import Obj
 from edgek.tasks import cancel_and_wait
 from server.apiserver.watchcache import memo_for
 from server.registry.store import ListOptions, ObjectStore, key_prefix
@@ -30,7 +31,6 @@ log = logging.getLogger("edgek.cache")
 #: values, label values, timestamps); longer ones are mostly unique.
 _SHARED_STRING_LENGTH = 40
 
-Obj = dict[str, Any]
 Handler = Callable[[Obj, bool], None]
 EventHandler = Callable[[Obj | None, Obj | None], None]
 IndexFunc = Callable[[Obj], Iterable[str]]

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edgek import timefmt
+from edgek.objects import Obj, meta
 from server.apiserver import jsonpath
 
-Obj = dict[str, Any]
 Cells = list[Any]
 
 #: What ``includeObject`` may ask for in each row.
@@ -80,10 +80,6 @@ class _Printer:
 # --------------------------------------------------------------------------- helpers
 
 
-def _meta(obj: Obj) -> Obj:
-    return obj.get("metadata") or {}
-
-
 def _dig(obj: Any, *path: str) -> Any:
     """``obj[path[0]][path[1]]...`` or None when any step is missing or null."""
     for key in path:
@@ -127,7 +123,7 @@ def _since(text: Any, now: datetime) -> str:
 
 
 def _age(obj: Obj, now: datetime) -> str:
-    return _since(_meta(obj).get("creationTimestamp"), now)
+    return _since(meta(obj).get("creationTimestamp"), now)
 
 
 def _later(current: datetime | None, candidate: datetime | None) -> datetime | None:
@@ -300,7 +296,7 @@ def _pod_cells(pod: Obj, now: datetime) -> Cells:
             )
             reason = "Running" if ready_condition else "NotReady"
 
-    if _meta(pod).get("deletionTimestamp"):
+    if meta(pod).get("deletionTimestamp"):
         if status.get("reason") == "NodeLost":
             reason = "Unknown"
         elif phase not in ("Succeeded", "Failed"):
@@ -323,7 +319,7 @@ def _pod_cells(pod: Obj, now: datetime) -> Cells:
             passed += match is not None and match.get("status") == "True"
         gates_text = f"{passed}/{len(gates)}"
     return [
-        _meta(pod).get("name", ""),
+        meta(pod).get("name", ""),
         f"{ready}/{total}",
         reason,
         restarts_text,
@@ -347,14 +343,14 @@ def _pod_conditions(pod: Obj) -> list[dict[str, str]]:
 def _pod_template_cells(obj: Obj, now: datetime) -> Cells:
     template = obj.get("template") or {}
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         *_container_cells(template.get("spec")),
         _labels_text(_dig(template, "metadata", "labels")),
     ]
 
 
 def _namespace_cells(obj: Obj, now: datetime) -> Cells:
-    return [_meta(obj).get("name", ""), _dig(obj, "status", "phase") or "", _age(obj, now)]
+    return [meta(obj).get("name", ""), _dig(obj, "status", "phase") or "", _age(obj, now)]
 
 
 def _node_cells(obj: Obj, now: datetime) -> Cells:
@@ -380,7 +376,7 @@ def _node_cells(obj: Obj, now: datetime) -> Cells:
         return str(found[0].get("address", "")) if found else "<none>"
 
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         ",".join(states),
         ",".join(sorted(roles)) or "<none>",
         _age(obj, now),
@@ -424,7 +420,7 @@ def _service_cells(obj: Obj, now: datetime) -> Cells:
     cluster_ips = _items(spec, "clusterIPs")
     cluster_ip = cluster_ips[0] if cluster_ips else spec.get("clusterIP") or "<none>"
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         spec.get("type", ""),
         cluster_ip,
         _external_ip(spec, status),
@@ -459,17 +455,17 @@ def _endpoints_cells(obj: Obj, now: datetime) -> Cells:
             number = _int(port.get("port"))
             shown += [_host_port(ip, number) for ip in ips[: _LIST_MAX - len(shown)]]
     text = _more(shown, total, "") if subsets else "<none>"
-    return [_meta(obj).get("name", ""), text, _age(obj, now)]
+    return [meta(obj).get("name", ""), text, _age(obj, now)]
 
 
 def _configmap_cells(obj: Obj, now: datetime) -> Cells:
     count = len(_mapping(obj, "data")) + len(_mapping(obj, "binaryData"))
-    return [_meta(obj).get("name", ""), count, _age(obj, now)]
+    return [meta(obj).get("name", ""), count, _age(obj, now)]
 
 
 def _secret_cells(obj: Obj, now: datetime) -> Cells:
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         obj.get("type", ""),
         len(_mapping(obj, "data")),
         _age(obj, now),
@@ -477,7 +473,7 @@ def _secret_cells(obj: Obj, now: datetime) -> Cells:
 
 
 def _service_account_cells(obj: Obj, now: datetime) -> Cells:
-    return [_meta(obj).get("name", ""), len(_items(obj, "secrets")), _age(obj, now)]
+    return [meta(obj).get("name", ""), len(_items(obj, "secrets")), _age(obj, now)]
 
 
 def _storage_class_of(obj: Obj) -> str:
@@ -489,7 +485,7 @@ def _storage_class_of(obj: Obj) -> str:
 
 
 def _phase(obj: Obj) -> str:
-    if _meta(obj).get("deletionTimestamp"):
+    if meta(obj).get("deletionTimestamp"):
         return "Terminating"
     return str(_dig(obj, "status", "phase") or "")
 
@@ -499,7 +495,7 @@ def _pv_cells(obj: Obj, now: datetime) -> Cells:
     claim = spec.get("claimRef")
     claim_text = f"{claim.get('namespace', '')}/{claim.get('name', '')}" if claim else ""
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         str(_mapping(spec, "capacity").get("storage", "0")),
         _access_modes(_items(spec, "accessModes")),
         spec.get("persistentVolumeReclaimPolicy", ""),
@@ -519,7 +515,7 @@ def _pvc_cells(obj: Obj, now: datetime) -> Cells:
     capacity = str(_mapping(status, "capacity").get("storage", "0")) if volume else ""
     modes = _access_modes(_items(status, "accessModes")) if volume else ""
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         _phase(obj),
         volume,
         capacity,
@@ -572,7 +568,7 @@ def _event_cells(obj: Obj, now: datetime) -> Cells:
         str(obj.get("message", "")).strip(),
         first,
         count,
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
     ]
 
 
@@ -588,7 +584,7 @@ def _resource_quota_cells(obj: Obj, now: datetime) -> Cells:
     for name in sorted(hard):
         target = limits if name.startswith("limits.") else requests
         target.append(f"{name}: {used.get(name, '0')}/{hard[name]}")
-    return [_meta(obj).get("name", ""), ", ".join(requests), ", ".join(limits), _age(obj, now)]
+    return [meta(obj).get("name", ""), ", ".join(requests), ", ".join(limits), _age(obj, now)]
 
 
 # --------------------------------------------------------------------------- workloads
@@ -604,7 +600,7 @@ def _deployment_cells(obj: Obj, now: datetime) -> Cells:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     selector = _selector_text(spec.get("selector"))
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         f"{_int(status.get('readyReplicas'))}/{_replicas(spec)}",
         _int(status.get("updatedReplicas")),
         _int(status.get("availableReplicas")),
@@ -617,7 +613,7 @@ def _deployment_cells(obj: Obj, now: datetime) -> Cells:
 def _replica_set_cells(obj: Obj, now: datetime) -> Cells:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         _replicas(spec),
         _int(status.get("replicas")),
         _int(status.get("readyReplicas")),
@@ -630,7 +626,7 @@ def _replica_set_cells(obj: Obj, now: datetime) -> Cells:
 def _stateful_set_cells(obj: Obj, now: datetime) -> Cells:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         f"{_int(status.get('readyReplicas'))}/{_replicas(spec)}",
         _age(obj, now),
         *_container_cells(_dig(spec, "template", "spec")),
@@ -647,7 +643,7 @@ def _daemon_set_cells(obj: Obj, now: datetime) -> Cells:
         "numberAvailable",
     )
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         *(_int(status.get(key)) for key in counts),
         _labels_text(_dig(spec, "template", "spec", "nodeSelector")),
         _age(obj, now),
@@ -668,7 +664,7 @@ def _controller_revision_cells(obj: Obj, now: datetime) -> Cells:
         name = owner.get("name", "")
         qualified = f"{kind}.{group}" if group else kind
         controller = f"{qualified.lower()}/{name}" if qualified else name
-    return [_meta(obj).get("name", ""), controller, _int(obj.get("revision")), _age(obj, now)]
+    return [meta(obj).get("name", ""), controller, _int(obj.get("revision")), _age(obj, now)]
 
 
 def _job_status(obj: Obj) -> str:
@@ -677,7 +673,7 @@ def _job_status(obj: Obj) -> str:
         return "Complete"
     if _condition_true(conditions, "Failed"):
         return "Failed"
-    if _meta(obj).get("deletionTimestamp"):
+    if meta(obj).get("deletionTimestamp"):
         return "Terminating"
     if _condition_true(conditions, "Suspended"):
         return "Suspended"
@@ -701,7 +697,7 @@ def _job_cells(obj: Obj, now: datetime) -> Cells:
     if started is not None:
         duration = timefmt.human_duration((finished or now) - started)
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         _job_status(obj),
         completions,
         duration,
@@ -717,7 +713,7 @@ def _cron_job_cells(obj: Obj, now: datetime) -> Cells:
     last = status.get("lastScheduleTime")
     job_spec = _dig(spec, "jobTemplate", "spec")
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         spec.get("schedule", ""),
         spec.get("timeZone") if spec.get("timeZone") is not None else "<none>",
         "<unset>" if suspend is None else ("True" if suspend else "False"),
@@ -734,7 +730,7 @@ def _cron_job_cells(obj: Obj, now: datetime) -> Cells:
 
 def _lease_cells(obj: Obj, now: datetime) -> Cells:
     holder = _dig(obj, "spec", "holderIdentity") or ""
-    return [_meta(obj).get("name", ""), holder, _age(obj, now)]
+    return [meta(obj).get("name", ""), holder, _age(obj, now)]
 
 
 def _endpoint_slice_cells(obj: Obj, now: datetime) -> Cells:
@@ -748,7 +744,7 @@ def _endpoint_slice_cells(obj: Obj, now: datetime) -> Cells:
             ports.append("*")
     addresses = [str(a) for e in _items(obj, "endpoints") for a in _items(e, "addresses")]
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         obj.get("addressType", ""),
         _more(ports[:_LIST_MAX], len(ports), "<unset>"),
         _more(addresses[:_LIST_MAX], len(addresses), "<unset>"),
@@ -758,7 +754,7 @@ def _endpoint_slice_cells(obj: Obj, now: datetime) -> Cells:
 
 def _network_policy_cells(obj: Obj, now: datetime) -> Cells:
     selector = _dig(obj, "spec", "podSelector") or {}
-    return [_meta(obj).get("name", ""), _format_selector(selector), _age(obj, now)]
+    return [meta(obj).get("name", ""), _format_selector(selector), _age(obj, now)]
 
 
 def _ingress_hosts(rules: list[Any]) -> str:
@@ -785,7 +781,7 @@ def _ingress_cells(obj: Obj, now: datetime) -> Cells:
     spec = obj.get("spec") or {}
     class_name = spec.get("ingressClassName")
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         "<none>" if class_name is None else class_name,
         _ingress_hosts(_items(spec, "rules")),
         _load_balancer(_dig(obj, "status", "loadBalancer")),
@@ -803,14 +799,14 @@ def _ingress_class_cells(obj: Obj, now: datetime) -> Cells:
         if parameters.get("apiGroup") is not None:
             text += f".{parameters['apiGroup']}"
         text += f"/{parameters.get('name', '')}"
-    return [_meta(obj).get("name", ""), spec.get("controller", ""), text, _age(obj, now)]
+    return [meta(obj).get("name", ""), spec.get("controller", ""), text, _age(obj, now)]
 
 
 def _pdb_cells(obj: Obj, now: datetime) -> Cells:
     spec = obj.get("spec") or {}
     minimum, maximum = spec.get("minAvailable"), spec.get("maxUnavailable")
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         "N/A" if minimum is None else str(minimum),
         "N/A" if maximum is None else str(maximum),
         _int(_dig(obj, "status", "disruptionsAllowed")),
@@ -830,7 +826,7 @@ def _binding_cells(obj: Obj, now: datetime) -> Cells:
         elif kind == "ServiceAccount":
             accounts.append(f"{subject.get('namespace', '')}/{name}")
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         f"{role.get('kind', '')}/{role.get('name', '')}",
         _age(obj, now),
         ", ".join(users),
@@ -856,7 +852,7 @@ def _csr_cells(obj: Obj, now: datetime) -> Cells:
     if seconds is not None:
         requested = timefmt.human_duration(timedelta(seconds=_int(seconds)))
     return [
-        _meta(obj).get("name", ""),
+        meta(obj).get("name", ""),
         _age(obj, now),
         spec.get("signerName") or "<none>",
         spec.get("username", ""),
@@ -867,7 +863,7 @@ def _csr_cells(obj: Obj, now: datetime) -> Cells:
 
 def _storage_class_cells(obj: Obj, now: datetime) -> Cells:
     annotations = _mapping(obj, "metadata", "annotations")
-    name = _meta(obj).get("name", "")
+    name = meta(obj).get("name", "")
     if any(annotations.get(key) == "true" for key in _DEFAULT_CLASS_ANNOTATIONS):
         name += " (default)"
     return [
@@ -1249,7 +1245,7 @@ def table(
         custom = _custom_columns(printer_columns)
         columns = [_NAME, *(column for column, _ in custom)]
         for obj in objects:
-            cells: Cells = [_meta(obj).get("name", "")]
+            cells: Cells = [meta(obj).get("name", "")]
             for column, path in custom:
                 found = path.find(obj)
                 cells.append(_custom_cell(column["type"], found[0], now) if found else None)
@@ -1266,9 +1262,9 @@ def table(
     else:
         columns = [_NAME, _CREATED_AT]
         for obj in objects:
-            created = _time(_meta(obj).get("creationTimestamp"))
+            created = _time(meta(obj).get("creationTimestamp"))
             stamp = timefmt.format_time(created) if created else "0001-01-01T00:00:00Z"
-            rows.append({"cells": [_meta(obj).get("name", ""), stamp]})
+            rows.append({"cells": [meta(obj).get("name", ""), stamp]})
     for row, obj in zip(rows, objects, strict=True):
         if include_object == "Object":
             row["object"] = obj
@@ -1276,7 +1272,7 @@ def table(
             row["object"] = {
                 "kind": "PartialObjectMetadata",
                 "apiVersion": "meta.k8s.io/v1",
-                "metadata": _meta(obj),
+                "metadata": meta(obj),
             }
     return {
         "kind": "Table",

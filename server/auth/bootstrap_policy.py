@@ -285,7 +285,7 @@ _EXTRA_LABELS = {
 }
 
 
-def _meta(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def _bootstrap_metadata(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "name": name,
         "labels": dict(sorted({**(labels or {}), **BOOTSTRAP_LABEL}.items())),
@@ -302,7 +302,7 @@ def default_cluster_roles() -> list[dict[str, Any]]:
         {
             "apiVersion": RBAC_API_VERSION,
             "kind": "ClusterRole",
-            "metadata": _meta(name, _EXTRA_LABELS.get(name)),
+            "metadata": _bootstrap_metadata(name, _EXTRA_LABELS.get(name)),
             "rules": _rules(*specs),
         }
         for name, specs in _ROLES.items()
@@ -312,7 +312,7 @@ def default_cluster_roles() -> list[dict[str, Any]]:
             {
                 "apiVersion": RBAC_API_VERSION,
                 "kind": "ClusterRole",
-                "metadata": _meta(name, labels),
+                "metadata": _bootstrap_metadata(name, labels),
                 "rules": [],
                 "aggregationRule": {
                     "clusterRoleSelectors": [{"matchLabels": {AGGREGATE_TO + to: "true"}}]
@@ -335,7 +335,7 @@ def _binding(name: str, role: str, *subjects: dict[str, str]) -> dict[str, Any]:
     binding: dict[str, Any] = {
         "apiVersion": RBAC_API_VERSION,
         "kind": "ClusterRoleBinding",
-        "metadata": _meta(name),
+        "metadata": _bootstrap_metadata(name),
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
     }
     if subjects:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from edgek.objects import meta
 from server.auth.attributes import ALLOW, NO_OPINION, Attributes, Decision, UserInfo
 
 NODE_USER_PREFIX = "system:node:"
@@ -84,10 +85,6 @@ def node_name(user: UserInfo) -> str | None:
 def _no(reason: str) -> Decision:
     """Not allowed by this authorizer (a later one, RBAC, may still allow)."""
     return Decision(False, reason, no_opinion=True)
-
-
-def _meta(obj: dict[str, Any] | None) -> dict[str, Any]:
-    return (obj or {}).get("metadata") or {}
 
 
 def _spec(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -164,7 +161,7 @@ def pod_configmap_names(pod: dict[str, Any]) -> set[str]:
 
 def pod_claim_names(pod: dict[str, Any]) -> set[str]:
     """PVCs a pod mounts; a generic ephemeral volume's claim is ``<pod>-<volume>``."""
-    pod_name = _meta(pod).get("name") or ""
+    pod_name = meta(pod).get("name") or ""
     names: set[str] = set()
     for volume in _spec(pod).get("volumes") or []:
         if "persistentVolumeClaim" in volume:
@@ -251,7 +248,7 @@ class NodeGraph:
 
     def update(self, group: str, resource: str, obj: dict[str, Any], deleted: bool) -> None:
         """Apply one object event (added/modified, or ``deleted``)."""
-        md = _meta(obj)
+        md = meta(obj)
         if (group, resource) == ("", "pods"):
             key = (md.get("namespace") or "", md.get("name") or "")
             self._remove_pod(key)
@@ -272,7 +269,7 @@ class NodeGraph:
         spec = _spec(pod)
         refs: list[tuple[str, str]] = []
         # A mirror pod is the node's own creation: it must never grant access to anything.
-        if MIRROR_POD_ANNOTATION not in (_meta(pod).get("annotations") or {}):
+        if MIRROR_POD_ANNOTATION not in (meta(pod).get("annotations") or {}):
             if spec.get("serviceAccountName"):
                 refs.append(("serviceaccount", spec["serviceAccountName"]))
             refs += [("secret", name) for name in sorted(pod_secret_names(pod))]
@@ -512,7 +509,7 @@ def admit_node_write(
     op = operation.get(verb)
     if op is None:
         return None
-    new_md, old_md = _meta(obj), _meta(old)
+    new_md, old_md = meta(obj), meta(old)
     namespace = namespace or new_md.get("namespace") or old_md.get("namespace") or ""
     name = name or new_md.get("name") or old_md.get("name") or ""
     request = _Request(node, op, subresource, obj, old, namespace, name, pods)
@@ -554,7 +551,7 @@ def _admit_pod(r: _Request) -> str | None:
                 f'node "{r.node}" can only update pod status for pods with spec.nodeName set '
                 "to itself"
             )
-        if (_meta(r.old).get("labels") or {}) != (_meta(r.obj).get("labels") or {}):
+        if (meta(r.old).get("labels") or {}) != (meta(r.obj).get("labels") or {}):
             return f'node "{r.node}" cannot update labels through pod status'
         claims = [((r.old or {}).get("status") or {}).get("resourceClaimStatuses") or []]
         claims.append(((r.obj or {}).get("status") or {}).get("resourceClaimStatuses") or [])
@@ -607,7 +604,7 @@ def _forbidden_label(key: str) -> bool:
 def _admit_node(r: _Request) -> str | None:
     if r.name != r.node:
         return f'node "{r.node}" is not allowed to modify node "{r.name}"'
-    spec, labels = _spec(r.obj), _meta(r.obj).get("labels") or {}
+    spec, labels = _spec(r.obj), meta(r.obj).get("labels") or {}
     if r.op == "create":
         if spec.get("configSource") is not None:
             return f'node "{r.node}" is not allowed to create its Node with a configSource'
@@ -626,7 +623,7 @@ def _admit_node(r: _Request) -> str | None:
             )
         if (spec.get("taints") or []) != (old_spec.get("taints") or []):
             return f'node "{r.node}" is not allowed to modify taints'
-        if forbidden := forbidden_node_labels(labels, _meta(r.old).get("labels") or {}):
+        if forbidden := forbidden_node_labels(labels, meta(r.old).get("labels") or {}):
             return f'node "{r.node}" is not allowed to modify labels: ' + ", ".join(forbidden)
     return None
 
@@ -638,7 +635,7 @@ def _without_node_fields(pvc: dict[str, Any] | None) -> dict[str, Any]:
     """A claim without what a node may change (and without write bookkeeping)."""
     copy = dict(pvc or {})
     copy["metadata"] = {
-        k: v for k, v in _meta(pvc).items() if k not in ("resourceVersion", "managedFields")
+        k: v for k, v in meta(pvc).items() if k not in ("resourceVersion", "managedFields")
     }
     copy["status"] = {
         k: v for k, v in (copy.get("status") or {}).items() if k not in _PVC_STATUS_FIELDS
@@ -670,7 +667,7 @@ def _admit_service_account(r: _Request) -> str | None:
     pod = r.pod(ref["name"])
     if pod is None:
         return f'pods "{ref["name"]}" not found'
-    if ref["uid"] != _meta(pod).get("uid"):
+    if ref["uid"] != meta(pod).get("uid"):
         return (
             f"the UID in the bound object reference ({ref['uid']}) does not match the UID in "
             "record. The object might have been deleted and then recreated"

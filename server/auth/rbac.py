@@ -3,15 +3,14 @@ aggregation, and the 403 message the API server sends when a request is denied."
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edgek import names
+from edgek.objects import Obj
 from edgek.selectors import SelectorError, label_selector_from_object
 from server.auth.attributes import NO_OPINION, Attributes, Decision, UserInfo
-
-Obj = Mapping[str, Any]
 
 
 class RBACSource(Protocol):

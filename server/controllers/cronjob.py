@@ -15,18 +15,17 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import IntEnum
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from edgek.cron import CronError, Schedule, load_location, parse
+from edgek.objects import Obj
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_owner_uid
-from edgek.cron import CronError, Schedule, load_location, parse
 from server.controllers.job import finished_condition
 from server.controllers.podutil import controller_of, owner_reference
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
-
-Obj = dict[str, Any]
 
 SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 #: Requeue a little after the scheduled time, against clock skew (upstream: 100 ms).

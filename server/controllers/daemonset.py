@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgek.objects import Obj
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from server.cache import index_owner_uid
@@ -38,8 +39,6 @@ from server.registry.store import DeleteOptions
 from server.scheduler.nodematch import pod_matches_node, untolerated_taints
 
 log = logging.getLogger("edgek.controllers.daemonset")
-
-Obj = dict[str, Any]
 
 API_VERSION = "apps/v1"
 KIND = "DaemonSet"

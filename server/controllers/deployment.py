@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import copy
 from datetime import datetime
-from typing import Any
 
+from edgek import objects
+from edgek.objects import Obj
 from edgek.selectors import LabelSelector
 from edgek.status import ApiError
 from server.cache import index_owner_uid
@@ -26,21 +27,7 @@ from server.controllers.podutil import adopt, controller_of, owner_reference, re
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
 
-Obj = dict[str, Any]
-
 COMPONENT = "deployment-controller"
-
-
-def _labels(obj: Obj) -> dict[str, str]:
-    return obj["metadata"].get("labels") or {}
-
-
-def _name(obj: Obj) -> str:
-    return str(obj["metadata"]["name"])
-
-
-def _uid(obj: Obj) -> str:
-    return str(obj["metadata"].get("uid", ""))
 
 
 def _status(obj: Obj) -> Obj:
@@ -150,7 +137,7 @@ class DeploymentController(Controller):
         if ref is None or ref.get("kind") != "Deployment":
             return None
         d = self.deployments.get(obj["metadata"].get("namespace", ""), ref.get("name", ""))
-        if d is None or _uid(d) != ref.get("uid"):
+        if d is None or objects.uid(d) != ref.get("uid"):
             return None
         return d
 
@@ -160,7 +147,7 @@ class DeploymentController(Controller):
             self.queue.enqueue(key_of(d))
 
     def _enqueue_matching(self, rs: Obj) -> None:
-        labels = _labels(rs)
+        labels = objects.labels(rs)
         for d in self.deployments.items(rs["metadata"].get("namespace", "")):
             sel = selector_of(d)
             if sel is not None and not sel.empty and sel.matches(labels):
@@ -183,7 +170,7 @@ class DeploymentController(Controller):
             self._enqueue_owner(old, old_ref)
         if ref is not None:
             self._enqueue_owner(new, ref)
-        elif _labels(old) != _labels(new) or old_ref != ref:
+        elif objects.labels(old) != objects.labels(new) or old_ref != ref:
             self._enqueue_matching(new)
 
     def _pod_event(self, old: Obj | None, new: Obj | None) -> None:
@@ -245,7 +232,7 @@ class DeploymentController(Controller):
     async def _claim_replica_sets(self, d: Obj, selector: LabelSelector) -> list[Obj]:
         """Private copies of the replica sets this deployment controls, after adopting
         matching orphans and releasing owned sets that stopped matching."""
-        uid = _uid(d)
+        uid = objects.uid(d)
         deleting = bool(d["metadata"].get("deletionTimestamp"))
         claimed: list[Obj] = []
         for rs in list(self.rss.items(d["metadata"].get("namespace", ""))):
@@ -253,14 +240,14 @@ class DeploymentController(Controller):
             if ref is not None:
                 if ref.get("uid") != uid:
                     continue
-                if selector.matches(_labels(rs)):
+                if selector.matches(objects.labels(rs)):
                     claimed.append(copy.deepcopy(rs))
                 else:
                     await release(self.ctx.objects, self.rs_kind, rs, uid, self.write_options())
             elif (
                 not deleting
                 and not rs["metadata"].get("deletionTimestamp")
-                and selector.matches(_labels(rs))
+                and selector.matches(objects.labels(rs))
             ):
                 adopted = await adopt(
                     self.ctx.objects,
@@ -284,7 +271,7 @@ class DeploymentController(Controller):
         result, _ = await self.ctx.objects.update(
             self.kind,
             d["metadata"].get("namespace", ""),
-            _name(d),
+            objects.name(d),
             copy.deepcopy(d),
             self.write_options("status"),
         )
@@ -302,11 +289,11 @@ class DeploymentController(Controller):
         copy) becomes the stored object. The sizes were computed from ``rs``, so its
         resourceVersion is a precondition (409 when the cache was behind), as upstream's
         updates are: a stale copy must not undo a newer scale-down."""
-        uid = _uid(rs)
+        uid = objects.uid(rs)
         seen = rs["metadata"].get("resourceVersion")
 
         async def mutate(current: Obj | None) -> Obj | None:
-            if current is None or _uid(current) != uid:
+            if current is None or objects.uid(current) != uid:
                 return None
             if seen:
                 current["metadata"]["resourceVersion"] = seen
@@ -325,12 +312,12 @@ class DeploymentController(Controller):
         result, _ = await self.ctx.objects.modify(
             self.rs_kind,
             rs["metadata"].get("namespace", ""),
-            _name(rs),
+            objects.name(rs),
             mutate,
             self.write_options(),
         )
-        if _uid(result) != uid:
-            raise ApiError(409, "Conflict", f'replica set "{_name(rs)}" was replaced')
+        if objects.uid(result) != uid:
+            raise ApiError(409, "Conflict", f'replica set "{objects.name(rs)}" was replaced')
         rs.clear()
         rs.update(result)
 
@@ -353,7 +340,7 @@ class DeploymentController(Controller):
                 d,
                 "Normal",
                 "ScalingReplicaSet",
-                f"Scaled {direction} replica set {_name(rs)} to {new_scale} from {old_scale}",
+                f"Scaled {direction} replica set {objects.name(rs)} to {new_scale} from {old_scale}",
             )
         return resize
 
@@ -393,7 +380,7 @@ class DeploymentController(Controller):
                         "Progressing",
                         "True",
                         ro.REASON_FOUND_NEW_RS,
-                        f'Found new replica set "{_name(existing)}"',
+                        f'Found new replica set "{objects.name(existing)}"',
                         now,
                     ),
                 )
@@ -430,7 +417,7 @@ class DeploymentController(Controller):
             "apiVersion": "apps/v1",
             "kind": "ReplicaSet",
             "metadata": {
-                "name": f"{_name(d)}-{pod_hash}",
+                "name": f"{objects.name(d)}-{pod_hash}",
                 "namespace": namespace,
                 "labels": dict(tmd["labels"]),
                 "ownerReferences": [owner_reference(d, "apps/v1", "Deployment")],
@@ -448,12 +435,12 @@ class DeploymentController(Controller):
             )
         except ApiError as e:
             if e.code == 409:
-                found = await self.ctx.objects.try_get(self.rs_kind, namespace, _name(rs))
+                found = await self.ctx.objects.try_get(self.rs_kind, namespace, objects.name(rs))
                 ref = controller_of(found) if found is not None else None
                 if (
                     found is None
                     or ref is None
-                    or ref.get("uid") != _uid(d)
+                    or ref.get("uid") != objects.uid(d)
                     or not ro.equal_ignore_hash(
                         d["spec"].get("template"), found["spec"]["template"]
                     )
@@ -463,7 +450,7 @@ class DeploymentController(Controller):
                     raise
                 created, already_exists = found, True
             else:
-                message = f'Failed to create new replica set "{_name(rs)}": {e.message}'
+                message = f'Failed to create new replica set "{objects.name(rs)}": {e.message}'
                 if ro.has_progress_deadline(d):
                     ro.set_condition(
                         d["status"],
@@ -480,7 +467,7 @@ class DeploymentController(Controller):
                 d,
                 "Normal",
                 "ScalingReplicaSet",
-                f"Scaled up replica set {_name(created)} to {new_replicas}",
+                f"Scaled up replica set {objects.name(created)} to {new_replicas}",
             )
         meta_changed = self._set_revision(d, new_revision)
         status_changed = False
@@ -491,7 +478,7 @@ class DeploymentController(Controller):
                     "Progressing",
                     "True",
                     ro.REASON_NEW_RS_CREATED,
-                    f'Created new replica set "{_name(created)}"',
+                    f'Created new replica set "{objects.name(created)}"',
                     now,
                 ),
             )
@@ -592,8 +579,8 @@ class DeploymentController(Controller):
                 await self.ctx.objects.delete(
                     self.rs_kind,
                     rs["metadata"].get("namespace", ""),
-                    _name(rs),
-                    DeleteOptions(precondition_uid=_uid(rs)),
+                    objects.name(rs),
+                    DeleteOptions(precondition_uid=objects.uid(rs)),
                 )
             except ApiError as e:
                 if e.code != 404:
@@ -705,11 +692,11 @@ class DeploymentController(Controller):
         if ro.total_status(old_rss, "replicas") > 0:
             return True
         for rs in old_rss:
-            if new_rs is not None and _uid(rs) == _uid(new_rs):
+            if new_rs is not None and objects.uid(rs) == objects.uid(new_rs):
                 continue
-            for pod in self.pods.by_index("owner", _uid(rs)):
+            for pod in self.pods.by_index("owner", objects.uid(rs)):
                 ref = controller_of(pod)
-                if ref is None or ref.get("uid") != _uid(rs):
+                if ref is None or ref.get("uid") != objects.uid(rs):
                     continue
                 if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                     return True
@@ -730,7 +717,9 @@ class DeploymentController(Controller):
             and current is not None
             and current.get("reason") == ro.REASON_NEW_RS_AVAILABLE
         )
-        subject = f'ReplicaSet "{_name(new_rs)}"' if new_rs else f'Deployment "{_name(d)}"'
+        subject = (
+            f'ReplicaSet "{objects.name(new_rs)}"' if new_rs else f'Deployment "{objects.name(d)}"'
+        )
         if ro.has_progress_deadline(d) and not complete_before:
             if ro.deployment_complete(d, status):
                 ro.set_condition(

@@ -12,16 +12,14 @@ from __future__ import annotations
 import copy
 import math
 from datetime import datetime, timedelta
-from typing import Any
 
+from edgek.objects import Obj
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import ObjectCache
 from server.controllers.podutil import controller_of, is_pod_ready
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-
-Obj = dict[str, Any]
 
 #: How long a pod stays in ``disruptedPods`` without being marked for deletion (upstream 2 min).
 DELETION_TIMEOUT = timedelta(minutes=2)

@@ -23,13 +23,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.controllers.podutil import is_pod_ready
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
-
-Obj = dict[str, Any]
 
 LABEL_MANAGED_BY = "endpoints.kubernetes.io/managed-by"
 CONTROLLER_NAME = "endpoint-controller"

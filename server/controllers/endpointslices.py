@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from server.controllers.endpoints import (
     ANNOTATION_TRIGGER_TIME,
@@ -39,8 +40,6 @@ from server.controllers.endpoints import (
 from server.controllers.podutil import is_pod_ready, owner_reference
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
-
-Obj = dict[str, Any]
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
@@ -158,7 +157,7 @@ class EndpointSliceController(Controller):
                 pkey = _canonical(ports)
                 ports_of[pkey] = ports
                 wanted.setdefault((family, pkey), {})[_endpoint_key(endpoint)] = endpoint
-        meta = self._meta(service, trigger_time(service, pods))
+        meta = self._slice_metadata(service, trigger_time(service, pods))
         plans: list[tuple[Obj | None, list[Obj], str, list[Obj]]] = []
         for (family, pkey), members in sorted(wanted.items()):
             group = [
@@ -224,7 +223,7 @@ class EndpointSliceController(Controller):
                 endpoint["zone"] = zone
         return endpoint, ports
 
-    def _meta(self, service: Obj, when: str) -> Obj:
+    def _slice_metadata(self, service: Obj, when: str) -> Obj:
         """Labels, annotations and owner every slice of ``service`` carries."""
         md = service["metadata"]
         labels = {k: v for k, v in (md.get("labels") or {}).items() if k not in _RESERVED_LABELS}

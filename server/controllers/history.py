@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from edgek.kinds import Kind
+from edgek.objects import Obj
 from edgek.selectors import LabelSelector
 from edgek.status import ApiError
 from server.cache import ObjectCache
@@ -24,8 +25,6 @@ from server.controllers.podutil import (
     owner_reference,
 )
 from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
-
-Obj = dict[str, Any]
 
 #: Label on pods (and DaemonSet revisions) naming the revision they were made from.
 REVISION_HASH_LABEL = "controller-revision-hash"

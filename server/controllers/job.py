@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from edgek.objects import generate_name
+from edgek import objects
+from edgek.objects import Obj, generate_name
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_owner_uid
@@ -39,8 +40,6 @@ from server.controllers.podutil import (
 )
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
-
-Obj = dict[str, Any]
 
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
@@ -229,10 +228,6 @@ def _match_pod_conditions(status: Obj, patterns: list[Obj]) -> Obj | None:
 
 def _has_finalizer(pod: Obj) -> bool:
     return TRACKING_FINALIZER in (pod["metadata"].get("finalizers") or [])
-
-
-def _uid(obj: Obj) -> str:
-    return str(obj["metadata"].get("uid", ""))
 
 
 def _is_terminating(pod: Obj) -> bool:
@@ -446,7 +441,7 @@ class JobController(Controller):
             return
         self.queue.enqueue(key_of(job))
         if new is None:  # release the pods of a deleted Job
-            for pod in self.pods.by_index("owner", _uid(job)):
+            for pod in self.pods.by_index("owner", objects.uid(job)):
                 if _has_finalizer(pod):
                     self.queue.enqueue(_ORPHAN + key_of(pod))
 
@@ -469,7 +464,7 @@ class JobController(Controller):
         if ref is None or ref.get("kind") != "Job" or ref.get("apiVersion") != "batch/v1":
             return None
         job = self.jobs.get(pod["metadata"].get("namespace", ""), ref.get("name", ""))
-        if job is None or _uid(job) != ref.get("uid"):
+        if job is None or objects.uid(job) != ref.get("uid"):
             return None
         return job
 
@@ -517,9 +512,9 @@ class JobController(Controller):
     async def _release_finished(self, key: str, job: Obj) -> None:
         """A finished Job keeps no pod finalizers (a back-up for interrupted syncs)."""
         exp = self._expect.setdefault(key, _Expectations())
-        for pod in self.pods.by_index("owner", _uid(job)):
-            if _has_finalizer(pod) and _uid(pod) not in exp.finalizers:
-                exp.finalizers.add(_uid(pod))
+        for pod in self.pods.by_index("owner", objects.uid(job)):
+            if _has_finalizer(pod) and objects.uid(pod) not in exp.finalizers:
+                exp.finalizers.add(objects.uid(pod))
                 await self._remove_finalizer(pod)
 
     async def _sync(self, key: str, job: Obj) -> None:
@@ -531,8 +526,8 @@ class JobController(Controller):
         satisfied = exp.satisfied(self.expectations_ttl)
         pods = [
             p
-            for p in self.pods.by_index("owner", _uid(job))
-            if (controller_of(p) or {}).get("uid") == _uid(job)
+            for p in self.pods.by_index("owner", objects.uid(job))
+            if (controller_of(p) or {}).get("uid") == objects.uid(job)
         ]
         active_pods = [p for p in pods if is_pod_active(p)]
         ctx = _Sync(
@@ -555,8 +550,8 @@ class JobController(Controller):
                 p
                 for p in pods
                 if _has_finalizer(p)
-                and _uid(p) not in uncounted_uids
-                and _uid(p) not in ctx.expected_rm
+                and objects.uid(p) not in uncounted_uids
+                and objects.uid(p) not in ctx.expected_rm
                 and (not ctx.indexed or ctx.valid_index(p))
                 and phase_check(p)
             ]
@@ -875,7 +870,9 @@ class JobController(Controller):
         if ctx.indexed:
             pods = sorted(pods, key=lambda p: completion_index(p) or 0)
         with_finalizer = {
-            _uid(p) for p in pods if _has_finalizer(p) and _uid(p) not in ctx.expected_rm
+            objects.uid(p)
+            for p in pods
+            if _has_finalizer(p) and objects.uid(p) not in ctx.expected_rm
         }
         needs_flush = _move_uncounted(status, with_finalizer) or needs_flush
         uncounted = status["uncountedTerminatedPods"]
@@ -886,7 +883,7 @@ class JobController(Controller):
         release: list[Obj] = []
         new_indexes: list[int] = []
         for pod in pods:
-            uid = _uid(pod)
+            uid = objects.uid(pod)
             if not _has_finalizer(pod) or uid in ctx.expected_rm:
                 continue
             failed = ctx.pod_failed(pod)
@@ -946,14 +943,14 @@ class JobController(Controller):
         error: ApiError | None = None
         exp = self._expect.setdefault(ctx.key, _Expectations())
         for pod in release:
-            exp.finalizers.add(_uid(pod))
+            exp.finalizers.add(objects.uid(pod))
             try:
                 await self._remove_finalizer(pod)
             except ApiError as e:
-                exp.finalizers.discard(_uid(pod))
+                exp.finalizers.discard(objects.uid(pod))
                 error = error or e
                 continue
-            with_finalizer.discard(_uid(pod))
+            with_finalizer.discard(objects.uid(pod))
         needs_flush = _move_uncounted(ctx.status, with_finalizer)
         if error is not None:
             if needs_flush:

@@ -25,8 +25,8 @@ is one to remove).
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Any
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.controllers.volumebinding import (
@@ -46,8 +46,6 @@ from server.controllers.volumebinding import (
     pod_terminated,
 )
 from server.registry.store import DeleteOptions
-
-Obj = dict[str, Any]
 
 PROVISIONER = "rancher.io/local-path"
 CLASS_NAME = "local-path"

@@ -9,8 +9,7 @@ namespace is checked again after a growing delay.
 
 from __future__ import annotations
 
-from typing import Any
-
+from edgek.objects import Obj
 from edgek.status import ApiError
 from server.controllers.runtime import Controller, ControllerContext
 from server.registry.store import DeleteOptions, ListOptions, WriteOptions
@@ -19,8 +18,6 @@ FINALIZER = "kubernetes"
 #: Re-check delays of a namespace whose contents are still going: 0.2 s doubling to 10 s.
 FIRST_WAIT = 0.2
 LONGEST_WAIT = 10.0
-
-Obj = dict[str, Any]
 
 
 def _terminating(obj: Obj | None) -> bool:

@@ -24,16 +24,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_node_name
 from server.controllers.runtime import Controller, ControllerContext
 
 log = logging.getLogger("edgek.controllers.nodelifecycle")
-
-Obj = dict[str, Any]
 
 LEASE_NAMESPACE = "kube-node-lease"
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"

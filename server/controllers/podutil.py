@@ -6,18 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 from edgek.kinds import Kind
-from edgek.objects import clone
+from edgek.objects import Obj, clone
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from edgek.timefmt import parse_time
 from server.cache import ObjectCache
 from server.controllers.runtime import key_of
 from server.registry.store import Mutation, ObjectStore, WriteOptions
-
-Obj = dict[str, Any]
 
 
 def owner_reference(owner: Obj, api_version: str, kind: str, *, controller: bool = True) -> Obj:

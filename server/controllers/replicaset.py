@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edgek import objects
+from edgek.objects import Obj
 from edgek.selectors import LabelSelector
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
@@ -36,8 +38,6 @@ from server.controllers.podutil import (
 )
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
-
-Obj = dict[str, Any]
 
 #: Most pods created or deleted by one reconcile (upstream ``BurstReplicas``).
 BURST_REPLICAS = 500
@@ -129,10 +129,6 @@ async def slow_start_batch(count: int, initial: int, fn: Callable[[], Awaitable[
         remaining -= batch
         batch = min(remaining, 2 * batch)
     return successes
-
-
-def _labels(obj: Obj) -> dict[str, str]:
-    return obj["metadata"].get("labels") or {}
 
 
 def _pod_key(pod: Obj) -> str:
@@ -231,7 +227,7 @@ class ReplicaSetController(Controller):
         return rs
 
     def _matching_rss(self, pod: Obj) -> list[Obj]:
-        labels = _labels(pod)
+        labels = objects.labels(pod)
         if not labels:
             return []
         found = []
@@ -248,7 +244,7 @@ class ReplicaSetController(Controller):
             return
         if new["metadata"].get("deletionTimestamp"):
             self._pod_gone(new)
-            if old is not None and _labels(old) != _labels(new):
+            if old is not None and objects.labels(old) != objects.labels(new):
                 self._pod_gone(old)
             return
         ref = controller_of(new)
@@ -275,7 +271,7 @@ class ReplicaSetController(Controller):
             if min_ready > 0 and not is_pod_ready(old) and is_pod_ready(new):
                 self.queue.enqueue_after(key_of(rs), min_ready + 1)
             return
-        if _labels(old) != _labels(new) or old_ref != ref:
+        if objects.labels(old) != objects.labels(new) or old_ref != ref:
             for rs in self._matching_rss(new):
                 self.queue.enqueue(key_of(rs))
 
@@ -319,14 +315,14 @@ class ReplicaSetController(Controller):
         for pod in owned:
             if not is_pod_active(pod):
                 continue
-            if selector.matches(_labels(pod)):
+            if selector.matches(objects.labels(pod)):
                 claimed.append(pod)
             else:
                 await release(self.ctx.objects, self.pod_kind, pod, uid, self.write_options())
         if rs["metadata"].get("deletionTimestamp") or selector.empty:
             return claimed
         for pod in orphans:
-            if is_pod_active(pod) and selector.matches(_labels(pod)):
+            if is_pod_active(pod) and selector.matches(objects.labels(pod)):
                 adopted = await adopt(
                     self.ctx.objects,
                     self.pod_kind,
@@ -436,7 +432,9 @@ class ReplicaSetController(Controller):
         ) or {}
         min_ready = int(rs["spec"].get("minReadySeconds") or 0)
         fully_labeled = sum(
-            1 for p in pods if all(_labels(p).get(k) == v for k, v in template_labels.items())
+            1
+            for p in pods
+            if all(objects.labels(p).get(k) == v for k, v in template_labels.items())
         )
         ready = sum(1 for p in pods if is_pod_ready(p))
         available = sum(1 for p in pods if is_pod_available(p, min_ready, now))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from server.cache import ObjectCache
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
@@ -19,8 +20,6 @@ from server.registry.quota import (
     kind_of_resource_name,
     namespace_usage,
 )
-
-Obj = dict[str, Any]
 
 RESYNC = 300.0
 #: Kinds watched from the start; others (``count/<resource>.<group>``) once a quota names them.

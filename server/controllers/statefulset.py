@@ -18,8 +18,8 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any
 
+from edgek.objects import Obj
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from server.cache import index_owner_uid
@@ -37,8 +37,6 @@ from server.controllers.runtime import Controller, ControllerContext, key_of, sp
 from server.registry.store import DeleteOptions
 
 log = logging.getLogger("edgek.controllers.statefulset")
-
-Obj = dict[str, Any]
 
 API_VERSION = "apps/v1"
 KIND = "StatefulSet"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_node_name
@@ -24,8 +24,6 @@ from server.registry.store import DeleteOptions
 from server.scheduler.nodematch import toleration_matches
 
 log = logging.getLogger("edgek.controllers.tainteviction")
-
-Obj = dict[str, Any]
 
 COMPONENT = "taint-eviction-controller"
 

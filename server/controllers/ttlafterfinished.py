@@ -5,15 +5,13 @@ propagation so the garbage collector removes its pods."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from edgek.timefmt import parse_time
 from server.controllers.job import finished_condition
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
-
-Obj = dict[str, Any]
 
 
 def expires_at(job: Obj) -> datetime | None:

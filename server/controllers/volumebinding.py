@@ -34,12 +34,11 @@ from fractions import Fraction
 from typing import Any
 
 from edgek.kinds import Kind
+from edgek.objects import Obj
 from edgek.quantity import parse_quantity
 from edgek.selectors import SelectorError, label_selector_from_object
 from server.cache import ObjectCache
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-
-Obj = dict[str, Any]
 
 ANN_BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
 ANN_BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"

@@ -14,11 +14,11 @@ import asyncio
 import copy
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from edgek import objects as objutil
 from edgek import status
 from edgek.kinds import Kind, Registry
+from edgek.objects import Obj
 from edgek.selectors import SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from edgek.timefmt import format_time
@@ -27,8 +27,6 @@ from server.apiserver.resources import Action
 from server.controllers.disruption import update_disruption_allowed_condition
 from server.controllers.podutil import is_pod_ready
 from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
-
-Obj = dict[str, Any]
 
 #: Upstream MaxDisruptedPodSize: evictions approved but not yet seen by the controller.
 MAX_DISRUPTED_PODS = 2000

@@ -15,12 +15,12 @@ from typing import Any
 
 from edgek import status
 from edgek.kinds import Kind
+from edgek.objects import Obj
 from edgek.validation import validate
 from server.cache import ObjectCache
 from server.registry.quota import forbidden, format_qty, parse_qty, pod_totals
 from server.registry.store import Undo
 
-Obj = dict[str, Any]
 ANNOTATION = "kubernetes.io/limit-ranger"
 
 

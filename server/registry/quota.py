@@ -22,13 +22,13 @@ from typing import Any
 
 from edgek import objects as objutil
 from edgek.kinds import Kind
+from edgek.objects import Obj
 from edgek.quantity import parse_quantity
 from edgek.status import ApiError
 from edgek.timefmt import parse_time
 from server.cache import ObjectCache
 from server.registry.store import ObjectStore, Undo
 
-Obj = dict[str, Any]
 #: A resource list: name -> (value, format), format one of BinarySI, DecimalSI, DecimalExponent.
 Resources = dict[str, tuple[Fraction, str]]
 CacheFor = Callable[[str, str], "ObjectCache | None"]

@@ -277,7 +277,7 @@ class ObjectStore:
     ) -> dict[str, Any]:
         """Create an object (namespace lifecycle, metadata, defaults, validation,
         managedFields)."""
-        md = objects.meta(obj)
+        md = objects.ensure_meta(obj)
         if self.namespace_lifecycle:
             await namespacelifecycle.admit_create(self.store, kind, namespace, obj)
         if not md.get("name") and md.get("generateName"):
@@ -338,7 +338,7 @@ class ObjectStore:
     ) -> tuple[dict[str, Any], bool]:
         """Replace an object (PUT). Returns (object, created). A resourceVersion in the body is a
         precondition; an update that changes nothing is not written."""
-        wanted_rv = objects.meta(obj).get("resourceVersion")
+        wanted_rv = objects.ensure_meta(obj).get("resourceVersion")
         for _attempt in range(_UPDATE_RETRIES):
             old = await self.try_get(kind, namespace, name)
             if old is None:
@@ -381,7 +381,7 @@ class ObjectStore:
                 return await self.create(kind, namespace, desired, opts), True
             if desired is None:
                 return old, False
-            wanted_rv = objects.meta(desired).get("resourceVersion")
+            wanted_rv = objects.ensure_meta(desired).get("resourceVersion")
             if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
                 raise status.conflict(kind.group_resource, name)
             try:
@@ -427,7 +427,7 @@ class ObjectStore:
                 raise status.conflict(kind.group_resource, name, why)
             new = objects.clone(current)
             mutate(new)
-            new_md = objects.meta(new)
+            new_md = objects.ensure_meta(new)
             for identity in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
                 if identity in md:
                     new_md[identity] = md[identity]
@@ -458,7 +458,7 @@ class ObjectStore:
         new: dict[str, Any],
         opts: WriteOptions,
     ) -> dict[str, Any]:
-        md, old_md = objects.meta(new), old["metadata"]
+        md, old_md = objects.ensure_meta(new), old["metadata"]
         name = old_md["name"]
         if md.get("name", name) != name:
             raise status.bad_request(
