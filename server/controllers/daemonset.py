@@ -18,7 +18,6 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from edgek.objects import Obj
@@ -26,6 +25,12 @@ from edgek.selectors import LabelSelector, SelectorError, label_selector_from_ob
 from edgek.status import ApiError
 from server.cache import index_owner_uid
 from server.controllers import history
+from server.controllers.expectations import (
+    SLOW_START_INITIAL_BATCH,
+    Expectations,
+    SlowStartError,
+    slow_start_batch,
+)
 from server.controllers.podutil import (
     controller_keys,
     is_pod_available,
@@ -59,8 +64,6 @@ HOST_NETWORK_TOLERATION = ("node.kubernetes.io/network-unavailable", "NoSchedule
 
 #: Back-off for replacing failed daemon pods on one node (upstream 1 s doubling to 15 min).
 _FAILED_BACKOFF = (1.0, 900.0)
-#: How long unobserved creations/deletions hold a DaemonSet's pod changes back.
-_EXPECTATION_TTL = 300.0
 #: Per node name: (should run a daemon pod, may keep running one).
 _Placement = dict[str, tuple[bool, bool]]
 _OMIT_ZERO = (
@@ -181,16 +184,6 @@ def _creation_order(pod: Obj) -> tuple[bool, str, str]:
     return unbound, md.get("creationTimestamp") or "", md["name"]
 
 
-@dataclass
-class _Expectations:
-    """Pod writes of one DaemonSet the cache has not shown yet (no pod changes until it
-    has, so a stale cache never doubles pods or exceeds maxUnavailable)."""
-
-    created: set[str] = field(default_factory=set)  # pod names
-    deleted: set[str] = field(default_factory=set)  # pod uids
-    since: float = 0.0
-
-
 class DaemonSetController(Controller):
     """Keeps one pod per eligible node for every DaemonSet."""
 
@@ -211,7 +204,7 @@ class DaemonSetController(Controller):
         self.pods.on_event(self._pod_event)
         self.revisions.on_event(self._revision_event)
         self.nodes.on_event(self._node_event)
-        self._expect: dict[str, _Expectations] = {}
+        self.expectations = Expectations()
         self._backoff: dict[tuple[str, str], tuple[float, float]] = {}  # -> (delay, last)
 
     # -- event handlers ------------------------------------------------------------
@@ -221,7 +214,7 @@ class DaemonSetController(Controller):
         if obj is None:
             return
         if new is None:
-            self._expect.pop(key_of(obj), None)
+            self.expectations.forget(key_of(obj))
         self.queue.enqueue(key_of(obj))
 
     def _pod_event(self, old: Obj | None, new: Obj | None) -> None:
@@ -229,14 +222,7 @@ class DaemonSetController(Controller):
             if obj is None:
                 continue
             for key in controller_keys(obj, KIND, self.sets):
-                exp = self._expect.get(key)
-                if exp is not None:
-                    md = obj["metadata"]
-                    if new is not None and old is None:
-                        exp.created.discard(md["name"])
-                    if new is None or is_pod_terminating(obj):
-                        exp.deleted.discard(md.get("uid", ""))
-                        exp.created.discard(md["name"])
+                self.expectations.observe(key, old, new)
                 self.queue.enqueue(key)
 
     def _revision_event(self, old: Obj | None, new: Obj | None) -> None:
@@ -257,7 +243,7 @@ class DaemonSetController(Controller):
         namespace, name = split_key(key)
         ds = self.sets.get(namespace, name)
         if ds is None:
-            self._expect.pop(key, None)
+            self.expectations.forget(key)
             return
         if ds["metadata"].get("deletionTimestamp"):
             return
@@ -284,17 +270,15 @@ class DaemonSetController(Controller):
 
     def _satisfied(self, key: str, pods: list[Obj]) -> bool:
         """Whether the cache shows every pod this loop created or deleted for ``key``."""
-        exp = self._expect.get(key)
-        if exp is None:
-            return True
-        by_name = {p["metadata"]["name"]: p for p in pods}
-        by_uid = {p["metadata"].get("uid", ""): p for p in pods}
-        exp.created = {n for n in exp.created if n not in by_name}
-        exp.deleted = {u for u in exp.deleted if u in by_uid and not is_pod_terminating(by_uid[u])}
-        if (exp.created or exp.deleted) and time.monotonic() - exp.since < _EXPECTATION_TTL:
-            return False
-        del self._expect[key]
-        return True
+        exp = self.expectations.get(key)
+        if exp is not None:  # writes whose events came before the write returned
+            by_name = {p["metadata"]["name"]: p for p in pods}
+            by_uid = {p["metadata"].get("uid", ""): p for p in pods}
+            exp.created = {n for n in exp.created if n not in by_name}
+            exp.deleted = {
+                u for u in exp.deleted if u in by_uid and not is_pod_terminating(by_uid[u])
+            }
+        return self.expectations.satisfied(key)
 
     # -- pods per node -------------------------------------------------------------------
 
@@ -476,8 +460,8 @@ class DaemonSetController(Controller):
         """Delete ``delete`` and create a pod for each node in ``create``."""
         if not delete and not create:
             return
-        exp = self._expect.setdefault(key, _Expectations())
-        exp.since = time.monotonic()
+        exp = self.expectations.entry(key)
+        exp.touch()
         template = self._pod_template(ds, hash_)
         namespace = ds["metadata"].get("namespace", "")
         names = {n["metadata"]["name"] for n in self.nodes.items()}
@@ -493,8 +477,7 @@ class DaemonSetController(Controller):
                 )
             except ApiError as e:
                 self.record(ds, "Warning", "FailedCreate", f"Error creating: {e.message}")
-                errors.append(e)
-                return
+                raise
             exp.created.add(created["metadata"]["name"])
             self.record(
                 ds, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}"
@@ -521,11 +504,15 @@ class DaemonSetController(Controller):
             exp.deleted.add(md.get("uid", ""))
             self.record(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {md['name']}")
 
-        batch, i = 1, 0
-        while i < len(create) and not errors:  # slow start: batches of 1, 2, 4, ...
-            await asyncio.gather(*(create_one(n) for n in create[i : i + batch]))
-            i += batch
-            batch *= 2
+        nodes = iter(create)
+        try:
+            await slow_start_batch(
+                len(create), SLOW_START_INITIAL_BATCH, lambda: create_one(next(nodes))
+            )
+        except SlowStartError as e:
+            if not isinstance(e.error, ApiError):
+                raise e.error from None
+            errors.append(e.error)
         await asyncio.gather(*(delete_one(p) for p in delete))
         if errors:
             raise errors[0]

@@ -18,9 +18,7 @@ orphan pods that match the selector.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +29,13 @@ from edgek.objects import Obj, generate_name
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_owner_uid
+from server.controllers.expectations import (
+    SLOW_START_INITIAL_BATCH,
+    Expectation,
+    Expectations,
+    SlowStartError,
+    slow_start_batch,
+)
 from server.controllers.podutil import (
     controller_of,
     is_pod_active,
@@ -317,40 +322,6 @@ class BackoffRecord:
 
 
 @dataclass
-class _Expectations:
-    """Writes not yet seen in the pod cache, so a sync does not act on stale state."""
-
-    creates: set[str] = field(default_factory=set)  # pod names
-    deletes: set[str] = field(default_factory=set)  # pod uids
-    finalizers: set[str] = field(default_factory=set)  # pod uids losing the finalizer
-    since: float = field(default_factory=time.monotonic)
-
-    def observe(self, old: Obj | None, new: Obj | None) -> None:
-        pod = new if new is not None else old
-        if pod is None:
-            return
-        md = pod["metadata"]
-        if old is None or new is None:
-            self.creates.discard(md["name"])
-        if new is None or md.get("deletionTimestamp"):
-            self.deletes.discard(md.get("uid", ""))
-        if new is None or not _has_finalizer(new):
-            self.finalizers.discard(md.get("uid", ""))
-
-    def satisfied(self, ttl: float) -> bool:
-        if not self.creates and not self.deletes:
-            return True
-        if time.monotonic() - self.since > ttl:  # a lost event: stop waiting for it
-            self.creates.clear()
-            self.deletes.clear()
-            return True
-        return False
-
-    def touch(self) -> None:
-        self.since = time.monotonic()
-
-
-@dataclass
 class _Sync:
     """State of one sync of one Job."""
 
@@ -417,8 +388,6 @@ class JobController(Controller):
     #: Back-off before replacing failed pods: base * 2**(failures-1), capped.
     backoff_base: ClassVar[float] = 10.0
     backoff_max: ClassVar[float] = 360.0
-    #: How long to wait for the cache to show this loop's own pod writes.
-    expectations_ttl: ClassVar[float] = 300.0
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
@@ -430,7 +399,7 @@ class JobController(Controller):
         self.jobs.on_event(self._job_event)
         self.pods.on_event(self._pod_event)
         self._backoff: dict[str, BackoffRecord] = {}
-        self._expect: dict[str, _Expectations] = {}
+        self.expectations = Expectations(finalizer=TRACKING_FINALIZER)
         self._written: dict[str, int] = {}  # resourceVersion of this loop's last status write
 
     # -- events -------------------------------------------------------------
@@ -452,9 +421,7 @@ class JobController(Controller):
         job = self._owning_job(pod)
         if job is not None:
             key = key_of(job)
-            exp = self._expect.get(key)
-            if exp is not None:
-                exp.observe(old, new)
+            self.expectations.observe(key, old, new)
             self.queue.enqueue(key)
         elif new is not None and _has_finalizer(new):
             self.queue.enqueue(_ORPHAN + key_of(new))
@@ -484,7 +451,7 @@ class JobController(Controller):
         job = self.jobs.get(ns, name)
         if job is None:
             self._backoff.pop(key, None)
-            self._expect.pop(key, None)
+            self.expectations.forget(key)
             self._written.pop(key, None)
             return
         if int(job["metadata"]["resourceVersion"]) < self._written.get(key, 0):
@@ -511,7 +478,7 @@ class JobController(Controller):
 
     async def _release_finished(self, key: str, job: Obj) -> None:
         """A finished Job keeps no pod finalizers (a back-up for interrupted syncs)."""
-        exp = self._expect.setdefault(key, _Expectations())
+        exp = self.expectations.entry(key)
         for pod in self.pods.by_index("owner", objects.uid(job)):
             if _has_finalizer(pod) and objects.uid(pod) not in exp.finalizers:
                 exp.finalizers.add(objects.uid(pod))
@@ -522,8 +489,7 @@ class JobController(Controller):
         spec, md = job["spec"], job["metadata"]
         status = job.setdefault("status", {})
         status.setdefault("uncountedTerminatedPods", {})
-        exp = self._expect.setdefault(key, _Expectations())
-        satisfied = exp.satisfied(self.expectations_ttl)
+        satisfied = self.expectations.satisfied(key)
         pods = [
             p
             for p in self.pods.by_index("owner", objects.uid(job))
@@ -538,7 +504,7 @@ class JobController(Controller):
             ready=sum(1 for p in active_pods if is_pod_ready(p)),
             terminating=sum(1 for p in pods if _is_terminating(p)),
             succeeded=0,
-            expected_rm=set(exp.finalizers),
+            expected_rm=set(self.expectations.entry(key).finalizers),
             backoff=self._backoff.get(key, BackoffRecord()),
         )
         uncounted = status["uncountedTerminatedPods"]
@@ -753,27 +719,18 @@ class JobController(Controller):
 
     async def _create_pods(self, ctx: _Sync, indexes: list[int | None]) -> int:
         """Create pods in slow-start batches (1, 2, 4, ...); returns how many were made."""
-        exp = self._expect.setdefault(ctx.key, _Expectations())
-        created, batch, pending = 0, 1, list(indexes)
-        errors: list[ApiError] = []
-        while pending and not errors:
-            chunk, pending = pending[:batch], pending[batch:]
-            results = await asyncio.gather(
-                *(self._create_pod(ctx, ix, exp) for ix in chunk), return_exceptions=True
+        exp = self.expectations.entry(ctx.key)
+        pending = iter(indexes)
+        try:
+            return await slow_start_batch(
+                len(indexes),
+                SLOW_START_INITIAL_BATCH,
+                lambda: self._create_pod(ctx, next(pending), exp),
             )
-            for result in results:
-                if isinstance(result, ApiError):
-                    errors.append(result)
-                elif isinstance(result, BaseException):
-                    raise result
-                else:
-                    created += 1
-            batch *= 2
-        if errors:
-            raise errors[0]
-        return created
+        except SlowStartError as e:
+            raise e.error from None
 
-    async def _create_pod(self, ctx: _Sync, index: int | None, exp: _Expectations) -> None:
+    async def _create_pod(self, ctx: _Sync, index: int | None, exp: Expectation) -> None:
         job = ctx.job
         job_name = job["metadata"]["name"]
         template = copy.deepcopy(job["spec"]["template"])
@@ -791,14 +748,14 @@ class JobController(Controller):
             prefix = job_name[: _MAX_GENERATED_PREFIX - len(suffix)] + suffix
         name = generate_name(prefix[:_MAX_GENERATED_PREFIX])
         pod = pod_from_template(template, job, "batch/v1", "Job", name=name)
-        exp.creates.add(name)
+        exp.created.add(name)
         exp.touch()
         try:
             await self.ctx.objects.create(
                 self.pods_kind, job["metadata"]["namespace"], pod, self.write_options()
             )
         except ApiError as e:
-            exp.creates.discard(name)
+            exp.created.discard(name)
             self._event(job, "Warning", "FailedCreate", f"Error creating: {e.message}")
             raise
         self._event(job, "Normal", "SuccessfulCreate", f"Created pod: {name}")
@@ -808,12 +765,12 @@ class JobController(Controller):
     ) -> tuple[int, int]:
         """Delete pods; (ready ones deleted, all deleted). Pods of a failing Job keep the
         finalizer, to be counted as failed; pods removed otherwise are not counted."""
-        exp = self._expect.setdefault(ctx.key, _Expectations())
+        exp = self.expectations.entry(ctx.key)
         ready = deleted = 0
         errors: list[ApiError] = []
         for pod in pods:
             md = pod["metadata"]
-            exp.deletes.add(md["uid"])
+            exp.deleted.add(md["uid"])
             exp.touch()
             try:
                 if not keep_finalizer and _has_finalizer(pod):
@@ -825,7 +782,7 @@ class JobController(Controller):
                     DeleteOptions(precondition_uid=md["uid"]),
                 )
             except ApiError as e:
-                exp.deletes.discard(md["uid"])
+                exp.deleted.discard(md["uid"])
                 if e.code != 404:
                     errors.append(e)
                     self._event(ctx.job, "Warning", "FailedDelete", f"Error deleting: {e.message}")
@@ -941,7 +898,7 @@ class JobController(Controller):
             self._backoff[ctx.key] = ctx.backoff
             needs_flush = False
         error: ApiError | None = None
-        exp = self._expect.setdefault(ctx.key, _Expectations())
+        exp = self.expectations.entry(ctx.key)
         for pod in release:
             exp.finalizers.add(objects.uid(pod))
             try:

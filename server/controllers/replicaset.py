@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +21,12 @@ from edgek.selectors import LabelSelector
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_owner_uid
+from server.controllers.expectations import (
+    SLOW_START_INITIAL_BATCH,
+    Expectations,
+    SlowStartError,
+    slow_start_batch,
+)
 from server.controllers.podutil import (
     adopt,
     controller_of,
@@ -41,10 +44,6 @@ from server.registry.store import DeleteOptions
 
 #: Most pods created or deleted by one reconcile (upstream ``BurstReplicas``).
 BURST_REPLICAS = 500
-#: First slow-start batch (upstream ``SlowStartInitialBatchSize``).
-SLOW_START_INITIAL_BATCH = 1
-#: Expectations older than this are given up on (upstream ``ExpectationsTimeout``).
-EXPECTATIONS_TIMEOUT = 300.0
 #: Pod annotation ranking pods for scale-down (lower cost goes first).
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 #: Pod-cache index of pods without a controller, by namespace.
@@ -59,80 +58,6 @@ def index_orphan_namespace(pod: Obj) -> list[str]:
     if controller_of(pod) is None:
         return [pod["metadata"].get("namespace", "")]
     return []
-
-
-@dataclass
-class _Expectation:
-    adds: int = 0
-    deletes: set[str] = field(default_factory=set)
-    since: float = field(default_factory=time.monotonic)
-
-
-class Expectations:
-    """Pod creations and deletions a controller made and its cache has not shown yet, per
-    owner key (upstream ``UIDTrackingControllerExpectations``)."""
-
-    def __init__(self, timeout: float = EXPECTATIONS_TIMEOUT) -> None:
-        self.timeout = timeout
-        self._items: dict[str, _Expectation] = {}
-
-    def satisfied(self, key: str) -> bool:
-        """Whether the cache has caught up (or the expectation expired)."""
-        exp = self._items.get(key)
-        if exp is None:
-            return True
-        if (exp.adds <= 0 and not exp.deletes) or time.monotonic() - exp.since > self.timeout:
-            del self._items[key]
-            return True
-        return False
-
-    def expect_creations(self, key: str, count: int) -> None:
-        self._items[key] = _Expectation(adds=count)
-
-    def expect_deletions(self, key: str, pod_keys: list[str]) -> None:
-        self._items[key] = _Expectation(deletes=set(pod_keys))
-
-    def creation_observed(self, key: str, count: int = 1) -> None:
-        exp = self._items.get(key)
-        if exp is not None:
-            exp.adds -= count
-
-    def deletion_observed(self, key: str, pod_key: str) -> None:
-        exp = self._items.get(key)
-        if exp is not None:
-            exp.deletes.discard(pod_key)
-
-    def forget(self, key: str) -> None:
-        self._items.pop(key, None)
-
-
-class SlowStartError(Exception):
-    """A slow-start batch failed: how many calls succeeded, and the first error."""
-
-    def __init__(self, successes: int, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.successes = successes
-        self.error = error
-
-
-async def slow_start_batch(count: int, initial: int, fn: Callable[[], Awaitable[None]]) -> int:
-    """Call ``fn`` ``count`` times in concurrent batches of growing size (1, 2, 4, ...),
-    stopping after the first batch with a failure (upstream ``slowStartBatch``). Returns the
-    number of calls made; raises ``SlowStartError`` (successes so far, first error) on failure."""
-    successes, remaining, batch = 0, count, min(count, initial)
-    while batch > 0:
-        results = await asyncio.gather(*(fn() for _ in range(batch)), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        successes += batch - len(errors)
-        if errors:
-            raise SlowStartError(successes, errors[0])
-        remaining -= batch
-        batch = min(remaining, 2 * batch)
-    return successes
-
-
-def _pod_key(pod: Obj) -> str:
-    return key_of(pod)
 
 
 def _log_rank(age_seconds: float) -> int:
@@ -278,7 +203,7 @@ class ReplicaSetController(Controller):
     def _pod_gone(self, pod: Obj) -> None:
         rs = self._owner_rs(pod, controller_of(pod))
         if rs is not None:
-            self.expectations.deletion_observed(key_of(rs), _pod_key(pod))
+            self.expectations.deletion_observed(key_of(rs), objects.uid(pod))
             self.queue.enqueue(key_of(rs))
 
     # -- reconcile -------------------------------------------------------------------------
@@ -366,7 +291,7 @@ class ReplicaSetController(Controller):
         if diff > 0:
             count = min(diff, BURST_REPLICAS)
             victims = deletion_order(pods, self._related_pods(rs), self.ctx.clock())[:count]
-            self.expectations.expect_deletions(key, [_pod_key(p) for p in victims])
+            self.expectations.expect_deletions(key, [objects.uid(p) for p in victims])
             results = await asyncio.gather(
                 *(self._delete_pod(key, rs, p) for p in victims), return_exceptions=True
             )
@@ -404,7 +329,7 @@ class ReplicaSetController(Controller):
                 DeleteOptions(precondition_uid=md.get("uid", "")),
             )
         except ApiError as e:
-            self.expectations.deletion_observed(key, _pod_key(pod))
+            self.expectations.deletion_observed(key, objects.uid(pod))
             if e.code == 404:
                 return
             self._event(rs, "Warning", "FailedDelete", f"Error deleting: {e.message}")

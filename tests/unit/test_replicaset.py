@@ -12,11 +12,10 @@ import pytest
 
 from edgek.status import ApiError
 from edgek.timefmt import format_time
+from server.controllers.expectations import SlowStartError, slow_start_batch
 from server.controllers.replicaset import (
     ReplicaSetController,
-    SlowStartError,
     deletion_order,
-    slow_start_batch,
 )
 from server.registry.store import DeleteOptions, WriteOptions
 from tests.manifests import workload
