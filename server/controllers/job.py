@@ -486,97 +486,21 @@ class JobController(Controller):
 
     async def _sync(self, key: str, job: Obj) -> None:
         now = self.ctx.clock()
-        spec, md = job["spec"], job["metadata"]
         status = job.setdefault("status", {})
         status.setdefault("uncountedTerminatedPods", {})
         satisfied = self.expectations.satisfied(key)
-        pods = [
-            p
-            for p in self.pods.by_index("owner", objects.uid(job))
-            if (controller_of(p) or {}).get("uid") == objects.uid(job)
-        ]
-        active_pods = [p for p in pods if is_pod_active(p)]
-        ctx = _Sync(
-            key=key,
-            job=job,
-            pods=pods,
-            active_pods=active_pods,
-            ready=sum(1 for p in active_pods if is_pod_ready(p)),
-            terminating=sum(1 for p in pods if _is_terminating(p)),
-            succeeded=0,
-            expected_rm=set(self.expectations.entry(key).finalizers),
-            backoff=self._backoff.get(key, BackoffRecord()),
-        )
-        uncounted = status["uncountedTerminatedPods"]
-        unc_succeeded = set(uncounted.get("succeeded") or [])
-        unc_failed = set(uncounted.get("failed") or [])
-
-        def new_finished(uncounted_uids: set[str], phase_check: Callable[[Obj], bool]) -> list[Obj]:
-            return [
-                p
-                for p in pods
-                if _has_finalizer(p)
-                and objects.uid(p) not in uncounted_uids
-                and objects.uid(p) not in ctx.expected_rm
-                and (not ctx.indexed or ctx.valid_index(p))
-                and phase_check(p)
-            ]
-
-        new_succeeded = new_finished(unc_succeeded, lambda p: pod_phase(p) == "Succeeded")
-        new_failed = new_finished(unc_failed, ctx.pod_failed)
-        policy = spec.get("podFailurePolicy")
-        counted_failed = sum(1 for p in new_failed if match_pod_failure_policy(policy, p)[1])
-        ctx.succeeded = int(status.get("succeeded") or 0) + len(new_succeeded) + len(unc_succeeded)
-        failed = int(status.get("failed") or 0) + counted_failed + len(unc_failed)
-        suspended = bool(spec.get("suspend"))
-        if not status.get("startTime") and not suspended:
+        ctx = self._new_sync(key, job)
+        failed = _count_finished(ctx)
+        if not status.get("startTime") and not ctx.spec.get("suspend"):
             status["startTime"] = format_time(now)
-        ctx.backoff = ctx.backoff.updated(new_succeeded, new_failed)
-
         ctx.finished = self._finish_reason(ctx, failed, now)
         if ctx.indexed:
-            completions = ctx.completions or 0
-            ctx.prev_indexes = parse_indexes(status.get("completedIndexes", ""), completions)
-            ctx.succeeded_indexes = ctx.prev_indexes | {
-                ix
-                for p in pods
-                if pod_phase(p) == "Succeeded"
-                and _has_finalizer(p)
-                and (ix := completion_index(p)) is not None
-                and ix < completions
-            }
-            ctx.succeeded = len(ctx.succeeded_indexes)
-
-        active = len(active_pods)
-        suspend_changed = False
+            _count_succeeded_indexes(ctx)
         if ctx.finished is not None:
-            deleted_ready, deleted = await self._delete_pods(ctx, active_pods, keep_finalizer=True)
-            if deleted != active or not satisfied:
-                ctx.finished = None  # wait for the cache to show every pod finishing
-            active -= deleted
-            ctx.terminating += deleted
-            ctx.ready -= deleted_ready
+            active = await self._stop_active(ctx, satisfied)
+            suspend_changed = False
         else:
-            managed = False
-            if satisfied and not md.get("deletionTimestamp"):
-                active = await self._manage(ctx)
-                managed = True
-            target = ctx.completions
-            if target is None:
-                complete = ctx.succeeded > 0 and active == 0
-            else:
-                complete = ctx.succeeded >= target and active == 0
-            if complete:
-                ctx.finished = _new_condition(
-                    "SuccessCriteriaMet",
-                    "True",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                    now,
-                )
-            elif managed:
-                suspend_changed = self._suspend_condition(ctx, suspended, now)
-
+            active, suspend_changed = await self._progress(ctx, satisfied, now)
         needs_flush = suspend_changed or (
             active != int(status.get("active") or 0)
             or ctx.ready != status.get("ready")
@@ -588,6 +512,61 @@ class JobController(Controller):
         await self._track(ctx, needs_flush)
         if ctx.error is not None:
             raise ctx.error
+
+    def _new_sync(self, key: str, job: Obj) -> _Sync:
+        """The sync state of ``job`` over the pods it controls."""
+        pods = [
+            p
+            for p in self.pods.by_index("owner", objects.uid(job))
+            if (controller_of(p) or {}).get("uid") == objects.uid(job)
+        ]
+        active_pods = [p for p in pods if is_pod_active(p)]
+        return _Sync(
+            key=key,
+            job=job,
+            pods=pods,
+            active_pods=active_pods,
+            ready=sum(1 for p in active_pods if is_pod_ready(p)),
+            terminating=sum(1 for p in pods if _is_terminating(p)),
+            succeeded=0,
+            expected_rm=set(self.expectations.entry(key).finalizers),
+            backoff=self._backoff.get(key, BackoffRecord()),
+        )
+
+    async def _stop_active(self, ctx: _Sync, satisfied: bool) -> int:
+        """Delete the active pods of a finishing Job; how many stay active."""
+        active = len(ctx.active_pods)
+        deleted_ready, deleted = await self._delete_pods(ctx, ctx.active_pods, keep_finalizer=True)
+        if deleted != active or not satisfied:
+            ctx.finished = None  # wait for the cache to show every pod finishing
+        ctx.terminating += deleted
+        ctx.ready -= deleted_ready
+        return active - deleted
+
+    async def _progress(self, ctx: _Sync, satisfied: bool, now: datetime) -> tuple[int, bool]:
+        """Manage the pods of a running Job and notice its completion; the active count,
+        and whether the Suspended condition changed."""
+        active = len(ctx.active_pods)
+        managed = satisfied and not ctx.job["metadata"].get("deletionTimestamp")
+        if managed:
+            active = await self._manage(ctx)
+        target = ctx.completions
+        if target is None:
+            complete = ctx.succeeded > 0 and active == 0
+        else:
+            complete = ctx.succeeded >= target and active == 0
+        if complete:
+            ctx.finished = _new_condition(
+                "SuccessCriteriaMet",
+                "True",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            )
+            return active, False
+        if managed:
+            return active, self._suspend_condition(ctx, bool(ctx.spec.get("suspend")), now)
+        return active, False
 
     def _finish_reason(self, ctx: _Sync, failed: int, now: datetime) -> Obj | None:
         """The condition the Job is heading for (None while it keeps running)."""
@@ -822,7 +801,6 @@ class JobController(Controller):
     async def _track(self, ctx: _Sync, needs_flush: bool) -> None:
         """Record finished pods as uncounted, release their finalizers, move them into the
         counters, and set the terminal condition once nothing is left to count."""
-        status, spec = ctx.status, ctx.spec
         pods = ctx.pods
         if ctx.indexed:
             pods = sorted(pods, key=lambda p: completion_index(p) or 0)
@@ -831,72 +809,29 @@ class JobController(Controller):
             for p in pods
             if _has_finalizer(p) and objects.uid(p) not in ctx.expected_rm
         }
-        needs_flush = _move_uncounted(status, with_finalizer) or needs_flush
-        uncounted = status["uncountedTerminatedPods"]
-        unc_succeeded: list[str] = list(uncounted.get("succeeded") or [])
-        unc_failed: list[str] = list(uncounted.get("failed") or [])
-        policy = spec.get("podFailurePolicy")
-        failing = ctx.finished is not None and ctx.finished["type"] != "SuccessCriteriaMet"
-        release: list[Obj] = []
-        new_indexes: list[int] = []
-        for pod in pods:
-            uid = objects.uid(pod)
-            if not _has_finalizer(pod) or uid in ctx.expected_rm:
-                continue
-            failed = ctx.pod_failed(pod)
-            if not (
-                ctx.job["metadata"].get("deletionTimestamp")
-                or ctx.finished is not None
-                or pod_phase(pod) == "Succeeded"
-                or failed
-            ):
-                continue
-            release.append(pod)
-            if pod_phase(pod) == "Succeeded" and uid not in unc_failed:
-                if ctx.indexed:
-                    ix = completion_index(pod)
-                    if ix is not None and ctx.valid_index(pod) and ix not in ctx.prev_indexes:
-                        new_indexes.append(ix)
-                        needs_flush = True
-                elif uid not in unc_succeeded:
-                    unc_succeeded.append(uid)
-                    needs_flush = True
-            elif (failed or failing) and uid not in unc_failed:
-                if ctx.indexed and not ctx.valid_index(pod):
-                    continue
-                if match_pod_failure_policy(policy, pod)[1]:
-                    unc_failed.append(uid)
-                    needs_flush = True
-        _set_uncounted(status, unc_succeeded, unc_failed)
-        if ctx.indexed:
-            ctx.succeeded_indexes |= set(new_indexes)
-            text = format_indexes(ctx.succeeded_indexes)
-            if text != status.get("completedIndexes", ""):
-                needs_flush = True
-            if text:
-                status["completedIndexes"] = text
-            else:
-                status.pop("completedIndexes", None)
-            _set_count(status, "succeeded", len(ctx.succeeded_indexes))
-        finished = ctx.finished
-        now = self.ctx.clock()
-        if finished is not None and finished["type"] == "FailureTarget":
-            status.setdefault("conditions", []).append(finished)
-            needs_flush = True
-            finished = _new_condition(
-                "Failed", "True", finished.get("reason", ""), finished.get("message", ""), now
-            )
-        if finished is not None and finished["type"] == "SuccessCriteriaMet":
-            if find_condition(ctx.job, "SuccessCriteriaMet") is None:
-                status.setdefault("conditions", []).append(finished)
-                needs_flush = True
-            finished = _new_condition(
-                "Complete", "True", finished.get("reason", ""), finished.get("message", ""), now
-            )
-        if needs_flush:
+        needs_flush = _move_uncounted(ctx.status, with_finalizer) or needs_flush
+        release, recorded = _record_finished(ctx, pods)
+        finished, interim = _terminal_condition(ctx, self.ctx.clock())
+        if needs_flush or recorded or interim:
             await self._write_status(ctx)
             self._backoff[ctx.key] = ctx.backoff
-            needs_flush = False
+        error = await self._release_finalizers(ctx, release, with_finalizer)
+        needs_flush = _move_uncounted(ctx.status, with_finalizer)
+        if error is not None:
+            if needs_flush:
+                await self._write_status(ctx)
+            raise error
+        done = finished is not None and self._enact(ctx, finished)
+        if done or needs_flush:
+            await self._write_status(ctx)
+        if done and finished is not None:
+            self._report_finished(ctx, finished)
+
+    async def _release_finalizers(
+        self, ctx: _Sync, release: list[Obj], with_finalizer: set[str]
+    ) -> ApiError | None:
+        """Drop the tracking finalizer of ``release`` (their uids leave ``with_finalizer``);
+        the first error, after trying every pod."""
         error: ApiError | None = None
         exp = self.expectations.entry(ctx.key)
         for pod in release:
@@ -908,29 +843,22 @@ class JobController(Controller):
                 error = error or e
                 continue
             with_finalizer.discard(objects.uid(pod))
-        needs_flush = _move_uncounted(ctx.status, with_finalizer)
-        if error is not None:
-            if needs_flush:
-                await self._write_status(ctx)
-            raise error
-        done = finished is not None and self._enact(ctx, finished)
-        if done or needs_flush:
-            await self._write_status(ctx)
-        if done and finished is not None:
-            if finished["type"] == "Complete":
-                completions = ctx.completions
-                if completions is not None and int(ctx.status.get("succeeded") or 0) > completions:
-                    self._event(
-                        ctx.job,
-                        "Warning",
-                        "TooManySucceededPods",
-                        "Too many succeeded pods running after completion count reached",
-                    )
-                self._event(ctx.job, "Normal", "Completed", "Job completed")
-            else:
-                self._event(
-                    ctx.job, "Warning", finished.get("reason", ""), finished.get("message", "")
-                )
+        return error
+
+    def _report_finished(self, ctx: _Sync, finished: Obj) -> None:
+        """The events of a Job that just got its terminal condition."""
+        if finished["type"] != "Complete":
+            self._event(ctx.job, "Warning", finished.get("reason", ""), finished.get("message", ""))
+            return
+        completions = ctx.completions
+        if completions is not None and int(ctx.status.get("succeeded") or 0) > completions:
+            self._event(
+                ctx.job,
+                "Warning",
+                "TooManySucceededPods",
+                "Too many succeeded pods running after completion count reached",
+            )
+        self._event(ctx.job, "Normal", "Completed", "Job completed")
 
     def _enact(self, ctx: _Sync, finished: Obj) -> bool:
         """Set the terminal condition once no pod is uncounted or terminating."""
@@ -976,6 +904,149 @@ def _past_backoff_on_failure(ctx: _Sync) -> bool:
                 restarts += sum(int(cs.get("restartCount") or 0) for cs in status.get(key) or [])
     limit = int(ctx.spec.get("backoffLimit", 6))
     return restarts > 0 if limit == 0 else restarts >= limit
+
+
+def _count_finished(ctx: _Sync) -> int:
+    """Count the pods that finished since the last status write into ``ctx.succeeded`` and
+    the back-off record; returns the failed count the backoffLimit compares with."""
+    status = ctx.status
+    uncounted = status["uncountedTerminatedPods"]
+    unc_succeeded = set(uncounted.get("succeeded") or [])
+    unc_failed = set(uncounted.get("failed") or [])
+
+    def new_finished(uncounted_uids: set[str], phase_check: Callable[[Obj], bool]) -> list[Obj]:
+        return [
+            p
+            for p in ctx.pods
+            if _has_finalizer(p)
+            and objects.uid(p) not in uncounted_uids
+            and objects.uid(p) not in ctx.expected_rm
+            and (not ctx.indexed or ctx.valid_index(p))
+            and phase_check(p)
+        ]
+
+    new_succeeded = new_finished(unc_succeeded, lambda p: pod_phase(p) == "Succeeded")
+    new_failed = new_finished(unc_failed, ctx.pod_failed)
+    policy = ctx.spec.get("podFailurePolicy")
+    counted_failed = sum(1 for p in new_failed if match_pod_failure_policy(policy, p)[1])
+    ctx.succeeded = int(status.get("succeeded") or 0) + len(new_succeeded) + len(unc_succeeded)
+    ctx.backoff = ctx.backoff.updated(new_succeeded, new_failed)
+    return int(status.get("failed") or 0) + counted_failed + len(unc_failed)
+
+
+def _count_succeeded_indexes(ctx: _Sync) -> None:
+    """Indexed Jobs count distinct succeeded indexes: the recorded ones and new ones."""
+    completions = ctx.completions or 0
+    ctx.prev_indexes = parse_indexes(ctx.status.get("completedIndexes", ""), completions)
+    ctx.succeeded_indexes = ctx.prev_indexes | {
+        ix
+        for p in ctx.pods
+        if pod_phase(p) == "Succeeded"
+        and _has_finalizer(p)
+        and (ix := completion_index(p)) is not None
+        and ix < completions
+    }
+    ctx.succeeded = len(ctx.succeeded_indexes)
+
+
+@dataclass
+class _Tally:
+    """Finished pods one sync records: uncounted uids, and new succeeded indexes."""
+
+    succeeded: list[str]
+    failed: list[str]
+    indexes: set[int] = field(default_factory=set)
+
+    def record_success(self, ctx: _Sync, pod: Obj) -> bool:
+        """Record a succeeded pod; whether it was new."""
+        if ctx.indexed:
+            ix = completion_index(pod)
+            if ix is None or not ctx.valid_index(pod) or ix in ctx.prev_indexes:
+                return False
+            self.indexes.add(ix)
+            return True
+        uid = objects.uid(pod)
+        if uid in self.succeeded:
+            return False
+        self.succeeded.append(uid)
+        return True
+
+    def record_failure(self, ctx: _Sync, pod: Obj) -> bool:
+        """Record a failed pod the failure policy counts; whether it was new."""
+        uid = objects.uid(pod)
+        if uid in self.failed or (ctx.indexed and not ctx.valid_index(pod)):
+            return False
+        if not match_pod_failure_policy(ctx.spec.get("podFailurePolicy"), pod)[1]:
+            return False
+        self.failed.append(uid)
+        return True
+
+
+def _releasable(ctx: _Sync, pod: Obj) -> bool:
+    """Whether the pod's tracking finalizer can go: it finished, or the Job is ending."""
+    if not _has_finalizer(pod) or objects.uid(pod) in ctx.expected_rm:
+        return False
+    return bool(
+        ctx.job["metadata"].get("deletionTimestamp")
+        or ctx.finished is not None
+        or pod_phase(pod) == "Succeeded"
+        or ctx.pod_failed(pod)
+    )
+
+
+def _record_finished(ctx: _Sync, pods: list[Obj]) -> tuple[list[Obj], bool]:
+    """Record newly finished pods in ``uncountedTerminatedPods`` (Indexed Jobs: in
+    ``completedIndexes``); the pods whose finalizers can go, and whether the status changed."""
+    uncounted = ctx.status["uncountedTerminatedPods"]
+    tally = _Tally(list(uncounted.get("succeeded") or []), list(uncounted.get("failed") or []))
+    failing = ctx.finished is not None and ctx.finished["type"] != "SuccessCriteriaMet"
+    release = [pod for pod in pods if _releasable(ctx, pod)]
+    changed = False
+    for pod in release:
+        if pod_phase(pod) == "Succeeded" and objects.uid(pod) not in tally.failed:
+            changed = tally.record_success(ctx, pod) or changed
+        elif failing or ctx.pod_failed(pod):
+            changed = tally.record_failure(ctx, pod) or changed
+    _set_uncounted(ctx.status, tally.succeeded, tally.failed)
+    if ctx.indexed:
+        changed = _record_completed_indexes(ctx, tally.indexes) or changed
+    return release, changed
+
+
+def _record_completed_indexes(ctx: _Sync, new: set[int]) -> bool:
+    """Add ``new`` to ``completedIndexes`` and the succeeded count; whether it changed."""
+    status = ctx.status
+    ctx.succeeded_indexes |= new
+    text = format_indexes(ctx.succeeded_indexes)
+    changed = text != status.get("completedIndexes", "")
+    if text:
+        status["completedIndexes"] = text
+    else:
+        status.pop("completedIndexes", None)
+    _set_count(status, "succeeded", len(ctx.succeeded_indexes))
+    return changed
+
+
+def _terminal_condition(ctx: _Sync, now: datetime) -> tuple[Obj | None, bool]:
+    """The terminal condition the Job is heading for, after adding the interim one
+    (``FailureTarget``, ``SuccessCriteriaMet``) to the status; whether one was added."""
+    finished, added = ctx.finished, False
+    if finished is None:
+        return None, False
+    if finished["type"] == "FailureTarget":
+        ctx.status.setdefault("conditions", []).append(finished)
+        added = True
+        finished = _new_condition(
+            "Failed", "True", finished.get("reason", ""), finished.get("message", ""), now
+        )
+    if finished["type"] == "SuccessCriteriaMet":
+        if find_condition(ctx.job, "SuccessCriteriaMet") is None:
+            ctx.status.setdefault("conditions", []).append(finished)
+            added = True
+        finished = _new_condition(
+            "Complete", "True", finished.get("reason", ""), finished.get("message", ""), now
+        )
+    return finished, added
 
 
 def _move_uncounted(status: Obj, with_finalizer: set[str]) -> bool:
