@@ -182,10 +182,41 @@ class CronJobController(Controller):
     async def _sync(self, cronjob: Obj, jobs: list[Obj]) -> tuple[float | None, bool]:
         """Reconcile status with the Jobs and start the due one; (requeue delay, changed)."""
         now = self.ctx.clock()
-        status, spec = cronjob["status"], cronjob.get("spec") or {}
+        status = cronjob["status"]
         changed = self._observe_jobs(cronjob, jobs)
+        changed = await self._drop_missing_active(cronjob, jobs) or changed
+        if cronjob["metadata"].get("deletionTimestamp"):
+            return None, changed
+        found = self._active_schedule(cronjob)
+        if found is None:
+            return None, changed
+        schedule, zone = found
+        try:
+            _, scheduled, missed = most_recent_schedule_time(cronjob, now, schedule, True)
+        except CronError as e:
+            text = (cronjob.get("spec") or {}).get("schedule", "")
+            self._event(cronjob, "Warning", "InvalidSchedule", f"invalid schedule: {text} : {e}")
+            return None, changed
+        delay = next_schedule_delay(cronjob, now, schedule)
+        if scheduled is None or not self._should_start(cronjob, now, scheduled, missed):
+            return delay, changed
+        if (cronjob.get("spec") or {}).get("concurrencyPolicy") == "Replace":
+            for ref in list(status.get("active") or []):
+                await self._delete_job(cronjob, ref.get("name", ""), ref.get("uid", ""))
+                changed = True
+        job = await self._create_job(cronjob, scheduled, zone)
+        if job is None:
+            return None, changed
+        if not any(r.get("uid") == job["metadata"]["uid"] for r in status.get("active") or []):
+            status.setdefault("active", []).append(_object_reference(job))
+        status["lastScheduleTime"] = format_time(scheduled)
+        return next_schedule_delay(cronjob, now, schedule), True
+
+    async def _drop_missing_active(self, cronjob: Obj, jobs: list[Obj]) -> bool:
+        """Drop ``active`` references to Jobs that no longer exist; whether any went."""
+        changed = False
         children = {j["metadata"]["uid"] for j in jobs}
-        for ref in list(status.get("active") or []):
+        for ref in list(cronjob["status"].get("active") or []):
             if ref.get("uid") in children:
                 continue
             found = await self.ctx.objects.try_get(
@@ -197,8 +228,12 @@ class CronJobController(Controller):
                 )
                 _remove_active(cronjob, ref.get("uid", ""))
                 changed = True
-        if cronjob["metadata"].get("deletionTimestamp"):
-            return None, changed
+        return changed
+
+    def _active_schedule(self, cronjob: Obj) -> tuple[Schedule, tzinfo | None] | None:
+        """The schedule and its zone; None when suspended, or (after an event) when the
+        zone or the schedule is invalid."""
+        spec = cronjob.get("spec") or {}
         zone = self.default_zone
         zone_name = spec.get("timeZone")
         if zone_name is not None:
@@ -208,9 +243,9 @@ class CronJobController(Controller):
                 self._event(
                     cronjob, "Warning", "UnknownTimeZone", f'invalid timeZone: "{zone_name}": {e}'
                 )
-                return None, changed
+                return None
         if spec.get("suspend"):
-            return None, changed
+            return None
         text = spec.get("schedule", "")
         if "TZ" in text:
             self._event(
@@ -222,20 +257,19 @@ class CronJobController(Controller):
                 "details",
             )
         try:
-            schedule = parse(text, zone)
+            return parse(text, zone), zone
         except CronError as e:
             self._event(
                 cronjob, "Warning", "UnparseableSchedule", f'unparseable schedule: "{text}" : {e}'
             )
-            return None, changed
-        try:
-            _, scheduled, missed = most_recent_schedule_time(cronjob, now, schedule, True)
-        except CronError as e:
-            self._event(cronjob, "Warning", "InvalidSchedule", f"invalid schedule: {text} : {e}")
-            return None, changed
-        delay = next_schedule_delay(cronjob, now, schedule)
-        if scheduled is None:
-            return delay, changed
+            return None
+
+    def _should_start(
+        self, cronjob: Obj, now: datetime, scheduled: datetime, missed: Missed
+    ) -> bool:
+        """Whether the Job of ``scheduled`` starts now: within the starting deadline, not
+        started yet, and allowed by the concurrency policy (events say why not)."""
+        spec, status = cronjob.get("spec") or {}, cronjob["status"]
         if missed == Missed.MANY:
             self._event(
                 cronjob,
@@ -252,15 +286,14 @@ class CronJobController(Controller):
                 "MissSchedule",
                 f"Missed scheduled time to start a job: {_rfc1123z(scheduled)}",
             )
-            return delay, changed
+            return False
         name = job_name(cronjob, scheduled)
         last = status.get("lastScheduleTime")
         if any(r.get("name") == name for r in status.get("active") or []) or (
             last and parse_time(last) == scheduled
         ):
-            return delay, changed
-        policy = spec.get("concurrencyPolicy", "Allow")
-        if policy == "Forbid" and status.get("active"):
+            return False
+        if spec.get("concurrencyPolicy", "Allow") == "Forbid" and status.get("active"):
             self._event(
                 cronjob,
                 "Normal",
@@ -268,18 +301,8 @@ class CronJobController(Controller):
                 "Not starting job because prior execution is running and concurrency policy "
                 "is Forbid",
             )
-            return delay, changed
-        if policy == "Replace":
-            for ref in list(status.get("active") or []):
-                await self._delete_job(cronjob, ref.get("name", ""), ref.get("uid", ""))
-                changed = True
-        job = await self._create_job(cronjob, scheduled, zone)
-        if job is None:
-            return None, changed
-        if not any(r.get("uid") == job["metadata"]["uid"] for r in status.get("active") or []):
-            status.setdefault("active", []).append(_object_reference(job))
-        status["lastScheduleTime"] = format_time(scheduled)
-        return next_schedule_delay(cronjob, now, schedule), True
+            return False
+        return True
 
     def _observe_jobs(self, cronjob: Obj, jobs: list[Obj]) -> bool:
         """Drop finished Jobs from ``active`` and track the last success."""
