@@ -18,6 +18,9 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from edgek.objects import Obj
@@ -314,6 +317,21 @@ class DaemonSetController(Controller):
             return [], []
         if not should_continue:
             return [], [p for p in pods if not is_pod_terminating(p)]
+        delete, running = self._finished_on_node(key, ds, node_name, pods)
+        if not _allows_surge(ds):
+            return [], delete + running[1:]
+        if not running:
+            return ([node_name] if should_run else []), delete
+        if len(running) == 1:
+            return [], delete
+        min_ready = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
+        return [], delete + _surge_excess(running, hash_, min_ready, self.ctx.clock())
+
+    def _finished_on_node(
+        self, key: str, ds: Obj, node_name: str, pods: list[Obj]
+    ) -> tuple[list[Obj], list[Obj]]:
+        """(finished pods to delete, running pods oldest first) of one node; failed pods
+        wait out the node's back-off."""
         delete: list[Obj] = []
         running: list[Obj] = []
         for pod in pods:
@@ -335,29 +353,7 @@ class DaemonSetController(Controller):
             else:
                 running.append(pod)
         running.sort(key=_creation_order)
-        if not _allows_surge(ds):
-            return [], delete + running[1:]
-        if not running:
-            return ([node_name] if should_run else []), delete
-        if len(running) == 1:
-            return [], delete
-        # surging: keep the oldest new pod and, until it is available, the oldest old one
-        oldest_new = oldest_old = None
-        for pod in running:
-            updated = (pod["metadata"].get("labels") or {}).get(history.REVISION_HASH_LABEL)
-            if updated == hash_ and oldest_new is None:
-                oldest_new = pod
-            elif updated != hash_ and oldest_old is None:
-                oldest_old = pod
-            else:
-                delete.append(pod)
-        if oldest_new is not None and oldest_old is not None:
-            min_ready = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
-            if not is_pod_ready(oldest_old) or is_pod_available(
-                oldest_new, min_ready, self.ctx.clock()
-            ):
-                delete.append(oldest_old)
-        return [], delete
+        return delete, running
 
     def _in_backoff(self, key: str, ds: Obj, node: str) -> bool:
         """Failed pods on a node are replaced with a growing delay (the kubelet may keep
@@ -392,67 +388,19 @@ class DaemonSetController(Controller):
         def available(pod: Obj) -> bool:
             return is_pod_available(pod, min_ready, now)
 
+        nodes = [
+            (name, placement.get(name, (False, False))[0], _split_on_node(pods, hash_, generation))
+            for name, pods in sorted(by_node.items())
+        ]
         if max_surge == 0:
-            unavailable = 0
-            replace: list[Obj] = []
-            candidates: list[Obj] = []
-            for node_name in sorted(by_node):
-                found = _split_on_node(by_node[node_name], hash_, generation)
-                if found is None:
-                    unavailable += 1
-                    continue
-                new, old = found
-                if (new is None) == (old is None):
-                    unavailable += 1
-                elif new is not None:
-                    unavailable += not available(new)
-                elif old is not None and not available(old):
-                    replace.append(old)
-                    unavailable += 1
-                elif unavailable < max_unavailable and old is not None:
-                    candidates.append(old)
-            room = max(0, min(max_unavailable - unavailable, len(candidates)))
-            await self._sync_nodes(key, ds, replace + candidates[:room], [], hash_)
+            replace = _unavailable_replacements(nodes, max_unavailable, available)
+            await self._sync_nodes(key, ds, replace, [], hash_)
             return
-
-        delete: list[Obj] = []
-        misplaced: list[Obj] = []
-        allowed: list[str] = []
-        candidate_nodes: list[str] = []
-        surge = available_n = 0
-        for node_name in sorted(by_node):
-            found = _split_on_node(by_node[node_name], hash_, generation)
-            if found is None:
-                surge += 1
-                continue
-            new, old = found
-            if old is not None:
-                available_n += available(old)
-            elif new is not None:
-                available_n += available(new)
-            if old is None:
-                continue
-            runs = placement.get(node_name, (False, False))[0]
-            if new is None:
-                if not available(old):
-                    if not runs:
-                        delete.append(old)
-                    else:
-                        allowed.append(node_name)
-                elif not runs:
-                    misplaced.append(old)
-                elif surge < max_surge:
-                    candidate_nodes.append(node_name)
-            elif not available(new):
-                surge += 1
-            else:
-                delete.append(old)
-        # only drop pods on nodes that no longer qualify once enough others are available
-        spare = available_n - desired
-        if spare > 0:
-            delete += misplaced[:spare]
-        room = max(0, min(max_surge - surge, len(candidate_nodes)))
-        await self._sync_nodes(key, ds, delete, allowed + candidate_nodes[:room], hash_)
+        plan = _SurgePlan(max_surge)
+        for node_name, runs, found in nodes:
+            plan.add_node(node_name, runs, found, available)
+        delete, create = plan.result(desired)
+        await self._sync_nodes(key, ds, delete, create, hash_)
 
     async def _sync_nodes(
         self, key: str, ds: Obj, delete: list[Obj], create: list[str], hash_: str
@@ -648,40 +596,14 @@ class DaemonSetController(Controller):
         hash_: str,
         observed: bool,
     ) -> None:
-        spec = ds.get("spec") or {}
-        min_ready = int(spec.get("minReadySeconds") or 0)
-        now = self.ctx.clock()
-        generation = template_generation(ds)
-        desired = current = misscheduled = ready = updated = available = 0
-        for node_name, (should_run, _) in placement.items():
-            pods = sorted(by_node.get(node_name) or [], key=_creation_order)
-            if not should_run:
-                misscheduled += bool(pods)
-                continue
-            desired += 1
-            if not pods:
-                continue
-            current += 1
-            pod = pods[0]
-            if is_pod_ready(pod):
-                ready += 1
-                available += is_pod_available(pod, min_ready, now)
-            updated += is_pod_updated(pod, hash_, generation)
+        min_ready = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
+        counts = _status_counts(ds, placement, by_node, hash_, self.ctx.clock())
         old = ds.get("status") or {}
-        new = dict(old)
-        new.update(
-            desiredNumberScheduled=desired,
-            currentNumberScheduled=current,
-            numberMisscheduled=misscheduled,
-            numberReady=ready,
-            updatedNumberScheduled=updated,
-            numberAvailable=available,
-            numberUnavailable=desired - available,
-        )
+        new = {**old, **counts}
         if observed:
             new["observedGeneration"] = int(ds["metadata"].get("generation") or 0)
         new = {k: v for k, v in new.items() if not (k in _OMIT_ZERO and not v)}
-        if min_ready > 0 and ready != available:
+        if min_ready > 0 and counts["numberReady"] != counts["numberAvailable"]:
             self.queue.enqueue_after(key_of(ds), min_ready)
         if new == old:
             return
@@ -703,6 +625,38 @@ class DaemonSetController(Controller):
             return cur
 
         await self.write_status(self.sets_kind, ds, mutate)
+
+
+def _status_counts(
+    ds: Obj, placement: _Placement, by_node: dict[str, list[Obj]], hash_: str, now: datetime
+) -> dict[str, int]:
+    """The status counters of a DaemonSet: each eligible node counts by its oldest pod."""
+    min_ready = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
+    generation = template_generation(ds)
+    desired = current = misscheduled = ready = updated = available = 0
+    for node_name, (should_run, _) in placement.items():
+        pods = sorted(by_node.get(node_name) or [], key=_creation_order)
+        if not should_run:
+            misscheduled += bool(pods)
+            continue
+        desired += 1
+        if not pods:
+            continue
+        current += 1
+        pod = pods[0]
+        if is_pod_ready(pod):
+            ready += 1
+            available += is_pod_available(pod, min_ready, now)
+        updated += is_pod_updated(pod, hash_, generation)
+    return {
+        "desiredNumberScheduled": desired,
+        "currentNumberScheduled": current,
+        "numberMisscheduled": misscheduled,
+        "numberReady": ready,
+        "updatedNumberScheduled": updated,
+        "numberAvailable": available,
+        "numberUnavailable": desired - available,
+    }
 
 
 def _allows_surge(ds: Obj) -> bool:
@@ -753,3 +707,115 @@ def _split_on_node(
                 return None
             old = pod
     return new, old
+
+
+#: Per node, by name: (node name, should run a daemon pod, its new and old pod, or None
+#: when it has several of a kind).
+_NodePods = list[tuple[str, bool, tuple[Obj | None, Obj | None] | None]]
+
+
+def _unavailable_replacements(
+    nodes: _NodePods, max_unavailable: int, available: Callable[[Obj], bool]
+) -> list[Obj]:
+    """Old pods to delete in a rolling update without surge: the unavailable ones, and
+    available ones while fewer than ``max_unavailable`` nodes are unavailable."""
+    unavailable = 0
+    replace: list[Obj] = []
+    candidates: list[Obj] = []
+    for _, _, found in nodes:
+        if found is None:
+            unavailable += 1
+            continue
+        new, old = found
+        if (new is None) == (old is None):
+            unavailable += 1
+        elif new is not None:
+            unavailable += not available(new)
+        elif old is not None and not available(old):
+            replace.append(old)
+            unavailable += 1
+        elif unavailable < max_unavailable and old is not None:
+            candidates.append(old)
+    room = max(0, min(max_unavailable - unavailable, len(candidates)))
+    return replace + candidates[:room]
+
+
+@dataclass
+class _SurgePlan:
+    """A rolling update with surge: new pods start beside old ones (at most ``max_surge``
+    at once), and old pods go once their replacement is available."""
+
+    max_surge: int
+    delete: list[Obj] = field(default_factory=list)
+    misplaced: list[Obj] = field(default_factory=list)  # on nodes that no longer qualify
+    allowed: list[str] = field(default_factory=list)  # nodes whose old pod is unavailable
+    candidates: list[str] = field(default_factory=list)  # nodes that may surge
+    surge: int = 0
+    available: int = 0
+
+    def add_node(
+        self,
+        node_name: str,
+        runs: bool,
+        found: tuple[Obj | None, Obj | None] | None,
+        available: Callable[[Obj], bool],
+    ) -> None:
+        """Account for one node's new and old pod."""
+        if found is None:
+            self.surge += 1
+            return
+        new, old = found
+        current = old if old is not None else new
+        if current is not None:
+            self.available += available(current)
+        if old is None:
+            return
+        if new is None:
+            self._old_only(node_name, runs, old, available(old))
+        elif not available(new):
+            self.surge += 1
+        else:
+            self.delete.append(old)
+
+    def _old_only(self, node_name: str, runs: bool, old: Obj, old_available: bool) -> None:
+        if not old_available:
+            if runs:
+                self.allowed.append(node_name)
+            else:
+                self.delete.append(old)
+        elif not runs:
+            self.misplaced.append(old)
+        elif self.surge < self.max_surge:
+            self.candidates.append(node_name)
+
+    def result(self, desired: int) -> tuple[list[Obj], list[str]]:
+        """(pods to delete, nodes to create a pod on)."""
+        delete = list(self.delete)
+        # only drop pods on nodes that no longer qualify once enough others are available
+        spare = self.available - desired
+        if spare > 0:
+            delete += self.misplaced[:spare]
+        room = max(0, min(self.max_surge - self.surge, len(self.candidates)))
+        return delete, self.allowed + self.candidates[:room]
+
+
+def _surge_excess(running: list[Obj], hash_: str, min_ready: int, now: datetime) -> list[Obj]:
+    """Surging pods of one node to delete (oldest first in ``running``): keep the oldest new
+    pod and, until it is available, the oldest old one."""
+    delete: list[Obj] = []
+    oldest_new = oldest_old = None
+    for pod in running:
+        updated = (pod["metadata"].get("labels") or {}).get(history.REVISION_HASH_LABEL)
+        if updated == hash_ and oldest_new is None:
+            oldest_new = pod
+        elif updated != hash_ and oldest_old is None:
+            oldest_old = pod
+        else:
+            delete.append(pod)
+    if (
+        oldest_new is not None
+        and oldest_old is not None
+        and (not is_pod_ready(oldest_old) or is_pod_available(oldest_new, min_ready, now))
+    ):
+        delete.append(oldest_old)
+    return delete
