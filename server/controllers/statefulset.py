@@ -181,6 +181,32 @@ class _Round:
         return running_and_available(pod, self.min_ready, self.now)
 
 
+class _Targets:
+    """What an update pass aims at: the pod management and update strategies, and the
+    templates of the current and the update revision."""
+
+    def __init__(self, sts: Obj, current: Obj, update: Obj) -> None:
+        spec = sts.get("spec") or {}
+        strategy = spec.get("updateStrategy") or {}
+        self.monotonic = spec.get("podManagementPolicy") != "Parallel"
+        self.strategy_type = strategy.get("type")
+        self.rolling = strategy.get("rollingUpdate")
+        self.partition = int((self.rolling or {}).get("partition") or 0)
+        self.current = (history.revision_template(current), current["metadata"]["name"])
+        self.update = (history.revision_template(update), update["metadata"]["name"])
+        self.stored_current = int((sts.get("status") or {}).get("currentReplicas") or 0)
+
+    def revision_for(self, ordinal: int, start: int) -> tuple[Obj, str]:
+        """(template, revision name) a missing pod of ``ordinal`` is created from."""
+        if self.rolling is None:
+            on_current = self.strategy_type == "RollingUpdate" and (
+                ordinal < start + self.stored_current
+            )
+        else:
+            on_current = ordinal < self.partition
+        return self.current if on_current else self.update
+
+
 class StatefulSetController(Controller):
     """Keeps each StatefulSet's ordinal pods, claims, revisions and status."""
 
@@ -274,48 +300,11 @@ class StatefulSetController(Controller):
         """Create, fix and delete pods toward the desired state (upstream updateStatefulSet)."""
         if sts["metadata"].get("deletionTimestamp"):
             return
-        spec = sts.get("spec") or {}
-        monotonic = spec.get("podManagementPolicy") != "Parallel"
-        strategy = spec.get("updateStrategy") or {}
-        rolling = strategy.get("rollingUpdate")
-        partition = int((rolling or {}).get("partition") or 0)
-        current_tpl = history.revision_template(current)
-        update_tpl = history.revision_template(update)
-        current_name, update_name = current["metadata"]["name"], update["metadata"]["name"]
-        stored_current = int((sts.get("status") or {}).get("currentReplicas") or 0)
+        targets = _Targets(sts, current, update)
+        monotonic = targets.monotonic
 
         async def replica(i: int) -> bool:
-            pod = rnd.replicas[i]
-            ordinal = rnd.start + i
-            if pod is not None and pod_phase(pod) in ("Failed", "Succeeded"):
-                if not is_pod_terminating(pod):
-                    await self._delete_pod(sts, pod)
-                return True
-            if pod is None:
-                if self._claims_stale(sts, ordinal):
-                    return True
-                if rolling is None:
-                    rolling_current = strategy.get("type") == "RollingUpdate" and (
-                        ordinal < rnd.start + stored_current
-                    )
-                else:
-                    rolling_current = ordinal < partition
-                if rolling_current:
-                    body = new_pod(sts, current_tpl, current_name, ordinal)
-                else:
-                    body = new_pod(sts, update_tpl, update_name, ordinal)
-                await self._create_pod(sts, body, ordinal)
-                return monotonic
-            if pod_phase(pod) == "Pending":
-                await self._create_claims(sts, pod, ordinal)
-            if monotonic and (
-                is_pod_terminating(pod) or not running_and_ready(pod) or not rnd.available(pod)
-            ):
-                return True
-            if not _identity_matches(sts, pod):
-                await self._fix_identity(sts, pod, ordinal)
-            await self._sync_claim_owners(sts, pod, ordinal, scaled_down=False)
-            return False
+            return await self._sync_replica(sts, rnd, targets, i)
 
         if await _run_for_all(len(rnd.replicas), replica, monotonic):
             return
@@ -329,23 +318,57 @@ class StatefulSetController(Controller):
         await _run_for_all(len(rnd.condemned), claim_owners, monotonic)
 
         async def condemned(i: int) -> bool:
-            pod = rnd.condemned[i]
-            if is_pod_terminating(pod):
-                return monotonic
-            if monotonic and pod is not rnd.first_unavailable and rnd.unavailable(pod):
-                return True
-            await self._delete_pod(sts, pod)
-            return True
+            return await self._delete_condemned(sts, rnd, rnd.condemned[i], monotonic)
 
         if await _run_for_all(len(rnd.condemned), condemned, monotonic):
             return
-        if strategy.get("type") == "OnDelete":
-            return
-        for target in range(len(rnd.replicas) - 1, partition - 1, -1):
+        if targets.strategy_type != "OnDelete":
+            await self._roll_one(sts, rnd, targets, status)
+
+    async def _sync_replica(self, sts: Obj, rnd: _Round, targets: _Targets, i: int) -> bool:
+        """Create, replace or fix the pod of replica slot ``i``; whether a monotonic pass
+        stops here."""
+        pod = rnd.replicas[i]
+        ordinal = rnd.start + i
+        if pod is not None and pod_phase(pod) in ("Failed", "Succeeded"):
+            if not is_pod_terminating(pod):
+                await self._delete_pod(sts, pod)
+            return True
+        if pod is None:
+            if self._claims_stale(sts, ordinal):
+                return True
+            template, revision = targets.revision_for(ordinal, rnd.start)
+            await self._create_pod(sts, new_pod(sts, template, revision, ordinal), ordinal)
+            return targets.monotonic
+        if pod_phase(pod) == "Pending":
+            await self._create_claims(sts, pod, ordinal)
+        if targets.monotonic and (
+            is_pod_terminating(pod) or not running_and_ready(pod) or not rnd.available(pod)
+        ):
+            return True
+        if not _identity_matches(sts, pod):
+            await self._fix_identity(sts, pod, ordinal)
+        await self._sync_claim_owners(sts, pod, ordinal, scaled_down=False)
+        return False
+
+    async def _delete_condemned(self, sts: Obj, rnd: _Round, pod: Obj, monotonic: bool) -> bool:
+        """Delete a pod beyond the replica range (monotonic: one at a time, and only while
+        the others are available); whether the pass stops here."""
+        if is_pod_terminating(pod):
+            return monotonic
+        if monotonic and pod is not rnd.first_unavailable and rnd.unavailable(pod):
+            return True
+        await self._delete_pod(sts, pod)
+        return True
+
+    async def _roll_one(self, sts: Obj, rnd: _Round, targets: _Targets, status: Obj) -> None:
+        """Rolling update: delete the highest-ordinal outdated pod above the partition once
+        every pod above it runs the update revision and is available."""
+        for target in range(len(rnd.replicas) - 1, targets.partition - 1, -1):
             pod = rnd.replicas[target]
             if pod is None:
                 return
-            if pod_revision(pod) != update_name and not is_pod_terminating(pod):
+            if pod_revision(pod) != targets.update[1] and not is_pod_terminating(pod):
                 await self._delete_pod(sts, pod)
                 status["currentReplicas"] = int(status.get("currentReplicas", 0)) - 1
                 return
