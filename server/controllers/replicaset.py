@@ -172,33 +172,43 @@ class ReplicaSetController(Controller):
             if old is not None and objects.labels(old) != objects.labels(new):
                 self._pod_gone(old)
             return
-        ref = controller_of(new)
         if old is None:
-            rs = self._owner_rs(new, ref)
-            if rs is not None:
-                self.expectations.creation_observed(key_of(rs))
-                self.queue.enqueue(key_of(rs))
-            elif ref is None:
-                for rs in self._matching_rss(new):
-                    self.queue.enqueue(key_of(rs))
-            return
-        old_ref = controller_of(old)
+            self._pod_added(new)
+        else:
+            self._pod_updated(old, new)
+
+    def _pod_added(self, pod: Obj) -> None:
+        """A new pod: its controller saw a creation; an orphan may be adopted."""
+        ref = controller_of(pod)
+        rs = self._owner_rs(pod, ref)
+        if rs is not None:
+            self.expectations.creation_observed(key_of(rs))
+            self.queue.enqueue(key_of(rs))
+        elif ref is None:
+            self._enqueue_matching(pod)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        """A changed pod: wake its old and new controller, or the sets that may adopt it."""
+        ref, old_ref = controller_of(new), controller_of(old)
         if old_ref != ref and old_ref is not None:
             previous = self._owner_rs(old, old_ref)
             if previous is not None:
                 self.queue.enqueue(key_of(previous))
-        if ref is not None:
-            rs = self._owner_rs(new, ref)
-            if rs is None:
-                return
-            self.queue.enqueue(key_of(rs))
-            min_ready = int(rs["spec"].get("minReadySeconds") or 0)
-            if min_ready > 0 and not is_pod_ready(old) and is_pod_ready(new):
-                self.queue.enqueue_after(key_of(rs), min_ready + 1)
+        if ref is None:
+            if objects.labels(old) != objects.labels(new) or old_ref is not None:
+                self._enqueue_matching(new)
             return
-        if objects.labels(old) != objects.labels(new) or old_ref != ref:
-            for rs in self._matching_rss(new):
-                self.queue.enqueue(key_of(rs))
+        rs = self._owner_rs(new, ref)
+        if rs is None:
+            return
+        self.queue.enqueue(key_of(rs))
+        min_ready = int(rs["spec"].get("minReadySeconds") or 0)
+        if min_ready > 0 and not is_pod_ready(old) and is_pod_ready(new):
+            self.queue.enqueue_after(key_of(rs), min_ready + 1)
+
+    def _enqueue_matching(self, pod: Obj) -> None:
+        for rs in self._matching_rss(pod):
+            self.queue.enqueue(key_of(rs))
 
     def _pod_gone(self, pod: Obj) -> None:
         rs = self._owner_rs(pod, controller_of(pod))
