@@ -26,6 +26,7 @@ from typing import Any, ClassVar, NamedTuple
 import datastore
 from edgek import fastjson
 from edgek.kinds import Kind
+from edgek.objects import Obj
 from edgek.status import ApiError
 from edgek.tasks import cancel_and_wait
 from server.controllers.runtime import Controller, ControllerContext
@@ -79,6 +80,22 @@ class _Node:
     foreground: bool = False  # deleting, with the foregroundDeletion finalizer
     orphan: bool = False  # deleting, with the orphan finalizer
     revision: int = 0
+
+    def observe(self, obj: Obj, coordinates: tuple[str, str], revision: int) -> None:
+        """Take the fields of ``obj``, stored at ``coordinates`` as of ``revision``."""
+        md = obj["metadata"]
+        finalizers = md.get("finalizers") or []
+        self.group, self.resource = coordinates
+        self.namespace = sys.intern(str(md.get("namespace") or ""))
+        self.name = str(md.get("name", ""))
+        self.api_version = sys.intern(str(obj.get("apiVersion", "")))
+        self.kind = sys.intern(str(obj.get("kind", "")))
+        self.owners = _refs(md)
+        self.deleting = bool(md.get("deletionTimestamp"))
+        self.foreground = self.deleting and FOREGROUND_FINALIZER in finalizers
+        self.orphan = self.deleting and ORPHAN_FINALIZER in finalizers
+        self.observed = True
+        self.revision = revision
 
     def identity(self) -> dict[str, Any]:
         """A minimal object for event recording."""
@@ -226,26 +243,11 @@ class GarbageCollector(Controller):
             node = self._nodes[uid] = _Node(uid)
         elif node.observed and kv.mod_revision < node.revision:
             return uid
-        group, resource = _coordinates(kv.key) or ("", "")
         was_observed, was_foreground, was_orphan = node.observed, node.foreground, node.orphan
         old_refs = node.owners
-        finalizers = md.get("finalizers") or []
-        node.group, node.resource = group, resource
-        node.namespace = sys.intern(str(md.get("namespace") or ""))
-        node.name = str(md.get("name", ""))
-        node.api_version = sys.intern(str(obj.get("apiVersion", "")))
-        node.kind = sys.intern(str(obj.get("kind", "")))
-        node.owners = _refs(md)
-        node.deleting = bool(md.get("deletionTimestamp"))
-        node.foreground = node.deleting and FOREGROUND_FINALIZER in finalizers
-        node.orphan = node.deleting and ORPHAN_FINALIZER in finalizers
-        node.observed = True
-        node.revision = kv.mod_revision
-        if not was_observed and node.dependents:
-            for dep_uid in node.dependents:
-                dep = self._nodes.get(dep_uid)
-                if dep is not None:
-                    self._check_namespace(dep, node)
+        node.observe(obj, _coordinates(kv.key) or ("", ""), kv.mod_revision)
+        if not was_observed:
+            self._check_dependents_namespace(node)
         if node.owners != old_refs:
             self._relink(node, old_refs)
         if node.orphan and not was_orphan:
@@ -254,6 +256,13 @@ class GarbageCollector(Controller):
             self._enqueue_dependents(node)
             self.queue.enqueue(_DELETE + uid)
         return uid
+
+    def _check_dependents_namespace(self, owner: _Node) -> None:
+        """An owner first seen: check the namespace of the dependents naming it."""
+        for dep_uid in owner.dependents or ():
+            dep = self._nodes.get(dep_uid)
+            if dep is not None:
+                self._check_namespace(dep, owner)
 
     def _relink(self, node: _Node, old_refs: tuple[_Ref, ...]) -> None:
         """Move ``node`` between its owners' dependents after its references changed."""
@@ -270,28 +279,32 @@ class GarbageCollector(Controller):
                 self._unlink(owner, node.uid)
         old = {r.uid for r in old_refs}
         for ref in node.owners:
-            if ref.uid in old:
-                continue
-            owner = self._nodes.get(ref.uid)
-            if owner is None:
-                owner = _Node(
-                    ref.uid,
-                    namespace=node.namespace,
-                    name=ref.name,
-                    api_version=ref.api_version,
-                    kind=ref.kind,
-                )
-                self._nodes[ref.uid] = owner
-            if owner.dependents is None:
-                owner.dependents = set()
-            owner.dependents.add(node.uid)
-            if not owner.observed:
-                if not self._listing:  # after a list, placeholders are checked at once
-                    self.queue.enqueue(_DELETE + node.uid)
-            elif owner.foreground:
+            if ref.uid not in old:
+                self._link(node, ref)
+
+    def _link(self, node: _Node, ref: _Ref) -> None:
+        """Add ``node`` to the dependents of the owner ``ref`` names (a placeholder until
+        the owner is seen), and check it when that owner is unseen or being deleted."""
+        owner = self._nodes.get(ref.uid)
+        if owner is None:
+            owner = _Node(
+                ref.uid,
+                namespace=node.namespace,
+                name=ref.name,
+                api_version=ref.api_version,
+                kind=ref.kind,
+            )
+            self._nodes[ref.uid] = owner
+        if owner.dependents is None:
+            owner.dependents = set()
+        owner.dependents.add(node.uid)
+        if not owner.observed:
+            if not self._listing:  # after a list, placeholders are checked at once
                 self.queue.enqueue(_DELETE + node.uid)
-            else:
-                self._check_namespace(node, owner)
+        elif owner.foreground:
+            self.queue.enqueue(_DELETE + node.uid)
+        else:
+            self._check_namespace(node, owner)
 
     def _check_namespace(self, dep: _Node, owner: _Node) -> None:
         """A namespaced owner must be in its dependent's namespace (upstream reports the
@@ -369,30 +382,19 @@ class GarbageCollector(Controller):
         refs = [r for r in md.get("ownerReferences") or [] if isinstance(r, dict)]
         if not refs:
             return
-        solid: list[str] = []
-        dangling: list[str] = []
-        waiting: list[str] = []
-        for ref in refs:
-            verdict = await self._classify(ref, node)
-            if verdict is None:
-                return  # an owner reference that can never resolve: leave the object be
-            {"solid": solid, "dangling": dangling, "waiting": waiting}[verdict].append(
-                str(ref.get("uid"))
-            )
+        verdicts = await self._classify_all(refs, node)
+        if verdicts is None:
+            return  # an owner reference that can never resolve: leave the object be
+        solid, dangling, waiting = verdicts["solid"], verdicts["dangling"], verdicts["waiting"]
         if solid:
             if dangling or waiting:
                 await self._drop_owner_refs(kind, node, set(dangling) | set(waiting))
             return
-        if waiting and node.dependents:
-            if any(self._is_foreground(d) for d in node.dependents):
-                await self._unblock_owner_refs(kind, node)  # break a possible cycle
-            policy = "Foreground"
-        elif ORPHAN_FINALIZER in (md.get("finalizers") or []):
-            policy = "Orphan"
-        elif FOREGROUND_FINALIZER in (md.get("finalizers") or []):
-            policy = "Foreground"
-        else:
-            policy = "Background"
+        policy = await self._deletion_policy(kind, node, md, bool(waiting))
+        await self._delete(kind, node, policy, md.get("resourceVersion", ""))
+
+    async def _delete(self, kind: Kind, node: _Node, policy: str, resource_version: str) -> None:
+        """Delete the object of ``node`` with ``policy``, if it is still that version."""
         log.debug("deleting %s %s/%s (%s)", kind.kind, node.namespace, node.name, policy)
         try:
             await self.ctx.objects.delete(
@@ -401,13 +403,40 @@ class GarbageCollector(Controller):
                 node.name,
                 DeleteOptions(
                     propagation_policy=policy,
-                    precondition_uid=uid,
-                    precondition_rv=md.get("resourceVersion", ""),
+                    precondition_uid=node.uid,
+                    precondition_rv=resource_version,
                 ),
             )
         except ApiError as e:
             if e.code != 404:
                 raise
+
+    async def _classify_all(
+        self, refs: list[dict[str, Any]], node: _Node
+    ) -> dict[str, list[str]] | None:
+        """The owner uids of ``refs`` by :meth:`_classify` verdict; None when one can never
+        resolve."""
+        verdicts: dict[str, list[str]] = {"solid": [], "dangling": [], "waiting": []}
+        for ref in refs:
+            verdict = await self._classify(ref, node)
+            if verdict is None:
+                return None
+            verdicts[verdict].append(str(ref.get("uid")))
+        return verdicts
+
+    async def _deletion_policy(self, kind: Kind, node: _Node, md: Obj, waiting: bool) -> str:
+        """How to delete an object whose owners are all gone: in the foreground when an
+        owner waits for it and it has dependents, else as its finalizers ask."""
+        if waiting and node.dependents:
+            if any(self._is_foreground(d) for d in node.dependents):
+                await self._unblock_owner_refs(kind, node)  # break a possible cycle
+            return "Foreground"
+        finalizers = md.get("finalizers") or []
+        if ORPHAN_FINALIZER in finalizers:
+            return "Orphan"
+        if FOREGROUND_FINALIZER in finalizers:
+            return "Foreground"
+        return "Background"
 
     def _is_foreground(self, uid: str) -> bool:
         node = self._nodes.get(uid)
