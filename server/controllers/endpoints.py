@@ -295,64 +295,50 @@ class EndpointsController(Controller):
         current = self.endpoints.get(namespace, name)
         if service is None:
             if current is not None:
-                try:
-                    await self.ctx.objects.delete(self.kind, namespace, name, DeleteOptions())
-                except ApiError as e:
-                    if e.code != 404:
-                        raise
+                await self._delete(namespace, name)
             return
         selector = service_selector(service)
         if selector is None:
             return
         pods = selected_pods(self.pods.items(namespace), selector)
         subsets = self._subsets(service, pods)
-        labels = dict(service["metadata"].get("labels") or {})
-        labels[LABEL_MANAGED_BY] = CONTROLLER_NAME
-        if is_headless(service):
-            labels[LABEL_HEADLESS] = ""
-        else:
-            labels.pop(LABEL_HEADLESS, None)
-        over = (
-            len(
-                [
-                    a
-                    for s in subsets
-                    for a in (s.get("addresses") or []) + (s.get("notReadyAddresses") or [])
-                ]
-            )
-            > MAX_CAPACITY
-        )
-        if (
-            current is not None
-            and (current.get("subsets") or []) == subsets
-            and (current["metadata"].get("labels") or {}) == labels
-            and (ANNOTATION_OVER_CAPACITY in (current["metadata"].get("annotations") or {})) == over
-        ):
+        labels = _endpoints_labels(service)
+        if current is not None and _up_to_date(current, subsets, labels):
             return
         annotations = dict((current or {}).get("metadata", {}).get("annotations") or {})
-        when = trigger_time(service, pods)
-        if when:
-            annotations[ANNOTATION_TRIGGER_TIME] = when
-        else:
-            annotations.pop(ANNOTATION_TRIGGER_TIME, None)
-        if truncate(subsets):
-            annotations[ANNOTATION_OVER_CAPACITY] = "truncated"
-        else:
-            annotations.pop(ANNOTATION_OVER_CAPACITY, None)
+        _set_annotation(annotations, ANNOTATION_TRIGGER_TIME, trigger_time(service, pods))
+        _set_annotation(
+            annotations, ANNOTATION_OVER_CAPACITY, "truncated" if truncate(subsets) else ""
+        )
         md: Obj = {"name": name, "namespace": namespace, "labels": labels}
         if annotations:
             md["annotations"] = annotations
         body: Obj = {"apiVersion": "v1", "kind": "Endpoints", "metadata": md}
         if subsets:
             body["subsets"] = subsets
+        await self._write(current, body)
+
+    async def _write(self, current: Obj | None, body: Obj) -> None:
+        """Create ``body``, or replace ``current`` with it (keeping its identity)."""
+        md = body["metadata"]
         if current is None:
-            await self.ctx.objects.create(self.kind, namespace, body, self.write_options())
+            await self.ctx.objects.create(self.kind, md["namespace"], body, self.write_options())
             return
         md["resourceVersion"] = current["metadata"]["resourceVersion"]
         for field in ("uid", "creationTimestamp", "finalizers", "ownerReferences"):
             if field in current["metadata"]:
                 md[field] = current["metadata"][field]
-        await self.ctx.objects.update(self.kind, namespace, name, body, self.write_options())
+        await self.ctx.objects.update(
+            self.kind, md["namespace"], md["name"], body, self.write_options()
+        )
+
+    async def _delete(self, namespace: str, name: str) -> None:
+        """Delete the Endpoints of a service that is gone."""
+        try:
+            await self.ctx.objects.delete(self.kind, namespace, name, DeleteOptions())
+        except ApiError as e:
+            if e.code != 404:
+                raise
 
     def _subsets(self, service: Obj, pods: list[Obj]) -> list[Obj]:
         spec = service.get("spec") or {}
@@ -384,3 +370,37 @@ class EndpointsController(Controller):
                 if number is not None:
                     entries.append((address, _port(service_port, number), ready))
         return repack(entries)
+
+
+def _endpoints_labels(service: Obj) -> dict[str, str]:
+    """The service's labels plus the managed-by and headless ones."""
+    labels = dict(service["metadata"].get("labels") or {})
+    labels[LABEL_MANAGED_BY] = CONTROLLER_NAME
+    if is_headless(service):
+        labels[LABEL_HEADLESS] = ""
+    else:
+        labels.pop(LABEL_HEADLESS, None)
+    return labels
+
+
+def _up_to_date(current: Obj, subsets: list[Obj], labels: dict[str, str]) -> bool:
+    """Whether ``current`` already has these subsets and labels, and the over-capacity
+    annotation exactly when the subsets hold too many addresses."""
+    addresses = sum(
+        len(s.get("addresses") or []) + len(s.get("notReadyAddresses") or []) for s in subsets
+    )
+    md = current["metadata"]
+    return (
+        (current.get("subsets") or []) == subsets
+        and (md.get("labels") or {}) == labels
+        and (ANNOTATION_OVER_CAPACITY in (md.get("annotations") or {}))
+        == (addresses > MAX_CAPACITY)
+    )
+
+
+def _set_annotation(annotations: dict[str, str], key: str, value: str) -> None:
+    """Set ``key`` to ``value``, or remove it when ``value`` is empty."""
+    if value:
+        annotations[key] = value
+    else:
+        annotations.pop(key, None)
