@@ -51,6 +51,10 @@ STALE_RETRY = 0.05
 
 _RESERVED_LABELS = (LABEL_SERVICE_NAME, LABEL_MANAGED_BY, LABEL_HEADLESS)
 
+#: One slice to write: (the existing slice or None for a new one, its endpoints, address
+#: family, ports).
+_Plan = tuple[Obj | None, list[Obj], str, list[Obj]]
+
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
@@ -146,6 +150,30 @@ class EndpointSliceController(Controller):
             return
         pods = selected_pods(self.pods.items(namespace), selector)
         families = (service.get("spec") or {}).get("ipFamilies") or ["IPv4"]
+        wanted, ports_of = self._wanted_endpoints(service, pods, families)
+        meta = self._slice_metadata(service, trigger_time(service, pods))
+        plans: list[_Plan] = []
+        for (family, pkey), members in sorted(wanted.items()):
+            group = [
+                s
+                for s in existing
+                if s.get("addressType") == family and _canonical(s.get("ports") or []) == pkey
+            ]
+            plans += _pack(group, members, family, ports_of[pkey])
+        used = {plan[0]["metadata"]["name"] for plan in plans if plan[0] is not None}
+        unused = [s for s in existing if s["metadata"]["name"] not in used]
+        if not plans:  # no endpoints at all: one placeholder slice
+            plans.append(_placeholder(unused, families[0]))
+        for slice_ in unused:
+            await self._delete(key, slice_)
+        for current, endpoints, family, ports in plans:
+            await self._write(key, service, current, endpoints, family, ports, meta)
+
+    def _wanted_endpoints(
+        self, service: Obj, pods: list[Obj], families: list[str]
+    ) -> tuple[dict[tuple[str, str], dict[str, Obj]], dict[str, list[Obj]]]:
+        """The endpoints the slices should hold, by (address family, canonical ports) and
+        endpoint key; and the ports of each canonical form."""
         wanted: dict[tuple[str, str], dict[str, Obj]] = {}
         ports_of: dict[str, list[Obj]] = {}
         for family in families:
@@ -157,30 +185,7 @@ class EndpointSliceController(Controller):
                 pkey = _canonical(ports)
                 ports_of[pkey] = ports
                 wanted.setdefault((family, pkey), {})[_endpoint_key(endpoint)] = endpoint
-        meta = self._slice_metadata(service, trigger_time(service, pods))
-        plans: list[tuple[Obj | None, list[Obj], str, list[Obj]]] = []
-        for (family, pkey), members in sorted(wanted.items()):
-            group = [
-                s
-                for s in existing
-                if s.get("addressType") == family and _canonical(s.get("ports") or []) == pkey
-            ]
-            plans += _pack(group, members, family, ports_of[pkey])
-        used = {plan[0]["metadata"]["name"] for plan in plans if plan[0] is not None}
-        unused = [s for s in existing if s["metadata"]["name"] not in used]
-        if not plans:  # no endpoints at all: one placeholder slice
-            family = families[0]
-            placeholder = next(
-                (s for s in unused if s.get("addressType") == family and not s.get("endpoints")),
-                None,
-            )
-            if placeholder is not None:
-                unused.remove(placeholder)
-            plans.append((placeholder, [], family, []))
-        for slice_ in unused:
-            await self._delete(key, slice_)
-        for current, endpoints, family, ports in plans:
-            await self._write(key, service, current, endpoints, family, ports, meta)
+        return wanted, ports_of
 
     def _endpoint(self, service: Obj, pod: Obj, family: str) -> tuple[Obj, list[Obj]] | None:
         """The endpoint of ``pod`` in a slice of ``family``, with its resolved ports."""
@@ -309,7 +314,7 @@ class EndpointSliceController(Controller):
 
 def _pack(
     slices: list[Obj], endpoints: dict[str, Obj], family: str, ports: list[Obj]
-) -> list[tuple[Obj | None, list[Obj], str, list[Obj]]]:
+) -> list[_Plan]:
     """Distribute ``endpoints`` over existing ``slices`` of one (family, ports) group and new
     ones: each endpoint stays in the slice already holding it, the rest fill free room,
     then new slices of at most MAX_ENDPOINTS_PER_SLICE. Slices left empty are dropped."""
@@ -332,3 +337,15 @@ def _pack(
         plans.append((None, leftover[:MAX_ENDPOINTS_PER_SLICE], family, ports))
         leftover = leftover[MAX_ENDPOINTS_PER_SLICE:]
     return [plan for plan in plans if plan[1]]
+
+
+def _placeholder(unused: list[Obj], family: str) -> _Plan:
+    """The plan of the one empty slice a service without endpoints keeps (reusing an empty
+    slice of ``family`` from ``unused``, which it then leaves)."""
+    placeholder = next(
+        (s for s in unused if s.get("addressType") == family and not s.get("endpoints")),
+        None,
+    )
+    if placeholder is not None:
+        unused.remove(placeholder)
+    return (placeholder, [], family, [])
