@@ -58,10 +58,17 @@ class NamespaceController(Controller):
 
     async def _finalize(self, name: str) -> bool:
         """Delete the namespace's contents; release it when empty. True when finished."""
-        objects = self.ctx.objects
-        ns = await objects.try_get(self.namespaces_kind, "", name)
+        ns = await self.ctx.objects.try_get(self.namespaces_kind, "", name)
         if not _terminating(ns):
             return True
+        if await self._delete_contents(name):
+            return False
+        await self._release(name)
+        return True
+
+    async def _delete_contents(self, name: str) -> int:
+        """Delete every object in the namespace; how many were still there."""
+        objects = self.ctx.objects
         remaining = 0
         for kind in self.ctx.registry.all():
             if not kind.namespaced:
@@ -78,8 +85,10 @@ class NamespaceController(Controller):
                 except ApiError as e:
                     if e.code != 404:
                         raise
-        if remaining:
-            return False
+        return remaining
+
+    async def _release(self, name: str) -> None:
+        """Drop this controller's finalizer from the emptied namespace."""
 
         async def release(current: Obj | None) -> Obj | None:
             if current is None:
@@ -89,10 +98,9 @@ class NamespaceController(Controller):
             return current
 
         try:
-            await objects.modify(
+            await self.ctx.objects.modify(
                 self.namespaces_kind, "", name, release, WriteOptions(subresource="finalize")
             )
         except ApiError as e:
             if e.code != 404:
                 raise
-        return True
