@@ -36,7 +36,7 @@ from typing import Any
 from edgek.kinds import Kind
 from edgek.objects import Obj
 from edgek.quantity import parse_quantity
-from edgek.selectors import SelectorError, label_selector_from_object
+from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from server.cache import ObjectCache
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 
@@ -136,6 +136,24 @@ def unsatisfied(pv: Obj, claim: Obj) -> str:
     return ""
 
 
+def _fits_unbound(
+    claim: Obj, pv: Obj, selector: LabelSelector | None, class_name: str, want: Fraction
+) -> bool:
+    """Whether an Available, unclaimed volume can serve ``claim``: selector, class, access
+    modes and size."""
+    if (pv.get("status") or {}).get("phase") != "Available" or (pv.get("spec") or {}).get(
+        "claimRef"
+    ):
+        return False
+    if selector is not None and not selector.matches(pv["metadata"].get("labels")):
+        return False
+    return (
+        volume_class(pv) == class_name
+        and access_modes_fit(claim, pv)
+        and volume_capacity(pv) >= want
+    )
+
+
 def find_best_match(claim: Obj, volumes: Iterable[Obj], delay_binding: bool) -> Obj | None:
     """The volume for an unbound claim: one pre-bound to it (if big enough), else the
     Available, unclaimed volume of its class matching selector, modes and size, with the
@@ -158,16 +176,9 @@ def find_best_match(claim: Obj, volumes: Iterable[Obj], delay_binding: bool) -> 
             if size < want:
                 continue
             return pv
-        if delay_binding:
+        if delay_binding or not _fits_unbound(claim, pv, selector, class_name, want):
             continue
-        spec = pv.get("spec") or {}
-        if (pv.get("status") or {}).get("phase") != "Available" or spec.get("claimRef"):
-            continue
-        if selector is not None and not selector.matches(pv["metadata"].get("labels")):
-            continue
-        if volume_class(pv) != class_name or not access_modes_fit(claim, pv) or size < want:
-            continue
-        key = (len(spec.get("accessModes") or ()), size)
+        key = (len((pv.get("spec") or {}).get("accessModes") or ()), size)
         if best_key is None or key < best_key:
             best, best_key = pv, key
     return best
@@ -451,50 +462,23 @@ class PersistentVolumeBinder(Controller):
 
     async def _sync_volume(self, pv: Obj) -> None:
         ref = (pv.get("spec") or {}).get("claimRef")
-        if not ref:
+        if not ref or not ref.get("uid"):
+            # unclaimed, or reserved for a claim that has not bound yet (its sync does it)
             await self._volume_phase(pv, "Available")
             return
-        if not ref.get("uid"):
-            # reserved for a claim that has not bound yet: the claim's sync does it
-            await self._volume_phase(pv, "Available")
-            return
-        ns, name = ref.get("namespace", ""), ref.get("name", "")
         phase = (pv.get("status") or {}).get("phase")
-        claim = self.claims.get(ns, name)
-        if (claim is None and phase not in ("Released", "Failed")) or (
-            claim is not None and claim["metadata"].get("uid") != ref["uid"]
-        ):
-            # the cache may lag behind a claim just created; ask the store before releasing
-            claim = await self.ctx.objects.try_get(self.claims_kind, ns, name)
-        if claim is not None and claim["metadata"].get("uid") != ref["uid"]:
-            claim = None
+        claim = await self._claim_of(ref, phase)
         if claim is None:
-            if phase not in ("Released", "Failed"):
-                pv = await self._volume_phase(pv, "Released")
-            await self._reclaim(pv)
+            await self._release(pv, phase)
             return
         claim_volume = (claim.get("spec") or {}).get("volumeName") or ""
-        pv_name = pv["metadata"]["name"]
         if not claim_volume:
             if volume_mode_mismatch(claim, pv):
-                self.record(
-                    pv,
-                    "Warning",
-                    "VolumeMismatch",
-                    "Cannot bind PersistentVolume to requested PersistentVolumeClaim "
-                    f'"{name}" due to incompatible volumeMode.',
-                )
-                self.record(
-                    claim,
-                    "Warning",
-                    "VolumeMismatch",
-                    f'Cannot bind PersistentVolume "{pv_name}" to requested '
-                    "PersistentVolumeClaim due to incompatible volumeMode.",
-                )
+                self._report_mode_mismatch(pv, claim)
                 return
             self.queue.enqueue(_CLAIM + key_of(claim))
             return
-        if claim_volume == pv_name:
+        if claim_volume == pv["metadata"]["name"]:
             await self._volume_phase(pv, "Bound")
             return
         # the claim is bound to another volume
@@ -502,11 +486,44 @@ class PersistentVolumeBinder(Controller):
         if ANN_PROVISIONED_BY in annotations_of(pv) and spec.get(
             "persistentVolumeReclaimPolicy"
         ) == ("Delete"):
-            if phase not in ("Released", "Failed"):
-                pv = await self._volume_phase(pv, "Released")
-            await self._reclaim(pv)
+            await self._release(pv, phase)
             return
         await self._unbind_volume(pv)
+
+    async def _claim_of(self, ref: Obj, phase: str | None) -> Obj | None:
+        """The claim a volume's ``claimRef`` names, if it exists with that uid."""
+        ns, name = ref.get("namespace", ""), ref.get("name", "")
+        claim = self.claims.get(ns, name)
+        if (claim is None and phase not in ("Released", "Failed")) or (
+            claim is not None and claim["metadata"].get("uid") != ref["uid"]
+        ):
+            # the cache may lag behind a claim just created; ask the store before releasing
+            claim = await self.ctx.objects.try_get(self.claims_kind, ns, name)
+        if claim is not None and claim["metadata"].get("uid") != ref["uid"]:
+            return None
+        return claim
+
+    async def _release(self, pv: Obj, phase: str | None) -> None:
+        """A volume whose claim is gone: mark it Released and carry out its reclaim policy."""
+        if phase not in ("Released", "Failed"):
+            pv = await self._volume_phase(pv, "Released")
+        await self._reclaim(pv)
+
+    def _report_mode_mismatch(self, pv: Obj, claim: Obj) -> None:
+        self.record(
+            pv,
+            "Warning",
+            "VolumeMismatch",
+            "Cannot bind PersistentVolume to requested PersistentVolumeClaim "
+            f'"{claim["metadata"]["name"]}" due to incompatible volumeMode.',
+        )
+        self.record(
+            claim,
+            "Warning",
+            "VolumeMismatch",
+            f'Cannot bind PersistentVolume "{pv["metadata"]["name"]}" to requested '
+            "PersistentVolumeClaim due to incompatible volumeMode.",
+        )
 
     async def _reclaim(self, pv: Obj) -> None:
         """Carry out a released volume's reclaim policy."""
