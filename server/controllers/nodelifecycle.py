@@ -216,27 +216,7 @@ class NodeLifecycleController(Controller):
             before = condition(current, "Ready")
             if (before or {}).get("lastHeartbeatTime") != seen:
                 return None  # the kubelet posted meanwhile; its word wins
-            conditions = current.setdefault("status", {}).setdefault("conditions", [])
-            for type_ in MONITORED_CONDITIONS:
-                cond = next((c for c in conditions if c.get("type") == type_), None)
-                if cond is None:
-                    conditions.append(
-                        {
-                            "type": type_,
-                            "status": "Unknown",
-                            "reason": "NodeStatusNeverUpdated",
-                            "message": "Kubelet never posted node status.",
-                            "lastHeartbeatTime": current["metadata"].get("creationTimestamp"),
-                            "lastTransitionTime": stamp,
-                        }
-                    )
-                elif cond.get("status") != "Unknown":
-                    cond.update(
-                        status="Unknown",
-                        reason="NodeStatusUnknown",
-                        message="Kubelet stopped posting node status.",
-                        lastTransitionTime=stamp,
-                    )
+            _set_unknown(current, stamp)
             if condition(current, "Ready") == before:
                 return None
             wrote = True
@@ -327,36 +307,63 @@ class NodeLifecycleController(Controller):
         stamp = format_time(now)
         failed: ApiError | None = None
         for pod in self.pods.by_index("node", node_name):
-            if _ready_status(pod) != "True":
-                continue
-            md = pod["metadata"]
-            changed = False
-
-            async def mutate(current: Obj | None) -> Obj | None:
-                nonlocal changed
-                if current is None or (current.get("spec") or {}).get("nodeName") != node_name:
-                    return None
-                for cond in (current.get("status") or {}).get("conditions") or []:
-                    if cond.get("type") == "Ready" and cond.get("status") != "False":
-                        cond["status"] = "False"
-                        cond["lastTransitionTime"] = stamp
-                        changed = True
-                        return current
-                return None
-
-            try:
-                result, _ = await self.ctx.objects.modify(
-                    self.pod_kind,
-                    md.get("namespace", ""),
-                    md["name"],
-                    mutate,
-                    self.write_options("status"),
-                )
-            except ApiError as e:
-                if e.code != 404:
-                    failed = e
-                continue
-            if changed:
-                self.record(result, "Warning", "NodeNotReady", "Node is not ready")
+            if _ready_status(pod) == "True":
+                failed = await self._mark_pod_not_ready(pod, node_name, stamp) or failed
         if failed is not None:
             raise failed
+
+    async def _mark_pod_not_ready(self, pod: Obj, node_name: str, stamp: str) -> ApiError | None:
+        """Set Ready=False on one pod still on ``node_name``; the error, if the write failed."""
+        md = pod["metadata"]
+        changed = False
+
+        async def mutate(current: Obj | None) -> Obj | None:
+            nonlocal changed
+            if current is None or (current.get("spec") or {}).get("nodeName") != node_name:
+                return None
+            for cond in (current.get("status") or {}).get("conditions") or []:
+                if cond.get("type") == "Ready" and cond.get("status") != "False":
+                    cond["status"] = "False"
+                    cond["lastTransitionTime"] = stamp
+                    changed = True
+                    return current
+            return None
+
+        try:
+            result, _ = await self.ctx.objects.modify(
+                self.pod_kind,
+                md.get("namespace", ""),
+                md["name"],
+                mutate,
+                self.write_options("status"),
+            )
+        except ApiError as e:
+            return None if e.code == 404 else e
+        if changed:
+            self.record(result, "Warning", "NodeNotReady", "Node is not ready")
+        return None
+
+
+def _set_unknown(node: Obj, stamp: str) -> None:
+    """Mark every monitored condition of ``node`` Unknown (added when never reported)."""
+    conditions = node.setdefault("status", {}).setdefault("conditions", [])
+    for type_ in MONITORED_CONDITIONS:
+        cond = next((c for c in conditions if c.get("type") == type_), None)
+        if cond is None:
+            conditions.append(
+                {
+                    "type": type_,
+                    "status": "Unknown",
+                    "reason": "NodeStatusNeverUpdated",
+                    "message": "Kubelet never posted node status.",
+                    "lastHeartbeatTime": node["metadata"].get("creationTimestamp"),
+                    "lastTransitionTime": stamp,
+                }
+            )
+        elif cond.get("status") != "Unknown":
+            cond.update(
+                status="Unknown",
+                reason="NodeStatusUnknown",
+                message="Kubelet stopped posting node status.",
+                lastTransitionTime=stamp,
+            )
