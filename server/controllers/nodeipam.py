@@ -149,23 +149,31 @@ class NodeIpamController(Controller):
             for cidrs in self.sets:
                 cidrs.release(subnet)
 
+    def _allocate(self, node: dict[str, Any]) -> list[Network] | None:
+        """One subnet per family for ``node``, held for it; None (after an event) when a
+        family has none left."""
+        name = node["metadata"]["name"]
+        allocated = [cidrs.allocate() for cidrs in self.sets]
+        if any(a is None for a in allocated):
+            for cidrs, subnet in zip(self.sets, allocated, strict=True):
+                if subnet is not None:
+                    cidrs.release(subnet)
+            self.record(node, "Normal", "CIDRNotAvailable", _status_change(name))
+            log.warning("no pod CIDR left in %s for node %s", self.ctx.config.cluster_cidr, name)
+            return None
+        wanted = [a for a in allocated if a is not None]
+        self._held[name] = wanted
+        return wanted
+
     async def reconcile(self, key: str) -> None:
         node = self.nodes.get("", key)
         if node is None or _pod_cidrs(node) or node["metadata"].get("deletionTimestamp"):
             return
-        if key in self._held:  # allocated before; the cache has not caught up yet
-            wanted = self._held[key]
-        else:
-            allocated = [cidrs.allocate() for cidrs in self.sets]
-            if any(a is None for a in allocated):
-                for cidrs, subnet in zip(self.sets, allocated, strict=True):
-                    if subnet is not None:
-                        cidrs.release(subnet)
-                self.record(node, "Normal", "CIDRNotAvailable", _status_change(key))
-                log.warning("no pod CIDR left in %s for node %s", self.ctx.config.cluster_cidr, key)
+        wanted = self._held.get(key)  # allocated before; the cache has not caught up yet
+        if wanted is None:
+            wanted = self._allocate(node)
+            if wanted is None:
                 return
-            wanted = [a for a in allocated if a is not None]
-            self._held[key] = wanted
         texts = [str(s) for s in wanted]
 
         async def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
