@@ -218,20 +218,29 @@ class LocalPathProvisioner(Controller):
             if e.code != 409:
                 raise
 
-    async def _provision(self, claim: Obj) -> None:
+    def _class_to_provision(self, claim: Obj) -> Obj | None:
+        """The StorageClass of an unbound claim this provisioner should serve, if any and
+        its volume does not exist yet."""
         if (claim.get("spec") or {}).get("volumeName"):
-            return
+            return None
         ann = annotations_of(claim)
         if PROVISIONER not in (
             ann.get(ANN_STORAGE_PROVISIONER),
             ann.get(ANN_BETA_STORAGE_PROVISIONER),
         ):
-            return
+            return None
         sc = self.classes.get("", claim_class(claim))
         if sc is None or sc.get("provisioner") != PROVISIONER:
-            return
+            return None
         if self.volumes.get("", volume_name(claim)) is not None:
+            return None
+        return sc
+
+    async def _provision(self, claim: Obj) -> None:
+        sc = self._class_to_provision(claim)
+        if sc is None:
             return
+        ann = annotations_of(claim)
         node_name = ann.get(ANN_SELECTED_NODE, "")
         if not node_name and sc.get("volumeBindingMode") == WAIT_FOR_FIRST_CONSUMER:
             return  # the scheduler has not chosen a node yet
