@@ -194,6 +194,13 @@ def _object_meta(
         e.forbidden(path + ".namespace", "not allowed on this type")
     e.nonnegative(path + ".generation", meta.get("generation"))
     _template_meta(e, meta, path)
+    _owner_references(e, meta, path)
+    for fin in _list(meta, "finalizers"):
+        if isinstance(fin, str):
+            e.each(path + ".finalizers", fin, names.is_qualified_name(fin))
+
+
+def _owner_references(e: Errors, meta: Obj, path: str) -> None:
     for ref in _list(meta, "ownerReferences"):
         ref = ref if isinstance(ref, dict) else {}
         ref_path = path + ".ownerReferences"
@@ -203,9 +210,6 @@ def _object_meta(
         for key, what in (("kind", "kind"), ("name", "name"), ("uid", "uid")):
             if not ref.get(key):
                 e.invalid(f"{ref_path}.{key}", str(ref.get(key) or ""), f"{what} must not be empty")
-    for fin in _list(meta, "finalizers"):
-        if isinstance(fin, str):
-            e.each(path + ".finalizers", fin, names.is_qualified_name(fin))
 
 
 def _validate_metadata_update(e: Errors, meta: Obj, old_meta: Obj) -> None:
@@ -263,6 +267,17 @@ def _container(e: Errors, c: Obj, path: str, seen: set[str], volumes: set[str]) 
         e.required(path + ".image")
     elif image != image.strip():
         e.invalid(path + ".image", image, "must not have leading or trailing whitespace")
+    _container_ports(e, c, path)
+    _container_env(e, c, path)
+    _volume_mounts(e, c, path, volumes)
+    if c.get("imagePullPolicy") not in (None, ""):
+        _enum(e, path + ".imagePullPolicy", c.get("imagePullPolicy"), _PULL_POLICIES)
+    if c.get("terminationMessagePolicy") not in (None, ""):
+        policy = c.get("terminationMessagePolicy")
+        _enum(e, path + ".terminationMessagePolicy", policy, _MESSAGE_POLICIES)
+
+
+def _container_ports(e: Errors, c: Obj, path: str) -> None:
     port_names: set[str] = set()
     for i, port in _dicts(c, "ports"):
         p = f"{path}.ports[{i}]"
@@ -275,6 +290,9 @@ def _container(e: Errors, c: Obj, path: str, seen: set[str], volumes: set[str]) 
         _port_number(e, p + ".containerPort", port.get("containerPort"))
         _port_number(e, p + ".hostPort", port.get("hostPort"), required=False)
         _enum(e, p + ".protocol", port.get("protocol"), _PROTOCOLS)
+
+
+def _container_env(e: Errors, c: Obj, path: str) -> None:
     for i, env in _dicts(c, "env"):
         p = f"{path}.env[{i}]"
         ename = env.get("name") or ""
@@ -284,6 +302,9 @@ def _container(e: Errors, c: Obj, path: str, seen: set[str], volumes: set[str]) 
             e.each(p + ".name", ename, names.is_env_var_name(ename))
         if env.get("value") and env.get("valueFrom") is not None:
             e.invalid(p + ".valueFrom", "", "may not be specified when `value` is not empty")
+
+
+def _volume_mounts(e: Errors, c: Obj, path: str, volumes: set[str]) -> None:
     for i, mount in _dicts(c, "volumeMounts"):
         p = f"{path}.volumeMounts[{i}]"
         mname = mount.get("name") or ""
@@ -293,11 +314,6 @@ def _container(e: Errors, c: Obj, path: str, seen: set[str], volumes: set[str]) 
             e.not_found(p + ".name", mname)
         if not mount.get("mountPath"):
             e.required(p + ".mountPath")
-    if c.get("imagePullPolicy") not in (None, ""):
-        _enum(e, path + ".imagePullPolicy", c.get("imagePullPolicy"), _PULL_POLICIES)
-    if c.get("terminationMessagePolicy") not in (None, ""):
-        policy = c.get("terminationMessagePolicy")
-        _enum(e, path + ".terminationMessagePolicy", policy, _MESSAGE_POLICIES)
 
 
 def _pod_spec(e: Errors, spec: Obj, path: str) -> None:
@@ -348,13 +364,7 @@ _POD_UPDATE_FORBIDDEN = (
 def _pod_update(e: Errors, spec: Obj, old_spec: Obj) -> None:
     """Only images, a shorter active deadline and added tolerations may change."""
     munged = clone(spec)
-    for key in ("initContainers", "containers"):
-        old_containers = _list(old_spec, key)
-        for i, c in enumerate(_list(munged, key)):
-            if isinstance(c, dict) and i < len(old_containers):
-                old_c = old_containers[i]
-                if isinstance(old_c, dict):
-                    c["image"] = old_c.get("image")
+    _keep_old_images(munged, old_spec)
     new_deadline = spec.get("activeDeadlineSeconds")
     old_deadline = old_spec.get("activeDeadlineSeconds")
     if new_deadline is not None:
@@ -386,6 +396,17 @@ def _pod_update(e: Errors, spec: Obj, old_spec: Obj) -> None:
         munged["schedulingGates"] = old_spec.get("schedulingGates")
     if _pruned(munged) != _pruned(old_spec):
         e.forbidden("spec", _POD_UPDATE_FORBIDDEN)
+
+
+def _keep_old_images(spec: Obj, old_spec: Obj) -> None:
+    """Put the old images back into ``spec``'s containers (images may change)."""
+    for key in ("initContainers", "containers"):
+        old_containers = _list(old_spec, key)
+        for i, c in enumerate(_list(spec, key)):
+            if isinstance(c, dict) and i < len(old_containers):
+                old_c = old_containers[i]
+                if isinstance(old_c, dict):
+                    c["image"] = old_c.get("image")
 
 
 def _pruned(value: Any) -> Any:
@@ -498,7 +519,19 @@ def _validate_deployment(e: Errors, obj: Obj, old: Obj | None) -> None:
             "spec.template.spec.activeDeadlineSeconds",
             "activeDeadlineSeconds in ReplicaSet is not Supported",
         )
-    strategy = _d(spec, "strategy")
+    _deployment_strategy(e, _d(spec, "strategy"))
+    deadline = spec.get("progressDeadlineSeconds")
+    if isinstance(deadline, int):
+        e.nonnegative("spec.progressDeadlineSeconds", deadline)
+        if deadline <= (spec.get("minReadySeconds") or 0):
+            e.invalid(
+                "spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"
+            )
+    if old is not None:
+        _selector_immutable(e, sel, _d(old, "spec").get("selector"))
+
+
+def _deployment_strategy(e: Errors, strategy: Obj) -> None:
     stype = strategy.get("type")
     if stype == "Recreate" and strategy.get("rollingUpdate") is not None:
         e.forbidden(
@@ -517,15 +550,6 @@ def _validate_deployment(e: Errors, obj: Obj, old: Obj | None) -> None:
             GoRepr(str(rolling["maxUnavailable"])),
             "may not be 0 when `maxSurge` is 0",
         )
-    deadline = spec.get("progressDeadlineSeconds")
-    if isinstance(deadline, int):
-        e.nonnegative("spec.progressDeadlineSeconds", deadline)
-        if deadline <= (spec.get("minReadySeconds") or 0):
-            e.invalid(
-                "spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"
-            )
-    if old is not None:
-        _selector_immutable(e, sel, _d(old, "spec").get("selector"))
 
 
 def _selector_immutable(e: Errors, sel: Any, old_sel: Any) -> None:
@@ -716,6 +740,23 @@ def _validate_service(e: Errors, obj: Obj, old: Obj | None) -> None:
         e.required("spec.ports")
     if stype == "ExternalName" and not spec.get("externalName"):
         e.required("spec.externalName")
+    _service_ports(e, ports)
+    affinity = spec.get("sessionAffinity")
+    if affinity not in (None, "None", "ClientIP"):
+        e.not_supported("spec.sessionAffinity", affinity, ("ClientIP", "None"))
+    _validate_labels(e, spec.get("selector"), "spec.selector")
+    if old is None:
+        return
+    old_spec = _d(old, "spec")
+    if "ExternalName" in (stype, old_spec.get("type")):
+        return
+    new_ips, old_ips = _cluster_ips(spec), _cluster_ips(old_spec)
+    for i, ip in enumerate(old_ips):
+        if i < len(new_ips) and new_ips[i] != ip:
+            e.invalid(f"spec.clusterIPs[{i}]", new_ips, "may not change once set")
+
+
+def _service_ports(e: Errors, ports: list[tuple[int, Obj]]) -> None:
     port_names: set[str] = set()
     keys: set[tuple[Any, Any]] = set()
     for i, port in ports:
@@ -737,19 +778,6 @@ def _validate_service(e: Errors, obj: Obj, old: Obj | None) -> None:
         if key in keys and isinstance(number, int):
             e.duplicate(p, _go_service_port(number, str(port.get("protocol") or "")))
         keys.add(key)
-    affinity = spec.get("sessionAffinity")
-    if affinity not in (None, "None", "ClientIP"):
-        e.not_supported("spec.sessionAffinity", affinity, ("ClientIP", "None"))
-    _validate_labels(e, spec.get("selector"), "spec.selector")
-    if old is None:
-        return
-    old_spec = _d(old, "spec")
-    if "ExternalName" in (stype, old_spec.get("type")):
-        return
-    new_ips, old_ips = _cluster_ips(spec), _cluster_ips(old_spec)
-    for i, ip in enumerate(old_ips):
-        if i < len(new_ips) and new_ips[i] != ip:
-            e.invalid(f"spec.clusterIPs[{i}]", new_ips, "may not change once set")
 
 
 def _data_keys(e: Errors, data: Any, path: str) -> None:
