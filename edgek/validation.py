@@ -968,24 +968,27 @@ def _binding(e: Errors, obj: Obj, old: Obj | None, namespaced: bool) -> None:
     else:
         e.each("roleRef.name", ref["name"], names.is_path_segment_name(str(ref["name"])))
     for i, subject in _dicts(obj, "subjects"):
-        p = f"subjects[{i}]"
-        kind, name, group = subject.get("kind"), subject.get("name") or "", subject.get("apiGroup")
-        if not name:
-            e.required(p + ".name")
-        if kind == "ServiceAccount":
-            if name:
-                e.each(p + ".name", name, names.is_dns1123_subdomain(name))
-            if group not in (None, ""):
-                e.not_supported(p + ".apiGroup", group, ("",))
-            if not namespaced and not subject.get("namespace"):
-                e.required(p + ".namespace")
-        elif kind in ("User", "Group"):
-            if group != _RBAC_GROUP:
-                e.not_supported(p + ".apiGroup", group or "", (_RBAC_GROUP,))
-        else:
-            e.not_supported(p + ".kind", kind or "", ("ServiceAccount", "User", "Group"))
+        _subject(e, subject, f"subjects[{i}]", namespaced)
     if old is not None and _pruned(ref) != _pruned(_d(old, "roleRef")):
         e.invalid("roleRef", _go_role_ref(ref), "cannot change roleRef")
+
+
+def _subject(e: Errors, subject: Obj, p: str, namespaced: bool) -> None:
+    kind, name, group = subject.get("kind"), subject.get("name") or "", subject.get("apiGroup")
+    if not name:
+        e.required(p + ".name")
+    if kind == "ServiceAccount":
+        if name:
+            e.each(p + ".name", name, names.is_dns1123_subdomain(name))
+        if group not in (None, ""):
+            e.not_supported(p + ".apiGroup", group, ("",))
+        if not namespaced and not subject.get("namespace"):
+            e.required(p + ".namespace")
+    elif kind in ("User", "Group"):
+        if group != _RBAC_GROUP:
+            e.not_supported(p + ".apiGroup", group or "", (_RBAC_GROUP,))
+    else:
+        e.not_supported(p + ".kind", kind or "", ("ServiceAccount", "User", "Group"))
 
 
 def _validate_role_binding(e: Errors, obj: Obj, old: Obj | None) -> None:
@@ -1017,7 +1020,13 @@ def _validate_crd(e: Errors, obj: Obj, old: Obj | None) -> None:
             e.invalid("spec.group", group, "should be a domain with at least one dot")
     scope = spec.get("scope")
     _enum(e, "spec.scope", scope, ("Cluster", "Namespaced"))
-    crd_names = _d(spec, "names")
+    _crd_names(e, _d(spec, "names"))
+    _crd_versions(e, _dicts(spec, "versions"))
+    if old is not None:
+        e.immutable("spec.scope", scope, _d(old, "spec").get("scope"))
+
+
+def _crd_names(e: Errors, crd_names: Obj) -> None:
     for key in ("plural", "singular"):
         value = crd_names.get(key) or ""
         if key == "plural" and not value:
@@ -1035,7 +1044,9 @@ def _validate_crd(e: Errors, obj: Obj, old: Obj | None) -> None:
                 "may have mixed case, but should otherwise match: "
                 + ",".join(names.is_dns1035_label(value.lower())),
             )
-    versions = _dicts(spec, "versions")
+
+
+def _crd_versions(e: Errors, versions: list[tuple[int, Obj]]) -> None:
     shown = GoRepr("[]apiextensions.CustomResourceDefinitionVersion{...}")
     if not versions or sum(1 for _, v in versions if v.get("storage")) != 1:
         e.invalid("spec.versions", shown, "must have exactly one version marked as storage version")
@@ -1048,8 +1059,6 @@ def _validate_crd(e: Errors, obj: Obj, old: Obj | None) -> None:
         seen.add(vname)
         if not _d(version, "schema").get("openAPIV3Schema"):
             e.required(f"spec.versions[{i}].schema.openAPIV3Schema", "schemas are required")
-    if old is not None:
-        e.immutable("spec.scope", scope, _d(old, "spec").get("scope"))
 
 
 def _validate_storage_class(e: Errors, obj: Obj, old: Obj | None) -> None:
@@ -1285,21 +1294,19 @@ def _go_type(ref: kinds.TypeRef) -> str:
     return ref.name
 
 
+#: The JSON kind a value of each composite shape must have.
+_SHAPE_KINDS = {"struct": "object", "list": "array", "map": "object", "bytes": "string"}
+
+
 def _type_error(ref: kinds.TypeRef, value: Any, node: _Node) -> str | None:
     """The JSON type mismatch between ``value`` and ``ref``, or None."""
     if value is None:
         return None
-    kind = _json_kind(value)
-    if ref.shape == "struct":
-        ok = kind == "object"
-    elif ref.shape == "list":
-        ok = kind == "array"
-    elif ref.shape == "map":
-        ok = kind == "object"
-    elif ref.shape == "bytes":
-        ok = kind == "string"
-    elif ref.shape == "special":
+    if ref.shape == "special":
         return _special_error(ref.name, value)
+    kind = _json_kind(value)
+    if ref.shape in _SHAPE_KINDS:
+        ok = kind == _SHAPE_KINDS[ref.shape]
     elif ref.name in _INT_TYPES:
         ok = kind == "number" and (isinstance(value, int) or float(value).is_integer())
     elif ref.name in ("float32", "float64"):
