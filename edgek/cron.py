@@ -123,6 +123,17 @@ class SpecSchedule:
     def _rest(self, zone: _Zone, t: datetime, added: bool) -> tuple[bool, datetime, bool]:
         """Day, hour, minute and second search within a matching month; (found, t, added)
         where not found means the search wrapped into a new month or year."""
+        for step in (self._to_day, self._to_hour, self._to_minute):
+            found, t, added = step(zone, t, added)
+            if not found:
+                return False, t, added
+        if t.second != 0:  # the standard parser fixes seconds at 0: on to the next minute
+            t = zone.add(t, timedelta(seconds=60 - t.second))
+            return False, t, True
+        return True, t, added
+
+    def _to_day(self, zone: _Zone, t: datetime, added: bool) -> tuple[bool, datetime, bool]:
+        """On to a matching day; not found when that wraps into the next month."""
         while not self._day_matches(t):
             if not added:
                 added = True
@@ -133,6 +144,10 @@ class SpecSchedule:
                 t = zone.add(t, timedelta(hours=shift))
             if t.day == 1:
                 return False, t, added
+        return True, t, added
+
+    def _to_hour(self, zone: _Zone, t: datetime, added: bool) -> tuple[bool, datetime, bool]:
+        """On to a matching hour; not found when that wraps into the next day."""
         while not (1 << t.hour) & self.hour:
             if not added:
                 added = True
@@ -140,6 +155,10 @@ class SpecSchedule:
             t = zone.add(t, timedelta(hours=1))
             if t.hour == 0:
                 return False, t, added
+        return True, t, added
+
+    def _to_minute(self, zone: _Zone, t: datetime, added: bool) -> tuple[bool, datetime, bool]:
+        """On to a matching minute; not found when that wraps into the next hour."""
         while not (1 << t.minute) & self.minute:
             if not added:
                 added = True
@@ -147,9 +166,6 @@ class SpecSchedule:
             t = zone.add(t, timedelta(minutes=1))
             if t.minute == 0:
                 return False, t, added
-        if t.second != 0:  # the standard parser fixes seconds at 0: on to the next minute
-            t = zone.add(t, timedelta(seconds=60 - t.second))
-            return False, t, True
         return True, t, added
 
     def _day_matches(self, t: datetime) -> bool:
@@ -284,17 +300,7 @@ def _field(text: str, bounds: _Bounds) -> int:
 def _range(expr: str, bounds: _Bounds) -> int:
     range_and_step = expr.split("/")
     low_high = range_and_step[0].split("-")
-    extra = 0
-    if low_high[0] in ("*", "?"):
-        start, end, extra = bounds.low, bounds.high, _STAR
-    else:
-        start = _int_or_name(low_high[0], bounds.names)
-        if len(low_high) == 1:
-            end = start
-        elif len(low_high) == 2:
-            end = _int_or_name(low_high[1], bounds.names)
-        else:
-            raise CronError(f"too many hyphens: {expr}")
+    start, end, extra = _low_high(low_high, expr, bounds)
     if len(range_and_step) == 1:
         step = 1
     elif len(range_and_step) == 2:
@@ -305,6 +311,23 @@ def _range(expr: str, bounds: _Bounds) -> int:
             extra = 0
     else:
         raise CronError(f"too many slashes: {expr}")
+    _check_range(expr, start, end, step, bounds)
+    return _bits(start, end, step) | extra
+
+
+def _low_high(low_high: list[str], expr: str, bounds: _Bounds) -> tuple[int, int, int]:
+    """(start, end, star bit) of a range's ``*``, ``N`` or ``N-M`` part."""
+    if low_high[0] in ("*", "?"):
+        return bounds.low, bounds.high, _STAR
+    start = _int_or_name(low_high[0], bounds.names)
+    if len(low_high) == 1:
+        return start, start, 0
+    if len(low_high) == 2:
+        return start, _int_or_name(low_high[1], bounds.names), 0
+    raise CronError(f"too many hyphens: {expr}")
+
+
+def _check_range(expr: str, start: int, end: int, step: int, bounds: _Bounds) -> None:
     if start < bounds.low:
         raise CronError(f"beginning of range ({start}) below minimum ({bounds.low}): {expr}")
     if end > bounds.high:
@@ -313,7 +336,6 @@ def _range(expr: str, bounds: _Bounds) -> int:
         raise CronError(f"beginning of range ({start}) beyond end of range ({end}): {expr}")
     if step == 0:
         raise CronError(f"step of range should be a positive number: {expr}")
-    return _bits(start, end, step) | extra
 
 
 def _int_or_name(text: str, names: dict[str, int]) -> int:
