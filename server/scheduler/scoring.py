@@ -16,7 +16,7 @@ from typing import Any
 
 from server.scheduler import nodematch
 from server.scheduler.filters import PodCycle
-from server.scheduler.nodeinfo import HOSTNAME, ZONE, NodeInfo
+from server.scheduler.nodeinfo import HOSTNAME, ZONE, NamespaceLabels, NodeInfo, PodInfo
 
 MAX_SCORE = 100
 #: maxSkew of upstream's system-default (ScheduleAnyway) spreading constraints.
@@ -161,6 +161,33 @@ def _normalize_spread(raw: list[int | None]) -> list[float]:
     return [0.0 if s is None else float(MAX_SCORE * (top + bottom - s) // top) for s in raw]
 
 
+def _pair_affinity(
+    info: PodInfo, other: PodInfo, ns_labels: NamespaceLabels
+) -> list[tuple[str, float]]:
+    """(topology key, weight) of every preferred or required affinity term between the pod
+    and a pod ``other`` on a node: its own terms matching ``other``, and ``other``'s
+    matching it (required ones weigh 1, anti-affinity counts against)."""
+    found: list[tuple[str, float]] = []
+    found += [
+        (t.topology_key, t.weight) for t in info.preferred_affinity if t.matches(other, ns_labels)
+    ]
+    found += [
+        (t.topology_key, -t.weight)
+        for t in info.preferred_anti_affinity
+        if t.matches(other, ns_labels)
+    ]
+    found += [(t.topology_key, 1) for t in other.required_affinity if t.matches(info, ns_labels)]
+    found += [
+        (t.topology_key, t.weight) for t in other.preferred_affinity if t.matches(info, ns_labels)
+    ]
+    found += [
+        (t.topology_key, -t.weight)
+        for t in other.preferred_anti_affinity
+        if t.matches(info, ns_labels)
+    ]
+    return found
+
+
 def _affinity_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | None:
     """InterPodAffinity preferred terms, both ways, plus existing pods' required affinity."""
     info = cycle.info
@@ -170,29 +197,13 @@ def _affinity_scores(cycle: PodCycle, nodes: list[NodeInfo]) -> list[float] | No
     ns_labels = cycle.listers.namespace_labels
     scores: dict[tuple[str, str], float] = {}
 
-    def add(key: str, node: NodeInfo, weight: float) -> None:
-        if key in node.labels:
-            pair = (key, node.labels[key])
-            scores[pair] = scores.get(pair, 0) + weight
-
     for node in cycle.state.nodes.values():
         others = node.pods.values() if own else node.with_affinity.values()
         for other in others:
-            for t in info.preferred_affinity:
-                if t.matches(other, ns_labels):
-                    add(t.topology_key, node, t.weight)
-            for t in info.preferred_anti_affinity:
-                if t.matches(other, ns_labels):
-                    add(t.topology_key, node, -t.weight)
-            for t in other.required_affinity:
-                if t.matches(info, ns_labels):
-                    add(t.topology_key, node, 1)
-            for t in other.preferred_affinity:
-                if t.matches(info, ns_labels):
-                    add(t.topology_key, node, t.weight)
-            for t in other.preferred_anti_affinity:
-                if t.matches(info, ns_labels):
-                    add(t.topology_key, node, -t.weight)
+            for key, weight in _pair_affinity(info, other, ns_labels):
+                if key in node.labels:
+                    pair = (key, node.labels[key])
+                    scores[pair] = scores.get(pair, 0) + weight
     if not scores:
         return None
     raw = [sum(v for (k, val), v in scores.items() if node.labels.get(k) == val) for node in nodes]
