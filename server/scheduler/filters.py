@@ -303,31 +303,40 @@ class PodCycle:
     def _prepare_affinity(self) -> None:
         """Counts for inter-pod (anti-)affinity over all placed pods (upstream PreFilter)."""
         self._affinity_ready = True
-        info, ns_labels = self.info, self.listers.namespace_labels
-        if not (info.required_affinity or info.required_anti_affinity):
-            nodes = [n for n in self.state.nodes.values() if n.with_required_anti_affinity]
-        else:
+        own = bool(self.info.required_affinity or self.info.required_anti_affinity)
+        if own:
             nodes = list(self.state.nodes.values())
+        else:
+            nodes = [n for n in self.state.nodes.values() if n.with_required_anti_affinity]
         for node in nodes:
-            for other in node.with_required_anti_affinity.values():
-                for term in other.required_anti_affinity:
-                    if term.topology_key in node.labels and term.matches(info, ns_labels):
-                        pair = (term.topology_key, node.labels[term.topology_key])
-                        self.existing_anti[pair] = self.existing_anti.get(pair, 0) + 1
-            if not (info.required_affinity or info.required_anti_affinity):
-                continue
-            for other in node.pods.values():
-                if info.required_affinity and all(
-                    t.matches(other, ns_labels) for t in info.required_affinity
-                ):
-                    for t in info.required_affinity:
-                        if t.topology_key in node.labels:
-                            pair = (t.topology_key, node.labels[t.topology_key])
-                            self.affinity_counts[pair] = self.affinity_counts.get(pair, 0) + 1
-                for t in info.required_anti_affinity:
-                    if t.topology_key in node.labels and t.matches(other, ns_labels):
+            self._count_existing_anti(node)
+            if own:
+                self._count_own_terms(node)
+
+    def _count_existing_anti(self, node: NodeInfo) -> None:
+        """Count the required anti-affinity terms of the node's pods that match the pod."""
+        info, ns_labels = self.info, self.listers.namespace_labels
+        for other in node.with_required_anti_affinity.values():
+            for term in other.required_anti_affinity:
+                if term.topology_key in node.labels and term.matches(info, ns_labels):
+                    pair = (term.topology_key, node.labels[term.topology_key])
+                    self.existing_anti[pair] = self.existing_anti.get(pair, 0) + 1
+
+    def _count_own_terms(self, node: NodeInfo) -> None:
+        """Count the node's pods that match the pod's required (anti-)affinity terms."""
+        info, ns_labels = self.info, self.listers.namespace_labels
+        for other in node.pods.values():
+            if info.required_affinity and all(
+                t.matches(other, ns_labels) for t in info.required_affinity
+            ):
+                for t in info.required_affinity:
+                    if t.topology_key in node.labels:
                         pair = (t.topology_key, node.labels[t.topology_key])
-                        self.anti_counts[pair] = self.anti_counts.get(pair, 0) + 1
+                        self.affinity_counts[pair] = self.affinity_counts.get(pair, 0) + 1
+            for t in info.required_anti_affinity:
+                if t.topology_key in node.labels and t.matches(other, ns_labels):
+                    pair = (t.topology_key, node.labels[t.topology_key])
+                    self.anti_counts[pair] = self.anti_counts.get(pair, 0) + 1
 
     # -- filters ------------------------------------------------------------------
 
@@ -471,20 +480,8 @@ class PodCycle:
         if not self._affinity_ready:
             self._prepare_affinity()
         info, labels = self.info, node.labels
-        if info.required_affinity:
-            exist = True
-            for t in info.required_affinity:
-                if t.topology_key not in labels:
-                    return AFFINITY
-                if self.affinity_counts.get((t.topology_key, labels[t.topology_key]), 0) <= 0:
-                    exist = False
-            if not exist and not (
-                not self.affinity_counts
-                and all(
-                    t.matches(info, self.listers.namespace_labels) for t in info.required_affinity
-                )
-            ):
-                return AFFINITY
+        if info.required_affinity and not self._affinity_met(labels):
+            return AFFINITY
         for t in info.required_anti_affinity:
             if t.topology_key in labels and self.anti_counts.get(
                 (t.topology_key, labels[t.topology_key]), 0
@@ -494,6 +491,22 @@ class PodCycle:
             if n > 0 and labels.get(key) == value:
                 return EXISTING_ANTI_AFFINITY
         return ""
+
+    def _affinity_met(self, labels: Mapping[str, str]) -> bool:
+        """Whether a node with ``labels`` meets the pod's required affinity: every term's
+        topology has a matching pod, or (the first pod of a group) no pod matches anywhere
+        and the pod matches its own terms."""
+        info = self.info
+        exist = True
+        for t in info.required_affinity:
+            if t.topology_key not in labels:
+                return False
+            if self.affinity_counts.get((t.topology_key, labels[t.topology_key]), 0) <= 0:
+                exist = False
+        return exist or (
+            not self.affinity_counts
+            and all(t.matches(info, self.listers.namespace_labels) for t in info.required_affinity)
+        )
 
 
 def fit_message(total: int, reasons_by_node: Mapping[str, list[str]], prefilter: str = "") -> str:

@@ -102,6 +102,23 @@ class AffinityTerm:
         return self.selector.matches(pod.labels)
 
 
+def _term_selector(term: dict[str, Any], labels: Mapping[str, str]) -> LabelSelector:
+    """A term's label selector, with its ``matchLabelKeys``/``mismatchLabelKeys`` turned into
+    In/NotIn requirements on the pod's own label values."""
+    extra = []
+    for key in term.get("matchLabelKeys") or ():
+        if key in labels:
+            extra.append({"key": key, "operator": "In", "values": [labels[key]]})
+    for key in term.get("mismatchLabelKeys") or ():
+        if key in labels:
+            extra.append({"key": key, "operator": "NotIn", "values": [labels[key]]})
+    if not extra or term.get("labelSelector") is None:
+        return label_selector_from_object(term.get("labelSelector"))
+    sel = dict(term["labelSelector"])
+    sel["matchExpressions"] = list(sel.get("matchExpressions") or ()) + extra
+    return label_selector_from_object(sel)
+
+
 def _affinity_terms(
     namespace: str, labels: Mapping[str, str], terms: Iterable[Any], weighted: bool
 ) -> list[AffinityTerm]:
@@ -114,18 +131,7 @@ def _affinity_terms(
         if not isinstance(term, dict):
             continue
         try:
-            selector = label_selector_from_object(term.get("labelSelector"))
-            extra = []
-            for key in term.get("matchLabelKeys") or ():
-                if key in labels:
-                    extra.append({"key": key, "operator": "In", "values": [labels[key]]})
-            for key in term.get("mismatchLabelKeys") or ():
-                if key in labels:
-                    extra.append({"key": key, "operator": "NotIn", "values": [labels[key]]})
-            if extra and term.get("labelSelector") is not None:
-                sel = dict(term["labelSelector"])
-                sel["matchExpressions"] = list(sel.get("matchExpressions") or ()) + extra
-                selector = label_selector_from_object(sel)
+            selector = _term_selector(term, labels)
             ns_sel = term.get("namespaceSelector")
             ns_selector = label_selector_from_object(ns_sel) if ns_sel is not None else None
         except SelectorError:

@@ -395,8 +395,11 @@ class Scheduler(Controller):
             await self.ctx.objects.modify(
                 self.claims_kind, md["namespace"], md["name"], select, self.write_options()
             )
-        if not cycle.claims.static:
-            return
+        if cycle.claims.static:
+            await self._reserve_static_volumes(cycle, node)
+
+    async def _reserve_static_volumes(self, cycle: PodCycle, node: NodeInfo) -> None:
+        """Point the local volumes chosen for the pod's static claims at those claims."""
         for claim, pv in cycle.static_volumes(node) or ():
             cmd = claim["metadata"]
             ref = {
