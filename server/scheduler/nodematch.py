@@ -77,19 +77,25 @@ def _label_requirement(req: Mapping[str, Any]) -> Callable[[Mapping[str, str]], 
             return lambda labels: key in labels
         return lambda labels: key not in labels
     if op in ("Gt", "Lt"):
-        bound = _int(values[0]) if len(values) == 1 else None
-        if bound is None:
-            return None
-        greater = op == "Gt"
-
-        def compare(labels: Mapping[str, str]) -> bool:
-            have = _int(labels[key]) if key in labels else None
-            if have is None:
-                return False
-            return have > bound if greater else have < bound
-
-        return compare
+        return _numeric_requirement(key, op == "Gt", values)
     return None
+
+
+def _numeric_requirement(
+    key: str, greater: bool, values: list[Any]
+) -> Callable[[Mapping[str, str]], bool] | None:
+    """A compiled Gt (``greater``) or Lt requirement; ``None`` unless one integer value."""
+    bound = _int(values[0]) if len(values) == 1 else None
+    if bound is None:
+        return None
+
+    def compare(labels: Mapping[str, str]) -> bool:
+        have = _int(labels[key]) if key in labels else None
+        if have is None:
+            return False
+        return have > bound if greater else have < bound
+
+    return compare
 
 
 def _field_requirement(req: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool] | None:
