@@ -130,6 +130,24 @@ def _merge_map(
     if _RETAIN_KEYS in patch:
         _retain_keys(original, patch)
 
+    orders, deletions, names = _field_directives(patch)
+    for name in names:
+        field = _field(ref, name)
+        before = original.get(name)
+        if name in patch:
+            _merge_field(original, name, patch[name], field)
+        if name in orders:
+            _set_element_order(original, name, orders[name], before, patch.get(name), field)
+        if name in deletions and isinstance(original.get(name), list):
+            original[name] = [v for v in original[name] if _position(deletions[name], v) is None]
+    return original
+
+
+def _field_directives(
+    patch: dict[str, Any],
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]], list[str]]:
+    """The ``$setElementOrder/`` and ``$deleteFromPrimitiveList/`` directives of a map patch
+    by field, and every field the patch names, in order."""
     orders: dict[str, list[Any]] = {}
     deletions: dict[str, list[Any]] = {}
     names: list[str] = []
@@ -145,17 +163,7 @@ def _merge_map(
         else:
             name = key
         names.append(name)
-
-    for name in dict.fromkeys(names):
-        field = _field(ref, name)
-        before = original.get(name)
-        if name in patch:
-            _merge_field(original, name, patch[name], field)
-        if name in orders:
-            _set_element_order(original, name, orders[name], before, patch.get(name), field)
-        if name in deletions and isinstance(original.get(name), list):
-            original[name] = [v for v in original[name] if _position(deletions[name], v) is None]
-    return original
+    return orders, deletions, list(dict.fromkeys(names))
 
 
 def _retain_keys(original: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -228,11 +236,37 @@ def _merge_list(original: list[Any], patch: list[Any], field: _FieldPatch) -> li
             if _position(merged, value) is None:
                 merged.append(value)
         return _enforce_order(merged, patch, original, None)
+    return _merge_map_list(original, patch, field)
 
+
+def _merge_map_list(original: list[Any], patch: list[Any], field: _FieldPatch) -> list[Any]:
+    """Merge a patch list of maps into ``original`` by the field's merge key."""
     key = field.merge_key
     if not key:
         raise PatchError("cannot merge lists of objects without a merge key")
     elem_ref = field.elem.ref
+    kept, items, replace = _list_directives(original, patch, key)
+    if replace:
+        return [_merge_map({}, element, elem_ref) for element in items]
+
+    merged = list(kept)
+    for element in items:
+        value = _merge_key_value(element, key)
+        index = next(
+            (i for i, o in enumerate(merged) if key in o and json_equal(o[key], value)), None
+        )
+        if index is None:
+            merged.append(_merge_map({}, element, elem_ref))
+        else:
+            merged[index] = _merge_map(merged[index], element, elem_ref)
+    return _enforce_order(merged, items, kept, key)
+
+
+def _list_directives(
+    original: list[Any], patch: list[Any], key: str
+) -> tuple[list[Any], list[dict[str, Any]], bool]:
+    """Apply the ``$patch`` elements of a map list: (original elements kept, the elements
+    to merge, whether the list is replaced)."""
     kept, items, replace = original, [], False
     for element in patch:
         if _MARKER not in element:
@@ -248,20 +282,7 @@ def _merge_list(original: list[Any], patch: list[Any], field: _FieldPatch) -> li
             items.append({k: v for k, v in element.items() if k != _MARKER})
         else:
             raise PatchError(f"unknown patch type: {_dump(directive)} in map: {_dump(element)}")
-    if replace:
-        return [_merge_map({}, element, elem_ref) for element in items]
-
-    merged = list(kept)
-    for element in items:
-        value = _merge_key_value(element, key)
-        index = next(
-            (i for i, o in enumerate(merged) if key in o and json_equal(o[key], value)), None
-        )
-        if index is None:
-            merged.append(_merge_map({}, element, elem_ref))
-        else:
-            merged[index] = _merge_map(merged[index], element, elem_ref)
-    return _enforce_order(merged, items, kept, key)
+    return kept, items, replace
 
 
 def _merge_key_value(element: dict[str, Any], key: str) -> Any:
