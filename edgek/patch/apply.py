@@ -250,9 +250,7 @@ def _merge_list(live: list[Any], applied: list[Any], node: _Node, path: Path) ->
     elem = node.elem
     ltok = _index(live, node, path, strict=False)
     rtok = _index(applied, node, path, strict=True)
-    lmap: dict[str, Any] = {}
-    for token, item in zip(ltok, live, strict=True):
-        lmap.setdefault(token, item)
+    lmap = _first_by_token(ltok, live)
     rmap = dict(zip(rtok, applied, strict=True))
     shared = [t for t in rtok if t in lmap]
     done: set[str] = set()
@@ -309,30 +307,9 @@ def _compare(old: Any, new: Any, node: _Node, path: Path, diff: _Diff) -> None:
     both_lists = all(v is MISSING or v is None or isinstance(v, list) for v in (old, new))
     nonempty = any(v is not MISSING and v for v in (old, new))
     if _is_map_node(node) and both_maps and nonempty:
-        old_map = old if isinstance(old, dict) else {}
-        new_map = new if isinstance(new, dict) else {}
-        for name in old_map.keys() | new_map.keys():
-            child, zero = _child(node, name)
-            # Only a present struct has zero-valued fields; an absent or null one has none.
-            _compare(
-                old_map.get(name, zero if isinstance(old, dict) else MISSING),
-                new_map.get(name, zero if isinstance(new, dict) else MISSING),
-                child,
-                (*path, fieldset.field_token(name)),
-                diff,
-            )
+        _compare_maps(old, new, node, path, diff)
     elif _is_list_node(node) and both_lists and nonempty:
-        assert node.elem is not None
-        old_items = _keyed(old if isinstance(old, list) else [], node, path)
-        new_items = _keyed(new if isinstance(new, list) else [], node, path)
-        for token in old_items.keys() | new_items.keys():
-            _compare(
-                old_items.get(token, MISSING),
-                new_items.get(token, MISSING),
-                node.elem,
-                (*path, token),
-                diff,
-            )
+        _compare_lists(old, new, node, path, diff)
     elif old is not MISSING and new is not MISSING:
         if not json_equal(old, new) and path:
             diff.modified.add(path)
@@ -345,9 +322,45 @@ def _compare(old: Any, new: Any, node: _Node, path: Path, diff: _Diff) -> None:
         diff.removed.add(path)
 
 
+def _compare_maps(old: Any, new: Any, node: _Node, path: Path, diff: _Diff) -> None:
+    """:func:`_compare` field by field (either side may be missing or null)."""
+    old_map = old if isinstance(old, dict) else {}
+    new_map = new if isinstance(new, dict) else {}
+    for name in old_map.keys() | new_map.keys():
+        child, zero = _child(node, name)
+        # Only a present struct has zero-valued fields; an absent or null one has none.
+        _compare(
+            old_map.get(name, zero if isinstance(old, dict) else MISSING),
+            new_map.get(name, zero if isinstance(new, dict) else MISSING),
+            child,
+            (*path, fieldset.field_token(name)),
+            diff,
+        )
+
+
+def _compare_lists(old: Any, new: Any, node: _Node, path: Path, diff: _Diff) -> None:
+    """:func:`_compare` item by item, matched by identity (either side may be missing)."""
+    assert node.elem is not None
+    old_items = _keyed(old if isinstance(old, list) else [], node, path)
+    new_items = _keyed(new if isinstance(new, list) else [], node, path)
+    for token in old_items.keys() | new_items.keys():
+        _compare(
+            old_items.get(token, MISSING),
+            new_items.get(token, MISSING),
+            node.elem,
+            (*path, token),
+            diff,
+        )
+
+
 def _keyed(items: list[Any], node: _Node, path: Path) -> dict[str, Any]:
+    return _first_by_token(_index(items, node, path, strict=False), items)
+
+
+def _first_by_token(tokens: list[str], items: list[Any]) -> dict[str, Any]:
+    """The first item of each identity token."""
     out: dict[str, Any] = {}
-    for token, item in zip(_index(items, node, path, strict=False), items, strict=True):
+    for token, item in zip(tokens, items, strict=True):
         out.setdefault(token, item)
     return out
 
@@ -362,37 +375,47 @@ def _remove(value: Any, paths: dict[str, Any], node: _Node) -> Any:
     """Remove the paths of a token tree (see :func:`fieldset.tree`) from ``value``, in
     place where possible. A map or list emptied by a removal comes back ``MISSING``."""
     if _is_map_node(node) and isinstance(value, dict):
-        removed = nulled = False
-        for token, sub in paths.items():
-            name = token[2:]
-            if not token.startswith("f:") or name not in value:
-                continue
-            if "." in sub:
-                del value[name]
-                removed = True
-                continue
-            child, _ = _child(node, name)
-            kept = _remove(value[name], sub, child)
-            if kept is MISSING:
-                # Upstream leaves an emptied child as null, so this map is not empty.
-                del value[name]
-                nulled = True
-            else:
-                value[name] = kept
-        return MISSING if removed and not nulled and not value else value
+        return _remove_from_map(value, paths, node)
     if _is_list_node(node) and isinstance(value, list) and value:
-        assert node.elem is not None
-        out = []
-        for token, item in zip(_index(value, node, (), strict=False), value, strict=True):
-            sub = paths.get(token)
-            if sub is None:
-                out.append(item)
-            elif "." not in sub:
-                kept = _remove(item, sub, node.elem)
-                if kept is not MISSING:
-                    out.append(kept)
-        return out or MISSING
+        return _remove_from_list(value, paths, node)
     return value
+
+
+def _remove_from_map(value: dict[str, Any], paths: dict[str, Any], node: _Node) -> Any:
+    """:func:`_remove` over a map's fields."""
+    removed = nulled = False
+    for token, sub in paths.items():
+        name = token[2:]
+        if not token.startswith("f:") or name not in value:
+            continue
+        if "." in sub:
+            del value[name]
+            removed = True
+            continue
+        child, _ = _child(node, name)
+        kept = _remove(value[name], sub, child)
+        if kept is MISSING:
+            # Upstream leaves an emptied child as null, so this map is not empty.
+            del value[name]
+            nulled = True
+        else:
+            value[name] = kept
+    return MISSING if removed and not nulled and not value else value
+
+
+def _remove_from_list(value: list[Any], paths: dict[str, Any], node: _Node) -> Any:
+    """:func:`_remove` over a list's items, matched by identity."""
+    assert node.elem is not None
+    out = []
+    for token, item in zip(_index(value, node, (), strict=False), value, strict=True):
+        sub = paths.get(token)
+        if sub is None:
+            out.append(item)
+        elif "." not in sub:
+            kept = _remove(item, sub, node.elem)
+            if kept is not MISSING:
+                out.append(kept)
+    return out or MISSING
 
 
 def _drop_nulls(value: Any) -> Any:
