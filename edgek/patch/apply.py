@@ -724,13 +724,7 @@ def apply(
             "Incorrect version specified in apply patch. Specified patch version: "
             f"{applied.get('apiVersion') or ''}, expected: {api_version}"
         )
-    config = clone(applied)
-    meta = config.get("metadata")
-    if isinstance(meta, dict):
-        if meta.get("managedFields") is not None:
-            raise bad_request("metadata.managedFields must be nil")
-        for name in _SERVER_METADATA:
-            meta.pop(name, None)
+    config = _applied_config(applied)
 
     root = _root(type_name)
     current, entries = _without_managed_fields(live)
@@ -751,15 +745,34 @@ def apply(
     if entry is not None and (result.changed or entry.time is None):
         entry.time = now
     obj = result.obj
-    annotations = (obj.get("metadata") or {}).get("annotations")
-    if manager == "kubectl" and isinstance(annotations, dict) and annotations.get(LAST_APPLIED):
-        last = clone(applied)
-        last_annotations = (last.get("metadata") or {}).get("annotations")
-        if isinstance(last_annotations, dict):
-            last_annotations.pop(LAST_APPLIED, None)
-        annotations[LAST_APPLIED] = fieldset.compact_json(last) + "\n"
+    if manager == "kubectl":
+        _rewrite_last_applied(obj, applied)
     _store_managers(obj, result.managers)
     return obj
+
+
+def _applied_config(applied: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the applied object without the metadata the server sets."""
+    config = clone(applied)
+    meta = config.get("metadata")
+    if isinstance(meta, dict):
+        if meta.get("managedFields") is not None:
+            raise bad_request("metadata.managedFields must be nil")
+        for name in _SERVER_METADATA:
+            meta.pop(name, None)
+    return config
+
+
+def _rewrite_last_applied(obj: dict[str, Any], applied: dict[str, Any]) -> None:
+    """Keep kubectl's last-applied annotation, when the object has one, equal to ``applied``."""
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    if not isinstance(annotations, dict) or not annotations.get(LAST_APPLIED):
+        return
+    last = clone(applied)
+    last_annotations = (last.get("metadata") or {}).get("annotations")
+    if isinstance(last_annotations, dict):
+        last_annotations.pop(LAST_APPLIED, None)
+    annotations[LAST_APPLIED] = fieldset.compact_json(last) + "\n"
 
 
 # ---------------------------------------------------------------------------

@@ -78,14 +78,7 @@ def _apply(doc: Any, op: dict[str, Any]) -> Any:
     if name == "remove":
         return _remove(doc, path, op["path"], name)[0]
     if name in ("move", "copy"):
-        source = _pointer(op, "from")
-        if name == "move":
-            if len(path) > len(source) and path[: len(source)] == source:
-                raise PatchError(f"move operation cannot move {op['from']!r} into its own child")
-            doc, value = _remove(doc, source, op["from"], name)
-        else:
-            value = clone(_get(doc, source, op["from"], "copy"))
-        return _add(doc, path, value, op["path"])
+        return _move_or_copy(doc, op, path)
     if "value" not in op:
         raise PatchError(f"{name} operation on {op['path']!r} has no value")
     value = clone(op["value"])
@@ -93,11 +86,7 @@ def _apply(doc: Any, op: dict[str, Any]) -> Any:
         return _add(doc, path, value, op["path"])
     current = _get(doc, path, op["path"], name)
     if name == "test":
-        if not json_equal(current, value):
-            raise PatchError(
-                f"test operation failed: value at {op['path']!r} is {json.dumps(current)}, "
-                f"not {json.dumps(value)}"
-            )
+        _test(current, value, op["path"])
         return doc
     if not path:
         return value
@@ -107,6 +96,27 @@ def _apply(doc: Any, op: dict[str, Any]) -> Any:
     else:
         parent[path[-1]] = value
     return doc
+
+
+def _move_or_copy(doc: Any, op: dict[str, Any], path: list[str]) -> Any:
+    """A ``move`` or ``copy`` operation: the value at ``from`` added at ``path``."""
+    name = op["op"]
+    source = _pointer(op, "from")
+    if name == "move":
+        if len(path) > len(source) and path[: len(source)] == source:
+            raise PatchError(f"move operation cannot move {op['from']!r} into its own child")
+        doc, value = _remove(doc, source, op["from"], name)
+    else:
+        value = clone(_get(doc, source, op["from"], "copy"))
+    return _add(doc, path, value, op["path"])
+
+
+def _test(current: Any, value: Any, path: str) -> None:
+    if not json_equal(current, value):
+        raise PatchError(
+            f"test operation failed: value at {path!r} is {json.dumps(current)}, "
+            f"not {json.dumps(value)}"
+        )
 
 
 def _pointer(op: dict[str, Any], member: str) -> list[str]:
