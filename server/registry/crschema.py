@@ -72,41 +72,49 @@ def _walk_unknown(
     if preserve and s is None:
         return
     if isinstance(x, dict):
-        if s is None:
-            for k in list(x):
-                found.append(_key(path, k))
-                if drop:
-                    del x[k]
-            return
-        embedded = bool(s.get("x-kubernetes-embedded-resource"))
-        props = s.get("properties") or {}
-        addl_allowed, addl = _addl_schema(s)
-        for k in list(x):
-            p = _key(path, k)
-            if embedded and k in _META_FIELDS:
-                if k == "metadata" and path and isinstance(x[k], dict):
-                    _walk_object_meta(x[k], p, found, drop)
-                continue
-            if k in props:
-                _walk_unknown(x[k], props[k], p, found, drop)
-            elif addl_allowed:
-                _walk_unknown(x[k], addl, p, found, drop)
-            elif not preserve:
-                found.append(p)
-                if drop:
-                    del x[k]
+        _walk_unknown_fields(x, s, path, found, drop, preserve)
     elif isinstance(x, list):
         items = s.get("items") if s is not None else None
         for i, v in enumerate(x):
             _walk_unknown(v, items, f"{path}[{i}]", found, drop, preserve=preserve)
 
 
+def _walk_unknown_fields(
+    x: dict[str, Any], s: Schema | None, path: str, found: list[str], drop: bool, preserve: bool
+) -> None:
+    """:func:`_walk_unknown` over an object's fields."""
+    if s is None:
+        _report_unknown(x, list(x), path, found, drop)
+        return
+    embedded = bool(s.get("x-kubernetes-embedded-resource"))
+    props = s.get("properties") or {}
+    addl_allowed, addl = _addl_schema(s)
+    for k in list(x):
+        p = _key(path, k)
+        if embedded and k in _META_FIELDS:
+            if k == "metadata" and path and isinstance(x[k], dict):
+                _walk_object_meta(x[k], p, found, drop)
+            continue
+        if k in props:
+            _walk_unknown(x[k], props[k], p, found, drop)
+        elif addl_allowed:
+            _walk_unknown(x[k], addl, p, found, drop)
+        elif not preserve:
+            _report_unknown(x, [k], path, found, drop)
+
+
 def _walk_object_meta(meta: dict[str, Any], path: str, found: list[str], drop: bool) -> None:
-    for k in list(meta):
-        if k not in _OBJECT_META_FIELDS:
-            found.append(_key(path, k))
-            if drop:
-                del meta[k]
+    _report_unknown(meta, [k for k in meta if k not in _OBJECT_META_FIELDS], path, found, drop)
+
+
+def _report_unknown(
+    x: dict[str, Any], keys: list[str], path: str, found: list[str], drop: bool
+) -> None:
+    """Record the unknown fields ``keys`` of ``x`` (and with ``drop`` remove them)."""
+    for k in keys:
+        found.append(_key(path, k))
+        if drop:
+            del x[k]
 
 
 def _as_root(schema: Schema) -> Schema:
@@ -166,20 +174,7 @@ def _default(x: Any, s: Schema | None) -> None:
     if s is None:
         return
     if isinstance(x, dict):
-        props = s.get("properties") or {}
-        for k, prop in props.items():
-            if prop.get("default") is None:
-                continue
-            if k not in x or _non_nullable_null(x[k], prop):
-                x[k] = copy.deepcopy(prop["default"])
-        addl = s.get("additionalProperties")
-        for k in list(x):
-            if k in props:
-                _default(x[k], props[k])
-            elif isinstance(addl, dict):
-                if _non_nullable_null(x[k], addl):
-                    x[k] = copy.deepcopy(addl.get("default"))
-                _default(x[k], addl)
+        _default_fields(x, s)
     elif isinstance(x, list):
         items = s.get("items")
         if not isinstance(items, dict):
@@ -188,6 +183,24 @@ def _default(x: Any, s: Schema | None) -> None:
             if _non_nullable_null(v, items):
                 x[i] = copy.deepcopy(items.get("default"))
             _default(x[i], items)
+
+
+def _default_fields(x: dict[str, Any], s: Schema) -> None:
+    """:func:`_default` over an object: its missing fields, then each field's value."""
+    props = s.get("properties") or {}
+    for k, prop in props.items():
+        if prop.get("default") is None:
+            continue
+        if k not in x or _non_nullable_null(x[k], prop):
+            x[k] = copy.deepcopy(prop["default"])
+    addl = s.get("additionalProperties")
+    for k in list(x):
+        if k in props:
+            _default(x[k], props[k])
+        elif isinstance(addl, dict):
+            if _non_nullable_null(x[k], addl):
+                x[k] = copy.deepcopy(addl.get("default"))
+            _default(x[k], addl)
 
 
 def apply_defaults(schema: Schema | None, obj: dict[str, Any]) -> None:
@@ -540,31 +553,45 @@ def _validate_node(x: Any, s: Schema, path: str) -> list[Cause]:
     elif isinstance(x, int | float) and not isinstance(x, bool):
         out += _check_number(x, s, path)
     elif isinstance(x, list):
-        items = s.get("items")
-        if isinstance(items, dict):
-            for i, v in enumerate(x):
-                out += _validate_node(v, items, f"{path}[{i}]")
-        if s.get("minItems") is not None and len(x) < s["minItems"]:
-            msg = f"{path} in body should have at least {s['minItems']} items"
-            out.append(_invalid(path, len(x), msg))
-        if s.get("maxItems") is not None and len(x) > s["maxItems"]:
-            body = f"Too many: {len(x)}: has too many items"
-            out.append(_cause("FieldValueTooMany", path, body))
-        if s.get("uniqueItems") and len({_canonical(v) for v in x}) < len(x):
-            out.append(_invalid(path, "", f"{path} in body shouldn't contain duplicates"))
+        out += _check_array(x, s, path)
     if s.get("enum"):
         out += _check_enum(x, s["enum"], path)
     if isinstance(x, dict):
-        props = s.get("properties") or {}
-        for k, sub in props.items():
-            if k in x:
-                out += _validate_node(x[k], sub, _key(path, k))
-        addl = s.get("additionalProperties")
-        if isinstance(addl, dict):
-            for k, v in x.items():
-                if k not in props:
-                    out += _validate_node(v, addl, _key(path, k))
-        out += [_required(_key(path, k)) for k in s.get("required") or () if k not in x]
+        out += _check_object(x, s, path)
+    return out
+
+
+def _check_array(x: list[Any], s: Schema, path: str) -> list[Cause]:
+    """The items, then the item count and uniqueness limits."""
+    out: list[Cause] = []
+    items = s.get("items")
+    if isinstance(items, dict):
+        for i, v in enumerate(x):
+            out += _validate_node(v, items, f"{path}[{i}]")
+    if s.get("minItems") is not None and len(x) < s["minItems"]:
+        msg = f"{path} in body should have at least {s['minItems']} items"
+        out.append(_invalid(path, len(x), msg))
+    if s.get("maxItems") is not None and len(x) > s["maxItems"]:
+        body = f"Too many: {len(x)}: has too many items"
+        out.append(_cause("FieldValueTooMany", path, body))
+    if s.get("uniqueItems") and len({_canonical(v) for v in x}) < len(x):
+        out.append(_invalid(path, "", f"{path} in body shouldn't contain duplicates"))
+    return out
+
+
+def _check_object(x: dict[str, Any], s: Schema, path: str) -> list[Cause]:
+    """The described fields, the additional ones, then the missing required ones."""
+    out: list[Cause] = []
+    props = s.get("properties") or {}
+    for k, sub in props.items():
+        if k in x:
+            out += _validate_node(x[k], sub, _key(path, k))
+    addl = s.get("additionalProperties")
+    if isinstance(addl, dict):
+        for k, v in x.items():
+            if k not in props:
+                out += _validate_node(v, addl, _key(path, k))
+    out += [_required(_key(path, k)) for k in s.get("required") or () if k not in x]
     return out
 
 
