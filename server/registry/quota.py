@@ -239,17 +239,43 @@ def _pod_matches_scope(selector: Obj, pod: Obj) -> bool:
     if scope == "CrossNamespacePodAffinity":
         return _cross_namespace_affinity(pod)
     if scope == "PriorityClass":
-        value = spec.get("priorityClassName") or ""
-        op, values = selector.get("operator"), selector.get("values") or []
-        if op == "Exists":
-            return bool(value)
-        if op == "DoesNotExist":
-            return not value
-        if op == "In":
-            return bool(value) and value in values
-        if op == "NotIn":
-            return not value or value not in values
+        return _priority_class_matches(selector, spec.get("priorityClassName") or "")
     return False
+
+
+def _priority_class_matches(selector: Obj, value: str) -> bool:
+    """A PriorityClass scope selector against a pod's priorityClassName ("" when unset)."""
+    op, values = selector.get("operator"), selector.get("values") or []
+    if op == "Exists":
+        return bool(value)
+    if op == "DoesNotExist":
+        return not value
+    if op == "In":
+        return bool(value) and value in values
+    if op == "NotIn":
+        return not value or value not in values
+    return False
+
+
+def _check_pod_requests(kind: Kind, pod: Obj, quotas: list[Obj]) -> None:
+    """A pod must request every compute resource a quota on it limits."""
+    for q in quotas:
+        why = missing_requests(pod, ((q.get("spec") or {}).get("hard") or {}).keys())
+        if why:
+            raise forbidden(kind, pod, f"failed quota: {q['metadata']['name']}: {why}")
+
+
+def _usage_delta(group: str, resource: str, obj: Obj, old: Obj | None, now: datetime) -> Resources:
+    """The usage ``obj`` adds: all of it when created, its increases when updated."""
+    delta = {k: v for k, v in object_usage(group, resource, obj, now).items() if v[0] != 0}
+    if old is None or not old["metadata"].get("resourceVersion"):
+        return delta
+    before = object_usage(group, resource, old, now)
+    return {
+        k: (v[0] - before.get(k, _ZERO)[0], v[1])
+        for k, v in delta.items()
+        if v[0] - before.get(k, _ZERO)[0] > 0
+    }
 
 
 # -- other kinds ---------------------------------------------------------------------------
@@ -497,24 +523,25 @@ class QuotaAdmission:
         if not relevant:
             return None
         if (group, resource) == ("", "pods"):
-            for q in relevant:
-                why = missing_requests(obj, ((q.get("spec") or {}).get("hard") or {}).keys())
-                if why:
-                    raise forbidden(kind, obj, f"failed quota: {q['metadata']['name']}: {why}")
-        delta = {k: v for k, v in object_usage(group, resource, obj, now).items() if v[0] != 0}
-        if old is not None and old["metadata"].get("resourceVersion"):
-            before = object_usage(group, resource, old, now)
-            delta = {
-                k: (v[0] - before.get(k, _ZERO)[0], v[1])
-                for k, v in delta.items()
-                if v[0] - before.get(k, _ZERO)[0] > 0
-            }
+            _check_pod_requests(kind, obj, relevant)
+        delta = _usage_delta(group, resource, obj, old, now)
         if not delta:
             return None
-        cache = self._cache(group, resource)
         self._expire(ns)
+        charges = self._charges(kind, obj, relevant, delta, now)
+        if not charges:
+            return None
+        return self._reserve(ns, group, resource, obj["metadata"]["name"], charges)
+
+    def _charges(
+        self, kind: Kind, obj: Obj, quotas: list[Obj], delta: Resources, now: datetime
+    ) -> list[tuple[str, Resources]]:
+        """What each quota limiting a resource of ``delta`` is charged, by quota name;
+        raises Forbidden when one would be exceeded."""
+        group, resource = kind.group, kind.resource
+        cache = self._cache(group, resource)
         charges: list[tuple[str, Resources]] = []
-        for q in relevant:
+        for q in quotas:
             hard = _resource_list((q.get("spec") or {}).get("hard"))
             requested = {k: v for k, v in delta.items() if k in hard}
             if not requested:
@@ -531,9 +558,7 @@ class QuotaAdmission:
                     f"limited: {pretty({k: hard[k] for k in exceeded})}",
                 )
             charges.append((q["metadata"]["name"], requested))
-        if not charges:
-            return None
-        return self._reserve(ns, group, resource, obj["metadata"]["name"], charges)
+        return charges
 
     def _cache(self, group: str, resource: str) -> ObjectCache | None:
         """The kind's cache once synced (started in the background the first time)."""
