@@ -151,15 +151,7 @@ def prepare_for_update(
         new.setdefault("status", {})["conditions"] = conditions or []
         return
     if subresource == "status":
-        status = new.get("status")
-        annotations = (new.get("metadata") or {}).get("annotations")
-        _restore(new, old)
-        if status is None:
-            new.pop("status", None)
-        else:
-            new["status"] = status
-        if (kind.group, kind.resource) in _STATUS_WRITES_ANNOTATIONS:
-            _keep_request_annotations(kind, new, annotations, old)
+        _prepare_status_update(kind, new, old)
         return
     if kind.has_status:
         if "status" in old:
@@ -175,14 +167,8 @@ def prepare_for_update(
         new.setdefault("spec", {})["finalizers"] = list(
             (old.get("spec") or {}).get("finalizers") or []
         )
+    _update_generation(kind, new, old)
     md, old_md = new["metadata"], old["metadata"]
-    if tracks_generation(kind):
-        generation = old_md.get("generation", 1)
-        if spec_of(kind, new) != spec_of(kind, old):
-            generation += 1
-        md["generation"] = generation
-    else:
-        md.pop("generation", None)
     if old_md.get("deletionTimestamp"):
         md["deletionTimestamp"] = old_md["deletionTimestamp"]
         if "deletionGracePeriodSeconds" in old_md:
@@ -190,6 +176,31 @@ def prepare_for_update(
     else:
         md.pop("deletionTimestamp", None)
         md.pop("deletionGracePeriodSeconds", None)
+
+
+def _prepare_status_update(kind: Kind, new: dict[str, Any], old: dict[str, Any]) -> None:
+    """A status write changes the status (and a workload's annotations) only."""
+    status = new.get("status")
+    annotations = (new.get("metadata") or {}).get("annotations")
+    _restore(new, old)
+    if status is None:
+        new.pop("status", None)
+    else:
+        new["status"] = status
+    if (kind.group, kind.resource) in _STATUS_WRITES_ANNOTATIONS:
+        _keep_request_annotations(kind, new, annotations, old)
+
+
+def _update_generation(kind: Kind, new: dict[str, Any], old: dict[str, Any]) -> None:
+    """``metadata.generation`` goes up when the spec changes (kinds that track it)."""
+    md = new["metadata"]
+    if not tracks_generation(kind):
+        md.pop("generation", None)
+        return
+    generation = old["metadata"].get("generation", 1)
+    if spec_of(kind, new) != spec_of(kind, old):
+        generation += 1
+    md["generation"] = generation
 
 
 def _keep_request_annotations(
