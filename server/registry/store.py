@@ -139,6 +139,37 @@ def _encode_continue(revision: int, last_key: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _list_expired(opts: ListOptions, revision: int, e: datastore.CompactedError) -> ApiError:
+    """The 410 Expired of a list reading below the compacted revision."""
+    if opts.continue_token:
+        return status.expired(
+            "The provided continue parameter is too old to display a consistent list "
+            "result. You can start a new list without the continue parameter."
+        )
+    return status.expired(
+        f"The resourceVersion for the provided list is too old: {revision} is older "
+        f"than the compacted revision {e.compact_revision}"
+    )
+
+
+def _keep_identity(new_md: dict[str, Any], md: dict[str, Any]) -> None:
+    """Put the stored object's identity (and resourceVersion) back into a mutated copy."""
+    for identity in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
+        if identity in md:
+            new_md[identity] = md[identity]
+
+
+def _set_gc_finalizers(obj: dict[str, Any], opts: DeleteOptions) -> None:
+    """Add or drop the garbage collector's finalizers as the propagation policy asks."""
+    finalizers = _gc_finalizers(obj["metadata"].get("finalizers") or [], opts)
+    if finalizers is None:
+        return
+    if finalizers:
+        obj["metadata"]["finalizers"] = finalizers
+    else:
+        obj["metadata"].pop("finalizers", None)
+
+
 def _decode_continue(token: str) -> tuple[int, str]:
     try:
         padded = token + "=" * (-len(token) % 4)
@@ -219,17 +250,7 @@ class ObjectStore:
     async def list(self, kind: Kind, namespace: str, opts: ListOptions) -> ListResult:
         """A (possibly chunked) list honouring selectors, limit, continue and resourceVersion."""
         prefix = key_prefix(kind, namespace)
-        revision, start = 0, ""
-        rv, match = opts.resource_version, opts.resource_version_match
-        if opts.continue_token:
-            revision, start = _decode_continue(opts.continue_token)
-        elif rv not in ("", "0") and (match == "Exact" or (opts.limit and not match)):
-            # Exact, or the legacy paging rule: a limit with a resourceVersion reads at it.
-            revision = _parse_rv(rv)
-        elif rv not in ("", "0"):
-            self._check_not_future(_parse_rv(rv))
-        if revision:
-            self._check_not_future(revision)
+        revision, start = self._list_start(opts)
         items: list[dict[str, Any]] = []
         chunk = max(opts.limit, 100) if opts.limit else 0
         try:
@@ -251,16 +272,23 @@ class ObjectStore:
                     break
                 start = kvs[-1].key
         except datastore.CompactedError as e:
-            if opts.continue_token:
-                raise status.expired(
-                    "The provided continue parameter is too old to display a consistent list "
-                    "result. You can start a new list without the continue parameter."
-                ) from e
-            raise status.expired(
-                f"The resourceVersion for the provided list is too old: {revision} is older "
-                f"than the compacted revision {e.compact_revision}"
-            ) from e
+            raise _list_expired(opts, revision, e) from e
         return ListResult(items, str(revision))
+
+    def _list_start(self, opts: ListOptions) -> tuple[int, str]:
+        """(revision to read at, 0 for the newest; key to continue after) of a list."""
+        revision, start = 0, ""
+        rv, match = opts.resource_version, opts.resource_version_match
+        if opts.continue_token:
+            revision, start = _decode_continue(opts.continue_token)
+        elif rv not in ("", "0") and (match == "Exact" or (opts.limit and not match)):
+            # Exact, or the legacy paging rule: a limit with a resourceVersion reads at it.
+            revision = _parse_rv(rv)
+        elif rv not in ("", "0"):
+            self._check_not_future(_parse_rv(rv))
+        if revision:
+            self._check_not_future(revision)
+        return revision, start
 
     def _check_not_future(self, revision: int) -> None:
         if revision > self.store.revision:
@@ -428,9 +456,7 @@ class ObjectStore:
             new = objects.clone(current)
             mutate(new)
             new_md = objects.ensure_meta(new)
-            for identity in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
-                if identity in md:
-                    new_md[identity] = md[identity]
+            _keep_identity(new_md, md)
             if new == current or dry_run:
                 return new
             try:
@@ -548,12 +574,7 @@ class ObjectStore:
             graceful = self._begin_graceful(kind, new, opts)
             if graceful is None:  # a graceful deletion is under way and stays as it is
                 return obj, False
-            finalizers = _gc_finalizers(md.get("finalizers") or [], opts)
-            if finalizers is not None:
-                if finalizers:
-                    new["metadata"]["finalizers"] = finalizers
-                else:
-                    new["metadata"].pop("finalizers", None)
+            _set_gc_finalizers(new, opts)
             if not graceful and not blocking_finalizers(kind, new):
                 if opts.dry_run:
                     return obj, True
@@ -563,26 +584,32 @@ class ObjectStore:
                     continue
                 return obj, True
             if not graceful:
-                self._mark_deleting(new)
-            if (kind.group, kind.resource) == ("", "namespaces"):
-                new.setdefault("status", {})["phase"] = "Terminating"
+                self._mark_deleting(kind, new)
             if new == obj or opts.dry_run:
                 return new, False
-            try:
-                kv = await self.store.update(
-                    (key := object_key(kind, namespace, name)),
-                    self._encode(kind, key, new),
-                    expected_revision=int(md["resourceVersion"]),
-                    ttl=self._ttl(kind),
-                )
-            except datastore.ConflictError:
-                continue
-            except datastore.NotFoundError as e:
-                raise status.not_found(kind.group_resource, name) from e
-            new["metadata"]["resourceVersion"] = str(kv.mod_revision)
-            await self._notify(kind, new, False)
-            return new, False
+            stored = await self._store_deleting(kind, namespace, new, int(md["resourceVersion"]))
+            if stored is not None:
+                return stored, False
         raise status.conflict(kind.group_resource, name)
+
+    async def _store_deleting(
+        self, kind: Kind, namespace: str, new: dict[str, Any], revision: int
+    ) -> dict[str, Any] | None:
+        """Write an object being deleted over ``revision``; None when another writer got
+        there first."""
+        md = new["metadata"]
+        key = object_key(kind, namespace, md["name"])
+        try:
+            kv = await self.store.update(
+                key, self._encode(kind, key, new), expected_revision=revision, ttl=self._ttl(kind)
+            )
+        except datastore.ConflictError:
+            return None
+        except datastore.NotFoundError as e:
+            raise status.not_found(kind.group_resource, md["name"]) from e
+        md["resourceVersion"] = str(kv.mod_revision)
+        await self._notify(kind, new, False)
+        return new
 
     def _begin_graceful(self, kind: Kind, obj: dict[str, Any], opts: DeleteOptions) -> bool | None:
         """Start (or shorten) a graceful deletion in ``obj``. True when the object now waits
@@ -610,8 +637,11 @@ class ObjectStore:
         _bump_generation(md)
         return True
 
-    def _mark_deleting(self, obj: dict[str, Any]) -> None:
-        """Mark an object without a grace period as deleting (it waits for finalizers)."""
+    def _mark_deleting(self, kind: Kind, obj: dict[str, Any]) -> None:
+        """Mark an object without a grace period as deleting (it waits for finalizers); a
+        namespace turns Terminating."""
+        if (kind.group, kind.resource) == ("", "namespaces"):
+            obj.setdefault("status", {})["phase"] = "Terminating"
         md = obj["metadata"]
         now = self.clock()
         existing = md.get("deletionTimestamp")
