@@ -203,15 +203,7 @@ def _special(name: str, raw: bytes, field: str) -> Any:
                 text = _scalar("string", wire, value, "String")
         return text
     if name == "intstr.IntOrString":
-        kind, int_val, str_val = 0, 0, ""
-        for number, wire, value in parts:
-            if number == 1:
-                kind = _scalar("int64", wire, value, "Type")
-            elif number == 2:
-                int_val = _scalar("int32", wire, value, "IntVal")
-            elif number == 3:
-                str_val = _scalar("string", wire, value, "StrVal")
-        return str_val if kind == 1 else int_val
+        return _int_or_string(parts)
     if name in ("meta/v1.FieldsV1", "runtime.RawExtension", "apiextensions/v1.JSON"):
         payload = b""
         for number, wire, value in parts:
@@ -220,6 +212,19 @@ def _special(name: str, raw: bytes, field: str) -> Any:
                 payload = value
         return _json_bytes(payload, field)
     raise ProtobufError(f"protobuf decoding of {name} is not supported")
+
+
+def _int_or_string(parts: list[tuple[int, int, Any]]) -> Any:
+    """An IntOrString message: its string when Type is 1, else its int."""
+    kind, int_val, str_val = 0, 0, ""
+    for number, wire, value in parts:
+        if number == 1:
+            kind = _scalar("int64", wire, value, "Type")
+        elif number == 2:
+            int_val = _scalar("int32", wire, value, "IntVal")
+        elif number == 3:
+            str_val = _scalar("string", wire, value, "StrVal")
+    return str_val if kind == 1 else int_val
 
 
 def _value(ref: kinds.TypeRef, wire: int, raw: Any, field: str) -> Any:
@@ -356,17 +361,24 @@ def _unknown(body: bytes) -> tuple[str, str, bytes]:
     for number, wire, v in _fields(body[len(MAGIC) :]):
         if number == 1:
             _check_wire(wire, _LEN, "TypeMeta")
-            for n, w, tv in _fields(v):
-                if n == 1:
-                    api_version = _scalar("string", w, tv, "APIVersion")
-                elif n == 2:
-                    kind = _scalar("string", w, tv, "Kind")
+            api_version, kind = _type_meta(v)
         elif number == 2:
             _check_wire(wire, _LEN, "Raw")
             raw = v
         elif number in (3, 4):
             _check_wire(wire, _LEN, "ContentEncoding" if number == 3 else "ContentType")
     return api_version, kind, raw
+
+
+def _type_meta(raw: bytes) -> tuple[str, str]:
+    """(apiVersion, kind) of an envelope's TypeMeta message."""
+    api_version = kind = ""
+    for n, w, tv in _fields(raw):
+        if n == 1:
+            api_version = _scalar("string", w, tv, "APIVersion")
+        elif n == 2:
+            kind = _scalar("string", w, tv, "Kind")
+    return api_version, kind
 
 
 def decode(body: bytes, type_for: Callable[[str, str], str | None]) -> dict[str, Any]:
@@ -541,14 +553,21 @@ def _encode_struct(obj: Any, type_name: str) -> bytes:
             out += _enc_repeated(number, ref.elem, value, f.json)
         elif ref.shape == "map":
             assert ref.elem is not None
-            if not isinstance(value, dict):
-                raise ProtobufError(f"field {f.json}: expected an object, got {value!r}")
-            for key in sorted(value):
-                entry = _tag(1, _LEN) + _enc_scalar("string", key, f.json)
-                entry += _enc_value(2, ref.elem, value[key], f.json)
-                out += _len_field(number, entry)
+            out += _enc_map(number, ref.elem, value, f.json)
         else:
             out += _enc_value(number, ref, value, f.json)
+    return bytes(out)
+
+
+def _enc_map(number: int, elem: kinds.TypeRef, value: Any, field: str) -> bytes:
+    """A map field: one key/value entry message per key, in key order."""
+    if not isinstance(value, dict):
+        raise ProtobufError(f"field {field}: expected an object, got {value!r}")
+    out = bytearray()
+    for key in sorted(value):
+        entry = _tag(1, _LEN) + _enc_scalar("string", key, field)
+        entry += _enc_value(2, elem, value[key], field)
+        out += _len_field(number, entry)
     return bytes(out)
 
 
