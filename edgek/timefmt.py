@@ -20,7 +20,6 @@ _RFC3339 = re.compile(
 )
 
 _MINUTE = 60
-_HOUR = 60 * _MINUTE
 
 
 def format_time(when: datetime) -> str:
@@ -67,24 +66,30 @@ def human_duration(delta: timedelta) -> str:
         return f"{seconds}s"
     minutes = seconds // _MINUTE
     if minutes < 10:
-        rest = seconds % _MINUTE
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+        return _two_units(minutes, "m", seconds % _MINUTE, "s")
     if minutes < 3 * 60:
         return f"{minutes}m"
-    hours = seconds // _HOUR
+    return _hours_and_longer(minutes)
+
+
+def _hours_and_longer(minutes: int) -> str:
+    """:func:`human_duration` from three hours on: hours, days, then years."""
+    hours = minutes // 60
     if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
+        return _two_units(hours, "h", minutes % 60, "m")
     if hours < 48:
         return f"{hours}h"
     days = hours // 24
     if hours < 24 * 8:
-        rest = hours % 24
-        return f"{days}d{rest}h" if rest else f"{days}d"
+        return _two_units(days, "d", hours % 24, "h")
     if hours < 24 * 365 * 2:
         return f"{days}d"
     years = days // 365
     if hours < 24 * 365 * 8:
-        rest = days % 365
-        return f"{years}y{rest}d" if rest else f"{years}y"
+        return _two_units(years, "y", days % 365, "d")
     return f"{years}y"
+
+
+def _two_units(big: int, big_unit: str, rest: int, rest_unit: str) -> str:
+    """``3d4h``, or ``3d`` when the rest is zero."""
+    return f"{big}{big_unit}{rest}{rest_unit}" if rest else f"{big}{big_unit}"
