@@ -214,26 +214,38 @@ class _Parser:
             kind, lit = self.take()
             if kind == _IDENT:
                 found.add(lit)
-                nxt, nlit = self.peek()
-                if nxt == ",":
-                    continue
-                if nxt == ")":
+                if self._closes_after_value():
                     break
-                raise SelectorError(f"found '{nlit}', expected: ',' or ')'")
-            if kind == ",":
-                if not found:
-                    found.add("")
-                nxt, _ = self.peek()
-                if nxt == ")":
-                    found.add("")
+            elif kind == ",":
+                if self._closes_after_comma(found):
                     break
-                if nxt == ",":
-                    self.take()
-                    found.add("")
-                continue
-            raise SelectorError(f"found '{lit}', expected: ',', or identifier")
+            else:
+                raise SelectorError(f"found '{lit}', expected: ',', or identifier")
         self.take()  # ')'
         return sorted(found)
+
+    def _closes_after_value(self) -> bool:
+        """After a value in a set: whether ``)`` comes (else a ``,``)."""
+        nxt, nlit = self.peek()
+        if nxt == ",":
+            return False
+        if nxt == ")":
+            return True
+        raise SelectorError(f"found '{nlit}', expected: ',' or ')'")
+
+    def _closes_after_comma(self, found: set[str]) -> bool:
+        """After a ``,`` in a set: empty values around it join ``found``; whether ``)``
+        comes."""
+        if not found:
+            found.add("")
+        nxt, _ = self.peek()
+        if nxt == ")":
+            found.add("")
+            return True
+        if nxt == ",":
+            self.take()
+            found.add("")
+        return False
 
     def exact_value(self) -> list[str]:
         kind, lit = self.peek()
