@@ -16,7 +16,7 @@ Wall-clock times skipped by a daylight-saving jump never fire; repeated ones may
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
@@ -148,25 +148,25 @@ class SpecSchedule:
 
     def _to_hour(self, zone: _Zone, t: datetime, added: bool) -> tuple[bool, datetime, bool]:
         """On to a matching hour; not found when that wraps into the next day."""
-        while not (1 << t.hour) & self.hour:
-            if not added:
-                added = True
-                t = zone.at(t.year, t.month, t.day, t.hour)
-            t = zone.add(t, timedelta(hours=1))
-            if t.hour == 0:
-                return False, t, added
-        return True, t, added
+        return _advance(
+            t,
+            added,
+            lambda t: bool((1 << t.hour) & self.hour),
+            lambda t: zone.at(t.year, t.month, t.day, t.hour),
+            lambda t: zone.add(t, timedelta(hours=1)),
+            lambda t: t.hour == 0,
+        )
 
     def _to_minute(self, zone: _Zone, t: datetime, added: bool) -> tuple[bool, datetime, bool]:
         """On to a matching minute; not found when that wraps into the next hour."""
-        while not (1 << t.minute) & self.minute:
-            if not added:
-                added = True
-                t = t.replace(second=0, microsecond=0)
-            t = zone.add(t, timedelta(minutes=1))
-            if t.minute == 0:
-                return False, t, added
-        return True, t, added
+        return _advance(
+            t,
+            added,
+            lambda t: bool((1 << t.minute) & self.minute),
+            lambda t: t.replace(second=0, microsecond=0),
+            lambda t: zone.add(t, timedelta(minutes=1)),
+            lambda t: t.minute == 0,
+        )
 
     def _day_matches(self, t: datetime) -> bool:
         dom = bool((1 << t.day) & self.dom)
@@ -174,6 +174,26 @@ class SpecSchedule:
         if self.dom & _STAR or self.dow & _STAR:
             return dom and dow
         return dom or dow
+
+
+def _advance(
+    t: datetime,
+    added: bool,
+    matches: Callable[[datetime], bool],
+    truncate: Callable[[datetime], datetime],
+    step: Callable[[datetime], datetime],
+    wrapped: Callable[[datetime], bool],
+) -> tuple[bool, datetime, bool]:
+    """Step ``t`` until it ``matches`` (truncated to the unit before the first step);
+    (found, t, added) where not found means the steps wrapped into the next larger unit."""
+    while not matches(t):
+        if not added:
+            added = True
+            t = truncate(t)
+        t = step(t)
+        if wrapped(t):
+            return False, t, added
+    return True, t, added
 
 
 @dataclass(frozen=True)

@@ -165,26 +165,21 @@ def _pair_affinity(
     info: PodInfo, other: PodInfo, ns_labels: NamespaceLabels
 ) -> list[tuple[str, float]]:
     """(topology key, weight) of every preferred or required affinity term between the pod
-    and a pod ``other`` on a node: its own terms matching ``other``, and ``other``'s
-    matching it (required ones weigh 1, anti-affinity counts against)."""
-    found: list[tuple[str, float]] = []
-    found += [
-        (t.topology_key, t.weight) for t in info.preferred_affinity if t.matches(other, ns_labels)
-    ]
-    found += [
-        (t.topology_key, -t.weight)
-        for t in info.preferred_anti_affinity
-        if t.matches(other, ns_labels)
+    and a pod ``other`` on a node: its own preferred terms matching ``other``, and
+    ``other``'s terms matching it (anti-affinity counts against, a required term 1)."""
+    weighted = (
+        (info.preferred_affinity, other, 1),
+        (info.preferred_anti_affinity, other, -1),
+        (other.preferred_affinity, info, 1),
+        (other.preferred_anti_affinity, info, -1),
+    )
+    found: list[tuple[str, float]] = [
+        (t.topology_key, sign * t.weight)
+        for terms, pod, sign in weighted
+        for t in terms
+        if t.matches(pod, ns_labels)
     ]
     found += [(t.topology_key, 1) for t in other.required_affinity if t.matches(info, ns_labels)]
-    found += [
-        (t.topology_key, t.weight) for t in other.preferred_affinity if t.matches(info, ns_labels)
-    ]
-    found += [
-        (t.topology_key, -t.weight)
-        for t in other.preferred_anti_affinity
-        if t.matches(info, ns_labels)
-    ]
     return found
 
 
