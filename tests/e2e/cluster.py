@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from tests.conftest import REPO, Kubectl, ServerProcess, kubectl_binaries, start_server
 
 KUBECTL = kubectl_binaries().get("system") or kubectl_binaries()["pinned"]
-
-Obj = dict[str, Any]
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:

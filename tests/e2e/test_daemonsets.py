@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from tests.e2e.cluster import (
     Cluster,
     cluster_fixture,
@@ -22,8 +23,6 @@ from tests.e2e.cluster import (
     wait_for,
 )
 from tests.manifests import workload
-
-Obj = dict[str, Any]
 
 TAINT = "dedicated=infra:NoSchedule"
 

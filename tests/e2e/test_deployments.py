@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from kubernetes import client, config, watch
 
+from edgek.objects import Obj
 from tests.conftest import Kubectl, kubectl_binaries
 from tests.e2e.cluster import Cluster, cluster_fixture, image_of, running_and_ready, wait_for
 from tests.manifests import workload
-
-Obj = dict[str, Any]
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"

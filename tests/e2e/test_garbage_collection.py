@@ -7,14 +7,12 @@ states (Terminating namespace, owner waiting in the foreground) can be observed.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from tests.e2e.cluster import Cluster, cluster_fixture, running_and_ready, wait_for
 from tests.manifests import workload
-
-Obj = dict[str, Any]
 
 HOLD = "example.com/hold"
 FOREGROUND = "foregroundDeletion"

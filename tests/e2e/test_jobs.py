@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from tests.e2e.cluster import Cluster, cluster_fixture, replay, start_watch, wait_for
-
-Obj = dict[str, Any]
 
 #: Moving the clock ahead must not make the nodes look dead.
 SERVER_ARGS = ("--node-monitor-grace-period", "3600")

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from tests.e2e.cluster import Cluster, replay, start_cluster, start_watch, wait_for
 from tests.manifests import workload
-
-Obj = dict[str, Any]
 
 NODES = ("life-0", "life-1", "life-2")
 UNREACHABLE = "node.kubernetes.io/unreachable"

@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from tests.e2e.cluster import Cluster, cluster_fixture, wait_for
 from tests.manifests import workload
-
-Obj = dict[str, Any]
 
 NODES = ("sched-0", "sched-1", "sched-2")
 

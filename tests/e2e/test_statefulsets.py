@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from tests.e2e.cluster import (
     Cluster,
     image_of,
@@ -22,8 +23,6 @@ from tests.e2e.cluster import (
     wait_for,
 )
 from tests.manifests import workload
-
-Obj = dict[str, Any]
 
 #: Claims bind when a pod is scheduled (WaitForFirstConsumer) by a provisioner that does not
 #: exist here: the scheduler only annotates the claims with the chosen node, so the pods run

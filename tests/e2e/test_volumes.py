@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from tests.e2e.cluster import Cluster, cluster_fixture, wait_for
 from tests.manifests import workload
 
-Obj = dict[str, Any]
 IMAGE = "registry.local/app:v1"
 
 

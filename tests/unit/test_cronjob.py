@@ -6,12 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from edgek.objects import Obj
 from edgek.timefmt import format_time
 from server.controllers.cronjob import SCHEDULED_TIMESTAMP, CronJobController
 from server.registry.store import WriteOptions
 from tests.unit.controller_harness import T0, Harness
-
-Obj = dict[str, Any]
 
 
 def cronjob_body(name: str, schedule: str = "*/1 * * * *", **spec: Any) -> Obj:

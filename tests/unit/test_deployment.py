@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from edgek.timefmt import format_time
 from server.controllers import rollout as ro
@@ -21,7 +22,6 @@ from server.registry.store import DeleteOptions, WriteOptions
 from tests.manifests import workload
 from tests.unit.controller_harness import Harness
 
-Obj = dict[str, Any]
 NS = "default"
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from edgek.objects import Obj
 from edgek.timefmt import format_time
 from server.controllers.disruption import DisruptionController, ExpectedCountError, scaled_value
 from server.registry.store import WriteOptions
 from tests.manifests import workload
 from tests.unit.controller_harness import Harness
-
-Obj = dict[str, Any]
 
 
 def pod_body(name: str, labels: dict[str, str], owner: Obj | None = None) -> Obj:

@@ -10,8 +10,7 @@ from kubernetes.client.models import CoreV1Event, EventsV1Event
 
 from edgek import kinds
 from edgek.events import core_to_events_v1, events_v1_to_core
-
-Obj = dict[str, Any]
+from edgek.objects import Obj
 
 TYPE_META = {"kind", "apiVersion"}
 
@@ -27,7 +26,7 @@ POD_REF = {
 NODE_REF = {"kind": "Node", "name": "node-1", "uid": "node-1", "apiVersion": "v1"}
 
 
-def _meta(name: str) -> Obj:
+def _named_metadata(name: str) -> Obj:
     return {
         "name": name,
         "namespace": "default",
@@ -41,7 +40,7 @@ def _meta(name: str) -> Obj:
 KUBELET_CORE: Obj = {
     "kind": "Event",
     "apiVersion": "v1",
-    "metadata": _meta("web-7d4b9c8f5-x2k9p.17c0a1b2c3d4e5f6"),
+    "metadata": _named_metadata("web-7d4b9c8f5-x2k9p.17c0a1b2c3d4e5f6"),
     "involvedObject": POD_REF,
     "reason": "Pulled",
     "message": 'Container image "nginx:1.25" already present on machine',
@@ -59,7 +58,7 @@ KUBELET_CORE: Obj = {
 KUBELET_EVENTS: Obj = {
     "kind": "Event",
     "apiVersion": "events.k8s.io/v1",
-    "metadata": _meta("web-7d4b9c8f5-x2k9p.17c0a1b2c3d4e5f6"),
+    "metadata": _named_metadata("web-7d4b9c8f5-x2k9p.17c0a1b2c3d4e5f6"),
     "eventTime": None,
     "reportingController": "kubelet",
     "reportingInstance": "node-1",
@@ -77,7 +76,7 @@ KUBELET_EVENTS: Obj = {
 SCHEDULER_EVENTS: Obj = {
     "kind": "Event",
     "apiVersion": "events.k8s.io/v1",
-    "metadata": _meta("web-7d4b9c8f5-x2k9p.17c0a1b2d0000001"),
+    "metadata": _named_metadata("web-7d4b9c8f5-x2k9p.17c0a1b2d0000001"),
     "eventTime": "2024-05-01T09:59:59.123456Z",
     "reportingController": "default-scheduler",
     "reportingInstance": "default-scheduler-control-plane",
@@ -95,7 +94,7 @@ SCHEDULER_EVENTS: Obj = {
 SCHEDULER_CORE: Obj = {
     "kind": "Event",
     "apiVersion": "v1",
-    "metadata": _meta("web-7d4b9c8f5-x2k9p.17c0a1b2d0000001"),
+    "metadata": _named_metadata("web-7d4b9c8f5-x2k9p.17c0a1b2d0000001"),
     "involvedObject": {k: v for k, v in POD_REF.items() if k != "fieldPath"},
     "reason": "Scheduled",
     "message": "Successfully assigned default/web-7d4b9c8f5-x2k9p to node-1",
@@ -113,7 +112,7 @@ SCHEDULER_CORE: Obj = {
 SERIES_EVENTS: Obj = {
     "kind": "Event",
     "apiVersion": "events.k8s.io/v1",
-    "metadata": _meta("web-7d4b9c8f5-x2k9p.17c0a1b2d0000002"),
+    "metadata": _named_metadata("web-7d4b9c8f5-x2k9p.17c0a1b2d0000002"),
     "eventTime": "2024-05-01T10:00:00.000001Z",
     "series": {"count": 5, "lastObservedTime": "2024-05-01T10:04:30.500000Z"},
     "reportingController": "default-scheduler",
@@ -132,7 +131,7 @@ SERIES_EVENTS: Obj = {
 SERIES_CORE: Obj = {
     "kind": "Event",
     "apiVersion": "v1",
-    "metadata": _meta("web-7d4b9c8f5-x2k9p.17c0a1b2d0000002"),
+    "metadata": _named_metadata("web-7d4b9c8f5-x2k9p.17c0a1b2d0000002"),
     "involvedObject": POD_REF,
     "reason": "FailedScheduling",
     "message": "0/1 nodes are available: 1 Insufficient cpu.",

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from server.apiserver.request import RequestInfo
 from server.controllers.disruption import DisruptionController
@@ -13,8 +14,6 @@ from server.registry.eviction import Eviction, eviction_action
 from server.registry.store import WriteOptions
 from tests.unit.controller_harness import Harness
 from tests.unit.test_disruption import make_pdb, make_pod, pdb_status
-
-Obj = dict[str, Any]
 
 
 def evict_body(name: str, api_version: str = "policy/v1", **delete_options: Any) -> Obj:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from edgek.timefmt import format_time
 from server.controllers.job import (
     COMPLETION_INDEX,
@@ -22,8 +23,6 @@ from server.controllers.job import (
 from server.controllers.ttlafterfinished import TTLAfterFinishedController
 from server.registry.store import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import T0, Harness
-
-Obj = dict[str, Any]
 
 
 class FastJobController(JobController):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from edgek.objects import Obj
 from edgek.status import ApiError
 from tests.manifests import resource_pod
 from tests.unit.controller_harness import Harness
-
-Obj = dict[str, Any]
 
 
 async def bench(h: Harness, *items: Obj) -> None:

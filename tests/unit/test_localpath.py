@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from edgek.objects import Obj
 from server.controllers.localpath import (
     ANN_LOCAL_SELECTED_NODE,
     CLASS_NAME,
@@ -27,7 +28,6 @@ from server.registry.store import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 
 NS = "default"
-Obj = dict[str, Any]
 
 
 def claim(name: str, *, modes: tuple[str, ...] = ("ReadWriteOnce",), **spec: Any) -> Obj:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgek.objects import Obj
 from server.controllers.volumebinding import (
     ANN_BETA_STORAGE_PROVISIONER,
     ANN_BIND_COMPLETED,
@@ -21,7 +22,6 @@ from server.registry.store import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 
 NS = "default"
-Obj = dict[str, Any]
 
 
 def pv(
