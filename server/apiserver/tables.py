@@ -132,7 +132,7 @@ def _later(current: datetime | None, candidate: datetime | None) -> datetime | N
     return candidate if current is None or candidate > current else current
 
 
-def _labels_text(labels: Any) -> str:
+def _format_labels(labels: Any) -> str:
     """``k=v`` pairs sorted by key, ``<none>`` when empty."""
     if not isinstance(labels, dict) or not labels:
         return "<none>"
@@ -345,7 +345,7 @@ def _pod_template_cells(obj: Obj, now: datetime) -> Cells:
     return [
         meta(obj).get("name", ""),
         *_container_cells(template.get("spec")),
-        _labels_text(_dig(template, "metadata", "labels")),
+        _format_labels(_dig(template, "metadata", "labels")),
     ]
 
 
@@ -426,7 +426,7 @@ def _service_cells(obj: Obj, now: datetime) -> Cells:
         _external_ip(spec, status),
         _service_ports(_items(spec, "ports")),
         _age(obj, now),
-        _labels_text(spec.get("selector")),
+        _format_labels(spec.get("selector")),
     ]
 
 
@@ -645,7 +645,7 @@ def _daemon_set_cells(obj: Obj, now: datetime) -> Cells:
     return [
         meta(obj).get("name", ""),
         *(_int(status.get(key)) for key in counts),
-        _labels_text(_dig(spec, "template", "spec", "nodeSelector")),
+        _format_labels(_dig(spec, "template", "spec", "nodeSelector")),
         _age(obj, now),
         *_container_cells(_dig(spec, "template", "spec")),
         _format_selector(spec.get("selector")),
