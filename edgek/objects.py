@@ -47,6 +47,21 @@ def labels(obj: Obj) -> dict[str, str]:
     return found
 
 
+def annotations_of(obj: Obj) -> dict[str, str]:
+    """The object's annotations (an empty dict, not stored, when it has none)."""
+    found: dict[str, str] = meta(obj).get("annotations") or {}
+    return found
+
+
+def ensure_annotations(obj: Obj) -> dict[str, str]:
+    """The object's annotations as a live dict, created when missing."""
+    md = ensure_meta(obj)
+    if md.get("annotations") is None:
+        md["annotations"] = {}
+    found: dict[str, str] = md["annotations"]
+    return found
+
+
 def clone(value: _T) -> _T:
     """A deep copy of JSON-shaped data (dicts, lists, strings, numbers, booleans, None).
 

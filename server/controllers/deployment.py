@@ -306,7 +306,7 @@ class DeploymentController(Controller):
                 else:
                     spec.pop("minReadySeconds", None)
             if annotations:
-                ro.annotations_of(current).update(annotations)
+                objects.ensure_annotations(current).update(annotations)
             return current
 
         result, _ = await self.ctx.objects.modify(
@@ -368,7 +368,7 @@ class DeploymentController(Controller):
             min_ready = int(d["spec"].get("minReadySeconds") or 0)
             if changed or int(existing["spec"].get("minReadySeconds") or 0) != min_ready:
                 before = (existing["metadata"].get("annotations") or {}).items()
-                diff = dict(set(ro.annotations_of(updated).items()) - set(before))
+                diff = dict(set(objects.ensure_annotations(updated).items()) - set(before))
                 await self._patch_rs(existing, annotations=diff, min_ready_seconds=min_ready)
                 return existing
             meta_changed = self._set_revision(d, ro.revision(existing))
@@ -393,7 +393,7 @@ class DeploymentController(Controller):
         return await self._create_new_rs(d, rs_list, old_rss, new_revision)
 
     def _set_revision(self, d: Obj, revision: int) -> bool:
-        ann = ro.annotations_of(d)
+        ann = objects.ensure_annotations(d)
         if ann.get(ro.REVISION) == str(revision):
             return False
         ann[ro.REVISION] = str(revision)

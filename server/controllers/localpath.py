@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from edgek import objects
 from edgek.objects import Obj
 from edgek.status import ApiError
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
@@ -38,7 +39,6 @@ from server.controllers.volumebinding import (
     POD_CLAIMS_INDEX,
     VOLUME_CLAIM_INDEX,
     WAIT_FOR_FIRST_CONSUMER,
-    annotations_of,
     claim_class,
     claim_reference,
     index_pod_claims,
@@ -140,7 +140,7 @@ def local_volume(claim: Obj, sc: Obj, node: Obj, root: PurePosixPath) -> Obj:
 
 
 def _ours(pv: Obj) -> bool:
-    return annotations_of(pv).get(ANN_PROVISIONED_BY) == PROVISIONER
+    return objects.annotations_of(pv).get(ANN_PROVISIONED_BY) == PROVISIONER
 
 
 class LocalPathProvisioner(Controller):
@@ -175,7 +175,7 @@ class LocalPathProvisioner(Controller):
     def _claim_event(self, old: Obj | None, new: Obj | None) -> None:
         if new is None or (new.get("spec") or {}).get("volumeName"):
             return
-        ann = annotations_of(new)
+        ann = objects.annotations_of(new)
         if PROVISIONER in (ann.get(ANN_STORAGE_PROVISIONER), ann.get(ANN_BETA_STORAGE_PROVISIONER)):
             self.queue.enqueue(_CLAIM + key_of(new))
 
@@ -223,7 +223,7 @@ class LocalPathProvisioner(Controller):
         its volume does not exist yet."""
         if (claim.get("spec") or {}).get("volumeName"):
             return None
-        ann = annotations_of(claim)
+        ann = objects.annotations_of(claim)
         if PROVISIONER not in (
             ann.get(ANN_STORAGE_PROVISIONER),
             ann.get(ANN_BETA_STORAGE_PROVISIONER),
@@ -240,7 +240,7 @@ class LocalPathProvisioner(Controller):
         sc = self._class_to_provision(claim)
         if sc is None:
             return
-        ann = annotations_of(claim)
+        ann = objects.annotations_of(claim)
         node_name = ann.get(ANN_SELECTED_NODE, "")
         if not node_name and sc.get("volumeBindingMode") == WAIT_FOR_FIRST_CONSUMER:
             return  # the scheduler has not chosen a node yet

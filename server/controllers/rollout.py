@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from edgek import objects
 from edgek.objects import Obj
 from edgek.timefmt import format_time, parse_time
 
@@ -112,15 +113,6 @@ def status_int(obj: Obj | None, field: str) -> int:
     if obj is None:
         return 0
     return int((obj.get("status") or {}).get(field) or 0)
-
-
-def annotations_of(obj: Obj) -> dict[str, str]:
-    """The object's annotations (a live dict, created when missing)."""
-    md = obj.setdefault("metadata", {})
-    if md.get("annotations") is None:
-        md["annotations"] = {}
-    result: dict[str, str] = md["annotations"]
-    return result
 
 
 def revision(obj: Obj) -> int:
@@ -267,7 +259,7 @@ def get_proportion(rs: Obj, d: Obj, to_add: int, added: int) -> int:
 
 def set_replicas_annotations(rs: Obj, desired: int, maximum: int) -> bool:
     """Record desired and max replicas on a replica set; whether anything changed."""
-    ann = annotations_of(rs)
+    ann = objects.ensure_annotations(rs)
     changed = False
     for key, value in ((DESIRED_REPLICAS, str(desired)), (MAX_REPLICAS, str(maximum))):
         if ann.get(key) != value:
@@ -287,7 +279,7 @@ def set_new_rs_annotations(d: Obj, rs: Obj, new_revision: int, exists: bool) -> 
     i.e. on rollback) and, for a set about to be created, its replica annotations. Returns
     whether anything changed."""
     changed = False
-    ann = annotations_of(rs)
+    ann = objects.ensure_annotations(rs)
     for k, v in ((d.get("metadata") or {}).get("annotations") or {}).items():
         if k not in SKIPPED_ANNOTATIONS and ann.get(k) != v:
             ann[k] = v

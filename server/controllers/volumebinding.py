@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
+from edgek import objects
 from edgek.kinds import Kind
 from edgek.objects import Obj
 from edgek.quantity import parse_quantity
@@ -64,13 +65,9 @@ _CLAIM = "claim:"
 _VOLUME = "volume:"
 
 
-def annotations_of(obj: Obj) -> dict[str, str]:
-    return obj.get("metadata", {}).get("annotations") or {}
-
-
 def claim_class(claim: Obj) -> str:
     """The claim's class name (the beta annotation wins, as upstream); "" for none."""
-    beta = annotations_of(claim).get(ANN_BETA_STORAGE_CLASS)
+    beta = objects.annotations_of(claim).get(ANN_BETA_STORAGE_CLASS)
     if beta is not None:
         return beta
     return str((claim.get("spec") or {}).get("storageClassName") or "")
@@ -78,7 +75,7 @@ def claim_class(claim: Obj) -> str:
 
 def volume_class(pv: Obj) -> str:
     """The volume's class name (the beta annotation wins); "" for none."""
-    beta = annotations_of(pv).get(ANN_BETA_STORAGE_CLASS)
+    beta = objects.annotations_of(pv).get(ANN_BETA_STORAGE_CLASS)
     if beta is not None:
         return beta
     return str((pv.get("spec") or {}).get("storageClassName") or "")
@@ -190,7 +187,9 @@ def default_storage_class(classes: Iterable[Obj]) -> Obj | None:
     defaults = [
         sc
         for sc in classes
-        if annotations_of(sc).get(ANN_DEFAULT_CLASS, annotations_of(sc).get(ANN_BETA_DEFAULT_CLASS))
+        if objects.annotations_of(sc).get(
+            ANN_DEFAULT_CLASS, objects.annotations_of(sc).get(ANN_BETA_DEFAULT_CLASS)
+        )
         == "true"
     ]
     if not defaults:
@@ -232,7 +231,7 @@ def index_volume_claim(pv: Obj) -> list[str]:
 
 
 def _index_unbound(claim: Obj) -> list[str]:
-    return [] if ANN_BIND_COMPLETED in annotations_of(claim) else [_UNBOUND]
+    return [] if ANN_BIND_COMPLETED in objects.annotations_of(claim) else [_UNBOUND]
 
 
 def pod_terminated(pod: Obj) -> bool:
@@ -296,7 +295,7 @@ class PersistentVolumeBinder(Controller):
             claim = self.claims.get(ns, name)
             if claim is None:
                 return
-            if ANN_BIND_COMPLETED in annotations_of(claim):
+            if ANN_BIND_COMPLETED in objects.annotations_of(claim):
                 await self._sync_bound_claim(claim)
             else:
                 await self._sync_unbound_claim(claim)
@@ -315,7 +314,7 @@ class PersistentVolumeBinder(Controller):
             if pv is not None:
                 await self._bind(pv, claim)
                 return
-            if delay and ANN_SELECTED_NODE not in annotations_of(claim):
+            if delay and ANN_SELECTED_NODE not in objects.annotations_of(claim):
                 self._record_waiting(claim)
             elif class_name:
                 await self._provision(claim, class_name, sc)
@@ -405,7 +404,7 @@ class PersistentVolumeBinder(Controller):
                 f"no volume plugin matched name: {provisioner}",
             )
             return
-        ann = annotations_of(claim)
+        ann = objects.annotations_of(claim)
         if (
             ann.get(ANN_STORAGE_PROVISIONER) != provisioner
             or ann.get(ANN_BETA_STORAGE_PROVISIONER) != provisioner
@@ -483,7 +482,7 @@ class PersistentVolumeBinder(Controller):
             return
         # the claim is bound to another volume
         spec = pv.get("spec") or {}
-        if ANN_PROVISIONED_BY in annotations_of(pv) and spec.get(
+        if ANN_PROVISIONED_BY in objects.annotations_of(pv) and spec.get(
             "persistentVolumeReclaimPolicy"
         ) == ("Delete"):
             await self._release(pv, phase)
@@ -531,7 +530,7 @@ class PersistentVolumeBinder(Controller):
         if policy == "Retain":
             return
         if policy == "Delete":
-            provisioner = annotations_of(pv).get(ANN_PROVISIONED_BY, "")
+            provisioner = objects.annotations_of(pv).get(ANN_PROVISIONED_BY, "")
             if provisioner and not provisioner.startswith("kubernetes.io/"):
                 return  # the external provisioner that made it deletes it
             await self._volume_failed(
@@ -684,9 +683,9 @@ class DefaultStorageClass:
         if (kind.group, kind.resource) != ("", "persistentvolumeclaims") or old is not None:
             return
         spec = obj.setdefault("spec", {})
-        if spec.get("storageClassName") is not None or ANN_BETA_STORAGE_CLASS in annotations_of(
-            obj
-        ):
+        if spec.get(
+            "storageClassName"
+        ) is not None or ANN_BETA_STORAGE_CLASS in objects.annotations_of(obj):
             return
         default = default_storage_class(self.classes.items())
         if default is not None:
