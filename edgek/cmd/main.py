@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from edgek import KUBERNETES_VERSION, __version__
-from edgek.cmd import agent, certificate, secrets, server, sim, token
+from edgek.cmd import agent, certificate, images, secrets, server, sim, token
 
 app = typer.Typer(
     name="edgek",
@@ -40,6 +40,7 @@ app.command(name="sim")(sim.sim)
 app.command(name="agent")(agent.agent)
 app.add_typer(secrets.app, name="secrets-encrypt")
 app.add_typer(certificate.app, name="certificate")
+app.add_typer(images.app, name="images")
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The agent's container runtime layer: its own Podman service and an async libpod client."""
