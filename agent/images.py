@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.podman.client import PodmanClient, PodmanError
 
@@ -22,6 +22,14 @@ log = logging.getLogger("edgek.agent.images")
 
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz")
 _STATE = ".imported.json"
+
+
+class ImageStore(Protocol):
+    """The image calls of :class:`PodmanClient` that importing uses."""
+
+    async def image_load(self, path: Path) -> list[str]: ...
+
+    async def image_exists(self, name: str) -> bool: ...
 
 
 @dataclass
@@ -51,7 +59,7 @@ def _stamp(path: Path) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-async def load_files(client: PodmanClient, files: Iterable[Path]) -> list[ImportResult]:
+async def load_files(client: ImageStore, files: Iterable[Path]) -> list[ImportResult]:
     """Load each file; a file that fails is reported, the others still load."""
     results = []
     for path in files:
@@ -66,14 +74,14 @@ async def load_files(client: PodmanClient, files: Iterable[Path]) -> list[Import
     return results
 
 
-async def _still_there(client: PodmanClient, names: list[str]) -> bool:
+async def _still_there(client: ImageStore, names: list[str]) -> bool:
     for name in names:
         if not await client.image_exists(name):
             return False
     return bool(names)
 
 
-async def import_directory(client: PodmanClient, directory: Path) -> list[ImportResult]:
+async def import_directory(client: ImageStore, directory: Path) -> list[ImportResult]:
     """Load the tarballs of ``directory`` not loaded since they last changed; the record of
     what was loaded is ``<directory>/.imported.json``."""
     state_file = directory / _STATE

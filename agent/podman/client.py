@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,7 +165,7 @@ class PodmanClient:
         path: str,
         params: Mapping[str, Any],
         headers: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any]]:
         async for content in self._stream(method, path, params, headers):
             async for line in content:
                 if line.strip():
@@ -191,7 +191,9 @@ class PodmanClient:
         result: dict[str, Any] = await self.call("GET", "/info")
         return result
 
-    def events(self, filters: Mapping[str, list[str]] | None = None) -> AsyncIterator[dict]:
+    def events(
+        self, filters: Mapping[str, list[str]] | None = None
+    ) -> AsyncGenerator[dict[str, Any]]:
         """Events from now on, one dict per event (``Type``, ``Action``, ``Actor``...)."""
         return self._json_lines("GET", "/events", {"stream": True, "filters": filters})
 

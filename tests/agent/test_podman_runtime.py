@@ -10,7 +10,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -36,9 +36,9 @@ async def _run(*cmd: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def _collect(session_output: object) -> dict[int, bytes]:
+async def _collect(session_output: AsyncIterator[tuple[int, bytes]]) -> dict[int, bytes]:
     out: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
-    async for stream, data in session_output:  # type: ignore[attr-defined]
+    async for stream, data in session_output:
         out[stream] = out.get(stream, b"") + data
     return out
 
@@ -135,7 +135,7 @@ async def test_pod_lifecycle(service: PodmanService) -> None:
         assert event["Actor"]["ID"] == ctr
         assert event["Actor"]["Attributes"]["containerExitCode"] == "3"
         assert b"bye\n" in b"".join([data async for _, data in client.logs(ctr, tail=1)])
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
 
         await client.container_remove(ctr)
         with pytest.raises(PodmanError) as missing:
