@@ -218,8 +218,13 @@ class PodmanClient:
         await self.call("POST", f"/pods/{quote(name)}/start")
 
     async def pod_stop(self, name: str, grace: int | None = None) -> None:
-        """Stop every container of the pod, SIGKILL after ``grace`` seconds."""
+        """Stop every container of the pod, SIGKILL after ``grace`` seconds (Podman 4.3
+        takes 0 as its default of 10: use :meth:`pod_kill` to kill at once)."""
         await self.call("POST", f"/pods/{quote(name)}/stop", {"t": grace})
+
+    async def pod_kill(self, name: str, signal: str = "SIGKILL") -> None:
+        """Send ``signal`` to every container of the pod."""
+        await self.call("POST", f"/pods/{quote(name)}/kill", {"signal": signal})
 
     async def pod_remove(self, name: str, force: bool = False) -> None:
         """Remove the pod (``force`` also stops and removes its containers)."""

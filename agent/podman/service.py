@@ -219,8 +219,9 @@ class PodmanService:
         """The service process's pid while it runs."""
         return self._proc.pid if self._proc and self._proc.returncode is None else None
 
-    def command(self) -> list[str]:
-        """The service's command line."""
+    def podman_command(self, *args: str) -> list[str]:
+        """A podman command line on this agent's storage and configuration (with
+        :meth:`environment`)."""
         layout = self.layout
         return [
             *self.command_prefix,
@@ -241,15 +242,23 @@ class PodmanService:
             "file",
             "--runtime",
             self.runtime,
-            "system",
-            "service",
-            "--time",
-            "0",
-            f"unix://{layout.socket}",
+            *args,
         ]
 
-    def _prepare(self) -> dict[str, str]:
-        """Write the configuration; returns the service's environment."""
+    def command(self) -> list[str]:
+        """The service's command line."""
+        return self.podman_command("system", "service", "--time", "0", f"unix://{self.socket}")
+
+    def environment(self) -> dict[str, str]:
+        """The environment of the service (and of any podman command on its storage)."""
+        return {
+            **os.environ,
+            "CONTAINERS_CONF": str(self.layout.containers_conf),
+            "CONTAINERS_STORAGE_CONF": str(self.layout.storage_conf),
+        }
+
+    def _prepare(self) -> None:
+        """Write the configuration."""
         layout = self.layout
         for name in ("storage", "run", "tmp", "networks", "volumes"):
             layout.dir(name).mkdir(parents=True, exist_ok=True)
@@ -257,17 +266,13 @@ class PodmanService:
             containers_conf(layout, self.runtime, container_ulimits())
         )
         layout.storage_conf.write_text(storage_conf(layout))
-        return {
-            **os.environ,
-            "CONTAINERS_CONF": str(layout.containers_conf),
-            "CONTAINERS_STORAGE_CONF": str(layout.storage_conf),
-        }
 
     async def start(self, ready_within: float = 30) -> None:
         """Choose the runtime, write the configuration, start the service and wait until it
         answers; then keep it running until :meth:`stop`."""
         self.runtime = await choose_runtime(self.runtime_setting)
-        env = await asyncio.to_thread(self._prepare)
+        await asyncio.to_thread(self._prepare)
+        env = self.environment()
         self._stopping = False
         await self._spawn(env, ready_within)
         self._supervisor = asyncio.create_task(self._supervise(env), name="podman-service")

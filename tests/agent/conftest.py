@@ -3,7 +3,7 @@ offline busybox image, and the agent's own Podman services started inside that n
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import os
 import shutil
 import subprocess
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from agent.podman.client import PodmanClient
+from agent.podman.client import PodmanClient, PodmanError
 from agent.podman.service import PodmanService
 from tests.agent.busybox_image import BUSYBOX, write_busybox_archive
+from tests.agent.netns import isolated_netns
 
 _missing = [tool for tool in ("podman", "runc", "nsenter", "ip") if not shutil.which(tool)]
 needs_podman = pytest.mark.skipif(
@@ -24,18 +25,13 @@ needs_podman = pytest.mark.skipif(
     reason=f"real-Podman tests need root, podman, runc, nsenter, ip and busybox-static "
     f"(missing: {', '.join(_missing) or ('busybox' if not BUSYBOX.exists() else 'root')})",
 )
-_names = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def netns() -> Iterator[list[str]]:
-    """A fresh network namespace with only loopback; yields the nsenter prefix to enter it
-    (``ip netns exec`` would remount /sys and hide the cgroups)."""
-    name = f"edgek-rt{os.getpid()}-{next(_names)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-    yield ["nsenter", f"--net=/run/netns/{name}"]
-    subprocess.run(["ip", "netns", "delete", name], check=False)
+    """A fresh network namespace with only loopback: the nsenter prefix that enters it."""
+    with isolated_netns() as prefix:
+        yield prefix
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +74,8 @@ async def service(
     yield svc
     async with PodmanClient(svc.socket) as client:
         for pod in await client.pod_list():
+            with contextlib.suppress(PodmanError):  # nothing left running
+                await client.pod_kill(pod["Id"])
             await client.pod_remove(pod["Id"], force=True)
         for ctr in await client.container_list():
             await client.container_remove(ctr["Id"], force=True)
