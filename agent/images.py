@@ -8,6 +8,7 @@ last import is skipped while the images it gave are still in the store.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -85,12 +86,10 @@ async def import_directory(client: ImageStore, directory: Path) -> list[ImportRe
     """Load the tarballs of ``directory`` not loaded since they last changed; the record of
     what was loaded is ``<directory>/.imported.json``."""
     state_file = directory / _STATE
-    try:
-        state: dict[str, Any] = json.loads(state_file.read_text())
-    except (OSError, ValueError):
-        state = {}
+    state = await asyncio.to_thread(_read_state, state_file)
     results, todo = [], []
-    for path in tarballs(directory):
+    found = await asyncio.to_thread(tarballs, directory)
+    for path in found:
         seen = state.get(path.name)
         if seen and seen["stamp"] == _stamp(path) and await _still_there(client, seen["names"]):
             results.append(ImportResult(path, seen["names"], skipped=True))
@@ -100,13 +99,25 @@ async def import_directory(client: ImageStore, directory: Path) -> list[ImportRe
         results.append(result)
         if not result.error:
             state[result.path.name] = {"stamp": _stamp(result.path), "names": result.names}
-    present = {p.name for p in tarballs(directory)}
+    present = {p.name for p in found}
     state = {name: entry for name, entry in state.items() if name in present}
     if todo:
-        tmp = state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-        os.replace(tmp, state_file)
+        await asyncio.to_thread(_write_state, state_file, state)
     return results
+
+
+def _read_state(state_file: Path) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state
+
+
+def _write_state(state_file: Path, state: dict[str, Any]) -> None:
+    tmp = state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    os.replace(tmp, state_file)
 
 
 async def import_files(

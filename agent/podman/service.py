@@ -274,7 +274,11 @@ class PodmanService:
         await asyncio.to_thread(self._prepare)
         env = self.environment()
         self._stopping = False
-        await self._spawn(env, ready_within)
+        try:
+            await self._spawn(env, ready_within)
+        except BaseException:
+            await self.stop()
+            raise
         self._supervisor = asyncio.create_task(self._supervise(env), name="podman-service")
 
     async def _spawn(self, env: dict[str, str], ready_within: float) -> None:
