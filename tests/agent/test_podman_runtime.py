@@ -128,6 +128,15 @@ async def test_pod_lifecycle(service: PodmanService) -> None:
         assert nofile <= resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         assert nproc <= resource.getrlimit(resource.RLIMIT_NPROC)[1]
 
+        exec_id = await client.exec_create(ctr, ["sh"], stdin=True, tty=True)
+        session = await client.exec_start(exec_id, tty=True)
+        await client.exec_resize(exec_id, 33, 111)
+        await session.write(b"stty size; exit 5\n")
+        tty_out = (await _collect(session.output()))[STDOUT]
+        await session.close()
+        assert b"33 111" in tty_out
+        assert (await client.exec_inspect(exec_id))["ExitCode"] == 5
+
         assert not first_event.done()
         await client.container_stop(ctr, grace=10)
         assert await client.container_wait(ctr) == 3
@@ -198,15 +207,20 @@ async def test_service_is_restarted_when_it_exits(service: PodmanService) -> Non
 
 
 async def test_images_import_command(
-    busybox_tar: Path, netns: list[str], short_dirs: Callable[[], Path]
+    service: PodmanService, busybox_tar: Path, netns: list[str], short_dirs: Callable[[], Path]
 ) -> None:
     """``edgek images import`` loads into the agent's storage through a service of its own
-    when the agent's is not running."""
+    when the agent's is not running; a file Podman cannot load fails the command."""
     data_dir = short_dirs()
     cmd = [*netns, sys.executable, "-m", "edgek", "images", "import"]
     code, out, err = await _run(*cmd, "--data-dir", str(data_dir), str(busybox_tar))
     assert code == 0, err
     assert out.strip() == f"{busybox_tar}: {IMAGE}"
+    garbage = data_dir / "garbage.tar"
+    garbage.write_bytes(b"not an image")
+    code, out, err = await _run(*cmd, "--podman-socket", str(service.socket), str(garbage))
+    assert code == 1
+    assert str(garbage) in err
     svc = PodmanService(data_dir / "agent", command_prefix=netns)
     await svc.start()
     try:
