@@ -197,6 +197,23 @@ class PodmanClient:
         """Events from now on, one dict per event (``Type``, ``Action``, ``Actor``...)."""
         return self._json_lines("GET", "/events", {"stream": True, "filters": filters})
 
+    # -- networks -------------------------------------------------------------------------
+
+    async def network_create(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a network (``name``, ``driver``, ``network_interface``, ``subnets``...);
+        returns it as libpod describes it."""
+        result: dict[str, Any] = await self.call("POST", "/networks/create", body=spec)
+        return result
+
+    async def network_inspect(self, name: str) -> dict[str, Any]:
+        """The network's description."""
+        result: dict[str, Any] = await self.call("GET", f"/networks/{quote(name)}/json")
+        return result
+
+    async def network_remove(self, name: str, force: bool = False) -> None:
+        """Remove the network (``force`` also removes the containers using it)."""
+        await self.call("DELETE", f"/networks/{quote(name)}", {"force": force})
+
     # -- pods -----------------------------------------------------------------------------
 
     async def pod_create(self, spec: Mapping[str, Any]) -> str:

@@ -175,6 +175,51 @@ async def test_stop_kills_after_the_grace_period(service: PodmanService) -> None
         await client.pod_remove(pod, force=True)
 
 
+async def test_pod_on_a_bridge_network_answers_from_the_node(
+    service: PodmanService, netns: list[str]
+) -> None:
+    """A bridge network of the agent's (inside the test's namespace): the pod gets an
+    address from its subnet and its httpd answers from the node's side."""
+    async with PodmanClient(service.socket) as client:
+        await _ensure_image(client, service)
+        subnet = {"subnet": "10.77.3.0/24", "gateway": "10.77.3.1"}
+        await client.network_create(
+            {
+                "name": "edgek",
+                "driver": "bridge",
+                "network_interface": "edgek0",
+                "subnets": [subnet],
+            }
+        )
+        assert (await client.network_inspect("edgek"))["subnets"] == [subnet]
+        pod = await client.pod_create(
+            {"name": "web", "netns": {"nsmode": "bridge"}, "Networks": {"edgek": {}}}
+        )
+        await client.container_create(
+            {
+                "name": "web-main",
+                "pod": pod,
+                "image": IMAGE,
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
+            }
+        )
+        await client.pod_start(pod)
+        infra = await client.container_inspect((await client.pod_inspect(pod))["InfraContainerID"])
+        ip = infra["NetworkSettings"]["Networks"]["edgek"]["IPAddress"]
+        assert ip.startswith("10.77.3.")
+        fetch = f"import urllib.request as u; print(u.urlopen('http://{ip}:8080/passwd', timeout=5).read().decode())"
+        for _ in range(20):  # httpd binds just after the start
+            code, out, err = await _run(*netns, sys.executable, "-c", fetch)
+            if code == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert code == 0, err
+        assert out.startswith("root:x:0:0:")
+        await client.pod_kill(pod)
+        await client.pod_remove(pod, force=True)
+        await client.network_remove("edgek")
+
+
 async def test_two_services_side_by_side(
     service: PodmanService, netns: list[str], short_dirs: Callable[[], Path]
 ) -> None:
