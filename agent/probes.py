@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -162,8 +163,9 @@ def _http_request(
 
 def _go_error(error: BaseException) -> str:
     """An OS error's text the way Go prints it (``connect: connection refused``)."""
-    if isinstance(error, OSError) and error.strerror:
-        return f"connect: {error.strerror[0].lower()}{error.strerror[1:]}"
+    if isinstance(error, OSError) and error.errno:
+        text = os.strerror(error.errno)
+        return f"connect: {text[0].lower()}{text[1:]}"
     return str(error) or type(error).__name__
 
 
