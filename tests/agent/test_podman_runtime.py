@@ -21,6 +21,7 @@ from agent.podman.frames import STDERR, STDOUT
 from agent.podman.service import PodmanService
 from tests.agent.busybox_image import IMAGE
 from tests.agent.conftest import needs_podman
+from tests.agent.pods import httpd_pod, running_pod
 
 pytestmark = [pytest.mark.e2e, needs_podman, pytest.mark.asyncio(loop_scope="module")]
 LABEL = "edgek.io/test"
@@ -158,21 +159,12 @@ async def test_stop_kills_after_the_grace_period(service: PodmanService) -> None
     """A container ignoring SIGTERM is killed when the grace period ends (exit 137)."""
     async with PodmanClient(service.socket) as client:
         await _ensure_image(client, service)
-        pod = await client.pod_create({"name": "grace", "netns": {"nsmode": "none"}})
-        ctr = await client.container_create(
-            {
-                "name": "grace-main",
-                "pod": pod,
-                "image": IMAGE,
-                "command": ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
-            }
-        )
-        await client.pod_start(pod)
-        started = time.monotonic()
-        await client.container_stop(ctr, grace=1)
-        assert 0.9 < time.monotonic() - started < 8
-        assert await client.container_wait(ctr) == 137
-        await client.pod_remove(pod, force=True)
+        script = "trap '' TERM; while :; do sleep 0.1; done"
+        async with running_pod(client, "grace", ["sh", "-c", script]) as (_, ctr, _):
+            started = time.monotonic()
+            await client.container_stop(ctr, grace=1)
+            assert 0.9 < time.monotonic() - started < 8
+            assert await client.container_wait(ctr) == 137
 
 
 async def test_pod_on_a_bridge_network_answers_from_the_node(
@@ -182,42 +174,21 @@ async def test_pod_on_a_bridge_network_answers_from_the_node(
     address from its subnet and its httpd answers from the node's side."""
     async with PodmanClient(service.socket) as client:
         await _ensure_image(client, service)
-        subnet = {"subnet": "10.77.3.0/24", "gateway": "10.77.3.1"}
-        await client.network_create(
-            {
-                "name": "edgek",
-                "driver": "bridge",
-                "network_interface": "edgek0",
-                "subnets": [subnet],
-            }
-        )
-        assert (await client.network_inspect("edgek"))["subnets"] == [subnet]
-        pod = await client.pod_create(
-            {"name": "web", "netns": {"nsmode": "bridge"}, "Networks": {"edgek": {}}}
-        )
-        await client.container_create(
-            {
-                "name": "web-main",
-                "pod": pod,
-                "image": IMAGE,
-                "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
-            }
-        )
-        await client.pod_start(pod)
-        infra = await client.container_inspect((await client.pod_inspect(pod))["InfraContainerID"])
-        ip = infra["NetworkSettings"]["Networks"]["edgek"]["IPAddress"]
-        assert ip.startswith("10.77.3.")
-        fetch = f"import urllib.request as u; print(u.urlopen('http://{ip}:8080/passwd', timeout=5).read().decode())"
-        for _ in range(20):  # httpd binds just after the start
-            code, out, err = await _run(*netns, sys.executable, "-c", fetch)
-            if code == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert code == 0, err
-        assert out.startswith("root:x:0:0:")
-        await client.pod_kill(pod)
-        await client.pod_remove(pod, force=True)
-        await client.network_remove("edgek")
+        async with httpd_pod(client, "edgek", "10.77.3.0/24", "10.77.3.1") as ip:
+            subnet = {"subnet": "10.77.3.0/24", "gateway": "10.77.3.1"}
+            assert (await client.network_inspect("edgek"))["subnets"] == [subnet]
+            assert ip.startswith("10.77.3.")
+            fetch = f"import urllib.request as u; print(u.urlopen('http://{ip}:8080/passwd', timeout=5).read().decode())"
+            for _ in range(20):  # httpd binds just after the start
+                code, out, err = await _run(*netns, sys.executable, "-c", fetch)
+                if code == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert code == 0, err
+            assert out.startswith("root:x:0:0:")
+        assert not await client.pod_list({"name": ["edgek"]})
+        with pytest.raises(PodmanError):
+            await client.network_inspect("edgek")
 
 
 async def test_two_services_side_by_side(

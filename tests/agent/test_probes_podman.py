@@ -25,6 +25,7 @@ from agent.podman.service import PodmanService
 from agent.probes import ProbeResult, ProbeSet, check, exec_capture
 from tests.agent.busybox_image import IMAGE
 from tests.agent.conftest import needs_podman
+from tests.agent.pods import httpd_pod, running_pod
 
 pytestmark = [pytest.mark.e2e, needs_podman, pytest.mark.asyncio(loop_scope="module")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,101 +84,66 @@ async def _in_netns(netns: list[str], pod_ip: str, checks: list[Any]) -> list[An
 async def test_exec_probe_in_a_container(client: PodmanClient) -> None:
     """exec probes: success, failure with the command's output, timeout; a ProbeSet with
     exec_capture reports the liveness failure."""
-    pod = await client.pod_create({"name": "execprobe", "netns": {"nsmode": "none"}})
-    ctr = await client.container_create(
-        {
-            "name": "execprobe-app",
-            "pod": pod,
-            "image": IMAGE,
-            "command": ["sh", "-c", "touch /tmp/healthy; while :; do sleep 1; done"],
-        }
-    )
-    await client.pod_start(pod)
+    script = "touch /tmp/healthy; while :; do sleep 1; done"
+    async with running_pod(client, "execprobe", ["sh", "-c", script]) as (_, ctr, _):
+        await _exec_probes(client, ctr)
+
+
+async def _exec_probes(client: PodmanClient, ctr: str) -> None:
     exec_fn = functools.partial(exec_capture, client)
     probe = {"exec": {"command": ["cat", "/tmp/healthy"]}}
-    try:
-        assert await check(probe, pod_ip="", container_id=ctr, exec_fn=exec_fn) == ProbeResult(
-            True, ""
-        )
-        code, output = await exec_capture(
-            client, ctr, ["sh", "-c", "echo out; echo err >&2; exit 4"], 5
-        )
-        assert (code, sorted(output.split())) == (4, [b"err", b"out"])
+    assert await check(probe, pod_ip="", container_id=ctr, exec_fn=exec_fn) == ProbeResult(True, "")
+    code, output = await exec_capture(
+        client, ctr, ["sh", "-c", "echo out; echo err >&2; exit 4"], 5
+    )
+    assert (code, sorted(output.split())) == (4, [b"err", b"out"])
 
-        events: list[tuple[str, ...]] = []
-        probes = ProbeSet(
-            {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "livenessProbe": {**probe, "periodSeconds": 1, "failureThreshold": 1},
-                        }
-                    ]
-                }
-            },
-            exec_fn=exec_fn,
-            on_change=lambda: None,
-            on_event=lambda *e: events.append(e),
+    events: list[tuple[str, ...]] = []
+    probes = ProbeSet(
+        {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "app",
+                        "livenessProbe": {**probe, "periodSeconds": 1, "failureThreshold": 1},
+                    }
+                ]
+            }
+        },
+        exec_fn=exec_fn,
+        on_change=lambda: None,
+        on_event=lambda *e: events.append(e),
+    )
+    probes.container_started("app", ctr, "", time.time())
+    await asyncio.sleep(0.5)
+    assert probes.liveness_failed("app") is None
+    await exec_capture(client, ctr, ["rm", "/tmp/healthy"], 5)
+    for _ in range(40):
+        if probes.liveness_failed("app"):
+            break
+        await asyncio.sleep(0.1)
+    assert probes.liveness_failed("app") == "Container app failed liveness probe, will be restarted"
+    await probes.stop()
+    assert events == [
+        (
+            "app",
+            "Warning",
+            "Unhealthy",
+            "Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory\n",
         )
-        probes.container_started("app", ctr, "", time.time())
-        await asyncio.sleep(0.5)
-        assert probes.liveness_failed("app") is None
-        await exec_capture(client, ctr, ["rm", "/tmp/healthy"], 5)
-        for _ in range(40):
-            if probes.liveness_failed("app"):
-                break
-            await asyncio.sleep(0.1)
-        assert (
-            probes.liveness_failed("app")
-            == "Container app failed liveness probe, will be restarted"
-        )
-        await probes.stop()
-        assert events == [
-            (
-                "app",
-                "Warning",
-                "Unhealthy",
-                "Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory\n",
-            )
-        ]
+    ]
 
-        started = time.monotonic()
-        slow = {"exec": {"command": ["sleep", "5"]}, "timeoutSeconds": 1}
-        result = await check(slow, pod_ip="", container_id=ctr, exec_fn=exec_fn)
-        assert result == ProbeResult(False, 'command "sleep 5" timed out')
-        assert time.monotonic() - started < 3
-    finally:
-        await client.pod_kill(pod)
-        await client.pod_remove(pod, force=True)
+    started = time.monotonic()
+    slow = {"exec": {"command": ["sleep", "5"]}, "timeoutSeconds": 1}
+    result = await check(slow, pod_ip="", container_id=ctr, exec_fn=exec_fn)
+    assert result == ProbeResult(False, 'command "sleep 5" timed out')
+    assert time.monotonic() - started < 3
 
 
 async def test_http_and_tcp_probes_against_httpd(client: PodmanClient, netns: list[str]) -> None:
     """httpGet (numbered and named port, 404, connection refused) and tcpSocket probes and
     an httpGet hook, from the node's side of the pod's bridge network."""
-    await client.network_create(
-        {
-            "name": "probes",
-            "driver": "bridge",
-            "network_interface": "edgekp0",
-            "subnets": [{"subnet": "10.77.4.0/24", "gateway": "10.77.4.1"}],
-        }
-    )
-    pod = await client.pod_create(
-        {"name": "httpprobe", "netns": {"nsmode": "bridge"}, "Networks": {"probes": {}}}
-    )
-    try:
-        await client.container_create(
-            {
-                "name": "httpprobe-web",
-                "pod": pod,
-                "image": IMAGE,
-                "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
-            }
-        )
-        await client.pod_start(pod)
-        infra = await client.container_inspect((await client.pod_inspect(pod))["InfraContainerID"])
-        ip = infra["NetworkSettings"]["Networks"]["probes"]["IPAddress"]
+    async with httpd_pod(client, "edgekp", "10.77.4.0/24", "10.77.4.1") as ip:
         container = {"name": "web", "ports": [{"name": "http", "containerPort": 8080}]}
         tcp = [{"tcpSocket": {"port": "http"}, "timeoutSeconds": 2}, container]
         for _ in range(20):  # httpd binds just after the start
@@ -194,10 +160,6 @@ async def test_http_and_tcp_probes_against_httpd(client: PodmanClient, netns: li
             [{"hook": {"httpGet": {"path": "/missing", "port": "http"}}}, container],
         ]
         results = await _in_netns(netns, ip, checks)
-    finally:
-        await client.pod_kill(pod)
-        await client.pod_remove(pod, force=True)
-        await client.network_remove("probes")
     assert results[0][0] and results[0][1].startswith("root:x:0:0:")
     assert results[1][0]
     assert results[2] == [False, "HTTP probe failed with statuscode: 404", False, False]
