@@ -1,7 +1,7 @@
 """Container probes (liveness, readiness, startup) and lifecycle hooks (postStart, preStop).
 
 What the kubelet's prober does, on the agent's event loop: :func:`check` runs one probe
-(exec, httpGet, tcpSocket; grpc is reported as failing, see below) and :class:`ProbeSet`
+(exec, httpGet, tcpSocket, grpc) and :class:`ProbeSet`
 runs all probes of one pod, each in its own task so a slow probe never delays another,
 with the timing fields and thresholds of the Probe API:
 
@@ -24,8 +24,9 @@ to another host succeeds with a ``ProbeWarning`` event. HTTP probes accept 200-3
 at most 10 redirects to the same host, send ``User-Agent: kube-probe/<major.minor>`` and
 ``Accept: */*`` unless ``httpHeaders`` set them, and do not verify HTTPS certificates.
 
-gRPC probes (grpc.health.v1 over HTTP/2) would need an HTTP/2 client: grpcio is large, and
-none is among the agent's dependencies, so a grpc probe fails with a message that says so.
+gRPC probes call ``grpc.health.v1.Health/Check`` through :mod:`agent.grpchealth` (HTTP/2
+by the pure-Python ``h2``), with upstream's messages (``service unhealthy (responded with
+"NOT_SERVING")``).
 
 :func:`run_hook` runs a lifecycle handler (exec, httpGet, sleep) with upstream's failure
 messages; the pod worker kills a container whose postStart fails (``FailedPostStartHook``)
@@ -68,10 +69,6 @@ ERROR_RETRIES = 3
 _MINOR = ".".join(KUBERNETES_VERSION.lstrip("v").split(".")[:2])
 USER_AGENT = f"kube-probe/{_MINOR}"
 HOOK_USER_AGENT = f"kube-lifecycle/{_MINOR}"
-GRPC_UNSUPPORTED = (
-    "gRPC probes are not supported by the edgek agent (it has no HTTP/2 client); "
-    "use an exec, httpGet or tcpSocket probe"
-)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 LIVENESS, READINESS, STARTUP = "liveness", "readiness", "startup"
 _FIELDS = {LIVENESS: "livenessProbe", READINESS: "readinessProbe", STARTUP: "startupProbe"}
@@ -254,6 +251,45 @@ async def _tcp_probe(
     return ProbeResult(True, "")
 
 
+async def _grpc_probe(action: Mapping[str, Any], pod_ip: str, limit: float) -> ProbeResult:
+    from agent import grpchealth  # h2 is loaded only for pods with gRPC probes
+
+    port = _resolve_port(action.get("port"), None)
+    address = _host_port(pod_ip, port)
+    within = f"{limit:g}s"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    try:
+        async with asyncio.timeout(limit):
+            reader, writer = await asyncio.open_connection(pod_ip, port)
+    except (OSError, TimeoutError) as e:
+        cause = "context deadline exceeded" if isinstance(e, TimeoutError) else _go_error(e)
+        return ProbeResult(
+            False, f'timeout: failed to connect service "{address}" within {within}: {cause}'
+        )
+    try:
+        async with asyncio.timeout_at(deadline):
+            status = await grpchealth.check_health(
+                reader, writer, address, str(action.get("service") or ""), USER_AGENT
+            )
+    except TimeoutError:
+        return ProbeResult(False, f"timeout: health rpc did not complete within {within}")
+    except grpchealth.GrpcError as e:
+        if e.code == grpchealth.UNIMPLEMENTED:
+            return ProbeResult(
+                False,
+                "error: this server does not implement the grpc health protocol "
+                f"(grpc.health.v1.Health): {e.message}",
+            )
+        return ProbeResult(False, f"error: health rpc probe failed: {e}")
+    finally:
+        writer.close()
+    if status != grpchealth.SERVING:
+        name = grpchealth.SERVING_STATUS.get(status, str(status))
+        return ProbeResult(False, f'service unhealthy (responded with "{name}")')
+    return ProbeResult(True, "service healthy")
+
+
 async def check(
     probe: Mapping[str, Any],
     *,
@@ -274,7 +310,7 @@ async def check(
         if "tcpSocket" in probe:
             return await _tcp_probe(probe["tcpSocket"], pod_ip, container, timeout)
         if "grpc" in probe:
-            return ProbeResult(False, GRPC_UNSUPPORTED)
+            return await _grpc_probe(probe["grpc"], pod_ip, timeout)
     except _ProbeError as e:
         return ProbeResult(False, str(e), errored=True)
     except Exception as e:  # the runtime call failed: the probe did not run

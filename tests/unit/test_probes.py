@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from agent.probes import GRPC_UNSUPPORTED, ProbeResult, ProbeSet, check, run_hook
+from agent.probes import ProbeResult, ProbeSet, check, run_hook
 
 
 async def _settle() -> None:
@@ -268,14 +268,101 @@ async def test_exec_outcomes() -> None:
     assert fake.calls[0][2] == ["cat", "/tmp/healthy"]
 
 
-async def test_grpc_is_reported_unsupported() -> None:
-    result = await check(
-        {"grpc": {"port": 9000}},
+@pytest_asyncio.fixture
+async def grpc_server() -> AsyncIterator[tuple[int, list[dict[str, str]]]]:
+    """A gRPC health server on h2 answering by service name: "" serving, "down" not
+    serving, "nope" Unimplemented (trailers only), "slow" after 3 s. Yields its port and the
+    request headers it saw."""
+    pytest.importorskip("h2")
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import DataReceived, RequestReceived, StreamEnded
+
+    seen: list[dict[str, str]] = []
+
+    async def respond(
+        conn: H2Connection, writer: asyncio.StreamWriter, sid: int, body: bytes
+    ) -> None:
+        service = body[7:].decode()  # 5-byte prefix, tag, length (names < 128 bytes)
+        if service == "slow":
+            await asyncio.sleep(3)
+        if service == "nope":
+            conn.send_headers(
+                sid,
+                [
+                    (":status", "200"),
+                    ("content-type", "application/grpc"),
+                    ("grpc-status", "12"),
+                    ("grpc-message", "unknown%20service"),
+                ],
+                end_stream=True,
+            )
+        else:
+            status = 2 if service == "down" else 1
+            conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+            conn.send_data(sid, b"\x00\x00\x00\x00\x02\x08" + bytes([status]))
+            conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+        writer.write(conn.data_to_send())
+        await writer.drain()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        bodies: dict[int, bytes] = {}
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, RequestReceived):
+                    seen.append({str(k): str(v) for k, v in event.headers or []})
+                    bodies[event.stream_id] = b""
+                elif isinstance(event, DataReceived):
+                    bodies[event.stream_id] += event.data or b""
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, StreamEnded):
+                    await respond(conn, writer, event.stream_id, bodies[event.stream_id])
+            writer.write(conn.data_to_send())
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], seen
+    server.close()
+
+
+async def _grpc(port: int, service: str | None = None) -> ProbeResult:
+    action: dict[str, Any] = {"port": port}
+    if service is not None:
+        action["service"] = service
+    return await check(
+        {"grpc": action, "timeoutSeconds": 1},
         pod_ip="127.0.0.1",
         container_id="c",
         exec_fn=FakeExec(VirtualTime()),
     )
-    assert result == ProbeResult(False, GRPC_UNSUPPORTED)
+
+
+async def test_grpc_health(grpc_server: tuple[int, list[dict[str, str]]]) -> None:
+    port, seen = grpc_server
+    assert await _grpc(port) == ProbeResult(True, "service healthy")
+    assert seen[0][":path"] == "/grpc.health.v1.Health/Check"
+    assert seen[0]["user-agent"] == "kube-probe/1.33"
+    assert seen[0]["content-type"] == "application/grpc"
+    assert await _grpc(port, "down") == ProbeResult(
+        False, 'service unhealthy (responded with "NOT_SERVING")'
+    )
+    assert await _grpc(port, "nope") == ProbeResult(
+        False,
+        "error: this server does not implement the grpc health protocol "
+        "(grpc.health.v1.Health): unknown service",
+    )
+    assert await _grpc(port, "slow") == ProbeResult(
+        False, "timeout: health rpc did not complete within 1s"
+    )
+    closed = _closed_port()
+    assert await _grpc(closed) == ProbeResult(
+        False,
+        f'timeout: failed to connect service "127.0.0.1:{closed}" within 1s: '
+        "connect: connection refused",
+    )
 
 
 # -- ProbeSet: schedule, thresholds, gating ------------------------------------------------
