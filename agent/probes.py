@@ -330,18 +330,21 @@ async def run_hook(
     sleep: Sleep = asyncio.sleep,
 ) -> str | None:
     """Run a lifecycle handler (postStart or preStop: exec, httpGet or sleep) for at most
-    ``limit`` seconds: ``None`` on success, else upstream's message (``Exec lifecycle
+    ``limit`` seconds (``0`` or less: no limit, as upstream's postStart): ``None`` on
+    success, else upstream's message (``Exec lifecycle
     hook ([...]) for Container "c" in Pod "name_ns(uid)" failed - error: ...``), which
     goes into the FailedPostStartHook / FailedPreStopHook event. ``container`` and ``pod``
     complete the message and resolve named ports."""
     name = (container or {}).get("name", "")
     meta = (pod or {}).get("metadata") or {}
+    bound = limit if limit > 0 else None
     where = f'for Container "{name}" in Pod "{meta.get("name", "")}_{meta.get("namespace", "")}({meta.get("uid", "")})"'
     if "exec" in handler:
         command = list((handler["exec"] or {}).get("command") or [])
         what = f"Exec lifecycle hook ([{' '.join(command)}]) {where}"
         try:
-            code, output = await exec_fn(container_id, command, limit)
+            async with asyncio.timeout(bound and bound + 1):  # exec_fn bounds itself first
+                code, output = await exec_fn(container_id, command, limit)
         except TimeoutError:
             return f'{what} failed - error: command "{" ".join(command)}" timed out, message: ""'
         except Exception as e:
@@ -358,14 +361,14 @@ async def run_hook(
         what = f"HTTP lifecycle hook ({action.get('path') or ''}) {where}"
         try:
             url, headers = _http_request(action, pod_ip, container, HOOK_USER_AGENT)
-            await _http_get(url, headers, limit)
+            await _http_get(url, headers, bound)
         except _ProbeError as e:
             return f"{what} failed - error: {e}"
         return None
     if "sleep" in handler:
         seconds = int((handler["sleep"] or {}).get("seconds") or 0)
-        if seconds > limit:
-            await sleep(limit)
+        if bound is not None and seconds > bound:
+            await sleep(bound)
             return (
                 f"Sleep lifecycle hook ({seconds}) {where} failed - error: container "
                 "terminated before sleep hook finished"

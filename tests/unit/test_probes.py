@@ -602,3 +602,8 @@ async def test_sleep_hook(vt: VirtualTime) -> None:
         'Sleep lifecycle hook (50) for Container "app" in Pod "web_default(u1)" failed - '
         "error: container terminated before sleep hook finished"
     )
+    task = asyncio.ensure_future(_hook({"sleep": {"seconds": 50}}, fake, limit=0))
+    await vt.advance(49)
+    assert not task.done()  # no limit
+    await vt.advance(1)
+    assert task.result() is None
