@@ -45,6 +45,7 @@ from agent.nodestatus import (
     status_differs,
     transition_times,
 )
+from agent.registries import DEFAULT_PATH as REGISTRIES_PATH
 from edgek import KUBERNETES_VERSION, __version__
 from edgek.apiclient import ApiClient, ApiClientError
 from edgek.kubeconfig import atomic_write
@@ -82,6 +83,8 @@ class AgentConfig:
     with_node_id: bool = False
     podman_socket: str = ""
     container_runtime: str = "auto"
+    #: k3s-format registries.yaml (mirrors, auth, insecure registries); absent: none.
+    private_registry: Path = REGISTRIES_PATH
     lease_seconds: int = LEASE_SECONDS
     status_update_seconds: float = STATUS_UPDATE_SECONDS
     status_report_seconds: float = STATUS_REPORT_SECONDS

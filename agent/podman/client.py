@@ -34,10 +34,20 @@ class PodmanError(Exception):
         self.message = message
 
 
+def _b64json(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+
 def registry_auth_header(username: str, password: str, server: str = "") -> str:
     """The ``X-Registry-Auth`` value for a pull: URL-safe base64 of the credentials JSON."""
-    body = json.dumps({"username": username, "password": password, "serveraddress": server})
-    return base64.urlsafe_b64encode(body.encode()).decode()
+    return _b64json({"username": username, "password": password, "serveraddress": server})
+
+
+def registries_auth_header(auths: Mapping[str, Mapping[str, str]]) -> str:
+    """A multi-registry ``X-Registry-Auth`` value: URL-safe base64 of a JSON map from
+    registry host to credentials (``username``, ``password``, ``identitytoken``); libpod
+    uses each for its host, mirrors included."""
+    return _b64json({host: dict(auth) for host, auth in auths.items()})
 
 
 def _params(values: Mapping[str, Any]) -> dict[str, str]:
@@ -405,11 +415,19 @@ class PodmanClient:
         """Remove an image (``force`` also removes containers using it)."""
         await self.call("DELETE", f"/images/{quote(name, safe='')}", {"force": force})
 
-    async def image_pull(self, reference: str, auth: str | None = None) -> list[str]:
-        """Pull ``reference`` (``auth``: an X-Registry-Auth value); returns the image ids."""
+    async def image_inspect(self, name: str) -> dict[str, Any]:
+        """The image's inspect document (``Id``, ``RepoTags``, ``RepoDigests``, ``Size``...)."""
+        result: dict[str, Any] = await self.call("GET", f"/images/{quote(name, safe='')}/json")
+        return result
+
+    async def image_pull(
+        self, reference: str, auth: str | None = None, tls_verify: bool = True
+    ) -> list[str]:
+        """Pull ``reference`` (``auth``: an X-Registry-Auth value, one registry's or a map of
+        them; ``tls_verify=False`` also allows plain HTTP); returns the image ids."""
         headers = {"X-Registry-Auth": auth} if auth else None
         ids: list[str] = []
-        params = {"reference": reference, "quiet": True}
+        params = {"reference": reference, "quiet": True, "tlsVerify": tls_verify}
         async for report in self._json_lines("POST", "/images/pull", params, headers):
             if report.get("error"):
                 raise PodmanError(500, report["error"])

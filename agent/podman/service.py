@@ -1,6 +1,7 @@
-"""The agent's own ``podman system service``: its storage, run root, networks, volumes and
-containers.conf all under ``<data-dir>/agent/`` (as k3s owns its containerd), so it never
-touches the host's Podman state and agents with different data dirs can share a machine.
+"""The agent's own ``podman system service``: its storage, run root, networks, volumes,
+containers.conf and registries.conf all under ``<data-dir>/agent/`` (as k3s owns its
+containerd), so it never touches the host's Podman state and agents with different data dirs
+can share a machine.
 
 The OCI runtime is probed (crun where it works, else runc: crun fails on cgroup v1/hybrid
 hosts), container ulimits are capped to what the service itself may grant, and the service
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.podman.client import PodmanClient
+from agent.registries import Registries
 
 log = logging.getLogger("edgek.agent.podman")
 
@@ -63,6 +65,12 @@ class Layout:
     def storage_conf(self) -> Path:
         """The generated storage.conf (CONTAINERS_STORAGE_CONF)."""
         return self.base / "storage.conf"
+
+    @property
+    def registries_conf(self) -> Path:
+        """The generated registries.conf (CONTAINERS_REGISTRIES_CONF): mirrors, insecure
+        registries (see :mod:`agent.registries`)."""
+        return self.base / "registries.conf"
 
     @property
     def log_file(self) -> Path:
@@ -190,7 +198,8 @@ class PodmanService:
     """Starts and supervises ``podman system service`` for one agent data dir.
 
     ``command_prefix`` runs the service through a wrapper (tests enter a network namespace
-    with ``nsenter``)."""
+    with ``nsenter``); ``registries_conf`` is its registries.conf (from registries.yaml, read
+    at start: a change needs a restart, as in k3s)."""
 
     def __init__(
         self,
@@ -198,8 +207,10 @@ class PodmanService:
         runtime: str = "auto",
         podman: str = "podman",
         command_prefix: Sequence[str] = (),
+        registries_conf: str = "",
     ) -> None:
         self.layout = Layout(agent_dir)
+        self.registries = registries_conf or Registries().registries_conf()
         self.runtime_setting = runtime
         self.podman = podman
         self.command_prefix = list(command_prefix)
@@ -255,6 +266,7 @@ class PodmanService:
             **os.environ,
             "CONTAINERS_CONF": str(self.layout.containers_conf),
             "CONTAINERS_STORAGE_CONF": str(self.layout.storage_conf),
+            "CONTAINERS_REGISTRIES_CONF": str(self.layout.registries_conf),
         }
 
     def _prepare(self) -> None:
@@ -266,6 +278,7 @@ class PodmanService:
             containers_conf(layout, self.runtime, container_ulimits())
         )
         layout.storage_conf.write_text(storage_conf(layout))
+        layout.registries_conf.write_text(self.registries)
 
     async def start(self, ready_within: float = 30) -> None:
         """Choose the runtime, write the configuration, start the service and wait until it

@@ -39,6 +39,7 @@ def _token(values: dict[str, Any]) -> str:
 def _agent_config(values: dict[str, Any]) -> AgentConfig:
     from agent.main import AgentConfig
     from agent.nodestatus import parse_labels, parse_taints
+    from agent.registries import DEFAULT_PATH as REGISTRIES_PATH
 
     try:
         config = AgentConfig(
@@ -53,6 +54,7 @@ def _agent_config(values: dict[str, Any]) -> AgentConfig:
             with_node_id=str(values.get("with-node-id", False)).lower() in ("1", "true", "yes"),
             podman_socket=str(values.get("podman-socket") or ""),
             container_runtime=str(values.get("container-runtime") or "auto"),
+            private_registry=Path(values.get("private-registry") or REGISTRIES_PATH),
         )
         config.check()
     except ValueError as e:
@@ -104,6 +106,13 @@ def agent(
     container_runtime: Annotated[
         str | None, typer.Option(help="OCI runtime: auto, crun or runc (default auto).")
     ] = None,
+    private_registry: Annotated[
+        Path | None,
+        typer.Option(
+            help="Private registry configuration, k3s registries.yaml format "
+            "(default /etc/edgek/registries.yaml)."
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Verbose logging.")] = False,
 ) -> None:
     """Run a node agent: join the cluster and register this device as a node."""
@@ -120,6 +129,7 @@ def agent(
         "with-node-id": with_node_id,
         "podman-socket": podman_socket,
         "container-runtime": container_runtime,
+        "private-registry": private_registry,
     }
     try:
         values = merge(flags, load_config(config), set(flags))
