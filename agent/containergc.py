@@ -8,11 +8,11 @@ considered; the newest attempt of a container is never removed while its pod is 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from agent import labels
-from agent.podman.client import PodmanClient, PodmanError
+from agent.podman.client import PodmanError
 
 log = logging.getLogger("edgek.agent.containergc")
 
@@ -20,6 +20,16 @@ MAX_PER_POD_CONTAINER = 1
 _ALIVE = {"running", "paused", "stopping"}
 #: How often the kubelet runs container GC.
 PERIOD_SECONDS = 60.0
+
+
+class ContainerStore(Protocol):
+    """The calls of :class:`agent.podman.client.PodmanClient` container GC makes."""
+
+    async def container_list(
+        self, filters: Mapping[str, list[str]] | None = None
+    ) -> list[dict]: ...
+
+    async def container_remove(self, name: str, force: bool = False) -> None: ...
 
 
 def _attempt(container: dict[str, Any]) -> int:
@@ -54,7 +64,7 @@ class ContainerGC:
 
     def __init__(
         self,
-        client: PodmanClient,
+        client: ContainerStore,
         node: str,
         active_pods: Callable[[], set[str]],
         max_per_container: int = MAX_PER_POD_CONTAINER,

@@ -14,12 +14,12 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-from agent.podman.client import PodmanClient, PodmanError
+from agent.podman.client import PodmanError
 
 log = logging.getLogger("edgek.agent.imagegc")
 
@@ -28,6 +28,18 @@ LOW_THRESHOLD_PERCENT = 80
 MIN_AGE_SECONDS = 120.0
 #: How often the kubelet runs image GC.
 PERIOD_SECONDS = 300.0
+
+
+class ImageStore(Protocol):
+    """The calls of :class:`agent.podman.client.PodmanClient` image GC makes."""
+
+    async def image_list(self) -> list[dict]: ...
+
+    async def container_list(
+        self, filters: Mapping[str, list[str]] | None = None
+    ) -> list[dict]: ...
+
+    async def image_remove(self, name: str, force: bool = False) -> None: ...
 
 
 class DiskUsage(NamedTuple):
@@ -69,7 +81,7 @@ class ImageGC:
 
     def __init__(
         self,
-        client: PodmanClient,
+        client: ImageStore,
         storage: Path,
         *,
         high_percent: int = HIGH_THRESHOLD_PERCENT,
