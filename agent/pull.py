@@ -53,7 +53,7 @@ class ImageClient(Protocol):
     async def image_inspect(self, name: str) -> dict[str, Any]: ...
 
     async def image_pull(
-        self, reference: str, auth: str | None = None, tls_verify: bool = True
+        self, reference: str, auth: str | None = None, tls_verify: bool | None = None
     ) -> list[str]: ...
 
 
@@ -163,7 +163,9 @@ class ImagePuller:
         tries: list[Credentials | None] = list(
             keyring(await self._pull_secrets(pod, event)).lookup(ref.name)
         ) or [None]
-        tls_verify = not (_loopback(ref.domain) or self.registries.insecure(ref.domain))
+        # None: as registries.conf says (mirrors keep their own setting either way)
+        insecure = _loopback(ref.domain) or self.registries.insecure(ref.domain)
+        tls_verify = False if insecure else None
         errors = []
         for creds in tries:
             hosts = dict(self.registries.auths)

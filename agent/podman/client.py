@@ -421,10 +421,11 @@ class PodmanClient:
         return result
 
     async def image_pull(
-        self, reference: str, auth: str | None = None, tls_verify: bool = True
+        self, reference: str, auth: str | None = None, tls_verify: bool | None = None
     ) -> list[str]:
         """Pull ``reference`` (``auth``: an X-Registry-Auth value, one registry's or a map of
-        them; ``tls_verify=False`` also allows plain HTTP); returns the image ids."""
+        them; ``tls_verify=False`` also allows plain HTTP, None leaves it to
+        registries.conf); returns the image ids."""
         headers = {"X-Registry-Auth": auth} if auth else None
         ids: list[str] = []
         params = {"reference": reference, "quiet": True, "tlsVerify": tls_verify}

@@ -193,7 +193,7 @@ class FakePodman:
 
     def __init__(self, local: dict[str, str], remote: dict[str, str]) -> None:
         self.local, self.remote = local, remote
-        self.pulls: list[tuple[str, dict[str, Any] | None, bool]] = []
+        self.pulls: list[tuple[str, dict[str, Any] | None, bool | None]] = []
 
     async def image_inspect(self, name: str) -> dict[str, Any]:
         if name not in self.local:
@@ -201,7 +201,7 @@ class FakePodman:
         return {"Id": self.local[name]}
 
     async def image_pull(
-        self, reference: str, auth: str | None = None, tls_verify: bool = True
+        self, reference: str, auth: str | None = None, tls_verify: bool | None = None
     ) -> list[str]:
         hosts = json.loads(base64.urlsafe_b64decode(auth)) if auth else None
         self.pulls.append((reference, hosts, tls_verify))
@@ -244,7 +244,7 @@ async def test_if_not_present_uses_the_local_image_and_always_pulls() -> None:
     image_id, events = await _ensure(podman, {"image": "app:1", "imagePullPolicy": "Always"})
     assert image_id == "id2"
     assert [e[1] for e in events] == ["Pulling", "Pulled"]
-    assert podman.pulls == [("docker.io/library/app:1", None, True)]
+    assert podman.pulls == [("docker.io/library/app:1", None, None)]
 
 
 async def test_latest_defaults_to_always_and_never_does_not_pull() -> None:
