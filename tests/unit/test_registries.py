@@ -305,3 +305,13 @@ async def test_pull_secrets_and_registries_yaml_credentials_are_sent_per_host() 
         "Unable to retrieve some image pull secrets (ns/missing); attempting to pull the image "
         "may not succeed.",
     ) in events
+
+
+def test_agent_private_registry_setting() -> None:
+    """``--private-registry`` (or the config file key) points elsewhere than the default."""
+    from edgek.cmd.agent import _agent_config
+
+    base = {"server": "https://server:6443", "token": "K10abc::server:secret"}
+    assert _agent_config(base).private_registry == Path("/etc/edgek/registries.yaml")
+    other = _agent_config({**base, "private-registry": "/opt/reg.yaml"})
+    assert other.private_registry == Path("/opt/reg.yaml")
