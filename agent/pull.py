@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -63,9 +64,9 @@ class SecretSource(Protocol):
     async def get(self, resource: str, namespace: str, name: str) -> dict | None: ...
 
 
-def _loopback(domain: str) -> bool:
-    host = domain.rpartition(":")[0] if domain.count(":") == 1 else domain
-    host = host.strip("[]")
+def loopback_registry(domain: str) -> bool:
+    """Whether the registry ``host[:port]`` is this machine (``localhost``, 127/8, ::1)."""
+    host = urlsplit(f"//{domain}").hostname or ""
     if host == "localhost":
         return True
     try:
@@ -104,12 +105,13 @@ class ImagePuller:
             ref = parse(image)
         except InvalidReference as e:
             message = (
-                f"Failed to apply default image tag {image!r}: "
-                f"couldn't parse image name {image!r}: {e}"
+                f'Failed to apply default image tag "{image}": '
+                f'couldn\'t parse image name "{image}": {e}'
             )
             event("Warning", "InspectFailed", message)
             raise ImagePullError(INVALID_IMAGE_NAME, message) from None
         policy = container.get("imagePullPolicy") or image_pull_policy(image)
+        queued = time.monotonic()
         async with self._lock:
             if policy != "Always" and (present := await self._present(ref)):
                 event("Normal", "Pulled", f'Container image "{image}" already present on machine')
@@ -125,8 +127,13 @@ class ImagePuller:
             except ImagePullError as e:
                 event("Warning", "Failed", e.message)
                 raise
-        took = f"{time.monotonic() - started:.3f}s"
-        event("Normal", "Pulled", f'Successfully pulled image "{image}" in {took}')
+        done = time.monotonic()
+        event(
+            "Normal",
+            "Pulled",
+            f'Successfully pulled image "{image}" in {done - started:.3f}s '
+            f"({done - queued:.3f}s including waiting)",
+        )
         return image_id
 
     async def _present(self, ref: ImageRef) -> str:
@@ -164,7 +171,7 @@ class ImagePuller:
             keyring(await self._pull_secrets(pod, event)).lookup(ref.name)
         ) or [None]
         # None: as registries.conf says (mirrors keep their own setting either way)
-        insecure = _loopback(ref.domain) or self.registries.insecure(ref.domain)
+        insecure = loopback_registry(ref.domain) or self.registries.insecure(ref.domain)
         tls_verify = False if insecure else None
         errors = []
         for creds in tries:

@@ -13,7 +13,7 @@ import pytest
 
 from agent.imageref import InvalidReference, parse
 from agent.podman.client import PodmanError
-from agent.pull import ImagePuller, ImagePullError
+from agent.pull import ImagePuller, ImagePullError, loopback_registry
 from agent.pullsecrets import Keyring, keyring, matches
 from agent.registries import Credentials, Registries, RegistriesError, load
 from agent.registries import parse as parse_registries
@@ -29,6 +29,7 @@ from agent.registries import parse as parse_registries
         ("docker.io/busybox", "docker.io/library/busybox:latest"),
         ("localhost/app", "localhost/app:latest"),
         ("127.0.0.1:5000/a/b:v2", "127.0.0.1:5000/a/b:v2"),
+        ("[::1]:5000/a", "[::1]:5000/a:latest"),
         ("registry:5000/app", "registry:5000/app:latest"),
         ("quay.io/x/y@sha256:" + "a" * 64, "quay.io/x/y@sha256:" + "a" * 64),
         ("quay.io/x/y:t@sha256:" + "a" * 64, "quay.io/x/y:t@sha256:" + "a" * 64),
@@ -263,6 +264,14 @@ async def test_latest_defaults_to_always_and_never_does_not_pull() -> None:
         "old",
         [("Normal", "Pulled", 'Container image "app" already present on machine')],
     )
+
+
+@pytest.mark.parametrize(
+    ("domain", "loopback"),
+    [("127.0.0.1:5000", True), ("localhost", True), ("[::1]:5000", True), ("10.0.0.1:5000", False)],
+)
+def test_loopback_registries(domain: str, loopback: bool) -> None:
+    assert loopback_registry(domain) is loopback
 
 
 async def test_invalid_image_name() -> None:
