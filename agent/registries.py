@@ -8,15 +8,16 @@
     configs:
       "mirror.example.com":
         auth: {username: u, password: p}   # or auth: base64(u:p), or identitytoken
-        tls: {insecure_skip_verify: true}
+        tls: {insecure_skip_verify: true}   # or ca_file, cert_file + key_file
 
-It reaches the agent's Podman two ways: :meth:`Registries.registries_conf` is a
+It reaches the agent's Podman three ways: :meth:`Registries.registries_conf` is a
 containers-registries.conf (v2) the service reads at start (mirrors are tried in order before
 the registry itself; an ``http://`` endpoint or ``insecure_skip_verify`` marks a location
-insecure), and :attr:`Registries.auths` are the per-host credentials sent with each
-pull. Rewrites of the form ``^PREFIX/(.*)`` → ``NEW/$1`` become prefix mirrors; other
-rewrites, the ``"*"`` mirror and ``ca_file``/``cert_file``/``key_file`` cannot be expressed for
-Podman and are reported by :attr:`Registries.unsupported` (and logged).
+insecure); :attr:`Registries.tls_files` are the files of a per-host containers-certs.d
+directory (``ca.crt``, ``client.cert``, ``client.key``); :attr:`Registries.auths` are the
+per-host credentials sent with each pull. Rewrites of the form ``^PREFIX/(.*)`` → ``NEW/$1``
+become prefix mirrors; other rewrites and the ``"*"`` mirror cannot be expressed for Podman
+and are reported by :attr:`Registries.unsupported` (and logged).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import yaml
 log = logging.getLogger("edgek.agent.registries")
 
 DEFAULT_PATH = Path("/etc/edgek/registries.yaml")
+#: registries.yaml tls keys → file names in a containers-certs.d host directory
+_TLS_FILES = {"ca_file": "ca.crt", "cert_file": "client.cert", "key_file": "client.key"}
 # ^literal/(.*) with no regex syntax in the literal part
 _PREFIX_REWRITE = re.compile(r"^\^([^\\^$.*+?()\[\]{}|]*)\(\.\*\)\$?$")
 
@@ -94,6 +97,8 @@ class Registries:
     #: Credentials per registry host (``configs.<host>.auth``).
     auths: dict[str, Credentials] = field(default_factory=dict)
     skip_verify: set[str] = field(default_factory=set)
+    #: ``configs.<host>.tls`` files: host → {certs.d file name: the file it copies}.
+    tls_files: dict[str, dict[str, Path]] = field(default_factory=dict)
     #: Settings that could not be applied, one sentence each.
     unsupported: list[str] = field(default_factory=list)
 
@@ -221,9 +226,11 @@ def parse(doc: Any) -> Registries:
         tls = _mapping(spec.get("tls"), f"configs.{key}.tls")
         if tls.get("insecure_skip_verify"):
             result.skip_verify.add(host)
-        for name in ("ca_file", "cert_file", "key_file"):
-            if tls.get(name):
-                result.unsupported.append(f"configs.{key}.tls.{name} is not supported")
+        files = {name: Path(str(tls[k])) for k, name in _TLS_FILES.items() if tls.get(k)}
+        if ("client.cert" in files) != ("client.key" in files):
+            raise RegistriesError(f"configs.{key}.tls needs both cert_file and key_file")
+        if files:
+            result.tls_files[host] = files
     return result
 
 

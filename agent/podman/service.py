@@ -73,6 +73,11 @@ class Layout:
         return self.base / "registries.conf"
 
     @property
+    def certs_d(self) -> Path:
+        """Per-registry TLS files (containers-certs.d), under the service's ``HOME``."""
+        return self.dir("home") / ".config" / "containers" / "certs.d"
+
+    @property
     def log_file(self) -> Path:
         """The service's own output."""
         return self.base / "service.log"
@@ -130,6 +135,24 @@ def storage_conf(layout: Layout) -> str:
             "",
         ]
     )
+
+
+def write_certs_d(certs_d: Path, registries: Registries) -> None:
+    """Replace ``certs_d`` with a directory per registry host holding copies of its
+    registries.yaml TLS files (a file that cannot be read is logged and left out)."""
+    shutil.rmtree(certs_d, ignore_errors=True)
+    for host, files in registries.tls_files.items():
+        host_dir = certs_d / host
+        host_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name, source in files.items():
+            try:
+                data = source.read_bytes()
+            except OSError as e:
+                log.error("registries.yaml: %s TLS file: %s", host, e)
+                continue
+            fd = os.open(host_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
 
 
 def _probe_bundle(bundle: Path, name: str) -> None:
@@ -198,8 +221,8 @@ class PodmanService:
     """Starts and supervises ``podman system service`` for one agent data dir.
 
     ``command_prefix`` runs the service through a wrapper (tests enter a network namespace
-    with ``nsenter``); ``registries_conf`` is its registries.conf (from registries.yaml, read
-    at start: a change needs a restart, as in k3s)."""
+    with ``nsenter``); ``registries`` (from registries.yaml) become its registries.conf and
+    certs.d, read at start: a change needs a restart, as in k3s."""
 
     def __init__(
         self,
@@ -207,10 +230,10 @@ class PodmanService:
         runtime: str = "auto",
         podman: str = "podman",
         command_prefix: Sequence[str] = (),
-        registries_conf: str = "",
+        registries: Registries | None = None,
     ) -> None:
         self.layout = Layout(agent_dir)
-        self.registries = registries_conf or Registries().registries_conf()
+        self.registries = registries or Registries()
         self.runtime_setting = runtime
         self.podman = podman
         self.command_prefix = list(command_prefix)
@@ -267,18 +290,22 @@ class PodmanService:
             "CONTAINERS_CONF": str(self.layout.containers_conf),
             "CONTAINERS_STORAGE_CONF": str(self.layout.storage_conf),
             "CONTAINERS_REGISTRIES_CONF": str(self.layout.registries_conf),
+            # containers/image reads per-registry TLS files from $HOME/.config/containers/
+            # certs.d (also as root), and no other user file of the host is read
+            "HOME": str(self.layout.dir("home")),
         }
 
     def _prepare(self) -> None:
         """Write the configuration."""
         layout = self.layout
-        for name in ("storage", "run", "tmp", "networks", "volumes"):
+        for name in ("storage", "run", "tmp", "networks", "volumes", "home"):
             layout.dir(name).mkdir(parents=True, exist_ok=True)
         layout.containers_conf.write_text(
             containers_conf(layout, self.runtime, container_ulimits())
         )
         layout.storage_conf.write_text(storage_conf(layout))
-        layout.registries_conf.write_text(self.registries)
+        layout.registries_conf.write_text(self.registries.registries_conf())
+        write_certs_d(layout.certs_d, self.registries)
 
     async def start(self, ready_within: float = 30) -> None:
         """Choose the runtime, write the configuration, start the service and wait until it

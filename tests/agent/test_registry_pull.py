@@ -2,29 +2,36 @@
 listening on 127.0.0.1 inside the test's network namespace (nothing leaves the machine). The
 offline busybox image is pushed to it with the agent's Podman; then a pull without
 credentials fails with ErrImagePull, a pull secret makes it work, and a registries.yaml
-mirror (also with a rewrite of Docker Hub names) with auth works without any secret."""
+mirror (also with a rewrite of Docker Hub names) with auth works without any secret, and a
+TLS mirror is verified with the registries.yaml ``ca_file``."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 import yaml
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from agent.images import images_dir, import_directory
 from agent.podman.client import PodmanClient
 from agent.podman.service import PodmanService
 from agent.pull import ImagePuller, ImagePullError
 from agent.registries import Registries, parse
+from server.pki import certs
 from tests.agent.busybox_image import IMAGE
 from tests.agent.conftest import needs_podman
 
@@ -36,50 +43,86 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
 ]
 REGISTRY = "127.0.0.1:5000"
+TLS_REGISTRY = "127.0.0.1:5443"
 PRIVATE = f"{REGISTRY}/private/busybox:1"
 USER, PASSWORD = "puller", "s3cret-pw"
 
 
-@pytest.fixture(scope="module")
-def registry(netns: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """docker-registry with htpasswd auth on 127.0.0.1:5000 inside the namespace."""
-    root = tmp_path_factory.mktemp("registry")
-    htpasswd = subprocess.run(
-        ["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True
-    ).stdout
-    (root / "htpasswd").write_text(htpasswd)
+@contextmanager
+def _serve(netns: list[str], root: Path, addr: str, **settings: Any) -> Iterator[None]:
+    """Run docker-registry on ``addr`` inside the namespace with storage under ``root``
+    (shared by every registry of the module) and extra ``http``/``auth`` settings."""
+    http = {"addr": addr, **settings.pop("http", {})}
     config = {
         "version": 0.1,
         "log": {"level": "warn"},
         "storage": {"filesystem": {"rootdirectory": str(root / "data")}},
-        "http": {"addr": REGISTRY},
-        "auth": {"htpasswd": {"realm": "edgek-test", "path": str(root / "htpasswd")}},
+        "http": http,
+        **settings,
     }
-    (root / "config.yml").write_text(yaml.safe_dump(config))
-    with (root / "registry.log").open("wb") as out:
+    name = addr.replace(":", "_")
+    (root / f"{name}.yml").write_text(yaml.safe_dump(config))
+    with (root / f"{name}.log").open("wb") as out:
         proc = subprocess.Popen(
-            [*netns, "docker-registry", "serve", str(root / "config.yml")],
+            [*netns, "docker-registry", "serve", str(root / f"{name}.yml")],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    host, port = addr.rsplit(":", 1)
+    probe = f"import socket; socket.create_connection(({host!r}, {port}), 1)"
     try:
-        probe = "import socket; socket.create_connection(('127.0.0.1', 5000), 1)"
         for _ in range(100):
-            if (
-                subprocess.run(
-                    [*netns, sys.executable, "-c", probe], capture_output=True
-                ).returncode
-                == 0
-            ):
+            connect = subprocess.run([*netns, sys.executable, "-c", probe], capture_output=True)
+            if connect.returncode == 0:
                 break
-            assert proc.poll() is None, (root / "registry.log").read_text()
-            subprocess.run(["sleep", "0.1"], check=True)
+            assert proc.poll() is None, (root / f"{name}.log").read_text()
+            time.sleep(0.1)
         else:
-            pytest.fail("docker-registry did not start listening")
-        yield REGISTRY
+            pytest.fail(f"docker-registry did not start listening on {addr}")
+        yield
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def registry_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Storage and configuration of the module's registries."""
+    return tmp_path_factory.mktemp("registry")
+
+
+@pytest.fixture(scope="module")
+def registry(netns: list[str], registry_root: Path) -> Iterator[str]:
+    """docker-registry with htpasswd auth, plain HTTP on 127.0.0.1:5000."""
+    htpasswd = subprocess.run(
+        ["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True
+    ).stdout
+    (registry_root / "htpasswd").write_text(htpasswd)
+    auth = {"htpasswd": {"realm": "edgek-test", "path": str(registry_root / "htpasswd")}}
+    with _serve(netns, registry_root, REGISTRY, auth=auth):
+        yield REGISTRY
+
+
+@pytest.fixture(scope="module")
+def tls_registry(netns: list[str], registry_root: Path) -> Iterator[Path]:
+    """The same storage served over TLS (no auth) on 127.0.0.1:5443 with a certificate of a
+    test CA (valid for 127.0.0.1 and localhost); yields the CA file."""
+    now = datetime.now(UTC)
+    ca_key, key = certs.new_key(), certs.new_key()
+    ca = certs.create_ca("edgek-test-registry-ca", ca_key, now=now, days=1)
+    leaf = certs.Leaf(
+        "registry",
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        dns_names=["localhost"],
+        ip_addresses=[ipaddress.ip_address("127.0.0.1")],
+    )
+    cert = certs.sign_leaf(ca, ca_key, leaf, key.public_key(), now=now, days=1)
+    (registry_root / "ca.crt").write_bytes(certs.cert_to_pem(ca))
+    (registry_root / "tls.crt").write_bytes(certs.cert_to_pem(cert))
+    (registry_root / "tls.key").write_bytes(certs.key_to_pem(key))
+    tls = {"certificate": str(registry_root / "tls.crt"), "key": str(registry_root / "tls.key")}
+    with _serve(netns, registry_root, TLS_REGISTRY, http={"tls": tls}):
+        yield registry_root / "ca.crt"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -179,10 +222,12 @@ async def test_pull_with_a_pull_secret(service: PodmanService, pushed: str) -> N
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mirrored(
-    netns: list[str], short_dirs: Callable[[], Path], pushed: str
+    netns: list[str], short_dirs: Callable[[], Path], pushed: str, tls_registry: Path
 ) -> AsyncIterator[tuple[PodmanService, Registries]]:
     """A second agent Podman whose registries.yaml mirrors ``registry.edgek.test`` and Docker
-    Hub (``library/x`` → ``private/x``) to the local registry, with its credentials."""
+    Hub (``library/x`` → ``private/x``) to the local registry, with its credentials, and
+    ``secure.edgek.test`` to the TLS registry with its CA (``nocert.edgek.test`` too, as
+    ``localhost:5443``, for which no CA is given)."""
     registries = parse(
         {
             "mirrors": {
@@ -191,13 +236,16 @@ async def mirrored(
                     "endpoint": [f"http://{REGISTRY}"],
                     "rewrite": {"^library/(.*)": "private/$1"},
                 },
+                "secure.edgek.test": {"endpoint": [f"https://{TLS_REGISTRY}"]},
+                "nocert.edgek.test": {"endpoint": ["https://localhost:5443"]},
             },
-            "configs": {REGISTRY: {"auth": {"username": USER, "password": PASSWORD}}},
+            "configs": {
+                REGISTRY: {"auth": {"username": USER, "password": PASSWORD}},
+                TLS_REGISTRY: {"tls": {"ca_file": str(tls_registry)}},
+            },
         }
     )
-    svc = PodmanService(
-        short_dirs() / "agent", command_prefix=netns, registries_conf=registries.registries_conf()
-    )
+    svc = PodmanService(short_dirs() / "agent", command_prefix=netns, registries=registries)
     await svc.start()
     try:
         yield svc, registries
@@ -222,4 +270,18 @@ async def test_pull_through_registries_yaml_mirror_with_auth(
         with pytest.raises(ImagePullError, match=r"(?i)unauthorized"):
             await ImagePuller(client, Registries(), Secrets()).ensure(
                 _pod(), {"name": "c", "image": "registry.edgek.test/private/busybox:1"}
+            )
+
+
+async def test_registries_yaml_ca_file_verifies_a_tls_mirror(
+    mirrored: tuple[PodmanService, Registries], pushed: str
+) -> None:
+    svc, registries = mirrored
+    async with PodmanClient(svc.socket) as client:
+        puller = ImagePuller(client, registries, Secrets())
+        image = "secure.edgek.test/private/busybox:1"
+        assert await puller.ensure(_pod(), {"name": "c", "image": image}) == pushed
+        with pytest.raises(ImagePullError, match="certificate signed by unknown authority"):
+            await puller.ensure(
+                _pod(), {"name": "c", "image": "nocert.edgek.test/private/busybox:1"}
             )

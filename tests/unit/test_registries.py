@@ -13,6 +13,7 @@ import pytest
 
 from agent.imageref import InvalidReference, parse
 from agent.podman.client import PodmanError
+from agent.podman.service import write_certs_d
 from agent.pull import ImagePuller, ImagePullError, loopback_registry
 from agent.pullsecrets import Keyring, keyring, matches
 from agent.registries import Credentials, Registries, RegistriesError, load
@@ -107,8 +108,40 @@ def test_registries_yaml_becomes_podman_registries_conf() -> None:
         "registry.internal:5443": Credentials("ci", "s3:cret"),
         "10.0.0.5:5000": Credentials("", "", "tok"),
     }
-    assert len(reg.unsupported) == 3  # the regex rewrite, "*" and ca_file
+    assert reg.tls_files == {"mirror.example.com": {"ca.crt": Path("/etc/ca.pem")}}
+    assert len(reg.unsupported) == 2  # the regex rewrite and "*"
     assert any("(foo|bar)" in u for u in reg.unsupported)
+
+
+def test_tls_files_become_a_certs_d_directory(tmp_path: Path) -> None:
+    for name in ("ca.pem", "client.pem", "client-key.pem"):
+        (tmp_path / name).write_text(name)
+    reg = parse_registries(
+        {
+            "configs": {
+                "reg:5000": {
+                    "tls": {
+                        "ca_file": str(tmp_path / "ca.pem"),
+                        "cert_file": str(tmp_path / "client.pem"),
+                        "key_file": str(tmp_path / "client-key.pem"),
+                    }
+                },
+                "other": {"tls": {"ca_file": str(tmp_path / "missing.pem")}},
+            }
+        }
+    )
+    certs_d = tmp_path / "certs.d"
+    (certs_d / "stale:1").mkdir(parents=True)
+    write_certs_d(certs_d, reg)
+    assert sorted(p.name for p in certs_d.iterdir()) == ["other", "reg:5000"]
+    files = {p.name: p.read_text() for p in (certs_d / "reg:5000").iterdir()}
+    assert files == {
+        "ca.crt": "ca.pem",
+        "client.cert": "client.pem",
+        "client.key": "client-key.pem",
+    }
+    assert (certs_d / "reg:5000" / "client.key").stat().st_mode & 0o777 == 0o600
+    assert list((certs_d / "other").iterdir()) == []  # unreadable: logged, left out
 
 
 def test_no_registries_yaml_means_no_mirrors(tmp_path: Path) -> None:
@@ -125,6 +158,7 @@ def test_no_registries_yaml_means_no_mirrors(tmp_path: Path) -> None:
         ("mirrors: {docker.io: {endpoint: x}}", "endpoint must be a list"),
         ("mirrors: {docker.io: {endpoint: ['ftp://x']}}", "not an http"),
         ("configs: {r: {auth: {auth: '!!'}}}", "not base64"),
+        ("configs: {r: {tls: {cert_file: /c.pem}}}", "both cert_file and key_file"),
         ("mirrors: {a: [", "registries.yaml"),
     ],
 )
