@@ -18,8 +18,6 @@ log = logging.getLogger("edgek.agent.containergc")
 
 MAX_PER_POD_CONTAINER = 1
 _ALIVE = {"running", "paused", "stopping"}
-#: How often the kubelet runs container GC.
-PERIOD_SECONDS = 60.0
 
 
 class ContainerStore(Protocol):

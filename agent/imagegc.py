@@ -26,8 +26,6 @@ log = logging.getLogger("edgek.agent.imagegc")
 HIGH_THRESHOLD_PERCENT = 85
 LOW_THRESHOLD_PERCENT = 80
 MIN_AGE_SECONDS = 120.0
-#: How often the kubelet runs image GC.
-PERIOD_SECONDS = 300.0
 
 
 class ImageStore(Protocol):
