@@ -4,8 +4,8 @@ When the filesystem holding the agent's Podman storage is at least ``high_percen
 unused images are removed, least recently used first (then the earliest detected), until
 usage is down to ``low_percent`` (80). An image is never removed while any container (running
 or not) uses it, nor within ``min_age`` (2 minutes) of the agent first seeing it, nor when it
-is pinned. Times are the agent's own records: ``lastUsed`` is the last pass that saw the image
-in use, as the kubelet keeps it.
+is pinned (by id or name, e.g. the airgap images). Times are the agent's own records:
+``lastUsed`` is the last pass that saw the image in use, as the kubelet keeps it.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class _Record:
     first_detected: float
     last_used: float = 0.0
     size: int = 0
+    names: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -112,6 +113,7 @@ class ImageGC:
             seen.add(image_id)
             record = self._records.setdefault(image_id, _Record(first_detected=now))
             record.size = int(image.get("Size") or 0)
+            record.names = frozenset(image.get("Names") or image.get("RepoTags") or ())
             if image_id in in_use:
                 record.last_used = now
         for gone in set(self._records) - seen:
@@ -131,7 +133,7 @@ class ImageGC:
             (
                 (record.last_used, record.first_detected, image_id)
                 for image_id, record in self._records.items()
-                if image_id not in in_use and image_id not in pinned
+                if image_id not in in_use and image_id not in pinned and not record.names & pinned
             ),
         )
         for _, first_detected, image_id in candidates:

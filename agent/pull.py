@@ -7,7 +7,7 @@
 together with the ``registries.yaml`` credentials of every host (mirrors included), and
 raises :class:`ImagePullError` with the kubelet's reasons and messages. Registries on a
 loopback address may be plain HTTP, as Docker and containerd allow. Pulls are serialized
-(the kubelet's default ``serializeImagePulls``).
+(the kubelet's default ``serializeImagePulls``); finding a local image never waits for them.
 """
 
 from __future__ import annotations
@@ -111,16 +111,16 @@ class ImagePuller:
             event("Warning", "InspectFailed", message)
             raise ImagePullError(INVALID_IMAGE_NAME, message) from None
         policy = container.get("imagePullPolicy") or image_pull_policy(image)
+        if policy != "Always" and (present := await self._present(ref)):
+            event("Normal", "Pulled", f'Container image "{image}" already present on machine')
+            return present
+        if policy == "Never":
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            event("Warning", ERR_IMAGE_NEVER_PULL, message)
+            raise ImagePullError(ERR_IMAGE_NEVER_PULL, message)
+        event("Normal", "Pulling", f'Pulling image "{image}"')
         queued = time.monotonic()
-        async with self._lock:
-            if policy != "Always" and (present := await self._present(ref)):
-                event("Normal", "Pulled", f'Container image "{image}" already present on machine')
-                return present
-            if policy == "Never":
-                message = f'Container image "{image}" is not present with pull policy of Never'
-                event("Warning", ERR_IMAGE_NEVER_PULL, message)
-                raise ImagePullError(ERR_IMAGE_NEVER_PULL, message)
-            event("Normal", "Pulling", f'Pulling image "{image}"')
+        async with self._lock:  # one pull at a time; lookups of local images do not wait
             started = time.monotonic()
             try:
                 image_id = await self._pull(pod, ref, image, event)

@@ -28,7 +28,7 @@ class FakePodman:
         self.removed: list[str] = []
 
     async def image_list(self) -> list[dict]:
-        return [{"Id": i, "Size": size} for i, size in self.images.items()]
+        return [{"Id": i, "Size": size, "Names": [f"{i}:1"]} for i, size in self.images.items()]
 
     async def container_list(self, filters: Mapping[str, list[str]] | None = None) -> list[dict]:
         wanted = dict(f.split("=", 1) for f in (filters or {}).get("label", []))
@@ -74,7 +74,7 @@ async def test_gc_frees_down_to_the_low_threshold_oldest_unused_first() -> None:
     images = {"in-use": 5 * GB, "old": 4 * GB, "older": 3 * GB, "pinned": 9 * GB}
     podman = FakePodman(images, [{"Id": "c1", "ImageID": "in-use", "State": "exited"}])
     clock = [1000.0]
-    gc = _gc(podman, clock, other=68 * GB, pinned=lambda: {"pinned"})
+    gc = _gc(podman, clock, other=68 * GB, pinned=lambda: {"pinned:1"})
     await gc.detect()  # all seen at t=1000
     podman.containers.append({"Id": "c2", "ImageID": "old", "State": "running"})
     podman.images["new"] = 2 * GB
