@@ -253,35 +253,28 @@ async def mirrored(
         await svc.stop()
 
 
-async def test_pull_through_registries_yaml_mirror_with_auth(
+async def test_pull_through_registries_yaml_mirrors(
     mirrored: tuple[PodmanService, Registries], pushed: str
 ) -> None:
+    """Mirrors with auth (and a rewrite), and a TLS mirror verified with its ``ca_file``."""
     svc, registries = mirrored
     async with PodmanClient(svc.socket) as client:
         puller = ImagePuller(client, registries, Secrets())
         for image, stored in (
             ("registry.edgek.test/private/busybox:1", "registry.edgek.test/private/busybox:1"),
             ("busybox:1", "docker.io/library/busybox:1"),  # rewritten to private/busybox
+            ("secure.edgek.test/private/busybox:1", "secure.edgek.test/private/busybox:1"),
         ):
             assert await puller.ensure(_pod(), {"name": "c", "image": image}) == pushed
             assert stored in (await client.image_inspect(pushed))["RepoTags"]
+        # the same TLS registry as localhost:5443, for which no CA is given
+        with pytest.raises(ImagePullError, match="certificate signed by unknown authority"):
+            await puller.ensure(
+                _pod(), {"name": "c", "image": "nocert.edgek.test/private/busybox:1"}
+            )
         # without the registries.yaml credentials the mirror refuses
         await _forget(client, "busybox:1", "registry.edgek.test/private/busybox:1")
         with pytest.raises(ImagePullError, match=r"(?i)unauthorized"):
             await ImagePuller(client, Registries(), Secrets()).ensure(
                 _pod(), {"name": "c", "image": "registry.edgek.test/private/busybox:1"}
-            )
-
-
-async def test_registries_yaml_ca_file_verifies_a_tls_mirror(
-    mirrored: tuple[PodmanService, Registries], pushed: str
-) -> None:
-    svc, registries = mirrored
-    async with PodmanClient(svc.socket) as client:
-        puller = ImagePuller(client, registries, Secrets())
-        image = "secure.edgek.test/private/busybox:1"
-        assert await puller.ensure(_pod(), {"name": "c", "image": image}) == pushed
-        with pytest.raises(ImagePullError, match="certificate signed by unknown authority"):
-            await puller.ensure(
-                _pod(), {"name": "c", "image": "nocert.edgek.test/private/busybox:1"}
             )
