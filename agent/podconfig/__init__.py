@@ -1,0 +1,1 @@
+"""What a container is configured with: its environment and its volumes."""
