@@ -20,6 +20,7 @@ Service-account tokens are requested through the TokenRequest API, bound to the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -248,6 +249,16 @@ class ObjectSource:
             return (json.loads(self._file(key).read_bytes())["object"],)
         except (OSError, ValueError, KeyError):
             return None
+
+
+def object_data(resource: str, obj: dict[str, Any]) -> dict[str, bytes]:
+    """The data of a ConfigMap (``data`` and ``binaryData``) or Secret (``secrets``), as
+    bytes."""
+    if resource == "secrets":
+        return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+    data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+    return data
 
 
 def _version(obj: dict[str, Any] | None) -> str | None:

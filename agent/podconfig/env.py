@@ -15,13 +15,12 @@ message; the pod worker reports it as ``CreateContainerConfigError``.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from agent.objectsource import ObjectUnavailable
+from agent.objectsource import ObjectUnavailable, object_data
 from edgek.names import is_env_var_name
 from edgek.quantity import parse_quantity
 
@@ -205,6 +204,10 @@ def resource_value(
 # -- the environment ---------------------------------------------------------------------------
 
 
+def _text(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in data.items()}
+
+
 class _Refs:
     """The ConfigMaps and Secrets of one container's environment, each fetched once."""
 
@@ -222,23 +225,11 @@ class _Refs:
                 obj = await self.objects.get(resource, self.namespace, name)
             except ObjectUnavailable as e:
                 raise ContainerConfigError(f'{resource[:-1]} "{name}": {e}') from e
-            self.seen[key] = None if obj is None else _decoded(resource, obj)
+            self.seen[key] = None if obj is None else _text(object_data(resource, obj))
         found = self.seen[key]
         if found is None and not optional:
             raise ContainerConfigError(f'{resource[:-1]} "{name}" not found')
         return found
-
-
-def _decoded(resource: str, obj: dict[str, Any]) -> dict[str, str]:
-    if resource == "secrets":
-        return {
-            k: base64.b64decode(v).decode("utf-8", "replace")
-            for k, v in (obj.get("data") or {}).items()
-        }
-    data = dict(obj.get("data") or {})
-    for k, v in (obj.get("binaryData") or {}).items():
-        data.setdefault(k, base64.b64decode(v).decode("utf-8", "replace"))
-    return data
 
 
 async def container_env(

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from agent.objectsource import ObjectSource, ObjectUnavailable
+from agent.objectsource import ObjectSource, ObjectUnavailable, object_data
 from agent.podconfig import atomicdir
 from agent.podconfig.env import ContainerConfigError, expand, field_value, resource_value
 from edgek.quantity import parse_quantity
@@ -108,15 +108,6 @@ def _fs_group(pod: Mapping[str, Any]) -> int | None:
 
 def _mode(value: Any, default: int) -> int:
     return int(value) if value is not None else default
-
-
-def _decoded(kind: str, obj: dict[str, Any]) -> dict[str, bytes]:
-    """The data of a ConfigMap (``data`` and ``binaryData``) or Secret, as bytes."""
-    if kind == "secret":
-        return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
-    data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
-    data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
-    return data
 
 
 def _jwt_times(token: str) -> tuple[datetime, datetime] | None:
@@ -272,7 +263,7 @@ class VolumeManager:
             if optional:
                 return {}
             raise ValueError(f'{kind.lower()} "{name}" not found')
-        data = _decoded(kind, obj)
+        data = object_data(resource, obj)
         items = source.get("items")
         if not items:
             return {key: (value, default_mode) for key, value in data.items()}

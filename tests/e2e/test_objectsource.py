@@ -31,9 +31,9 @@ def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv.stop()
 
 
-async def eventually(fn: Any, what: str, timeout: float = 20) -> Any:
+async def eventually(fn: Any, what: str, seconds: float = 20) -> Any:
     """Await ``fn()`` until it answers something truthy without raising."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + seconds
     while True:
         try:
             if result := await fn():
@@ -134,7 +134,7 @@ async def test_object_source_with_node_credentials_and_offline(
         assert claim is not None and claim["spec"]["volumeName"] == "pv-objsrc"
         pv = await source.get("persistentvolumes", "", "pv-objsrc")
         assert pv is not None and pv["spec"]["hostPath"]["path"] == "/tmp/objsrc"
-        with pytest.raises(ObjectUnavailable, match="forbidden|no relationship"):
+        with pytest.raises(ObjectUnavailable, match=r"forbidden|no relationship"):
             await source.get("configmaps", NS, "unrelated")
         services = await source.list("services", "default")
         assert [s["metadata"]["name"] for s in services] == ["kubernetes"]
