@@ -41,6 +41,7 @@ from server.registry.eviction import eviction_action
 from server.registry.limitrange import LimitRangeAdmission
 from server.registry.quota import QuotaAdmission
 from server.registry.store import DeleteOptions, ListOptions, ObjectStore, Undo, WriteOptions
+from server.registry.serviceaccount import ServiceAccountAdmission
 from server.registry.tolerations import DefaultTolerationSeconds
 from server.scheduler.priority import priority_admission
 
@@ -144,10 +145,11 @@ async def assemble(
 
 
 def admission(ctx: ControllerContext) -> list[Admission]:
-    """Admission steps after the Service allocator, in order: defaults first (priority,
-    tolerations, storage class, LimitRange), then the quota that charges the defaulted
+    """Admission steps after the Service allocator, in order: defaults first (service
+    account, priority, tolerations, storage class, LimitRange), then the quota that charges the defaulted
     object. Their caches are created here, so they start with the others."""
     return [
+        ServiceAccountAdmission(ctx.cache("", "serviceaccounts").get),
         priority_admission(ctx.cache("scheduling.k8s.io", "priorityclasses")),
         DefaultTolerationSeconds(ctx.config),
         DefaultStorageClass(ctx.cache("storage.k8s.io", "storageclasses")),
