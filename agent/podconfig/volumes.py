@@ -16,6 +16,12 @@ like the kubelet's (``kubernetes.io~empty-dir``, ``~configmap``, ``~secret``,
   and FileOrCreate create it);
 - ``persistentVolumeClaim``: the bound PersistentVolume's ``hostPath`` (what the server's
   local-path provisioner makes, created here with DirectoryOrCreate) or ``local`` path.
+  The directory of a local-path volume with reclaim policy Delete is removed when the last
+  pod on this node that uses it is torn down and its claim is gone (deleted, being deleted,
+  or replaced by a claim of another uid) — the server then deletes the volume, as the
+  upstream provisioner's helper pod would remove the directory. Call
+  :meth:`VolumeManager.teardown` before the pod's final deletion from the API: the node may
+  read the claim only while a pod bound to it references it.
 
 With the pod's ``fsGroup`` the files of emptyDir, configMap, secret, downwardAPI and
 projected volumes belong to that group (group read for the read-only kinds, read-write for
@@ -56,6 +62,8 @@ _ATOMIC_PLUGINS = {
     "projected": "kubernetes.io~projected",
 }
 EMPTY_DIR = "kubernetes.io~empty-dir"
+LOCAL_PATH_PROVISIONER = "rancher.io/local-path"
+ANN_PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 _PROPAGATION = {"HostToContainer": "rslave", "Bidirectional": "rshared"}
 _HOST_PATH_TYPES: dict[str, tuple[Callable[[int], bool], str]] = {
     "Directory": (stat.S_ISDIR, "directory"),
@@ -88,6 +96,18 @@ class Mount:
     read_only: bool
     kind: Literal["bind", "tmpfs"] = "bind"
     options: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _LocalVolume:
+    """A local-path volume a pod mounts: what teardown needs to decide on its directory."""
+
+    namespace: str
+    claim: str
+    claim_uid: str
+    volume: str
+    path: Path
+    policy: str
 
 
 @dataclass
@@ -150,6 +170,8 @@ class VolumeManager:
         self._tokens: dict[tuple[str, str, str], _Token] = {}
         #: Host sources of volumes that are not under the pod's directory (by pod uid).
         self._sources: dict[str, dict[str, Path]] = {}
+        #: The local-path volumes each pod mounts (by pod uid).
+        self._local: dict[str, dict[str, _LocalVolume]] = {}
 
     def volume_dir(self, pod: Mapping[str, Any], plugin: str, name: str) -> Path:
         """``<pods dir>/<uid>/volumes/<plugin>/<name>``."""
@@ -179,7 +201,7 @@ class VolumeManager:
                 _host_path, source.get("path") or "", source.get("type") or ""
             )
         elif "persistentVolumeClaim" in volume:
-            sources[name] = await self._claim(pod, volume["persistentVolumeClaim"] or {})
+            sources[name] = await self._claim(pod, name, volume["persistentVolumeClaim"] or {})
         else:
             await self._write_atomic(pod, volume, refresh_tokens=False)
 
@@ -199,7 +221,7 @@ class VolumeManager:
             if gid is not None:
                 os.chown(path, -1, gid)
 
-    async def _claim(self, pod: dict[str, Any], source: dict[str, Any]) -> Path:
+    async def _claim(self, pod: dict[str, Any], name: str, source: dict[str, Any]) -> Path:
         namespace, claim_name = _md(pod).get("namespace") or "default", source.get("claimName")
         claim = await self.objects.get("persistentvolumeclaims", namespace, claim_name or "")
         if claim is None:
@@ -211,9 +233,20 @@ class VolumeManager:
         spec = (pv or {}).get("spec") or {}
         if spec.get("hostPath"):
             host = spec["hostPath"]
-            return await asyncio.to_thread(
+            path = await asyncio.to_thread(
                 _host_path, host.get("path") or "", host.get("type") or ""
             )
+            annotations = _md(pv or {}).get("annotations") or {}
+            if annotations.get(ANN_PROVISIONED_BY) == LOCAL_PATH_PROVISIONER:
+                self._local.setdefault(_md(pod)["uid"], {})[name] = _LocalVolume(
+                    namespace,
+                    claim_name or "",
+                    _md(claim).get("uid") or "",
+                    volume_name,
+                    path,
+                    spec.get("persistentVolumeReclaimPolicy") or "Delete",
+                )
+            return path
         if spec.get("local"):
             return await asyncio.to_thread(_host_path, spec["local"].get("path") or "", "Directory")
         raise ValueError(f'persistentvolume "{volume_name}" is not a hostPath or local volume')
@@ -366,13 +399,40 @@ class VolumeManager:
                 log.warning("volumes: refreshing %s: %s", volume.get("name"), e)
 
     async def teardown(self, pod_uid: str) -> None:
-        """Unmount the pod's memory-backed emptyDirs and remove its volume directories."""
+        """Unmount the pod's memory-backed emptyDirs, remove its volume directories and
+        the directories of local-path volumes that are to be deleted (module docstring)."""
+        for local in self._local.pop(pod_uid, {}).values():
+            await self._release(local)
         self._sources.pop(pod_uid, None)
         self._tokens = {k: v for k, v in self._tokens.items() if k[0] != pod_uid}
         root = self.pods_dir / pod_uid / "volumes"
         for path in sorted(await asyncio.to_thread(_mounts_under, root), reverse=True):
             await _run("umount", path)
         await asyncio.to_thread(shutil.rmtree, root, True)
+
+    async def _release(self, local: _LocalVolume) -> None:
+        """Remove a local-path volume's directory when its claim is gone and no other pod
+        here uses it; keep it when that cannot be known (server unreachable)."""
+        if local.policy != "Delete" or not local.path.name.startswith(f"{local.volume}_"):
+            return
+        if any(v.volume == local.volume for pod in self._local.values() for v in pod.values()):
+            return
+        try:
+            claim = await self.objects.get("persistentvolumeclaims", local.namespace, local.claim)
+        except ObjectUnavailable as e:
+            log.warning("volumes: keeping %s, its claim cannot be read: %s", local.path, e)
+            return
+        md = _md(claim or {})
+        if (
+            claim is not None
+            and not md.get("deletionTimestamp")
+            and md.get("uid") == local.claim_uid
+        ):
+            return
+        log.info(
+            "volumes: removing %s (claim %s/%s is gone)", local.path, local.namespace, local.claim
+        )
+        await asyncio.to_thread(shutil.rmtree, local.path, True)
 
     # -- mounts ----------------------------------------------------------------------------
 

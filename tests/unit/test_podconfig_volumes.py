@@ -242,32 +242,73 @@ async def test_host_path_types(manager: VolumeManager, tmp_path: Path) -> None:
         sock.close()
 
 
+def claim(uid: str = "c-1", **md: Any) -> dict[str, Any]:
+    return {
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "ns", "uid": uid, **md},
+        "spec": {"volumeName": "pvc-1"},
+        "status": {"phase": "Bound"},
+    }
+
+
+def local_path_volume(path: Path, policy: str = "Delete") -> dict[str, Any]:
+    return {
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": "pvc-1",
+            "annotations": {"pv.kubernetes.io/provisioned-by": "rancher.io/local-path"},
+        },
+        "spec": {
+            "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
+            "persistentVolumeReclaimPolicy": policy,
+        },
+    }
+
+
+def claim_pod(uid: str, read_only: bool = False) -> dict[str, Any]:
+    p = pod([{"name": "d", "persistentVolumeClaim": {"claimName": "data", "readOnly": read_only}}])
+    p["metadata"]["uid"] = uid
+    return p
+
+
 async def test_persistent_volume_claim_uses_the_local_path_directory(
     manager: VolumeManager, objects: FakeObjects, tmp_path: Path
 ) -> None:
     storage = tmp_path / "storage" / "pvc-1_ns_data"
-    objects.put(
-        {
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "data", "namespace": "ns"},
-            "spec": {"volumeName": "pvc-1"},
-            "status": {"phase": "Bound"},
-        }
-    )
-    objects.put(
-        {
-            "kind": "PersistentVolume",
-            "metadata": {"name": "pvc-1"},
-            "spec": {"hostPath": {"path": str(storage), "type": "DirectoryOrCreate"}},
-        }
-    )
-    p = pod([{"name": "d", "persistentVolumeClaim": {"claimName": "data", "readOnly": True}}])
+    objects.put(claim())
+    objects.put(local_path_volume(storage))
+    p = claim_pod(UID, read_only=True)
     await manager.setup(p)
     assert storage.is_dir()
     [m] = manager.mounts(p, {"volumeMounts": [{"name": "d", "mountPath": "/data"}]})
     assert (m.source, m.read_only) == (str(storage), True)
     with pytest.raises(VolumeError, match='persistentvolumeclaim "other" not found'):
         await manager.setup(pod([{"name": "d", "persistentVolumeClaim": {"claimName": "other"}}]))
+
+
+async def test_local_path_directory_removed_once_its_claim_is_gone(
+    manager: VolumeManager, objects: FakeObjects, tmp_path: Path
+) -> None:
+    storage = tmp_path / "storage" / "pvc-1_ns_data"
+    objects.put(claim())
+    objects.put(local_path_volume(storage))
+    await manager.setup(claim_pod("a"))
+    await manager.teardown("a")  # the claim stays (a StatefulSet pod comes back): data kept
+    assert storage.is_dir()
+    objects.put(claim(deletionTimestamp="2026-01-01T00:00:00Z"))
+    await manager.setup(claim_pod("a"))
+    await manager.setup(claim_pod("b"))
+    await manager.teardown("a")  # pod b still uses it
+    assert storage.is_dir()
+    await manager.teardown("b")
+    assert not storage.exists()
+
+    objects.put(claim(uid="c-2"))
+    objects.put(local_path_volume(storage, policy="Retain"))
+    await manager.setup(claim_pod("c"))
+    del objects.store[("persistentvolumeclaims", "ns", "data")]
+    await manager.teardown("c")
+    assert storage.is_dir()  # Retain: the data stays
 
 
 async def test_sub_paths_and_teardown(manager: VolumeManager) -> None:
