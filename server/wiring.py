@@ -40,8 +40,8 @@ from server.registry.encryption import SecretsEncryption
 from server.registry.eviction import eviction_action
 from server.registry.limitrange import LimitRangeAdmission
 from server.registry.quota import QuotaAdmission
-from server.registry.store import DeleteOptions, ListOptions, ObjectStore, Undo, WriteOptions
 from server.registry.serviceaccount import ServiceAccountAdmission
+from server.registry.store import DeleteOptions, ListOptions, ObjectStore, Undo, WriteOptions
 from server.registry.tolerations import DefaultTolerationSeconds
 from server.scheduler.priority import priority_admission
 

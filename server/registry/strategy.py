@@ -7,6 +7,7 @@ resource updates for kinds with a status subresource, status writes change only 
 
 from __future__ import annotations
 
+import base64
 from fractions import Fraction
 from functools import cache
 from typing import Any
@@ -89,7 +90,9 @@ def prepare_for_create(
         if initial is not None:
             obj["status"] = initial
     key = (kind.group, kind.resource)
-    if key == ("", "namespaces"):
+    if key == ("", "secrets"):
+        fold_string_data(obj)
+    elif key == ("", "namespaces"):
         spec = obj.setdefault("spec", {})
         finalizers = spec.setdefault("finalizers", [])
         if NAMESPACE_FINALIZER not in finalizers:
@@ -106,6 +109,16 @@ def prepare_for_create(
         spec["groups"] = [*groups, "system:authenticated"] if user else list(groups)
         spec.pop("uid", None)
         spec.pop("extra", None)
+
+
+def fold_string_data(secret: dict[str, Any]) -> None:
+    """A Secret's write-only ``stringData`` merged into ``data`` (base64; it wins over a
+    ``data`` key of the same name) and removed, as upstream's conversion does."""
+    string_data = secret.pop("stringData", None)
+    if string_data:
+        data = secret.get("data") or {}
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()})
+        secret["data"] = data
 
 
 def _generate_job_selector(job: dict[str, Any]) -> None:
@@ -158,6 +171,8 @@ def prepare_for_update(
             new["status"] = clone(old["status"])
         else:
             new.pop("status", None)
+    if (kind.group, kind.resource) == ("", "secrets"):
+        fold_string_data(new)
     if (kind.group, kind.resource) == ("apps", "daemonsets"):
         generation = template_generation(old)
         if (new.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):

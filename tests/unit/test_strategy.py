@@ -411,3 +411,17 @@ def test_daemonset_template_generation_moves_with_the_template_only() -> None:
 def test_template_generation_of_other_objects_is_zero() -> None:
     assert template_generation(daemonset()) == 0
     assert template_generation({"metadata": {"annotations": {TEMPLATE_GENERATION: 3}}}) == 0
+
+
+def test_secret_string_data_is_folded_into_data_on_create_and_update() -> None:
+    secrets = _kind("", "v1", "secrets")
+    obj: dict[str, Any] = {
+        "metadata": {"name": "s"},
+        "data": {"a": "b2xk", "keep": "eA=="},
+        "stringData": {"a": "new", "b": "two"},
+    }
+    prepare_for_create(secrets, obj)
+    assert obj["data"] == {"a": "bmV3", "keep": "eA==", "b": "dHdv"} and "stringData" not in obj
+    new = {**copy.deepcopy(obj), "stringData": {"c": "3"}}
+    prepare_for_update(secrets, new, obj, "")
+    assert new["data"]["c"] == "Mw==" and "stringData" not in new
