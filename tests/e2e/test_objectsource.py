@@ -16,6 +16,7 @@ import pytest
 
 from agent import bootstrap
 from agent.objectsource import ObjectSource, ObjectUnavailable
+from agent.podconfig.volumes import VolumeManager
 from edgek.apiclient import ApiClient, ApiClientError
 from tests.conftest import ServerProcess, start_server
 
@@ -144,6 +145,18 @@ async def test_object_source_with_node_credentials_and_offline(
         sa_token, expiry = await source.service_account_token(pod, None, 3600)
         assert expiry > datetime.now(UTC)
         assert await whoami(own_server, creds.ca_pem, sa_token) == (
+            f"system:serviceaccount:{NS}:default"
+        )
+
+        # The admission's kube-api-access volume, made from what the node may read.
+        [access] = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
+        volumes = VolumeManager(tmp_path / "pods", source, NODE)
+        await volumes.setup({**pod, "spec": {**pod["spec"], "volumes": [access]}})
+        files = tmp_path / "pods" / pod["metadata"]["uid"] / "volumes" / "kubernetes.io~projected"
+        files = files / access["name"]
+        assert (files / "namespace").read_text() == NS
+        assert (files / "ca.crt").read_bytes().strip() == creds.ca_pem.strip()
+        assert await whoami(own_server, creds.ca_pem, (files / "token").read_text()) == (
             f"system:serviceaccount:{NS}:default"
         )
 
