@@ -51,6 +51,14 @@ def mounted(path: Path) -> int:
     return Path("/proc/self/mountinfo").read_text().count(f" {path} ")
 
 
+def is_dir(path: Path) -> bool:
+    return path.is_dir()
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
+
+
 def text(path: str) -> str:
     return Path(path).read_text()
 
@@ -271,15 +279,21 @@ def claim_pod(uid: str, read_only: bool = False) -> dict[str, Any]:
     return p
 
 
-async def test_persistent_volume_claim_uses_the_local_path_directory(
-    manager: VolumeManager, objects: FakeObjects, tmp_path: Path
-) -> None:
-    storage = tmp_path / "storage" / "pvc-1_ns_data"
+@pytest.fixture
+def storage(objects: FakeObjects, tmp_path: Path) -> Path:
+    """A bound claim ``data`` on a local-path volume: the volume's directory."""
+    path = tmp_path / "storage" / "pvc-1_ns_data"
     objects.put(claim())
-    objects.put(local_path_volume(storage))
+    objects.put(local_path_volume(path))
+    return path
+
+
+async def test_persistent_volume_claim_uses_the_local_path_directory(
+    manager: VolumeManager, storage: Path
+) -> None:
     p = claim_pod(UID, read_only=True)
     await manager.setup(p)
-    assert storage.is_dir()
+    assert is_dir(storage)
     [m] = manager.mounts(p, {"volumeMounts": [{"name": "d", "mountPath": "/data"}]})
     assert (m.source, m.read_only) == (str(storage), True)
     with pytest.raises(VolumeError, match='persistentvolumeclaim "other" not found'):
@@ -287,28 +301,25 @@ async def test_persistent_volume_claim_uses_the_local_path_directory(
 
 
 async def test_local_path_directory_removed_once_its_claim_is_gone(
-    manager: VolumeManager, objects: FakeObjects, tmp_path: Path
+    manager: VolumeManager, objects: FakeObjects, storage: Path
 ) -> None:
-    storage = tmp_path / "storage" / "pvc-1_ns_data"
-    objects.put(claim())
-    objects.put(local_path_volume(storage))
     await manager.setup(claim_pod("a"))
     await manager.teardown("a")  # the claim stays (a StatefulSet pod comes back): data kept
-    assert storage.is_dir()
+    assert is_dir(storage)
     objects.put(claim(deletionTimestamp="2026-01-01T00:00:00Z"))
     await manager.setup(claim_pod("a"))
     await manager.setup(claim_pod("b"))
     await manager.teardown("a")  # pod b still uses it
-    assert storage.is_dir()
+    assert is_dir(storage)
     await manager.teardown("b")
-    assert not storage.exists()
+    assert not exists(storage)
 
     objects.put(claim(uid="c-2"))
     objects.put(local_path_volume(storage, policy="Retain"))
     await manager.setup(claim_pod("c"))
     del objects.store[("persistentvolumeclaims", "ns", "data")]
     await manager.teardown("c")
-    assert storage.is_dir()  # Retain: the data stays
+    assert is_dir(storage)  # Retain: the data stays
 
 
 async def test_sub_paths_and_teardown(manager: VolumeManager) -> None:
