@@ -7,7 +7,8 @@ like the kubelet's (``kubernetes.io~empty-dir``, ``~configmap``, ``~secret``,
 - ``emptyDir``: a directory (mode 0777); with ``medium: Memory`` a tmpfs is mounted on it
   (``size=`` the ``sizeLimit``) so all containers of the pod share it;
 - ``configMap``, ``secret``, ``downwardAPI``, ``projected``: files written with
-  :mod:`agent.podconfig.atomicdir` (``items``, ``defaultMode`` 0644, per-item ``mode``,
+  :mod:`agent.podconfig.atomicdir` (secret and projected ones on a tmpfs of their own;
+  ``items``, ``defaultMode`` 0644, per-item ``mode``,
   ``optional``); projected ``serviceAccountToken`` sources hold a TokenRequest token bound
   to the pod, renewed by :meth:`VolumeManager.refresh` after 80 % of its lifetime or 24 h
   (upstream's token manager), and :meth:`VolumeManager.refresh` rewrites the others when
@@ -62,6 +63,8 @@ _ATOMIC_PLUGINS = {
     "projected": "kubernetes.io~projected",
 }
 EMPTY_DIR = "kubernetes.io~empty-dir"
+#: Volumes that hold secrets live on a tmpfs, as upstream's do, never on the node's disk.
+_IN_MEMORY = frozenset({"secret", "projected"})
 LOCAL_PATH_PROVISIONER = "rancher.io/local-path"
 ANN_PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 _PROPAGATION = {"HostToContainer": "rslave", "Bidirectional": "rshared"}
@@ -213,12 +216,11 @@ class VolumeManager:
             path.chmod(0o2777 if gid is not None else 0o777)
             if gid is not None:
                 os.chown(path, -1, gid)
-        if source.get("medium") == "Memory" and not await asyncio.to_thread(os.path.ismount, path):
+        if source.get("medium") == "Memory":
             options = "mode=2777" if gid is not None else "mode=0777"
             if source.get("sizeLimit"):
                 options += f",size={int(parse_quantity(source['sizeLimit']))}"
-            await _run("mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path))
-            if gid is not None:
+            if await _mount_tmpfs(path, options) and gid is not None:
                 os.chown(path, -1, gid)
 
     async def _claim(self, pod: dict[str, Any], name: str, source: dict[str, Any]) -> Path:
@@ -274,6 +276,9 @@ class VolumeManager:
         if gid is not None:
             payload = {path: (data, mode | 0o440) for path, (data, mode) in payload.items()}
         target = self.volume_dir(pod, _ATOMIC_PLUGINS[kind], volume["name"])
+        if kind in _IN_MEMORY:
+            await asyncio.to_thread(target.mkdir, 0o755, True, True)
+            await _mount_tmpfs(target, "mode=0755")
         return await asyncio.to_thread(atomicdir.write, target, payload, gid=gid)
 
     async def _payload(
@@ -525,6 +530,14 @@ def _mounts_under(root: Path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
     return [p for p in points if p.startswith(prefix)]
+
+
+async def _mount_tmpfs(path: Path, options: str) -> bool:
+    """Mount a tmpfs on ``path`` unless one is there; True when it was mounted now."""
+    if await asyncio.to_thread(os.path.ismount, path):
+        return False
+    await _run("mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path))
+    return True
 
 
 async def _run(*argv: str) -> None:

@@ -151,14 +151,17 @@ async def test_object_source_with_node_credentials_and_offline(
         # The admission's kube-api-access volume, made from what the node may read.
         [access] = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
         volumes = VolumeManager(tmp_path / "pods", source, NODE)
-        await volumes.setup({**pod, "spec": {**pod["spec"], "volumes": [access]}})
         files = tmp_path / "pods" / pod["metadata"]["uid"] / "volumes" / "kubernetes.io~projected"
         files = files / access["name"]
-        assert (files / "namespace").read_text() == NS
-        assert (files / "ca.crt").read_bytes().strip() == creds.ca_pem.strip()
-        assert await whoami(own_server, creds.ca_pem, (files / "token").read_text()) == (
-            f"system:serviceaccount:{NS}:default"
-        )
+        try:
+            await volumes.setup({**pod, "spec": {**pod["spec"], "volumes": [access]}})
+            assert (files / "namespace").read_text() == NS
+            assert (files / "ca.crt").read_bytes().strip() == creds.ca_pem.strip()
+            assert await whoami(own_server, creds.ca_pem, (files / "token").read_text()) == (
+                f"system:serviceaccount:{NS}:default"
+            )
+        finally:
+            await volumes.teardown(pod["metadata"]["uid"])
 
         resync = asyncio.create_task(source.run())
         changes = source.changed()

@@ -3,8 +3,10 @@ downward API, projected tokens and their rotation, hostPath checks, PVCs, subPat
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,9 +39,17 @@ def objects(tmp_path: Path) -> FakeObjects:
     )
 
 
+def pod_uids(pods_dir: Path) -> list[str]:
+    return os.listdir(pods_dir) if pods_dir.is_dir() else []
+
+
 @pytest.fixture
-def manager(tmp_path: Path, objects: FakeObjects) -> VolumeManager:
-    return VolumeManager(tmp_path / "pods", objects, "edge", clock=lambda: objects.now)
+async def manager(tmp_path: Path, objects: FakeObjects) -> AsyncIterator[VolumeManager]:
+    """A volume manager; every pod it set up is torn down at the end (tmpfs unmounted)."""
+    made = VolumeManager(tmp_path / "pods", objects, "edge", clock=lambda: objects.now)
+    yield made
+    for uid in await asyncio.to_thread(pod_uids, made.pods_dir):
+        await made.teardown(uid)
 
 
 def vdir(manager: VolumeManager, plugin: str, name: str) -> Path:
