@@ -107,13 +107,14 @@ class ObjectSource:
         try:
             return await self._fetch(key)
         except ObjectUnavailable:
-            if key in self._objects:
-                return self._objects[key]
-            remembered = await asyncio.to_thread(self._load, key)
-            if remembered is None:
-                raise
-            self._objects[key] = remembered[0]
-            return remembered[0]
+            if key not in self._objects:
+                remembered = await asyncio.to_thread(self._load, key)
+                if remembered is None:
+                    raise
+                self._objects[key] = remembered[0]
+            # Ask the server again only after a resync period, not on every read.
+            self._fetched_at[key] = time.monotonic()
+            return self._objects[key]
 
     async def list(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The objects of ``resource`` in ``namespace`` (all namespaces for None), from the
@@ -199,11 +200,14 @@ class ObjectSource:
 
     # -- changes ---------------------------------------------------------------------------
 
-    async def changed(self) -> AsyncIterator[Key]:
+    def changed(self) -> AsyncIterator[Key]:
         """``(resource, namespace, name)`` of each tracked object that changed (or appeared,
-        or was deleted) since it was last read, for as long as the caller iterates."""
+        or was deleted) from now on, for as long as the caller iterates."""
         queue: asyncio.Queue[Key] = asyncio.Queue()
         self._subscribers.append(queue)
+        return self._feed(queue)
+
+    async def _feed(self, queue: asyncio.Queue[Key]) -> AsyncIterator[Key]:
         try:
             while True:
                 yield await queue.get()

@@ -171,7 +171,7 @@ class VolumeManager:
         self.allocatable = dict(allocatable or {})
         self.clock = clock
         self._tokens: dict[tuple[str, str, str], _Token] = {}
-        #: Host sources of volumes that are not under the pod's directory (by pod uid).
+        #: The host directories of the pods' PVC volumes (by pod uid, then volume).
         self._sources: dict[str, dict[str, Path]] = {}
         #: The local-path volumes each pod mounts (by pod uid).
         self._local: dict[str, dict[str, _LocalVolume]] = {}
@@ -195,16 +195,14 @@ class VolumeManager:
 
     async def _setup_one(self, pod: dict[str, Any], volume: dict[str, Any]) -> None:
         name = volume["name"]
-        sources = self._sources.setdefault(_md(pod)["uid"], {})
         if "emptyDir" in volume:
             await self._empty_dir(pod, name, volume["emptyDir"] or {})
         elif "hostPath" in volume:
             source = volume["hostPath"] or {}
-            sources[name] = await asyncio.to_thread(
-                _host_path, source.get("path") or "", source.get("type") or ""
-            )
+            await asyncio.to_thread(_host_path, source.get("path") or "", source.get("type") or "")
         elif "persistentVolumeClaim" in volume:
-            sources[name] = await self._claim(pod, name, volume["persistentVolumeClaim"] or {})
+            path = await self._claim(pod, name, volume["persistentVolumeClaim"] or {})
+            self._sources.setdefault(_md(pod)["uid"], {})[name] = path
         else:
             await self._write_atomic(pod, volume, refresh_tokens=False)
 
@@ -447,6 +445,8 @@ class VolumeManager:
         found = self._sources.get(_md(pod)["uid"], {}).get(name)
         if found is not None:
             return found
+        if "hostPath" in volume:
+            return Path((volume["hostPath"] or {}).get("path") or "")
         if "emptyDir" in volume:
             return self.volume_dir(pod, EMPTY_DIR, name)
         kind = next((k for k in _ATOMIC_PLUGINS if k in volume), None)
