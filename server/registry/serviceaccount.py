@@ -1,6 +1,7 @@
 """ServiceAccount admission (upstream ``plugin/pkg/admission/serviceaccount``) for pod creates.
 
-A new pod (not a mirror pod) runs as ``default`` unless it names a service account. Unless
+A new pod (not a mirror pod) runs as ``default`` unless it names a service account
+(``serviceAccountName``, or the deprecated ``serviceAccount``, which is set to match). Unless
 ``automountServiceAccountToken`` is false (on the pod, else on its service account) it gets
 the projected volume ``kube-api-access-<5 random characters>`` — a bound token (``token``,
 3607 s, which the node renews), the cluster CA from the ``kube-root-ca.crt`` ConfigMap
@@ -77,8 +78,9 @@ class ServiceAccountAdmission:
         if MIRROR_POD_ANNOTATION in (md.get("annotations") or {}):
             return None
         spec = obj.setdefault("spec", {})
-        name = spec.get("serviceAccountName") or DEFAULT_ACCOUNT
-        spec["serviceAccountName"] = name
+        # The deprecated ``serviceAccount`` spelling mirrors the name, as v1 conversion does.
+        name = spec.get("serviceAccountName") or spec.get("serviceAccount") or DEFAULT_ACCOUNT
+        spec["serviceAccountName"] = spec["serviceAccount"] = name
         account = self.accounts(md.get("namespace") or "", name) or {}
         automount = spec.get("automountServiceAccountToken")
         if automount is None:

@@ -37,7 +37,7 @@ def test_default_account_volume_and_mounts() -> None:
     obj = pod()
     admit(PODS, obj, None)
     spec = obj["spec"]
-    assert spec["serviceAccountName"] == "default"
+    assert spec["serviceAccountName"] == spec["serviceAccount"] == "default"
     [volume] = spec["volumes"]
     assert volume["name"].startswith("kube-api-access-") and len(volume["name"]) == 21
     sources = volume["projected"]["sources"]
@@ -72,6 +72,11 @@ def test_opt_outs_own_mounts_pull_secrets_and_mirror_pods() -> None:
     puller = pod(serviceAccountName="puller", automountServiceAccountToken=False)
     admit(PODS, puller, None)
     assert puller["spec"]["imagePullSecrets"] == [{"name": "reg"}]
+    deprecated = pod(serviceAccount="quiet")
+    admit(PODS, deprecated, None)
+    assert (
+        deprecated["spec"]["serviceAccountName"] == "quiet" and "volumes" not in deprecated["spec"]
+    )
     missing = pod(serviceAccountName="not-yet")
     admit(PODS, missing, None)
     assert len(missing["spec"]["volumes"]) == 1
