@@ -204,8 +204,12 @@ def resource_value(
 # -- the environment ---------------------------------------------------------------------------
 
 
-def _text(data: Mapping[str, bytes]) -> dict[str, str]:
-    return {k: v.decode("utf-8", "replace") for k, v in data.items()}
+def _env_data(resource: str, obj: dict[str, Any]) -> dict[str, str]:
+    """What the environment may use of a ConfigMap (its ``data``; upstream ignores
+    ``binaryData`` here) or Secret (its decoded ``data``)."""
+    if resource == "configmaps":
+        return {k: str(v) for k, v in (obj.get("data") or {}).items()}
+    return {k: v.decode("utf-8", "replace") for k, v in object_data(resource, obj).items()}
 
 
 class _Refs:
@@ -225,7 +229,7 @@ class _Refs:
                 obj = await self.objects.get(resource, self.namespace, name)
             except ObjectUnavailable as e:
                 raise ContainerConfigError(f'{resource[:-1]} "{name}": {e}') from e
-            self.seen[key] = None if obj is None else _text(object_data(resource, obj))
+            self.seen[key] = None if obj is None else _env_data(resource, obj)
         found = self.seen[key]
         if found is None and not optional:
             raise ContainerConfigError(f'{resource[:-1]} "{name}" not found')

@@ -37,7 +37,10 @@ def objects(tmp_path: Path) -> FakeObjects:
     return FakeObjects(
         tmp_path,
         [
-            configmap("cfg", {"mode": "fast", "bad=key": "x", "LEVEL": "3"}),
+            {
+                **configmap("cfg", {"mode": "fast", "bad=key": "x", "LEVEL": "3"}),
+                "binaryData": {"blob": "AAE="},
+            },
             secret("creds", {"user": "admin", "pass": "s3cret"}),
             service("kubernetes", "default", "10.43.0.1", [{"name": "https", "port": 443}]),
             service("my-db", "ns", "10.43.0.9", [{"name": "sql", "port": 5432}]),
@@ -186,6 +189,11 @@ async def test_optional_references_are_skipped(objects: FakeObjects) -> None:
             [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "nope"}}}],
             [],
             "couldn't find key nope in ConfigMap ns/cfg",
+        ),
+        (
+            [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "blob"}}}],
+            [],
+            "couldn't find key blob in ConfigMap ns/cfg",
         ),
         (
             [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "nope"}}}],
