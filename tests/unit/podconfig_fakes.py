@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,13 @@ from agent.objectsource import ObjectSource, ObjectUnavailable
 
 
 class FakeObjects(ObjectSource):
-    """Objects from a dict; tokens numbered ``token-1``, ``token-2``, ... issued at ``now``."""
+    """Objects from a dict; tokens are JWT-shaped (``iat`` = ``now``, ``exp``), numbered by
+    their ``jti`` claim (see :func:`token_number`)."""
 
     def __init__(self, state_dir: Path, objects: list[dict[str, Any]] | None = None) -> None:
         super().__init__(lambda: None, state_dir)
         self.store: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.now = datetime(2026, 1, 1)
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self.tokens: list[tuple[str | None, int]] = []
         self.offline = False
         for obj in objects or []:
@@ -42,7 +44,17 @@ class FakeObjects(ObjectSource):
         if self.offline:
             raise ObjectUnavailable("server unreachable")
         self.tokens.append((audience, expiration_seconds))
-        return f"token-{len(self.tokens)}", self.now + timedelta(seconds=expiration_seconds)
+        expiry = self.now + timedelta(seconds=expiration_seconds)
+        claims = {"iat": int(self.now.timestamp()), "exp": int(expiry.timestamp())}
+        claims["jti"] = len(self.tokens)
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        return f"e30.{body}.sig", expiry
+
+
+def token_number(token: str) -> int:
+    """Which of the fake's tokens ``token`` is (1, 2, ...)."""
+    body = token.split(".")[1]
+    return int(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["jti"])
 
 
 def configmap(name: str, data: dict[str, str], namespace: str = "ns") -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 
 from agent.podconfig.env import ContainerConfigError
 from agent.podconfig.volumes import VolumeError, VolumeManager, needs_refresh
-from tests.unit.podconfig_fakes import FakeObjects, configmap, secret
+from tests.unit.podconfig_fakes import FakeObjects, configmap, secret, token_number
 
 UID = "uid-1"
 
@@ -179,7 +179,7 @@ async def test_downward_api_and_projected_service_account_volume(
     p["spec"]["containers"] = [{"name": "app", "resources": {"limits": {"memory": "32Mi"}}}]
     await manager.setup(p)
     root = vdir(manager, "kubernetes.io~projected", access["name"])
-    assert (root / "token").read_text() == "token-1"
+    assert token_number((root / "token").read_text()) == 1
     assert (root / "ca.crt").read_text() == "CA PEM" and (root / "namespace").read_text() == "ns"
     assert objects.tokens == [(None, 3607)]
     down = vdir(manager, "kubernetes.io~downward-api", "info")
@@ -200,15 +200,23 @@ async def test_downward_api_and_projected_service_account_volume(
     # Not yet at 80 % of 3607 s: the token stays; after it, a new one is requested.
     objects.now += timedelta(seconds=2800)
     await manager.refresh(p)
-    assert (root / "token").read_text() == "token-1"
+    assert token_number((root / "token").read_text()) == 1
     objects.now += timedelta(seconds=100)
     await manager.refresh(p)
-    assert (root / "token").read_text() == "token-2"
+    assert token_number((root / "token").read_text()) == 2
     # Offline: the still-valid token stays in place.
     objects.offline = True
     objects.now += timedelta(seconds=3000)
     await manager.refresh(p)
-    assert (root / "token").read_text() == "token-2"
+    assert token_number((root / "token").read_text()) == 2
+    # A restarted agent takes the token (and its times) from the volume, also offline.
+    restarted = VolumeManager(manager.pods_dir, objects, "edge", clock=lambda: objects.now)
+    await restarted.setup(p)
+    await restarted.refresh(p)
+    assert token_number((root / "token").read_text()) == 2 and len(objects.tokens) == 2
+    objects.offline = False
+    await restarted.refresh(p)  # 80 % of its life is over: renewed once the server answers
+    assert token_number((root / "token").read_text()) == 3
 
 
 def test_token_refresh_points() -> None:
