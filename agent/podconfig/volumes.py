@@ -483,6 +483,22 @@ class VolumeManager:
         return out
 
 
+def references(pod: Mapping[str, Any], resource: str, namespace: str, name: str) -> bool:
+    """Whether one of the pod's volumes shows ConfigMap or Secret (``resource``
+    configmaps/secrets) ``namespace/name``: the pods to :meth:`VolumeManager.refresh` for
+    an :meth:`agent.objectsource.ObjectSource.changed` key."""
+    if (_md(pod).get("namespace") or "default") != namespace:
+        return False
+    kind, field = ("configMap", "name") if resource == "configmaps" else ("secret", "secretName")
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        if (volume.get(kind) or {}).get(field) == name:
+            return True
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if (source.get(kind) or {}).get("name") == name:
+                return True
+    return False
+
+
 def _claim_read_only(volume: Mapping[str, Any]) -> bool:
     return bool((volume.get("persistentVolumeClaim") or {}).get("readOnly"))
 

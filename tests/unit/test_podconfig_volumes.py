@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.podconfig.env import ContainerConfigError
-from agent.podconfig.volumes import VolumeError, VolumeManager, needs_refresh
+from agent.podconfig.volumes import VolumeError, VolumeManager, needs_refresh, references
 from tests.unit.podconfig_fakes import FakeObjects, configmap, secret, token_number
 
 UID = "uid-1"
@@ -380,3 +380,17 @@ async def test_memory_empty_dir_is_one_tmpfs_with_its_size_limit(manager: Volume
     finally:
         await manager.teardown(UID)
     assert mounted(path) == 0 and not path.exists()
+
+
+def test_references_name_the_pods_to_refresh() -> None:
+    p = pod(
+        [
+            {"name": "a", "configMap": {"name": "cfg"}},
+            {"name": "b", "secret": {"secretName": "creds"}},
+            {"name": "c", "projected": {"sources": [{"secret": {"name": "more"}}]}},
+        ]
+    )
+    assert references(p, "configmaps", "ns", "cfg")
+    assert references(p, "secrets", "ns", "creds") and references(p, "secrets", "ns", "more")
+    assert not references(p, "secrets", "ns", "cfg")
+    assert not references(p, "configmaps", "other", "cfg")
