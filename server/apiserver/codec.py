@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import marshal
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import yaml
 from aiohttp import web
 
@@ -22,8 +26,46 @@ PATCH_TYPES = {
 }
 
 
+#: Deepest nesting of arrays and objects a request body may have (upstream's Go decoders
+#: stop at 10,000; edgek's recursive validators and patchers need a lower bound).
+MAX_DEPTH = 200
+_DEPTH_ERROR = "exceeded max depth"
+#: A run of digits long enough to be an integer orjson would turn into a float (>= 2**64).
+_LONG_DIGITS = re.compile(rb"[0-9]{20,}")
+#: A \\u escape of a UTF-16 surrogate (a lone one decodes to U+FFFD, as in Go).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _YAMLLoader(yaml.SafeLoader):
-    """YAML as Kubernetes reads it: unquoted dates and times stay strings."""
+    """YAML as Kubernetes reads it: unquoted dates and times stay strings; nesting deeper
+    than :data:`MAX_DEPTH`, a node containing itself and excessive aliasing (go-yaml's
+    billion-laughs guard) are errors."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        #: whether the document used aliases (its objects are then shared)
+        self.aliased = False
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Compose one node, counting how deep the composer has gone."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    problem=_DEPTH_ERROR, problem_mark=self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> Any:
+        """The document's node graph, checked for cycles and alias expansion."""
+        node = super().get_single_node()
+        if node is not None:
+            self.aliased = _check_aliases(node) > 0
+        return node
 
 
 _YAMLLoader.yaml_implicit_resolvers = {
@@ -86,17 +128,137 @@ def _yaml_error(e: yaml.YAMLError) -> str:
     return f"error converting YAML to JSON: yaml: {where}{problem}"
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _alias_ratio(decoded: int) -> float:
+    """go-yaml's allowedAliasRatio: the share of decoded nodes that may come from aliases."""
+    low, high = 400_000, 4_000_000
+    if decoded <= low:
+        return 0.99
+    if decoded >= high:
+        return 0.10
+    return 0.99 - 0.89 * (decoded - low) / (high - low)
+
+
+def _check_aliases(root: yaml.Node) -> int:
+    """How many nodes of ``root`` come from aliases; a graph whose aliases make it cyclic,
+    deeper than :data:`MAX_DEPTH` or expand it beyond go-yaml's aliasing ratio is a
+    ComposerError. Iterative, linear in the distinct nodes."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    entered: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            kids = _children(node)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            if depth[key] > MAX_DEPTH:
+                raise yaml.composer.ComposerError(problem=_DEPTH_ERROR, problem_mark=node.start_mark)
+            continue
+        if key in size:
+            continue
+        if key in entered:
+            raise yaml.composer.ComposerError(
+                problem="anchor value contains itself", problem_mark=node.start_mark
+            )
+        entered.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _children(node) if id(k) not in size)
+    total = size[id(root)]
+    aliased = total - len(size)
+    if aliased > 100 and total > 1000 and aliased / total > _alias_ratio(total):
+        raise yaml.composer.ComposerError(
+            problem="document contains excessive aliasing", problem_mark=root.start_mark
+        )
+    return aliased
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+def _replace_surrogates(obj: Any) -> Any:
+    """``obj`` with lone UTF-16 surrogates in its strings replaced by U+FFFD."""
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, list):
+        return [_replace_surrogates(v) for v in obj]
+    if isinstance(obj, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in obj.items()}
+    return obj
+
+
+def _check_depth(body: bytes, obj: Any) -> None:
+    """ValueError when ``obj`` nests deeper than :data:`MAX_DEPTH` (only walked when the body
+    has enough brackets to be that deep)."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return
+    stack = [(obj, 1)]
+    while stack:
+        value, level = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, dict | list):
+                if level >= MAX_DEPTH:
+                    raise ValueError(_DEPTH_ERROR)
+                stack.append((child, level + 1))
+
+
+def loads_json(body: bytes) -> Any:
+    """A JSON request body as upstream's decoder reads it: no byte-order mark, ``NaN`` or
+    ``Infinity``; integers exact (so range checks see them as written); lone surrogate
+    escapes as U+FFFD; nesting limited to :data:`MAX_DEPTH`. ValueError otherwise."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise ValueError("invalid character 'ï' looking for beginning of value")
+    obj: Any
+    try:
+        if _LONG_DIGITS.search(body) is not None:
+            raise ValueError("may hold integers beyond 64 bits")
+        obj = orjson.loads(body)
+    except ValueError:
+        try:
+            obj = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        except RecursionError:
+            raise ValueError(_DEPTH_ERROR) from None
+        _check_depth(body, obj)
+        if _SURROGATE_ESCAPE.search(body) is not None:
+            obj = _replace_surrogates(obj)
+        return obj
+    _check_depth(body, obj)
+    return obj
+
+
+def _load_yaml(body: bytes) -> Any:
+    loader = _YAMLLoader(body)
+    try:
+        obj = loader.get_single_data()
+    finally:
+        loader.dispose()
+    # aliases share objects: give every place its own copy, as upstream's decoder does
+    # (marshal before version 3 writes no back-references)
+    return marshal.loads(marshal.dumps(obj, 2)) if loader.aliased else obj
+
+
 def _decode(body: bytes, mt: str, probe: str) -> Any:
     """Parse by media type; raises ValueError with the decoder's message (JSON errors after
     ``probe``)."""
     if mt in ("", JSON, "*/*") or mt.endswith("+json"):
         try:
-            return fastjson.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
+            return loads_json(body)
+        except ValueError as e:
             raise ValueError(f"{probe}{e}") from e
     if mt in (YAML, "application/x-yaml", "text/yaml", "application/apply-patch+yaml"):
         try:
-            return yaml.load(body, Loader=_YAMLLoader)
+            return _load_yaml(body)
         except yaml.YAMLError as e:
             raise ValueError(_yaml_error(e)) from e
     try:
@@ -127,6 +289,15 @@ def decode_body(
         if into is not None and obj is not None and not isinstance(obj, dict):
             got = _GO_JSON_TYPES.get(type(obj), "value")
             raise ValueError(f"{probe}json: cannot unmarshal {got} into Go value of type {_KP}")
+        if into is not None and obj is not None:
+            for field in ("apiVersion", "kind"):
+                value = obj.get(field)
+                if value is not None and not isinstance(value, str):
+                    got = _GO_JSON_TYPES.get(type(value), "object")
+                    raise ValueError(
+                        f"{probe}json: cannot unmarshal {got} into Go struct field "
+                        f".{field} of type string"
+                    )
     except ValueError as e:
         if into is None:
             raise status.bad_request(f"error decoding body: {e}") from e
