@@ -19,6 +19,7 @@ from typing import Any
 
 from edgek import cron, kinds, names
 from edgek.objects import Obj, clone
+from edgek.quantity import ERR_FORMAT, parse_quantity
 from edgek.selectors import SelectorError, label_selector_from_object
 
 Cause = dict[str, str]
@@ -1265,8 +1266,23 @@ def unknown_fields(type_name: str, obj: Any, *, prune: bool = False) -> list[str
     return found
 
 
-_INT_TYPES = {"int", "int32", "int64", "uint32", "uint64"}
-_QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+#: The value range of each Go integer type (Go's decoder rejects a number outside it).
+_INT_RANGES = {
+    "int": (-(2**63), 2**63 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1),
+}
+_INT_TYPES = frozenset(_INT_RANGES)
+
+
+def _fits_int(name: str, value: int | float) -> bool:
+    """Whether a JSON number is a whole number in the range of Go type ``name``."""
+    if isinstance(value, float) and not value.is_integer():
+        return False
+    low, high = _INT_RANGES[name]
+    return low <= value <= high
 
 
 def _json_kind(value: Any) -> str:
@@ -1308,7 +1324,7 @@ def _type_error(ref: kinds.TypeRef, value: Any, node: _Node) -> str | None:
     if ref.shape in _SHAPE_KINDS:
         ok = kind == _SHAPE_KINDS[ref.shape]
     elif ref.name in _INT_TYPES:
-        ok = kind == "number" and (isinstance(value, int) or float(value).is_integer())
+        ok = kind == "number" and _fits_int(ref.name, value)
     elif ref.name in ("float32", "float64"):
         ok = kind == "number"
     elif ref.name == "bool":
@@ -1328,11 +1344,13 @@ def _special_error(name: str, value: Any) -> str | None:
             return None
         return f"json: cannot unmarshal {_json_kind(value)} into Go value of type int32"
     if name == "resource.Quantity":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return None
-        if isinstance(value, str) and _QUANTITY_RE.match(value):
-            return None
-        return f"quantities must match the regular expression '{_QUANTITY_RE.pattern}'"
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            return ERR_FORMAT
+        try:
+            parse_quantity(value)
+        except ValueError as e:
+            return str(e)
+        return None
     if name in ("meta/v1.Time", "meta/v1.MicroTime", "meta/v1.Duration"):
         if isinstance(value, str):
             return None

@@ -7,9 +7,14 @@ import marshal
 import re
 from typing import Any
 
+from edgek import fastjson
 from edgek.objects import clone
 from edgek.patch.errors import PatchError
 
+#: Most operations one patch may hold (upstream's maxJSONPatchOperations).
+MAX_OPERATIONS = 10_000
+#: Most JSON bytes ``copy`` operations may add up to (upstream's JSONPatchMaxCopyBytes).
+MAX_COPY_BYTES = 3 * 1024 * 1024
 _INDEX = re.compile(r"^(0|[1-9][0-9]*)$")
 _OPS = ("add", "remove", "replace", "move", "copy", "test")
 
@@ -52,24 +57,47 @@ def _walk_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+class TooManyOperations(PatchError):
+    """A patch with more than :data:`MAX_OPERATIONS` operations (upstream: 413)."""
+
+
 def json_patch(doc: Any, ops: Any) -> Any:
     """Apply a JSON patch (a list of operations) to ``doc`` and return the new document.
 
     Supports ``add``, ``remove``, ``replace``, ``move``, ``copy`` and ``test``; the input
     document and operations are never mutated. Any failing operation (bad shape, missing
     path, failed ``test``) raises :class:`PatchError` and no partial result is returned.
+    More than :data:`MAX_OPERATIONS` operations raise :class:`TooManyOperations`; copies
+    adding up to more than :data:`MAX_COPY_BYTES` of JSON fail as upstream's do.
     """
     if not isinstance(ops, list):
         raise PatchError("a JSON patch must be a list of operations")
+    if len(ops) > MAX_OPERATIONS:
+        raise TooManyOperations(
+            f"The allowed maximum operations in a JSON patch is {MAX_OPERATIONS}, got {len(ops)}"
+        )
     result = clone(doc)
+    copied = [0]
     for number, op in enumerate(ops):
         if not isinstance(op, dict):
             raise PatchError(f"JSON patch operation {number} is not an object")
-        result = _apply(result, op)
+        result = _apply(result, op, copied)
     return result
 
 
-def _apply(doc: Any, op: dict[str, Any]) -> Any:
+def _copy(value: Any, copied: list[int]) -> Any:
+    """A copy of ``value``, counted into the bytes ``copied`` so far (a one-item list)."""
+    encoded = fastjson.dumps(value)
+    copied[0] += len(encoded)
+    if copied[0] > MAX_COPY_BYTES:
+        raise PatchError(
+            "Unable to complete the copy, the accumulated size increase of copy is "
+            f"{copied[0]}, exceeding the limit {MAX_COPY_BYTES}"
+        )
+    return fastjson.loads(encoded)
+
+
+def _apply(doc: Any, op: dict[str, Any], copied: list[int]) -> Any:
     """Apply one operation; ``doc`` is owned and may be changed in place."""
     name = op.get("op")
     if name not in _OPS:
@@ -78,7 +106,7 @@ def _apply(doc: Any, op: dict[str, Any]) -> Any:
     if name == "remove":
         return _remove(doc, path, op["path"], name)[0]
     if name in ("move", "copy"):
-        return _move_or_copy(doc, op, path)
+        return _move_or_copy(doc, op, path, copied)
     if "value" not in op:
         raise PatchError(f"{name} operation on {op['path']!r} has no value")
     value = clone(op["value"])
@@ -98,8 +126,9 @@ def _apply(doc: Any, op: dict[str, Any]) -> Any:
     return doc
 
 
-def _move_or_copy(doc: Any, op: dict[str, Any], path: list[str]) -> Any:
-    """A ``move`` or ``copy`` operation: the value at ``from`` added at ``path``."""
+def _move_or_copy(doc: Any, op: dict[str, Any], path: list[str], copied: list[int]) -> Any:
+    """A ``move`` or ``copy`` operation: the value at ``from`` added at ``path`` (a copy is
+    counted into the bytes ``copied`` so far)."""
     name = op["op"]
     source = _pointer(op, "from")
     if name == "move":
@@ -107,7 +136,7 @@ def _move_or_copy(doc: Any, op: dict[str, Any], path: list[str]) -> Any:
             raise PatchError(f"move operation cannot move {op['from']!r} into its own child")
         doc, value = _remove(doc, source, op["from"], name)
     else:
-        value = clone(_get(doc, source, op["from"], "copy"))
+        value = _copy(_get(doc, source, op["from"], "copy"), copied)
     return _add(doc, path, value, op["path"])
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from edgek import objects, status
 from edgek.kinds import Kind
 from edgek.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from edgek.patch.jsonpatch import TooManyOperations
 from edgek.patch.apply import ApplyConflict, apply
 from edgek.selectors import (
     SelectorError,
@@ -184,7 +185,8 @@ class ResourceAPI:
             return codec.respond(self._scale_of(info.kind, obj), accept=accept)
         return codec.respond(self._render_one(info.kind, obj, accept, request.query), accept=accept)
 
-    def _list_options(self, query: Any, kind: Kind) -> ListOptions:
+    def _list_options(self, query: Any, kind: Kind, *, watch: bool = False) -> ListOptions:
+        _validate_list_options(query, watch)
         try:
             label = query.get("labelSelector", "")
             field = query.get("fieldSelector", "")
@@ -237,7 +239,7 @@ class ResourceAPI:
         q = request.query
         accept = codec.negotiate(request.headers.get("Accept"))
         kind = info.kind
-        opts = self._list_options(q, kind)
+        opts = self._list_options(q, kind, watch=True)
         if info.name:
             opts.field_selector = parse_field_selector(
                 f"metadata.name={info.name}", allowed_fields(kind.group, kind.resource)
@@ -506,6 +508,10 @@ class ResourceAPI:
         if mt not in accepted:
             raise codec.unsupported_media_type(accepted)
         ptype = codec.PATCH_TYPES[mt]
+        if ptype != "apply" and "force" in request.query:
+            raise _forbidden_option(
+                "PatchOptions", "force", "may not be specified for non-apply patch"
+            )
         raw = await request.read()
         if len(raw) > MAX_BODY_BYTES:
             raise status.too_large(f"Request entity too large: limit is {MAX_BODY_BYTES}")
@@ -714,6 +720,49 @@ class ResourceAPI:
         return result
 
 
+def _forbidden_option(options: str, field: str, message: str) -> ApiError:
+    """422 for a query option upstream's options validation forbids."""
+    cause = {"reason": "FieldValueForbidden", "message": f"Forbidden: {message}", "field": field}
+    return status.invalid(options, "meta.k8s.io", "", [cause])
+
+
+def _validate_list_options(query: Any, watch: bool) -> None:
+    """Upstream's ValidateListOptions on resourceVersionMatch (422 ListOptions)."""
+    match = query.get("resourceVersionMatch", "")
+    causes: list[dict[str, str]] = []
+
+    def forbid(message: str) -> None:
+        causes.append(
+            {
+                "reason": "FieldValueForbidden",
+                "message": f"Forbidden: {message}",
+                "field": "resourceVersionMatch",
+            }
+        )
+
+    if match:
+        supported = ("NotOlderThan",) if watch else ("Exact", "NotOlderThan", "")
+        if watch and "sendInitialEvents" not in query:
+            forbid("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")
+        if not watch and not query.get("resourceVersion"):
+            forbid("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if query.get("continue"):
+            forbid("resourceVersionMatch is forbidden when continue is provided")
+        if match not in supported:
+            shown = ", ".join(f'"{v}"' for v in supported)
+            causes.append(
+                {
+                    "reason": "FieldValueNotSupported",
+                    "message": f'Unsupported value: "{match}": supported values: {shown}',
+                    "field": "resourceVersionMatch",
+                }
+            )
+        if not watch and match == "Exact" and query.get("resourceVersion") == "0":
+            forbid('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+    if causes:
+        raise status.invalid("ListOptions", "meta.k8s.io", "", causes)
+
+
 def _patched_fields(ptype: str, patch: Any, patched: dict[str, Any]) -> dict[str, Any]:
     """The part of a patched object a merge or strategic patch can have changed: the
     top-level fields the patch names (sharing their values). Field validation looks
@@ -743,6 +792,8 @@ def _apply_patch(ptype: str, doc: dict[str, Any], patch: Any, kind: Kind, sub: s
         type_name = "autoscaling/v1.Scale" if sub == "scale" else kind.type_name
         # The registry hands the patch a private copy of the object.
         return strategic_merge_patch(doc, patch, type_name, owned=True)
+    except TooManyOperations as e:
+        raise status.too_large(str(e)) from e
     except PatchError as e:
         if ptype == "json":
             raise ApiError(422, "Invalid", str(e)) from e

@@ -22,12 +22,16 @@ from edgek import status
 from edgek.kinds import Kind
 from server.apiserver.codec import JSON, dumps
 from server.apiserver.watchcache import Decoder, EventView, memo_for
-from server.registry.store import ListOptions, ObjectStore, decode, key_prefix
+from server.registry.store import ListOptions, ObjectStore, decode, key_prefix, parse_rv
 
 #: Upstream serves watches for a random 30-60 minutes when the client sets no timeout.
 DEFAULT_TIMEOUT_RANGE = (1800, 3600)
 #: Most watch events written in one chunk (fewer than the event memo holds).
 WRITE_BATCH = 64
+#: How long a watch from a future resourceVersion waits for the store to reach it (upstream's
+#: watch cache blockTimeout) before answering 504 Too large resource version.
+FRESH_WAIT = 3.0
+_FRESH_POLL = 0.05
 
 
 class WatchRequest:
@@ -103,10 +107,8 @@ async def serve(
         initial = listed.items
         start_rev = int(listed.resource_version)
     else:
-        try:
-            start_rev = int(wr.resource_version)
-        except ValueError as e:
-            raise status.bad_request(f"invalid resourceVersion: {wr.resource_version}") from e
+        start_rev = parse_rv(wr.resource_version)
+        await _wait_fresh(objects, start_rev)
     filtered = wr.opts.label_selector is not None or wr.opts.field_selector is not None
     resp = web.StreamResponse(headers={"Content-Type": JSON})
     resp.enable_chunked_encoding()
@@ -183,6 +185,15 @@ async def serve(
     with contextlib.suppress(ConnectionResetError):
         await resp.write_eof()
     return resp
+
+
+async def _wait_fresh(objects: ObjectStore, revision: int) -> None:
+    """Wait up to :data:`FRESH_WAIT` for the store to reach ``revision``; then 504 if not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FRESH_WAIT
+    while objects.store.revision < revision and loop.time() < deadline:
+        await asyncio.sleep(_FRESH_POLL)
+    objects.check_not_future(revision)
 
 
 def first_only(transform: Callable[[dict[str, Any], bool], dict[str, Any]]) -> Transform:

@@ -175,13 +175,14 @@ def _decode_continue(token: str) -> tuple[int, str]:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded))
         return int(data["rv"]), str(data["start"])
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise status.bad_request(
             "invalid continue token: continue key is not valid: " + str(e)
         ) from e
 
 
-def _parse_rv(value: str, what: str = "resourceVersion") -> int:
+def parse_rv(value: str, what: str = "resourceVersion") -> int:
+    """A resourceVersion as a revision; 400 when it is not a non-negative integer."""
     try:
         rv = int(value)
         if rv < 0:
@@ -283,19 +284,21 @@ class ObjectStore:
             revision, start = _decode_continue(opts.continue_token)
         elif rv not in ("", "0") and (match == "Exact" or (opts.limit and not match)):
             # Exact, or the legacy paging rule: a limit with a resourceVersion reads at it.
-            revision = _parse_rv(rv)
+            revision = parse_rv(rv)
         elif rv not in ("", "0"):
-            self._check_not_future(_parse_rv(rv))
+            self.check_not_future(parse_rv(rv))
         if revision:
-            self._check_not_future(revision)
+            self.check_not_future(revision)
         return revision, start
 
-    def _check_not_future(self, revision: int) -> None:
+    def check_not_future(self, revision: int) -> None:
+        """504 Timeout (retry after a second) when ``revision`` is past the store's."""
         if revision > self.store.revision:
             raise ApiError(
                 504,
                 "Timeout",
                 f"Too large resource version: {revision}, current: {self.store.revision}",
+                details={"retryAfterSeconds": 1},
             )
 
     # -- writes ----------------------------------------------------------------
