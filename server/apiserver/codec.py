@@ -30,8 +30,8 @@ PATCH_TYPES = {
 #: stop at 10,000; edgek's recursive validators and patchers need a lower bound).
 MAX_DEPTH = 200
 _DEPTH_ERROR = "exceeded max depth"
-#: A run of digits long enough to be an integer orjson would turn into a float (>= 2**64).
-_LONG_DIGITS = re.compile(rb"[0-9]{20,}")
+#: Digits enough for an integer orjson would turn into a float (beyond -2**63 .. 2**64-1).
+_LONG_DIGITS = re.compile(rb"-[0-9]{19}|[0-9]{20}")
 #: A \\u escape of a UTF-16 surrogate (a lone one decodes to U+FFFD, as in Go).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -162,7 +162,9 @@ def _check_aliases(root: yaml.Node) -> int:
             size[key] = 1 + sum(size[id(k)] for k in kids)
             depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
             if depth[key] > MAX_DEPTH:
-                raise yaml.composer.ComposerError(problem=_DEPTH_ERROR, problem_mark=node.start_mark)
+                raise yaml.composer.ComposerError(
+                    problem=_DEPTH_ERROR, problem_mark=node.start_mark
+                )
             continue
         if key in size:
             continue

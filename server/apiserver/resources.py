@@ -12,8 +12,8 @@ from aiohttp import web
 from edgek import objects, status
 from edgek.kinds import Kind
 from edgek.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from edgek.patch.jsonpatch import TooManyOperations
 from edgek.patch.apply import ApplyConflict, apply
+from edgek.patch.jsonpatch import TooManyOperations
 from edgek.selectors import (
     SelectorError,
     allowed_fields,
@@ -743,7 +743,9 @@ def _validate_list_options(query: Any, watch: bool) -> None:
     if match:
         supported = ("NotOlderThan",) if watch else ("Exact", "NotOlderThan", "")
         if watch and "sendInitialEvents" not in query:
-            forbid("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")
+            forbid(
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+            )
         if not watch and not query.get("resourceVersion"):
             forbid("resourceVersionMatch is forbidden unless resourceVersion is provided")
         if query.get("continue"):

@@ -31,7 +31,6 @@ WRITE_BATCH = 64
 #: How long a watch from a future resourceVersion waits for the store to reach it (upstream's
 #: watch cache blockTimeout) before answering 504 Too large resource version.
 FRESH_WAIT = 3.0
-_FRESH_POLL = 0.05
 
 
 class WatchRequest:
@@ -189,10 +188,17 @@ async def serve(
 
 async def _wait_fresh(objects: ObjectStore, revision: int) -> None:
     """Wait up to :data:`FRESH_WAIT` for the store to reach ``revision``; then 504 if not."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + FRESH_WAIT
-    while objects.store.revision < revision and loop.time() < deadline:
-        await asyncio.sleep(_FRESH_POLL)
+    if objects.store.revision < revision:
+        watcher = objects.store.watch("")
+        try:
+            async with asyncio.timeout(FRESH_WAIT):
+                async for ev in watcher:
+                    if ev.kv.mod_revision >= revision:
+                        break
+        except TimeoutError:
+            pass
+        finally:
+            watcher.close()
     objects.check_not_future(revision)
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Kubectl, ServerProcess, kubectl_binaries
+from tests.conftest import Kubectl, ServerProcess, kubectl_binaries, start_server
+from tests.e2e.hardening import cap_address_space
+from tests.e2e.test_bad_input import Api
 
 _ns_counter = itertools.count()
 
@@ -25,3 +27,25 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
     name = f"t{next(_ns_counter)}-{kubectl.label}"
     kubectl("create", "namespace", name)
     yield name
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of the test module's own, its address space capped (hardening tests)."""
+    srv = start_server(tmp_path_factory.mktemp("hardening"))
+    cap_address_space(srv)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def hard_api(capped: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Api:
+    return Api(capped, tmp_path_factory.mktemp("hardening-certs"))
+
+
+@pytest.fixture
+def hard_ns(hard_api: Api) -> str:
+    """A fresh namespace."""
+    name = f"hard{next(_ns_counter)}"
+    hard_api.ok("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    return name
