@@ -5,6 +5,8 @@ expand a document, and the server's memory stays put."""
 from __future__ import annotations
 
 import base64
+import time
+from typing import Any
 
 from tests.conftest import ServerProcess
 from tests.e2e.hardening import assert_alive, rss_bytes, timed
@@ -141,3 +143,55 @@ def test_continue_token_cannot_recurse(hard_api: Api, hard_ns: str) -> None:
     token = base64.urlsafe_b64encode(b"[" * 3000).decode()
     resp = timed(hard_api, "GET", f"/api/v1/namespaces/{hard_ns}/configmaps?continue={token}")
     assert_status(resp, 400, "BadRequest")
+
+
+def _crd(pattern: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {"word": {"type": "string", "pattern": pattern}},
+            }
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "words.hardening.example.com"},
+        "spec": {
+            "group": "hardening.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "words", "singular": "word", "kind": "Word"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def test_crd_pattern_cannot_backtrack(hard_api: Api, hard_ns: str) -> None:
+    """A schema pattern with nested quantifiers against a long near-match: RE2 (upstream's
+    engine) answers in linear time where a backtracking engine takes exponential time."""
+    hard_api.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", _crd("^(a+)+$"))
+    path = f"/apis/hardening.example.com/v1/namespaces/{hard_ns}/words"
+    deadline = time.monotonic() + 10
+    while hard_api.request("GET", path).status == 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    word = {
+        "apiVersion": "hardening.example.com/v1",
+        "kind": "Word",
+        "metadata": {"name": "w"},
+        "spec": {"word": "a" * 40 + "!"},
+    }
+    resp = timed(hard_api, "POST", path, word)
+    st = assert_status(resp, 422, "Invalid")
+    assert "spec.word in body should match '^(a+)+$'" in st["message"]
+    word["spec"]["word"] = "a" * 100_000
+    assert timed(hard_api, "POST", path, word).status == 201
+    assert_alive(hard_api)
