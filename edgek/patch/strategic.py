@@ -139,7 +139,8 @@ def _merge_map(
         if name in orders:
             _set_element_order(original, name, orders[name], before, patch.get(name), field)
         if name in deletions and isinstance(original.get(name), list):
-            original[name] = [v for v in original[name] if _position(deletions[name], v) is None]
+            doomed = {_key(v) for v in deletions[name]}
+            original[name] = [v for v in original[name] if _key(v) not in doomed]
     return original
 
 
@@ -232,8 +233,10 @@ def _merge_list(original: list[Any], patch: list[Any], field: _FieldPatch) -> li
         return []
     if kind == "scalar":
         merged: list[Any] = []
+        seen: set[Any] = set()
         for value in original + patch:
-            if _position(merged, value) is None:
+            if _key(value) not in seen:
+                seen.add(_key(value))
                 merged.append(value)
         return _enforce_order(merged, patch, original, None)
     return _merge_map_list(original, patch, field)
@@ -250,12 +253,12 @@ def _merge_map_list(original: list[Any], patch: list[Any], field: _FieldPatch) -
         return [_merge_map({}, element, elem_ref) for element in items]
 
     merged = list(kept)
+    where = _first_positions([o.get(key, _ABSENT) for o in merged])
     for element in items:
-        value = _merge_key_value(element, key)
-        index = next(
-            (i for i, o in enumerate(merged) if key in o and json_equal(o[key], value)), None
-        )
+        value = _key(_merge_key_value(element, key))
+        index = where.get(value)
         if index is None:
+            where[value] = len(merged)
             merged.append(_merge_map({}, element, elem_ref))
         else:
             merged[index] = _merge_map(merged[index], element, elem_ref)
@@ -267,21 +270,23 @@ def _list_directives(
 ) -> tuple[list[Any], list[dict[str, Any]], bool]:
     """Apply the ``$patch`` elements of a map list: (original elements kept, the elements
     to merge, whether the list is replaced)."""
-    kept, items, replace = original, [], False
+    items: list[dict[str, Any]] = []
+    doomed: set[Any] = set()
+    replace = False
     for element in patch:
         if _MARKER not in element:
             items.append(element)
             continue
         directive = element[_MARKER]
         if directive == "delete":
-            value = _merge_key_value(element, key)
-            kept = [o for o in kept if not (key in o and json_equal(o[key], value))]
+            doomed.add(_key(_merge_key_value(element, key)))
         elif directive == "replace":
             replace = True
         elif directive == "merge":
             items.append({k: v for k, v in element.items() if k != _MARKER})
         else:
             raise PatchError(f"unknown patch type: {_dump(directive)} in map: {_dump(element)}")
+    kept = [o for o in original if key not in o or _key(o[key]) not in doomed]
     return kept, items, replace
 
 
@@ -298,9 +303,27 @@ def _identity(value: Any, key: str | None) -> Any:
     return value
 
 
-def _position(values: list[Any], wanted: Any) -> int | None:
-    """Index of the first element of ``values`` equal to ``wanted``."""
-    return next((i for i, v in enumerate(values) if json_equal(v, wanted)), None)
+def _key(value: Any) -> Any:
+    """A hashable stand-in for a JSON value: equal exactly when the values are equal as
+    JSON (numbers by value, booleans apart from numbers), so lists are matched through
+    dicts and sets in linear time."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", value)
+    if isinstance(value, dict):
+        return ("d", tuple(sorted((k, _key(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return ("l", tuple(_key(v) for v in value))
+    return value
+
+
+def _first_positions(ids: list[Any]) -> dict[Any, int]:
+    """The index of the first occurrence of every identity in ``ids`` (by :func:`_key`)."""
+    positions: dict[Any, int] = {}
+    for i, identity in enumerate(ids):
+        positions.setdefault(_key(identity), i)
+    return positions
 
 
 def _enforce_order(
@@ -308,30 +331,30 @@ def _enforce_order(
 ) -> list[Any]:
     """Order ``merged``: elements named in ``patch_order`` follow it, the others keep their
     ``server_order`` order, and the two runs interleave as they did in ``server_order``."""
-    patch_ids = [_identity(v, key) for v in patch_order]
-    server_ids = [_identity(v, key) for v in server_order]
-
-    def rank(ids: list[Any], value: Any) -> int:
-        index = _position(ids, _identity(value, key))
-        return len(ids) if index is None else index
-
-    in_patch = [v for v in merged if _position(patch_ids, _identity(v, key)) is not None]
-    in_patch.sort(key=lambda v: rank(patch_ids, v))
-    server_only = [v for v in merged if _position(patch_ids, _identity(v, key)) is None]
-    server_only.sort(key=lambda v: rank(server_ids, v))
+    patch_at = _first_positions([_identity(v, key) for v in patch_order])
+    server_at = _first_positions([_identity(v, key) for v in server_order])
+    ids = [_key(_identity(v, key)) for v in merged]
+    in_patch = [(patch_at[k], k, v) for k, v in zip(ids, merged, strict=True) if k in patch_at]
+    in_patch.sort(key=lambda t: t[0])
+    server_only = [
+        (server_at.get(k, len(server_order)), k, v)
+        for k, v in zip(ids, merged, strict=True)
+        if k not in patch_at
+    ]
+    server_only.sort(key=lambda t: t[0])
 
     out: list[Any] = []
     i = j = 0
     while i < len(server_only) and j < len(in_patch):
-        left = _position(server_ids, _identity(server_only[i], key))
-        right = _position(server_ids, _identity(in_patch[j], key))
+        left = server_at.get(server_only[i][1])
+        right = server_at.get(in_patch[j][1])
         if left is not None and right is not None and left < right:
-            out.append(server_only[i])
+            out.append(server_only[i][2])
             i += 1
         else:
-            out.append(in_patch[j])
+            out.append(in_patch[j][2])
             j += 1
-    return out + server_only[i:] + in_patch[j:]
+    return out + [t[2] for t in server_only[i:]] + [t[2] for t in in_patch[j:]]
 
 
 def _set_element_order(

@@ -185,6 +185,9 @@ def _check_aliases(root: yaml.Node) -> int:
 
 
 def _reject_constant(name: str) -> Any:
+    """Go's error for ``NaN``, ``Infinity`` and ``-Infinity``, which JSON does not have."""
+    if name.startswith("-"):
+        raise ValueError(f"invalid character '{name[1]}' in numeric literal")
     raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
 
 

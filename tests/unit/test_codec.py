@@ -232,3 +232,90 @@ def test_error_response_is_a_status() -> None:
     assert body["reason"] == "NotFound"
     assert body["message"] == 'pods "p" not found'
     assert body["details"] == {"name": "p", "kind": "pods"}
+
+
+# -- hostile bodies (issue 14) ----------------------------------------------------------------
+
+
+def _decode_error(body: bytes, content_type: str = "application/json") -> str:
+    with pytest.raises(ApiError) as exc:
+        decode_body(body, content_type, into="ConfigMap")
+    assert exc.value.code == 400
+    return exc.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 20_000 + b"]" * 20_000, b'{"a":' * 201 + b"1" + b"}" * 201, b"[" * 1000 + b"]" * 1000],
+)
+def test_json_nesting_is_limited(body: bytes) -> None:
+    assert "json parse error: exceeded max depth" in _decode_error(body)
+
+
+def test_json_nesting_at_the_limit() -> None:
+    body = b'{"a":' * 199 + b"1" + b"}" * 199
+    assert decode_body(body, "application/json", into="ConfigMap")["a"]["a"]["a"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"x:\n" + b"".join(b" " * i + b"- \n" for i in range(1, 300)), b"[" * 5000 + b"]" * 5000],
+)
+def test_yaml_nesting_is_limited(body: bytes) -> None:
+    assert "exceeded max depth" in _decode_error(body, "application/yaml")
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"a":NaN}', "invalid character 'N' looking for beginning of value"),
+        (b'{"a":-Infinity}', "invalid character 'I' in numeric literal"),
+        (b'\xef\xbb\xbf{"a":1}', "invalid character '\u00ef' looking for beginning of value"),
+    ],
+)
+def test_not_json(body: bytes, error: str) -> None:
+    assert error in _decode_error(body)
+
+
+def test_integers_beyond_64_bits_are_exact() -> None:
+    body = b'{"a":99999999999999999999999999,"b":-9223372036854775809,"c":18446744073709551615}'
+    assert decode_body(body, "application/json") == {
+        "a": 99999999999999999999999999,
+        "b": -9223372036854775809,
+        "c": 18446744073709551615,
+    }
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    body = b'{"\\udc00k":"a\\ud800","pair":"\\ud83d\\ude00","list":["\\udfff"]}'
+    assert decode_body(body, "application/json") == {
+        "\ufffdk": "a\ufffd",
+        "pair": "\U0001f600",
+        "list": ["\ufffd"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "got"),
+    [(b'{"apiVersion":5}', "number"), (b'{"kind":true}', "bool"), (b'{"kind":{}}', "object")],
+)
+def test_type_meta_must_be_strings(body: bytes, got: str) -> None:
+    assert f"json: cannot unmarshal {got} into Go struct field ." in _decode_error(body)
+
+
+def test_yaml_alias_bomb() -> None:
+    lines = ['a0: &a0 ["l","l","l","l","l","l","l","l","l"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    body = "\n".join(lines).encode()
+    assert "document contains excessive aliasing" in _decode_error(body, "application/yaml")
+
+
+def test_yaml_anchor_containing_itself() -> None:
+    assert "anchor value contains itself" in _decode_error(b"a: &a [*a]", "application/yaml")
+
+
+def test_yaml_aliases_are_copies() -> None:
+    got = decode_body(b"a: &a {k: [1]}\nb: *a\n", "application/yaml")
+    assert got == {"a": {"k": [1]}, "b": {"k": [1]}}
+    got["a"]["k"].append(2)
+    assert got["b"] == {"k": [1]}

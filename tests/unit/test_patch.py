@@ -593,3 +593,48 @@ def test_strategic_patch_must_be_object() -> None:
 def test_json_equality(a: Any, b: Any, equal: bool) -> None:
     assert json_equal(a, b) is equal
     assert json_equal(b, a) is equal
+
+
+def test_json_patch_operation_count_is_capped() -> None:
+    from edgek.patch.jsonpatch import MAX_OPERATIONS, TooManyOperations
+
+    ops = [{"op": "test", "path": "/a", "value": 1}]
+    assert json_patch({"a": 1}, ops * MAX_OPERATIONS) == {"a": 1}
+    with pytest.raises(TooManyOperations, match="maximum operations in a JSON patch is 10000"):
+        json_patch({"a": 1}, ops * (MAX_OPERATIONS + 1))
+
+
+def test_json_patch_copies_are_capped() -> None:
+    doc = {"a": {"x": "y" * 1000}}
+    ops = [{"op": "copy", "from": "/a", "path": f"/a/c{i}"} for i in range(25)]
+    with pytest.raises(
+        PatchError, match=r"accumulated size increase of copy is \d+, exceeding the limit 3145728$"
+    ):
+        json_patch(doc, ops)
+    assert json_patch(doc, ops[:3])["a"]["c2"]["c1"]["c0"] == {"x": "y" * 1000}
+
+
+def test_strategic_large_lists_take_linear_time() -> None:
+    """Merging, ordering and deleting in lists of 20,000 elements (quadratic: minutes)."""
+    import time
+
+    n = 20_000
+    doc = {
+        "metadata": {"finalizers": [f"f{i}" for i in range(n)]},
+        "spec": {"containers": [{"name": f"c{i}", "image": "x"} for i in range(n)]},
+    }
+    patch = {
+        "metadata": {"$deleteFromPrimitiveList/finalizers": [f"f{i}" for i in range(0, n, 2)]},
+        "spec": {
+            "$setElementOrder/containers": [{"name": f"c{i}"} for i in reversed(range(n))],
+            "containers": [{"name": f"c{i}", "image": "y"} for i in reversed(range(0, n, 2))]
+            + [{"name": "c1", "$patch": "delete"}],
+        },
+    }
+    start = time.perf_counter()
+    out = strategic_merge_patch(doc, patch, "core/v1.Pod")
+    assert time.perf_counter() - start < 5
+    assert out["metadata"]["finalizers"][:2] == ["f1", "f3"]
+    names = [c["name"] for c in out["spec"]["containers"]]
+    assert names[:3] == [f"c{n - 1}", f"c{n - 2}", f"c{n - 3}"] and "c1" not in names
+    assert out["spec"]["containers"][1] == {"name": f"c{n - 2}", "image": "y"}
