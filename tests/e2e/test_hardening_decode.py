@@ -5,6 +5,8 @@ is answered with a 500."""
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 import pytest
 
@@ -156,3 +158,88 @@ def test_non_string_type_meta(
         "the object provided is unrecognized (must be of type ConfigMap): "
         f"{PROBE}json: cannot unmarshal {go_type} into Go struct field .{field} of type string"
     )
+
+
+def _nested_schema(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "pattern": "^v$"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+def _nested_value(levels: int) -> Any:
+    value: Any = "v"
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("group", "schema", "spec_levels"),
+    [
+        ("deep.hardening.example.com", _nested_schema(90), 90),
+        (
+            "free.hardening.example.com",
+            {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            180,
+        ),
+    ],
+    ids=["nested-schema", "preserve-unknown-fields"],
+)
+def test_deep_custom_resources(
+    hard_api: Api, hard_ns: str, group: str, schema: dict[str, Any], spec_levels: int
+) -> None:
+    """A CRD whose schema nests as deep as a body may, and custom resources as deep as their
+    schema (or a body) allows: created, patched and listed without a 500."""
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"things.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": schema},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    resp = timed(hard_api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    assert resp.status == 201, resp.body[:500]
+    path = f"/apis/{group}/v1/namespaces/{hard_ns}/things"
+    deadline = time.monotonic() + 10
+    while hard_api.request("GET", path).status == 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    thing = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Thing",
+        "metadata": {"name": "t"},
+        "spec": _nested_value(spec_levels),
+    }
+    resp = timed(hard_api, "POST", path, thing)
+    assert resp.status == 201, resp.body[:500]
+    patch = {"spec": _nested_value(spec_levels), "metadata": {"labels": {"a": "b"}}}
+    resp = timed(hard_api, "PATCH", f"{path}/t", patch, content_type="application/merge-patch+json")
+    assert resp.status == 200, resp.body[:500]
+    resp = timed(
+        hard_api,
+        "PATCH",
+        f"{path}/t?fieldManager=deep",
+        json.dumps(thing).encode(),
+        content_type="application/apply-patch+yaml",
+    )
+    assert resp.status == 200, resp.body[:500]
+    table = "application/json;as=Table;g=meta.k8s.io;v=v1"
+    resp = timed(hard_api, "GET", path, headers={"Accept": table})
+    assert resp.status == 200, resp.body[:500]
+    assert_alive(hard_api)
