@@ -62,3 +62,39 @@ def pod(name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
     }
+
+
+def crd(group: str, plural: str, kind: str, spec_schema: dict[str, Any]) -> dict[str, Any]:
+    """A namespaced CustomResourceDefinition, version v1, whose ``spec`` has ``spec_schema``."""
+    schema = {"type": "object", "properties": {"spec": spec_schema}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def create_crd(api: Api, definition: dict[str, Any], namespace: str) -> str:
+    """Create ``definition`` and wait until its resources are served; their path in
+    ``namespace``."""
+    resp = timed(api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", definition)
+    assert resp.status == 201, resp.body[:500]
+    spec = definition["spec"]
+    path = f"/apis/{spec['group']}/v1/namespaces/{namespace}/{spec['names']['plural']}"
+    deadline = time.monotonic() + 10
+    while api.request("GET", path).status == 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return path

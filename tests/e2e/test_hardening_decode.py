@@ -5,13 +5,12 @@ is answered with a 500."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
 
-from tests.e2e.hardening import assert_alive, pod, timed
-from tests.e2e.test_bad_input import Api, assert_status
+from tests.e2e.hardening import assert_alive, crd, create_crd, pod, timed
+from tests.e2e.test_bad_input import Api, Response, assert_status
 
 DEEP = 20_000
 PROBE = "couldn't get version/kind; json parse error: "
@@ -19,6 +18,12 @@ PROBE = "couldn't get version/kind; json parse error: "
 
 def _deep_json(key: str = "x") -> str:
     return f'{{"{key}":' * DEEP + "1" + "}" * DEEP
+
+
+def _assert_too_deep(api: Api, resp: Response) -> None:
+    st = assert_status(resp, 400, "BadRequest")
+    assert "exceeded max depth" in st["message"]
+    assert_alive(api)
 
 
 def test_int64_overflow_is_refused(hard_api: Api, hard_ns: str) -> None:
@@ -86,9 +91,7 @@ def test_deep_create_body(hard_api: Api, hard_ns: str, content_type: str, body: 
         body.encode(),
         content_type=content_type,
     )
-    st = assert_status(resp, 400, "BadRequest")
-    assert "exceeded max depth" in st["message"]
-    assert_alive(hard_api)
+    _assert_too_deep(hard_api, resp)
 
 
 @pytest.mark.parametrize(
@@ -114,10 +117,8 @@ def test_deep_patch(hard_api: Api, hard_ns: str, content_type: str, body: str) -
         body.encode(),
         content_type=content_type,
     )
-    st = assert_status(resp, 400, "BadRequest")
-    assert "exceeded max depth" in st["message"]
+    _assert_too_deep(hard_api, resp)
     assert hard_api.ok("GET", f"{path}/deep")["data"] == {"k": "v"}
-    assert_alive(hard_api)
 
 
 def test_nesting_within_the_limit_is_stored(hard_api: Api, hard_ns: str) -> None:
@@ -191,35 +192,7 @@ def test_deep_custom_resources(
 ) -> None:
     """A CRD whose schema nests as deep as a body may, and custom resources as deep as their
     schema (or a body) allows: created, patched and listed without a 500."""
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"things.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {"spec": schema},
-                        }
-                    },
-                }
-            ],
-        },
-    }
-    resp = timed(hard_api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-    assert resp.status == 201, resp.body[:500]
-    path = f"/apis/{group}/v1/namespaces/{hard_ns}/things"
-    deadline = time.monotonic() + 10
-    while hard_api.request("GET", path).status == 404 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    path = create_crd(hard_api, crd(group, "things", "Thing", schema), hard_ns)
     thing = {
         "apiVersion": f"{group}/v1",
         "kind": "Thing",

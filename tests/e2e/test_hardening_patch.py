@@ -5,12 +5,10 @@ expand a document, and the server's memory stays put."""
 from __future__ import annotations
 
 import base64
-import time
-from typing import Any
 
 from tests.conftest import ServerProcess
-from tests.e2e.hardening import assert_alive, rss_bytes, timed
-from tests.e2e.test_bad_input import Api, assert_status
+from tests.e2e.hardening import assert_alive, crd, create_crd, rss_bytes, timed
+from tests.e2e.test_bad_input import Api, Response, assert_status
 
 JSON_PATCH = "application/json-patch+json"
 COPY_LIMIT = 3 * 1024 * 1024
@@ -95,28 +93,21 @@ def test_yaml_alias_bomb_in_apply(hard_api: Api, hard_ns: str, capped: ServerPro
     assert_alive(hard_api)
 
 
+def _post_yaml(api: Api, ns: str, body: str) -> Response:
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    return timed(api, "POST", path, body.encode(), content_type="application/yaml")
+
+
 def test_yaml_alias_bomb_in_create(hard_api: Api, hard_ns: str) -> None:
     body = f"{_laughs(9)}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n"
-    resp = timed(
-        hard_api,
-        "POST",
-        f"/api/v1/namespaces/{hard_ns}/configmaps",
-        body.encode(),
-        content_type="application/yaml",
-    )
+    resp = _post_yaml(hard_api, hard_ns, body)
     st = assert_status(resp, 400, "BadRequest")
     assert "document contains excessive aliasing" in st["message"]
 
 
 def test_yaml_self_containing_anchor(hard_api: Api, hard_ns: str) -> None:
     body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: loop\n  labels: &l {a: *l}\n"
-    resp = timed(
-        hard_api,
-        "POST",
-        f"/api/v1/namespaces/{hard_ns}/configmaps",
-        body.encode(),
-        content_type="application/yaml",
-    )
+    resp = _post_yaml(hard_api, hard_ns, body)
     assert_status(resp, 400, "BadRequest")
 
 
@@ -126,13 +117,7 @@ def test_yaml_aliases_within_bounds_decode(hard_api: Api, hard_ns: str) -> None:
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: anchors\n"
         "  labels: &l {app: web}\n  annotations: *l\ndata: {k: v}\n"
     )
-    resp = timed(
-        hard_api,
-        "POST",
-        f"/api/v1/namespaces/{hard_ns}/configmaps",
-        body.encode(),
-        content_type="application/yaml",
-    )
+    resp = _post_yaml(hard_api, hard_ns, body)
     assert resp.status == 201, resp.body[:500]
     md = resp.json()["metadata"]
     assert md["labels"] == md["annotations"] == {"app": "web"}
@@ -145,44 +130,11 @@ def test_continue_token_cannot_recurse(hard_api: Api, hard_ns: str) -> None:
     assert_status(resp, 400, "BadRequest")
 
 
-def _crd(pattern: str) -> dict[str, Any]:
-    schema = {
-        "type": "object",
-        "properties": {
-            "spec": {
-                "type": "object",
-                "properties": {"word": {"type": "string", "pattern": pattern}},
-            }
-        },
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "words.hardening.example.com"},
-        "spec": {
-            "group": "hardening.example.com",
-            "scope": "Namespaced",
-            "names": {"plural": "words", "singular": "word", "kind": "Word"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            ],
-        },
-    }
-
-
 def test_crd_pattern_cannot_backtrack(hard_api: Api, hard_ns: str) -> None:
     """A schema pattern with nested quantifiers against a long near-match: RE2 (upstream's
     engine) answers in linear time where a backtracking engine takes exponential time."""
-    hard_api.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", _crd("^(a+)+$"))
-    path = f"/apis/hardening.example.com/v1/namespaces/{hard_ns}/words"
-    deadline = time.monotonic() + 10
-    while hard_api.request("GET", path).status == 404 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    schema = {"type": "object", "properties": {"word": {"type": "string", "pattern": "^(a+)+$"}}}
+    path = create_crd(hard_api, crd("hardening.example.com", "words", "Word", schema), hard_ns)
     word = {
         "apiVersion": "hardening.example.com/v1",
         "kind": "Word",
