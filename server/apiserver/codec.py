@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import json
-import marshal
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import yaml
 from aiohttp import web
 
 from edgek import fastjson, protobuf, status
+from edgek.gofloat import go_float
 
 JSON = "application/json"
 YAML = "application/yaml"
@@ -45,8 +47,6 @@ class _YAMLLoader(yaml.SafeLoader):
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self._depth = 0
-        #: whether the document used aliases (its objects are then shared)
-        self.aliased = False
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         """Compose one node, counting how deep the composer has gone."""
@@ -64,7 +64,7 @@ class _YAMLLoader(yaml.SafeLoader):
         """The document's node graph, checked for cycles and alias expansion."""
         node = super().get_single_node()
         if node is not None:
-            self.aliased = _check_aliases(node) > 0
+            _check_aliases(node)
         return node
 
 
@@ -146,10 +146,9 @@ def _alias_ratio(decoded: int) -> float:
     return 0.99 - 0.89 * (decoded - low) / (high - low)
 
 
-def _check_aliases(root: yaml.Node) -> int:
-    """How many nodes of ``root`` come from aliases; a graph whose aliases make it cyclic,
-    deeper than :data:`MAX_DEPTH` or expand it beyond go-yaml's aliasing ratio is a
-    ComposerError. Iterative, linear in the distinct nodes."""
+def _check_aliases(root: yaml.Node) -> None:
+    """ComposerError when aliases make the node graph cyclic, deeper than :data:`MAX_DEPTH`
+    or expand it beyond go-yaml's aliasing ratio. Iterative, linear in the distinct nodes."""
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
     entered: set[int] = set()
@@ -181,7 +180,6 @@ def _check_aliases(root: yaml.Node) -> int:
         raise yaml.composer.ComposerError(
             problem="document contains excessive aliasing", problem_mark=root.start_mark
         )
-    return aliased
 
 
 def _reject_constant(name: str) -> Any:
@@ -242,15 +240,43 @@ def loads_json(body: bytes) -> Any:
     return obj
 
 
+def _yaml_key(key: Any) -> str:
+    """A YAML mapping key as the JSON object key sigs.k8s.io/yaml makes of it."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, float):
+        return go_float(key)
+    return str(key)
+
+
+def _as_json(value: Any) -> Any:
+    """A constructed YAML value as JSON data: string keys, sets as maps of nulls, binary and
+    timestamps as strings, no NaN or infinities, and every aliased place its own copy."""
+    if isinstance(value, dict):
+        return {_yaml_key(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, set):
+        return {_yaml_key(k): None for k in value}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"json: unsupported value: {go_float(value)}")
+    return value
+
+
 def _load_yaml(body: bytes) -> Any:
     loader = _YAMLLoader(body)
     try:
-        obj = loader.get_single_data()
+        return _as_json(loader.get_single_data())
     finally:
         loader.dispose()
-    # aliases share objects: give every place its own copy, as upstream's decoder does
-    # (marshal before version 3 writes no back-references)
-    return marshal.loads(marshal.dumps(obj, 2)) if loader.aliased else obj
 
 
 def _decode(body: bytes, mt: str, probe: str) -> Any:

@@ -225,8 +225,9 @@ def malformed_json(draw: st.DrawFn, target: Target) -> bytes:
 
 @st.composite
 def hostile_yaml(draw: st.DrawFn, target: Target) -> bytes:
-    """YAML: alias bombs, self-referencing anchors, deep nesting, merge keys."""
-    choice = draw(st.integers(0, 3))
+    """YAML: alias bombs, self-referencing anchors, deep nesting, merge keys, values JSON
+    does not have."""
+    choice = draw(st.integers(0, 4))
     head = f"apiVersion: {target.body['apiVersion']}\nkind: {target.body['kind']}\n"
     head += f"metadata:\n  name: {target.name}\n"
     if choice == 0:
@@ -240,6 +241,23 @@ def hostile_yaml(draw: st.DrawFn, target: Target) -> bytes:
     if choice == 2:
         depth = draw(st.sampled_from([150, 201, 2000]))
         return head.encode() + b"data: " + _nested(depth, "array") + b"\n"
+    if choice == 3:
+        field = draw(st.sampled_from(["data", "metadata", "spec", "x"]))
+        value = draw(
+            st.sampled_from(
+                [
+                    "{1: a, true: b, null: c, 1.5: d}",
+                    "!!set {a, b}",
+                    "{k: !!binary aGVsbG8=}",
+                    "{k: !!timestamp 2001-12-14}",
+                    "{k: .nan}",
+                    "[.inf, -.inf]",
+                    "{[a]: b}",
+                    "!!python/object:os.system {}",
+                ]
+            )
+        )
+        return (head + f"{field}: {value}\n").encode()
     merges = ",".join(["*m"] * draw(st.integers(1, 50)))
     return (head + f"m: &m {{a: 1, b: 2}}\nlabels: {{<<: [{merges}]}}\n").encode()
 

@@ -319,3 +319,26 @@ def test_yaml_aliases_are_copies() -> None:
     assert got == {"a": {"k": [1]}, "b": {"k": [1]}}
     got["a"]["k"].append(2)
     assert got["b"] == {"k": [1]}
+
+
+def test_yaml_values_become_json() -> None:
+    """Keys become strings, sets maps of nulls, binary and timestamps strings (as
+    sigs.k8s.io/yaml's conversion to JSON makes them)."""
+    body = (
+        b"labels: {1: a, false: b, null: c, 1.5: d}\n"
+        b"bin: !!binary aGVsbG8=\n"
+        b"when: !!timestamp 2001-12-14\n"
+        b"set: !!set {x, y}\n"
+    )
+    assert decode_body(body, "application/yaml") == {
+        "labels": {"1": "a", "false": "b", "null": "c", "1.5": "d"},
+        "bin": "hello",
+        "when": "2001-12-14",
+        "set": {"x": None, "y": None},
+    }
+
+
+@pytest.mark.parametrize(("value", "shown"), [(".nan", "NaN"), ("-.inf", "-Inf")])
+def test_yaml_non_finite_numbers(value: str, shown: str) -> None:
+    body = f"x: {value}".encode()
+    assert f"json: unsupported value: {shown}" in _decode_error(body, "application/yaml")
