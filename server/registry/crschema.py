@@ -440,11 +440,17 @@ def _pattern(pattern: str) -> Any:
 # Schema validation (kube-openapi)
 
 
+#: Whole floats beyond this are not integers to kube-openapi (swag.IsFloat64AJSONInteger).
+_MAX_JSON_INTEGER = 2**53
+
+
 def _json_type(x: Any) -> str:
+    """The JSON type of a decoded value; an integer beyond int64 is a number, as upstream's
+    unstructured decoding makes it a float64."""
     if isinstance(x, bool):
         return "boolean"
     if isinstance(x, int):
-        return "integer"
+        return "integer" if -(2**63) <= x < 2**63 else "number"
     if isinstance(x, float):
         return "number"
     if isinstance(x, str):
@@ -469,7 +475,12 @@ def _check_type(x: Any, s: Schema, types: list[str], fmt: str, path: str) -> lis
             return [_type_invalid(path, "null", msg)]
         return []
     got = _json_type(x)
-    float_int = got == "number" and float(x).is_integer() and "integer" in types
+    float_int = (
+        got == "number"
+        and float(x).is_integer()
+        and abs(x) <= _MAX_JSON_INTEGER
+        and "integer" in types
+    )
     int_float = got == "integer" and "number" in types
     if got not in ("string", "array") and fmt:
         value_format = {"integer": "int64", "number": "float64"}.get(got, "")

@@ -216,3 +216,29 @@ def test_deep_custom_resources(
     resp = timed(hard_api, "GET", path, headers={"Accept": table})
     assert resp.status == 200, resp.body[:500]
     assert_alive(hard_api)
+
+
+@pytest.mark.parametrize(
+    ("value", "code"), [(2**63 - 1, 201), (2**63, 422), (10**26, 422), (2.0, 201), (2.0**60, 422)]
+)
+def test_custom_resource_integers(hard_api: Api, hard_ns: str, value: float, code: int) -> None:
+    """Upstream decodes a custom resource's integers beyond int64 as float64, and a whole
+    float beyond 2**53 is no integer to its schema validation."""
+    schema = {"type": "object", "properties": {"count": {"type": "integer", "format": "int64"}}}
+    group = "ints.hardening.example.com"
+    path = f"/apis/{group}/v1/namespaces/{hard_ns}/counters"
+    if hard_api.request("GET", path).status == 404:
+        create_crd(hard_api, crd(group, "counters", "Counter", schema), hard_ns)
+    body = json.dumps(
+        {
+            "apiVersion": f"{group}/v1",
+            "kind": "Counter",
+            "metadata": {"generateName": "c-"},
+            "spec": {"count": value},
+        }
+    )
+    resp = timed(hard_api, "POST", path, body.encode())
+    assert resp.status == code, resp.body[:500]
+    if code == 422:
+        st = assert_status(resp, 422, "Invalid")
+        assert 'spec.count in body must be of type int64: "float64"' in st["message"]
