@@ -826,10 +826,29 @@ def _success(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Upstream's warning recorder: past this many characters of warnings in all, no further
+#: warning is added and each one is cut to :data:`_WARNING_ITEM_RUNES`.
+_WARNING_TOTAL_RUNES = 4 * 1024
+_WARNING_ITEM_RUNES = 256
+
+
 def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
+    """The Warning header of ``warnings`` (each once, line breaks as spaces as Go's server
+    writes header values, truncated as upstream's recorder truncates them)."""
     if not warnings:
         return None
-    escaped = [w.replace("\\", "\\\\").replace('"', '\\"') for w in warnings]
+    kept: list[str] = []
+    total = 0
+    for warning in dict.fromkeys(warnings):
+        kept.append(warning)
+        total += len(warning)
+        if total > _WARNING_TOTAL_RUNES:
+            kept = [w[:_WARNING_ITEM_RUNES] for w in kept]
+            break
+    escaped = [
+        w.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+        for w in kept
+    ]
     return {"Warning": ", ".join(f'299 - "{w}"' for w in escaped)}
 
 

@@ -242,3 +242,15 @@ def test_custom_resource_integers(hard_api: Api, hard_ns: str, value: float, cod
     if code == 422:
         st = assert_status(resp, 422, "Invalid")
         assert 'spec.count in body must be of type int64: "float64"' in st["message"]
+
+
+def test_unknown_field_names_in_warnings(hard_api: Api, hard_ns: str) -> None:
+    """Unknown fields are named in the Warning header: a line break in a name is written as
+    a space (as Go's server writes header values), and long names are cut as upstream's
+    warning recorder cuts them, instead of the response failing."""
+    body = {"metadata": {"name": "warn"}, "bad\r\nname": 1, "x" * 70_000: 2}
+    resp = timed(hard_api, "POST", f"/api/v1/namespaces/{hard_ns}/configmaps", body)
+    assert resp.status == 201, resp.body[:500]
+    warning = resp.headers["Warning"]
+    assert 'unknown field \\"bad  name\\"' in warning
+    assert len(warning) < 1000
