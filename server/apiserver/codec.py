@@ -216,7 +216,7 @@ def _check_depth(body: bytes, obj: Any) -> None:
                 stack.append((child, level + 1))
 
 
-def loads_json(body: bytes) -> Any:
+def _loads_json(body: bytes) -> Any:
     """A JSON request body as upstream's decoder reads it: no byte-order mark, ``NaN`` or
     ``Infinity``; integers exact (so range checks see them as written); lone surrogate
     escapes as U+FFFD; nesting limited to :data:`MAX_DEPTH`. ValueError otherwise."""
@@ -284,7 +284,7 @@ def _decode(body: bytes, mt: str, probe: str) -> Any:
     ``probe``)."""
     if mt in ("", JSON, "*/*") or mt.endswith("+json"):
         try:
-            return loads_json(body)
+            return _loads_json(body)
         except ValueError as e:
             raise ValueError(f"{probe}{e}") from e
     if mt in (YAML, "application/x-yaml", "text/yaml", "application/apply-patch+yaml"):

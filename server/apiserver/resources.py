@@ -3,6 +3,7 @@ deletecollection, and the status and scale subresources."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -830,11 +831,13 @@ def _success(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
 #: warning is added and each one is cut to :data:`_WARNING_ITEM_RUNES`.
 _WARNING_TOTAL_RUNES = 4 * 1024
 _WARNING_ITEM_RUNES = 256
+#: Characters a header value cannot carry (Go's server writes line breaks as spaces).
+_HEADER_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
-    """The Warning header of ``warnings`` (each once, line breaks as spaces as Go's server
-    writes header values, truncated as upstream's recorder truncates them)."""
+    """The Warning header of ``warnings`` (each once, control characters as spaces as Go's
+    server writes line breaks, truncated as upstream's recorder truncates them)."""
     if not warnings:
         return None
     kept: list[str] = []
@@ -845,10 +848,7 @@ def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
         if total > _WARNING_TOTAL_RUNES:
             kept = [w[:_WARNING_ITEM_RUNES] for w in kept]
             break
-    escaped = [
-        w.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
-        for w in kept
-    ]
+    escaped = [_HEADER_CONTROL.sub(" ", w.replace("\\", "\\\\").replace('"', '\\"')) for w in kept]
     return {"Warning": ", ".join(f'299 - "{w}"' for w in escaped)}
 
 

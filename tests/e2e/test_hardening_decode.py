@@ -248,9 +248,9 @@ def test_unknown_field_names_in_warnings(hard_api: Api, hard_ns: str) -> None:
     """Unknown fields are named in the Warning header: a line break in a name is written as
     a space (as Go's server writes header values), and long names are cut as upstream's
     warning recorder cuts them, instead of the response failing."""
-    body = {"metadata": {"name": "warn"}, "bad\r\nname": 1, "x" * 70_000: 2}
+    body = {"metadata": {"name": "warn"}, "bad\r\n\x00name": 1, "x" * 70_000: 2}
     resp = timed(hard_api, "POST", f"/api/v1/namespaces/{hard_ns}/configmaps", body)
     assert resp.status == 201, resp.body[:500]
     warning = resp.headers["Warning"]
-    assert 'unknown field \\"bad  name\\"' in warning
+    assert 'unknown field \\"bad   name\\"' in warning
     assert len(warning) < 1000
