@@ -200,10 +200,10 @@ def _replace_surrogates(obj: Any) -> Any:
     return obj
 
 
-def _check_depth(body: bytes, obj: Any) -> None:
-    """ValueError when ``obj`` nests deeper than :data:`MAX_DEPTH` (only walked when the body
-    has enough brackets to be that deep)."""
-    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+def _check_depth(obj: Any, body: bytes | None = None) -> None:
+    """ValueError when ``obj`` nests deeper than :data:`MAX_DEPTH` (with the JSON ``body``
+    it was decoded from, only walked when that has enough brackets to be that deep)."""
+    if body is not None and body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
         return
     stack = [(obj, 1)]
     while stack:
@@ -232,11 +232,11 @@ def _loads_json(body: bytes) -> Any:
             obj = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
         except RecursionError:
             raise ValueError(_DEPTH_ERROR) from None
-        _check_depth(body, obj)
+        _check_depth(obj, body)
         if _SURROGATE_ESCAPE.search(body) is not None:
             obj = _replace_surrogates(obj)
         return obj
-    _check_depth(body, obj)
+    _check_depth(obj, body)
     return obj
 
 
@@ -293,9 +293,13 @@ def _decode(body: bytes, mt: str, probe: str) -> Any:
         except yaml.YAMLError as e:
             raise ValueError(_yaml_error(e)) from e
     try:
-        return protobuf.decode(body, protobuf.default_type_for)
+        obj = protobuf.decode(body, protobuf.default_type_for)
     except protobuf.ProtobufError as e:
         raise ValueError(str(e)) from e
+    except RecursionError:
+        raise ValueError(_DEPTH_ERROR) from None
+    _check_depth(obj)
+    return obj
 
 
 def decode_body(

@@ -342,3 +342,45 @@ def test_yaml_values_become_json() -> None:
 def test_yaml_non_finite_numbers(value: str, shown: str) -> None:
     body = f"x: {value}".encode()
     assert f"json: unsupported value: {shown}" in _decode_error(body, "application/yaml")
+
+
+def _deep_crd_protobuf(levels: int) -> bytes:
+    """A CustomResourceDefinition in protobuf whose schema nests ``levels`` objects deep
+    (JSONSchemaProps is recursive, so protobuf can nest as deep as the body allows)."""
+    import sys
+
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}}
+    version = {"name": "v1", "served": True, "storage": True}
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "xs.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"plural": "xs", "kind": "X"},
+            "scope": "Namespaced",
+            "versions": [{**version, "schema": {"openAPIV3Schema": schema}}],
+        },
+    }
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, levels * 10))
+    try:
+        type_name = protobuf.default_type_for("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        assert type_name is not None
+        return protobuf.encode(crd, type_name)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+@pytest.mark.parametrize("levels", [300, 3000])
+def test_protobuf_nesting_is_limited(levels: int) -> None:
+    body = _deep_crd_protobuf(levels)
+    assert "exceeded max depth" in _decode_error(body, "application/vnd.kubernetes.protobuf")
+
+
+def test_protobuf_nesting_within_the_limit() -> None:
+    body = _deep_crd_protobuf(20)
+    got = decode_body(body, "application/vnd.kubernetes.protobuf")
+    assert got["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["type"] == "object"
