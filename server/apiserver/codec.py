@@ -302,6 +302,16 @@ def _decode(body: bytes, mt: str, probe: str) -> Any:
     return obj
 
 
+def type_meta_error(obj: dict[str, Any]) -> str | None:
+    """Go's decoding error for an ``apiVersion`` or ``kind`` that is not a string, or None."""
+    for field in ("apiVersion", "kind"):
+        value = obj.get(field)
+        if value is not None and not isinstance(value, str):
+            got = _GO_JSON_TYPES.get(type(value), "object")
+            return f"json: cannot unmarshal {got} into Go struct field .{field} of type string"
+    return None
+
+
 def decode_body(
     body: bytes,
     content_type: str | None,
@@ -324,15 +334,9 @@ def decode_body(
         if into is not None and obj is not None and not isinstance(obj, dict):
             got = _GO_JSON_TYPES.get(type(obj), "value")
             raise ValueError(f"{probe}json: cannot unmarshal {got} into Go value of type {_KP}")
-        if into is not None and obj is not None:
-            for field in ("apiVersion", "kind"):
-                value = obj.get(field)
-                if value is not None and not isinstance(value, str):
-                    got = _GO_JSON_TYPES.get(type(value), "object")
-                    raise ValueError(
-                        f"{probe}json: cannot unmarshal {got} into Go struct field "
-                        f".{field} of type string"
-                    )
+        error = type_meta_error(obj) if into is not None and obj is not None else None
+        if error is not None:
+            raise ValueError(probe + error)
     except ValueError as e:
         if into is None:
             raise status.bad_request(f"error decoding body: {e}") from e

@@ -310,6 +310,9 @@ class ResourceAPI:
         namespace; missing apiVersion/kind are filled in from the URL."""
         if not isinstance(obj, dict):
             raise status.bad_request("the body of the request must be a JSON object")
+        type_meta = codec.type_meta_error(obj)
+        if type_meta is not None:
+            raise status.bad_request(type_meta)
         want_kind = expect_kind or kind.kind
         api_version = obj["apiVersion"] = obj.get("apiVersion") or kind.api_version
         obj_kind = obj["kind"] = obj.get("kind") or want_kind

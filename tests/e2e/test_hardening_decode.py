@@ -254,3 +254,24 @@ def test_unknown_field_names_in_warnings(hard_api: Api, hard_ns: str) -> None:
     warning = resp.headers["Warning"]
     assert 'unknown field \\"bad   name\\"' in warning
     assert len(warning) < 1000
+
+
+@pytest.mark.parametrize(
+    ("content_type", "patch"),
+    [
+        ("application/apply-patch+yaml", b'{"apiVersion": 5, "kind": "ConfigMap"}'),
+        ("application/merge-patch+json", b'{"apiVersion": 5}'),
+        ("application/strategic-merge-patch+json", b'{"kind": ["x"]}'),
+        ("application/json-patch+json", b'[{"op": "replace", "path": "/kind", "value": {}}]'),
+    ],
+    ids=["apply", "merge", "strategic", "json"],
+)
+def test_non_string_type_meta_in_patches(
+    hard_api: Api, hard_ns: str, content_type: str, patch: bytes
+) -> None:
+    path = f"/api/v1/namespaces/{hard_ns}/configmaps"
+    hard_api.ok("POST", path, {"metadata": {"name": "tmp"}, "data": {"k": "v"}})
+    resp = timed(hard_api, "PATCH", f"{path}/tmp?fieldManager=t", patch, content_type=content_type)
+    st = assert_status(resp, 400, "BadRequest")
+    assert "json: cannot unmarshal " in st["message"]
+    assert " of type string" in st["message"]
