@@ -30,11 +30,10 @@ import datetime
 import functools
 import ipaddress
 import json
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
-
-import re2
 
 from edgek import kinds, names
 from edgek.gofloat import go_float
@@ -422,16 +421,27 @@ def _format(s: Schema, types: list[str]) -> str:
     return ""
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
+log = logging.getLogger("edgek.crschema")
 
 
 @functools.cache
 def _pattern(pattern: str) -> Any:
     """``pattern`` compiled by RE2, the engine of upstream's Go regexp (matching time is
-    linear in the input, whatever the pattern); None when RE2 rejects it."""
+    linear in the input, whatever the pattern); None when it does not compile. RE2 is the
+    ``google-re2`` dependency; an environment installed before it was added falls back to
+    Python's backtracking ``re``, with a warning."""
     try:
-        return re2.compile(pattern, _RE2_OPTIONS)
+        import re2
+    except ImportError:
+        log.warning("google-re2 is not installed: CRD patterns use Python's re")
+        try:
+            return re.compile(pattern)
+        except re.error:
+            return None
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
     except re2.error:
         return None
 
