@@ -1,6 +1,7 @@
-"""Shared pieces of the hardening tests: a server of their own whose address space is capped
-(a regression that makes it balloon fails the test with a dead or refusing server instead of
-taking the machine down), its memory, liveness and a fresh namespace."""
+"""Shared pieces of the hardening tests (their server fixtures, ``capped``, ``hard_api`` and
+``hard_ns``, are in conftest.py): the address-space cap of that server (a regression that
+makes it balloon fails the test with a dead or refusing server instead of taking the machine
+down), its memory and liveness, timed requests and the objects the tests send."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import ServerProcess
 from tests.e2e.test_bad_input import Api, Response
@@ -25,8 +24,7 @@ def cap_address_space(server: ServerProcess, limit: int = ADDRESS_SPACE_CAP) -> 
     """Apply ``prlimit --as`` to the running server process."""
     assert server.proc is not None
     prlimit = shutil.which("prlimit")
-    if prlimit is None:
-        pytest.skip("prlimit (util-linux) is not installed")
+    assert prlimit is not None, "the hardening tests need prlimit (util-linux)"
     subprocess.run([prlimit, "--pid", str(server.proc.pid), f"--as={limit}"], check=True)
 
 
