@@ -731,17 +731,14 @@ def _forbidden_option(options: str, field: str, message: str) -> ApiError:
 
 
 def _validate_list_options(query: Any, watch: bool) -> None:
-    """Upstream's ValidateListOptions on resourceVersionMatch (422 ListOptions)."""
+    """Upstream's ValidateListOptions on resourceVersionMatch and sendInitialEvents (422
+    ListOptions)."""
     match = query.get("resourceVersionMatch", "")
     causes: list[dict[str, str]] = []
 
-    def forbid(message: str) -> None:
+    def forbid(message: str, field: str = "resourceVersionMatch") -> None:
         causes.append(
-            {
-                "reason": "FieldValueForbidden",
-                "message": f"Forbidden: {message}",
-                "field": "resourceVersionMatch",
-            }
+            {"reason": "FieldValueForbidden", "message": f"Forbidden: {message}", "field": field}
         )
 
     if match:
@@ -765,6 +762,8 @@ def _validate_list_options(query: Any, watch: bool) -> None:
             )
         if not watch and match == "Exact" and query.get("resourceVersion") == "0":
             forbid('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+    if not watch and "sendInitialEvents" in query:
+        forbid("sendInitialEvents is forbidden for list", "sendInitialEvents")
     if causes:
         raise status.invalid("ListOptions", "meta.k8s.io", "", causes)
 

@@ -52,6 +52,10 @@ def test_non_json_is_refused(hard_api: Api, hard_ns: str, body: bytes, char: str
             'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for '
             'resourceVersion "0"',
         ),
+        (
+            "sendInitialEvents=true",
+            "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list",
+        ),
     ],
 )
 def test_list_resource_version_match(hard_api: Api, hard_ns: str, query: str, message: str) -> None:
