@@ -289,19 +289,3 @@ def body_types() -> dict[tuple[str, str], str]:
     """(apiVersion, kind) -> schema type of the non-resource kinds accepted as request
     bodies, e.g. ``("policy/v1", "Eviction")``."""
     return {(b["apiVersion"], b["kind"]): b["type"] for b in data()["bodies"]}
-
-
-def type_at(type_name: str, path: list[str]) -> TypeRef | None:
-    """The type found by walking JSON field names from a struct; list/map levels are
-    entered implicitly. ``None`` when the path leaves the schema."""
-    ref: TypeRef | None = TypeRef("struct", type_name)
-    for name in path:
-        while ref is not None and ref.shape in ("list", "map"):
-            ref = ref.elem
-        if ref is None or ref.shape != "struct":
-            return None
-        f = fields(ref.name).get(name)
-        if f is None:
-            return None
-        ref = resolve(f.type)
-    return ref

@@ -179,8 +179,11 @@ async def serve(
         watcher.close()
         if streaming is not None:
             streaming.cancel()
-            with contextlib.suppress(BaseException):
-                await streaming
+            # asyncio.wait never raises the task's outcome but lets this handler's own
+            # cancellation through; the outcome is then read so none goes unretrieved
+            await asyncio.wait({streaming})
+            if not streaming.cancelled():
+                streaming.exception()
     with contextlib.suppress(ConnectionResetError):
         await resp.write_eof()
     return resp
