@@ -51,10 +51,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edgek import jointoken
+from edgek import certs, jointoken
 from edgek.kubeconfig import admin_kubeconfig, atomic_write, load_kubeconfig, write_kubeconfig
 from edgek.names import is_dns1123_subdomain
-from server.pki import certs
 
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from edgek.certs import key_to_pem
 from edgek.kubeconfig import atomic_write
 from server.auth.satoken import (
     ALGORITHM,
@@ -47,7 +48,6 @@ from server.auth.satoken import (
     token_request_response,
     validate_token_request,
 )
-from server.pki.certs import key_to_pem
 
 __all__ = [
     "API_AUDIENCES",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edgek.nodematch import pod_matches_node, untolerated_taints
 from edgek.objects import Obj
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
@@ -44,7 +45,6 @@ from server.controllers.podutil import (
 )
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
-from server.scheduler.nodematch import pod_matches_node, untolerated_taints
 
 log = logging.getLogger("edgek.controllers.daemonset")
 

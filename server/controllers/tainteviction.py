@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from edgek.nodematch import toleration_matches
 from edgek.objects import Obj
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_node_name
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.registry.store import DeleteOptions
-from server.scheduler.nodematch import toleration_matches
 
 log = logging.getLogger("edgek.controllers.tainteviction")
 

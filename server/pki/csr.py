@@ -51,8 +51,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edgek.certs import BACKDATE
 from edgek.names import is_dns1123_subdomain
-from server.pki.certs import BACKDATE
 from server.pki.csr_state import (
     CLIENT_KUBELET_SIGNER,
     CLIENT_SIGNER,

@@ -11,7 +11,7 @@ Layout under ``tls_dir`` (file names as k3s uses them)::
 only leaf certificates (never a valid CA: replacing a CA would cut off every joined agent).
 
 Nothing in this module needs ``cryptography``: serving TLS reads the PEM files with the
-stdlib ``ssl`` module, and the X.509 work (:mod:`server.pki.provision`, :mod:`server.pki.certs`)
+stdlib ``ssl`` module, and the X.509 work (:mod:`server.pki.provision`, :mod:`edgek.certs`)
 is imported only when certificates are created, checked or signed. A restart whose files
 passed that check before and are still far from expiry does not load it at all (see
 :mod:`server.pki.checked`).
@@ -35,7 +35,7 @@ from edgek.forked import call_in_child
 from server.pki.checked import CheckRecord
 
 if TYPE_CHECKING:
-    from server.pki.certs import IPAddress, PublicKey
+    from edgek.certs import IPAddress, PublicKey
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -212,7 +212,7 @@ class PKI:
     ) -> bytes:
         """PEM certificate signed by the client CA (``client``: clientAuth) or the server CA
         (serverAuth)."""
-        from server.pki import certs  # loads cryptography: only once something is signed
+        from edgek import certs  # loads cryptography: only once something is signed
 
         usage = certs.CLIENT_AUTH if client else certs.SERVER_AUTH
         leaf = certs.Leaf(common_name, usage, organizations, dns_names, ip_addresses)

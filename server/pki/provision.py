@@ -16,9 +16,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from edgek import certs
+from edgek.certs import IPAddress
 from edgek.kubeconfig import atomic_write
-from server.pki import certs
-from server.pki.certs import IPAddress
 from server.pki.pki import ADMIN_GROUP, ADMIN_USER, CA_DAYS, LEAF_DAYS, PKI, RENEW_BEFORE
 
 log = logging.getLogger("server.pki.pki")  # the logger these messages always came from

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edgek import nodematch
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
-from server.scheduler import nodematch
 from server.scheduler.nodeinfo import (
     CPU,
     MEMORY,

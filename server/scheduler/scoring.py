@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from server.scheduler import nodematch
+from edgek import nodematch
 from server.scheduler.filters import PodCycle
 from server.scheduler.nodeinfo import HOSTNAME, ZONE, NamespaceLabels, NodeInfo, PodInfo
 

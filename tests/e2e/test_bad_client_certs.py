@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.pki import certs
+from edgek import certs
 from server.pki.pki import PKI
 from tests.conftest import ServerProcess
 

@@ -34,10 +34,10 @@ from agent.bootstrap import (
     needs_renewal,
     renew,
 )
+from edgek.certs import load_cert, load_key, new_key
 from edgek.jointoken import format_token
 from server.pki import PKI, ensure_pki, peer_identity
 from server.pki import csr as csrs
-from server.pki.certs import load_cert, load_key, new_key
 
 KUBECTL = "/usr/bin/kubectl"
 PASSWORD = "0123456789abcdef0123456789abcdef"

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edgek.certs import load_cert, load_key, new_key
 from server.pki import ensure_pki
-from server.pki.certs import load_cert, load_key, new_key
 from server.pki.csr import (
     CLIENT_KUBELET_SIGNER,
     CLIENT_SIGNER,

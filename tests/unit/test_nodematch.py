@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from server.scheduler.nodematch import (
+from edgek.nodematch import (
     matches_node_selector_terms,
     pod_matches_node,
     tolerates,

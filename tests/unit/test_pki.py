@@ -21,9 +21,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edgek.certs import key_to_pem, new_key
 from edgek.kubeconfig import admin_kubeconfig, atomic_write, load_kubeconfig, write_kubeconfig
 from server.pki import PKI, ensure_pki, peer_identity, split_sans
-from server.pki.certs import key_to_pem, new_key
 
 KUBECTL = "/usr/bin/kubectl"
 ALL_FILES = (

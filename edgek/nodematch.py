@@ -1,4 +1,5 @@
-"""Pure node-matching helpers shared by the scheduler and the DaemonSet controller.
+"""Pure node-matching helpers shared by the scheduler and the DaemonSet and taint-eviction
+controllers (so below both).
 
 Semantics follow ``k8s.io/component-helpers/scheduling/corev1`` (``ToleratesTaint``,
 ``nodeaffinity.NodeSelector`` and ``GetRequiredNodeAffinity``): node selector terms are ORed,

@@ -2,7 +2,9 @@
 
 Pure functions over ``cryptography`` objects plus tolerant loaders (a missing or corrupt file
 loads as ``None`` so the caller can regenerate it). Nothing here decides *when* to create or
-renew; that policy lives in :mod:`server.pki.pki`.
+renew; that policy lives in the server's :mod:`server.pki.pki`. Shared by the server and the
+agent (which must not import the server), so it sits in the bottom package; importing it loads
+``cryptography``.
 """
 
 from __future__ import annotations
