@@ -3,7 +3,7 @@
 These are the defaults users see in ``kubectl get -o yaml`` (the ``SetDefaults_*`` functions
 of the upstream API groups, plus the few values the API server's admission and registry add
 to every object, such as a Pod's ``priority``). Allocation (cluster IPs, node ports) and
-controller-owned fields are not defaults and are left to the registry.
+controller-owned fields are not defaults and are left to the object store.
 """
 
 from __future__ import annotations

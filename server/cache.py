@@ -23,7 +23,7 @@ from edgek.kinds import Kind
 from edgek.objects import Obj
 from edgek.tasks import cancel_and_wait
 from server.apiserver.watchcache import memo_for
-from server.registry.store import ListOptions, ObjectStore, key_prefix
+from server.storage.objectstore import ListOptions, ObjectStore, key_prefix
 
 log = logging.getLogger("edgek.cache")
 

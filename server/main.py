@@ -23,8 +23,8 @@ from server.config import ServerConfig
 from server.controllers import builtin
 from server.controllers.runtime import builtin_kind
 from server.pki import PKI, ensure_pki, split_sans
-from server.registry.reencrypt import SecretsEncryptionAdmin
-from server.registry.store import ObjectStore, WriteOptions, key_prefix
+from server.storage.objectstore import ObjectStore, WriteOptions, key_prefix
+from server.storage.reencrypt import SecretsEncryptionAdmin
 from server.wiring import ControlPlane, Credentials, assemble
 
 log = logging.getLogger("edgek.server")

@@ -33,17 +33,17 @@ from server.controllers.runtime import (
     builtin_kind,
 )
 from server.controllers.volumebinding import DefaultStorageClass
-from server.registry.allocators import ServiceAllocator
-from server.registry.binding import binding_action
-from server.registry.crd import CRD_GROUP, CustomResources, crd_status
-from server.registry.encryption import SecretsEncryption
-from server.registry.eviction import eviction_action
-from server.registry.limitrange import LimitRangeAdmission
-from server.registry.quota import QuotaAdmission
-from server.registry.serviceaccount import ServiceAccountAdmission
-from server.registry.store import DeleteOptions, ListOptions, ObjectStore, Undo, WriteOptions
-from server.registry.tolerations import DefaultTolerationSeconds
 from server.scheduler.priority import priority_admission
+from server.storage.allocators import ServiceAllocator
+from server.storage.binding import binding_action
+from server.storage.crd import CRD_GROUP, CustomResources, crd_status
+from server.storage.encryption import SecretsEncryption
+from server.storage.eviction import eviction_action
+from server.storage.limitrange import LimitRangeAdmission
+from server.storage.objectstore import DeleteOptions, ListOptions, ObjectStore, Undo, WriteOptions
+from server.storage.quota import QuotaAdmission
+from server.storage.serviceaccount import ServiceAccountAdmission
+from server.storage.tolerations import DefaultTolerationSeconds
 
 Admission = Callable[[Kind, dict[str, Any], dict[str, Any] | None], Undo | None]
 

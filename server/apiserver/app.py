@@ -21,8 +21,8 @@ from server.auth.authz import AuthorizerChain, forbid
 from server.auth.impersonation import impersonated
 from server.auth.rbac import forbidden_message
 from server.auth.satoken import JWKS_PATH, OPENID_CONFIG_PATH
-from server.registry.encryption import EncryptionError
-from server.registry.reencrypt import SecretsEncryptionAdmin
+from server.storage.encryption import EncryptionError
+from server.storage.reencrypt import SecretsEncryptionAdmin
 
 log = logging.getLogger("edgek.apiserver")
 

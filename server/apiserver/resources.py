@@ -29,9 +29,9 @@ from server.apiserver import codec, tables, watch
 from server.apiserver.codec import Accept
 from server.apiserver.request import USER_KEY, RequestInfo
 from server.auth.attributes import UserInfo
-from server.registry import crschema
-from server.registry.crd import CustomResources
-from server.registry.store import (
+from server.storage import crschema
+from server.storage.crd import CustomResources
+from server.storage.objectstore import (
     DeleteOptions,
     ListOptions,
     ObjectStore,
@@ -795,7 +795,7 @@ def _apply_patch(ptype: str, doc: dict[str, Any], patch: Any, kind: Kind, sub: s
         if not isinstance(patch, dict):
             raise PatchError("strategic merge patch must be a JSON object")
         type_name = "autoscaling/v1.Scale" if sub == "scale" else kind.type_name
-        # The registry hands the patch a private copy of the object.
+        # The object store hands the patch a private copy of the object.
         return strategic_merge_patch(doc, patch, type_name, owned=True)
     except TooManyOperations as e:
         raise status.too_large(str(e)) from e

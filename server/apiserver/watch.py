@@ -22,7 +22,7 @@ from edgek import status
 from edgek.kinds import Kind
 from server.apiserver.codec import JSON, dumps
 from server.apiserver.watchcache import Decoder, EventView, memo_for
-from server.registry.store import ListOptions, ObjectStore, decode, key_prefix, parse_rv
+from server.storage.objectstore import ListOptions, ObjectStore, decode, key_prefix, parse_rv
 
 #: Upstream serves watches for a random 30-60 minutes when the client sets no timeout.
 DEFAULT_TIMEOUT_RANGE = (1800, 3600)

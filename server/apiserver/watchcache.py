@@ -21,7 +21,7 @@ import datastore
 from edgek.kinds import Kind
 from edgek.selectors import selectable_fields
 from server.apiserver.codec import dumps
-from server.registry.store import ListOptions, ObjectStore
+from server.storage.objectstore import ListOptions, ObjectStore
 
 #: How many event views a memo keeps: the spread between the fastest and the slowest watch of
 #: the same events it covers (a watch further behind decodes for itself, correctly, just again).
@@ -99,7 +99,7 @@ class EventView:
         return self._left
 
     def _matches(self, opts: ListOptions, previous: bool) -> bool:
-        """``registry.store.matches`` of the new or previous object, fields computed once."""
+        """``objectstore.matches`` of the new or previous object, fields computed once."""
         obj = self.prev if previous else self.obj
         if opts.label_selector is not None and not opts.label_selector.matches(
             obj.get("metadata", {}).get("labels")

@@ -35,7 +35,7 @@ from server.auth.satoken import (
 )
 from server.cache import ObjectCache
 from server.controllers.runtime import Informers, builtin_kind
-from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
+from server.storage.objectstore import DeleteOptions, ObjectStore, WriteOptions
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"

@@ -25,7 +25,7 @@ from server.cache import index_owner_uid
 from server.controllers.job import finished_condition
 from server.controllers.podutil import controller_of, owner_reference
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 
 SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 #: Requeue a little after the scheduled time, against clock skew (upstream: 100 ms).

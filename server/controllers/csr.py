@@ -19,7 +19,7 @@ from edgek.timefmt import format_time
 from server.controllers.runtime import Controller, ControllerContext
 from server.pki import PKI
 from server.pki import csr_state as state
-from server.registry.store import WriteOptions
+from server.storage.objectstore import WriteOptions
 
 if TYPE_CHECKING:
     from server.pki import csr as csrs

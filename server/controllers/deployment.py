@@ -25,7 +25,7 @@ from server.cache import index_owner_uid
 from server.controllers import rollout as ro
 from server.controllers.podutil import adopt, controller_of, owner_reference, release, selector_of
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 
 COMPONENT = "deployment-controller"
 

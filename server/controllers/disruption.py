@@ -2,7 +2,7 @@
 desired pods, disruptions allowed, the DisruptionAllowed condition) current from the pods its
 selector matches, as upstream's pkg/controller/disruption does.
 
-The Eviction API (``server/registry/eviction.py``) spends ``disruptionsAllowed`` and records the
+The Eviction API (``server/storage/eviction.py``) spends ``disruptionsAllowed`` and records the
 pod in ``disruptedPods``; this loop forgets such entries once the pod is being deleted, or after
 ``DELETION_TIMEOUT`` if it never was.
 """

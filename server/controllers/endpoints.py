@@ -28,7 +28,7 @@ from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.controllers.podutil import is_pod_ready
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 
 LABEL_MANAGED_BY = "endpoints.kubernetes.io/managed-by"
 CONTROLLER_NAME = "endpoint-controller"

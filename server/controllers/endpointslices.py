@@ -39,7 +39,7 @@ from server.controllers.endpoints import (
 )
 from server.controllers.podutil import is_pod_ready, owner_reference
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"

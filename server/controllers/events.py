@@ -20,7 +20,7 @@ from edgek.kinds import Kind
 from edgek.status import ApiError
 from edgek.tasks import cancel_and_wait
 from edgek.timefmt import format_time
-from server.registry.store import ObjectStore, WriteOptions
+from server.storage.objectstore import ObjectStore, WriteOptions
 
 log = logging.getLogger("edgek.events")
 

@@ -30,7 +30,7 @@ from edgek.objects import Obj
 from edgek.status import ApiError
 from edgek.tasks import cancel_and_wait
 from server.controllers.runtime import Controller, ControllerContext
-from server.registry.store import (
+from server.storage.objectstore import (
     FOREGROUND_FINALIZER,
     ORPHAN_FINALIZER,
     DeleteOptions,
@@ -39,7 +39,7 @@ from server.registry.store import (
 
 log = logging.getLogger("edgek.controllers.garbagecollector")
 
-#: Every object key lives under this prefix (server/registry/store.py object_key).
+#: Every object key lives under this prefix (server/storage/objectstore.py object_key).
 _PREFIX = "/registry/"
 #: Events are never owners worth tracking and are the most frequent writes (upstream's
 #: garbage collector ignores them too).

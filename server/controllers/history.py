@@ -24,7 +24,7 @@ from server.controllers.podutil import (
     modify_ownership,
     owner_reference,
 )
-from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
+from server.storage.objectstore import DeleteOptions, ObjectStore, WriteOptions
 
 #: Label on pods (and DaemonSet revisions) naming the revision they were made from.
 REVISION_HASH_LABEL = "controller-revision-hash"

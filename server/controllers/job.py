@@ -44,7 +44,7 @@ from server.controllers.podutil import (
     pod_phase,
 )
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"

@@ -45,7 +45,7 @@ from server.controllers.volumebinding import (
     index_volume_claim,
     pod_terminated,
 )
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 
 PROVISIONER = "rancher.io/local-path"
 CLASS_NAME = "local-path"

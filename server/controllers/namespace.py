@@ -12,7 +12,7 @@ from __future__ import annotations
 from edgek.objects import Obj
 from edgek.status import ApiError
 from server.controllers.runtime import Controller, ControllerContext
-from server.registry.store import DeleteOptions, ListOptions, WriteOptions
+from server.storage.objectstore import DeleteOptions, ListOptions, WriteOptions
 
 FINALIZER = "kubernetes"
 #: Re-check delays of a namespace whose contents are still going: 0.2 s doubling to 10 s.

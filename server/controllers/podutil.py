@@ -14,7 +14,7 @@ from edgek.status import ApiError
 from edgek.timefmt import parse_time
 from server.cache import ObjectCache
 from server.controllers.runtime import key_of
-from server.registry.store import Mutation, ObjectStore, WriteOptions
+from server.storage.objectstore import Mutation, ObjectStore, WriteOptions
 
 
 def owner_reference(owner: Obj, api_version: str, kind: str, *, controller: bool = True) -> Obj:

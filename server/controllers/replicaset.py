@@ -40,7 +40,7 @@ from server.controllers.podutil import (
     selector_of,
 )
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 
 #: Most pods created or deleted by one reconcile (upstream ``BurstReplicas``).
 BURST_REPLICAS = 500

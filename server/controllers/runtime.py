@@ -26,7 +26,7 @@ from server.cache import ObjectCache
 from server.config import ServerConfig
 from server.controllers.events import EventRecorder
 from server.controllers.workqueue import WorkQueue
-from server.registry.store import Mutation, ObjectStore, WriteOptions
+from server.storage.objectstore import Mutation, ObjectStore, WriteOptions
 
 log = logging.getLogger("edgek.controllers")
 

@@ -13,7 +13,7 @@ from edgek.kinds import Kind
 from edgek.status import ApiError
 from server.controllers.runtime import Controller, ControllerContext
 from server.pki import PKI
-from server.registry.store import ObjectStore, WriteOptions
+from server.storage.objectstore import ObjectStore, WriteOptions
 
 ROOT_CA = "kube-root-ca.crt"
 DEFAULT_SA = "default"

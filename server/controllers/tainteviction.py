@@ -21,7 +21,7 @@ from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_node_name
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 
 log = logging.getLogger("edgek.controllers.tainteviction")
 

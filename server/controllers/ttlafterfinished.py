@@ -11,7 +11,7 @@ from edgek.status import ApiError
 from edgek.timefmt import parse_time
 from server.controllers.job import finished_condition
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 
 
 def expires_at(job: Obj) -> datetime | None:

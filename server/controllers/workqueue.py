@@ -8,7 +8,7 @@ import logging
 
 from edgek.status import ApiError
 from edgek.workqueue import KeyQueue
-from server.registry.namespacelifecycle import NAMESPACE_TERMINATING_CAUSE
+from server.storage.namespacelifecycle import NAMESPACE_TERMINATING_CAUSE
 
 log = logging.getLogger("edgek.controllers")
 

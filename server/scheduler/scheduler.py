@@ -20,13 +20,13 @@ from typing import Any, ClassVar
 from edgek.status import ApiError
 from edgek.timefmt import format_time
 from server.controllers.runtime import Controller, ControllerContext, split_key
-from server.registry.binding import bind_pod, set_pod_condition
-from server.registry.store import DeleteOptions
 from server.scheduler.filters import SELECTED_NODE, Listers, PodCycle, fit_message
 from server.scheduler.nodeinfo import CPU, MEMORY, PODS, ClusterState, NodeInfo, PodInfo
 from server.scheduler.preemption import Candidate, find_candidate
 from server.scheduler.queue import SchedulingQueue
 from server.scheduler.scoring import score_nodes
+from server.storage.binding import bind_pod, set_pod_condition
+from server.storage.objectstore import DeleteOptions
 
 SCHEDULER_NAME = "default-scheduler"
 NO_NODES = "no nodes available to schedule pods"

@@ -17,7 +17,7 @@ from edgek.kinds import Kind
 from edgek.timefmt import format_time
 from server.config import ServerConfig
 from server.controllers.runtime import Controller
-from server.registry.store import ListOptions, WriteOptions
+from server.storage.objectstore import ListOptions, WriteOptions
 from server.wiring import ControlPlane, assemble
 
 T = TypeVar("T")

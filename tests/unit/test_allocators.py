@@ -10,8 +10,8 @@ import pytest
 import datastore
 from edgek.kinds import Kind, Registry
 from edgek.status import ApiError
-from server.registry.allocators import ServiceAllocator
-from server.registry.store import DeleteOptions, ObjectStore, WriteOptions
+from server.storage.allocators import ServiceAllocator
+from server.storage.objectstore import DeleteOptions, ObjectStore, WriteOptions
 
 SERVICES = Registry().by_resource("", "v1", "services")
 assert SERVICES is not None

@@ -19,7 +19,7 @@ from server.controllers.runtime import (
     split_key,
 )
 from server.controllers.workqueue import WorkQueue
-from server.registry.store import WriteOptions
+from server.storage.objectstore import WriteOptions
 from tests.unit.controller_harness import Harness
 
 
@@ -182,7 +182,7 @@ async def test_manager_skips_disabled_loops_and_leads(harness: Harness, tmp_path
 
 async def test_terminating_namespace_refusals_are_not_retried() -> None:
     from edgek.status import ApiError
-    from server.registry.namespacelifecycle import NAMESPACE_TERMINATING_CAUSE
+    from server.storage.namespacelifecycle import NAMESPACE_TERMINATING_CAUSE
 
     calls: list[str] = []
 

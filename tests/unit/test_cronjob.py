@@ -9,7 +9,7 @@ from typing import Any
 from edgek.objects import Obj
 from edgek.timefmt import format_time
 from server.controllers.cronjob import SCHEDULED_TIMESTAMP, CronJobController
-from server.registry.store import WriteOptions
+from server.storage.objectstore import WriteOptions
 from tests.unit.controller_harness import T0, Harness
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from server.registry.crschema import apply_defaults, prune, unknown_fields, validate
+from server.storage.crschema import apply_defaults, prune, unknown_fields, validate
 
 # The CronTab example from the Kubernetes CRD docs.
 CRONTAB: dict[str, Any] = {

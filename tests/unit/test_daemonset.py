@@ -13,7 +13,7 @@ from server.controllers.daemonset import (
     target_node,
 )
 from server.controllers.history import REVISION_HASH_LABEL
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 
 NS = "kube-system"

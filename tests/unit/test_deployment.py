@@ -18,7 +18,7 @@ from edgek.timefmt import format_time
 from server.controllers import rollout as ro
 from server.controllers.deployment import DeploymentController
 from server.controllers.replicaset import ReplicaSetController
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.manifests import workload
 from tests.unit.controller_harness import Harness
 

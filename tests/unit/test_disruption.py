@@ -7,7 +7,7 @@ import pytest
 from edgek.objects import Obj
 from edgek.timefmt import format_time
 from server.controllers.disruption import DisruptionController, ExpectedCountError, scaled_value
-from server.registry.store import WriteOptions
+from server.storage.objectstore import WriteOptions
 from tests.manifests import workload
 from tests.unit.controller_harness import Harness
 

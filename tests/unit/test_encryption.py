@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from server.registry.encryption import EncryptionError, SecretsEncryption
+from server.storage.encryption import EncryptionError, SecretsEncryption
 
 KEY = "/registry/secrets/default/db-pass"
 PLAIN = b'{"kind":"Secret","data":{"password":"aHVudGVyMg=="}}'

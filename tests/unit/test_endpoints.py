@@ -6,7 +6,7 @@ from typing import Any
 
 from edgek.timefmt import format_time
 from server.controllers.endpoints import EndpointsController, repack, truncate
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 
 STATUS = WriteOptions(subresource="status")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.controllers.endpointslices import EndpointSliceController
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 from tests.unit.test_endpoints import (
     HTTP,

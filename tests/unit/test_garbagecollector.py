@@ -10,8 +10,8 @@ import pytest
 
 from edgek.kinds import Kind
 from server.controllers.garbagecollector import GarbageCollector
-from server.registry.crd import kinds_of
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.crd import kinds_of
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 
 NS = "default"

@@ -9,7 +9,7 @@ import pytest
 
 from edgek.selectors import label_selector_from_object
 from server.controllers import history
-from server.registry.store import WriteOptions
+from server.storage.objectstore import WriteOptions
 from tests.unit.controller_harness import Harness
 
 NS = "default"

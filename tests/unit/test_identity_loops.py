@@ -11,7 +11,7 @@ from typing import Any
 from server.config import ServerConfig
 from server.controllers import builtin
 from server.controllers.runtime import ControllerManager, LeaderLease
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 from tests.unit.controller_harness import Harness
 
 GROUP = "kube-controller-manager"

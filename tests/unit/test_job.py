@@ -21,7 +21,7 @@ from server.controllers.job import (
     parse_indexes,
 )
 from server.controllers.ttlafterfinished import TTLAfterFinishedController
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import T0, Harness
 
 

@@ -24,7 +24,7 @@ from server.controllers.volumebinding import (
     ANN_SELECTED_NODE,
     PersistentVolumeBinder,
 )
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 
 NS = "default"

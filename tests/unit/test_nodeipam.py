@@ -11,7 +11,7 @@ import pytest
 
 from server.config import ServerConfig
 from server.controllers.nodeipam import CidrSet, NodeIpamController, parse_cluster_cidrs
-from server.registry.store import DeleteOptions
+from server.storage.objectstore import DeleteOptions
 from tests.unit.controller_harness import Harness
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from edgek.timefmt import format_micro_time, format_time
 from server.controllers.nodelifecycle import NodeLifecycleController
 from server.controllers.runtime import Controller
-from server.registry.store import WriteOptions
+from server.storage.objectstore import WriteOptions
 from tests.unit.controller_harness import Harness
 
 STATUS = WriteOptions(subresource="status")

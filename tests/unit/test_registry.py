@@ -1,4 +1,4 @@
-"""Tests of the generic object store (server.registry.store) over a throwaway SQLite datastore."""
+"""Tests of the generic object store (server.storage.objectstore) over a throwaway SQLite datastore."""
 
 from __future__ import annotations
 
@@ -17,8 +17,14 @@ from edgek.kinds import Kind, Registry
 from edgek.selectors import allowed_fields, parse_field_selector, parse_label_selector
 from edgek.status import ApiError
 from edgek.timefmt import format_time
-from server.registry.namespacelifecycle import NAMESPACES_PREFIX
-from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions, key_prefix
+from server.storage.namespacelifecycle import NAMESPACES_PREFIX
+from server.storage.objectstore import (
+    DeleteOptions,
+    ListOptions,
+    ObjectStore,
+    WriteOptions,
+    key_prefix,
+)
 from tests.manifests import workload
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)

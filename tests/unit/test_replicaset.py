@@ -18,7 +18,7 @@ from server.controllers.replicaset import (
     ReplicaSetController,
     deletion_order,
 )
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.manifests import workload
 from tests.unit.controller_harness import T0, Harness
 

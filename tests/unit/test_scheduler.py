@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from server.registry.store import DeleteOptions, WriteOptions
 from server.scheduler.scheduler import Scheduler, feasible_nodes_to_find
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 
 NS = "default"

@@ -7,7 +7,7 @@ from typing import Any
 
 from edgek.kinds import builtin_kinds
 from edgek.validation import validate
-from server.registry.serviceaccount import MOUNT_PATH, ServiceAccountAdmission
+from server.storage.serviceaccount import MOUNT_PATH, ServiceAccountAdmission
 
 PODS = next(k for k in builtin_kinds() if (k.group, k.resource) == ("", "pods"))
 ACCOUNTS: dict[tuple[str, str], dict[str, Any]] = {

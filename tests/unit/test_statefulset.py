@@ -12,8 +12,8 @@ from server.controllers.statefulset import (
     StatefulSetController,
     parent_and_ordinal,
 )
-from server.registry.binding import bind_pod
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.binding import bind_pod
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 
 NS = "default"

@@ -1,4 +1,4 @@
-"""Tests of the per-kind write strategy (server.registry.strategy)."""
+"""Tests of the per-kind write strategy (server.storage.strategy)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgek.kinds import Kind, Registry
-from server.registry.strategy import (
+from server.storage.strategy import (
     prepare_for_create,
     prepare_for_update,
     qos_class,

@@ -8,7 +8,7 @@ from typing import Any
 from edgek.timefmt import format_time
 from server.config import ServerConfig
 from server.controllers.tainteviction import TaintEvictionController
-from server.registry.store import WriteOptions
+from server.storage.objectstore import WriteOptions
 from tests.unit.controller_harness import Harness
 
 

@@ -18,7 +18,7 @@ from server.controllers.volumebinding import (
     PersistentVolumeBinder,
     find_best_match,
 )
-from server.registry.store import DeleteOptions, WriteOptions
+from server.storage.objectstore import DeleteOptions, WriteOptions
 from tests.unit.controller_harness import Harness
 
 NS = "default"

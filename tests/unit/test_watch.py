@@ -20,7 +20,7 @@ from server.apiserver import tables
 from server.apiserver.codec import dumps
 from server.apiserver.watch import translate
 from server.apiserver.watchcache import EventMemo, EventView, memo_for
-from server.registry.store import (
+from server.storage.objectstore import (
     DeleteOptions,
     ListOptions,
     ObjectStore,
@@ -266,7 +266,7 @@ async def test_translate_real_datastore_events() -> None:
 
 
 class CountingDecoder:
-    """The registry's decoder, counting calls per (key, revision)."""
+    """The object store's decoder, counting calls per (key, revision)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import datastore
-from server.registry.encryption import EncryptionError, SecretsEncryption
+from server.storage.encryption import EncryptionError, SecretsEncryption
 
 log = logging.getLogger("edgek.encryption")
 

@@ -1,4 +1,4 @@
-"""NamespaceLifecycle admission (upstream's plugin of that name), enforced by the registry.
+"""NamespaceLifecycle admission (upstream's plugin of that name), enforced by the object store.
 
 Every create of a namespaced object, whether an API request or a control loop writes it, needs
 its namespace to exist (404 ``namespaces "x" not found``) and not to be terminating (403 with

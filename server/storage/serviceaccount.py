@@ -22,7 +22,7 @@ from typing import Any
 
 from edgek.kinds import Kind
 from edgek.objects import generate_name
-from server.registry.store import Undo
+from server.storage.objectstore import Undo
 
 DEFAULT_ACCOUNT = "default"
 VOLUME_PREFIX = "kube-api-access-"

@@ -26,7 +26,7 @@ from server.apiserver.request import RequestInfo
 from server.apiserver.resources import Action
 from server.controllers.disruption import update_disruption_allowed_condition
 from server.controllers.podutil import is_pod_ready
-from server.registry.store import DeleteOptions, ListOptions, ObjectStore, WriteOptions
+from server.storage.objectstore import DeleteOptions, ListOptions, ObjectStore, WriteOptions
 
 #: Upstream MaxDisruptedPodSize: evictions approved but not yet seen by the controller.
 MAX_DISRUPTED_PODS = 2000

@@ -16,7 +16,7 @@ from edgek.kinds import Kind
 from edgek.timefmt import format_time
 from server.apiserver.request import RequestInfo
 from server.apiserver.resources import Action
-from server.registry.store import ObjectStore, WriteOptions
+from server.storage.objectstore import ObjectStore, WriteOptions
 
 
 def set_pod_condition(pod: dict[str, Any], condition: dict[str, Any], now: str) -> bool:

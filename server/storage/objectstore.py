@@ -24,7 +24,7 @@ from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from edgek.validation import validate
 from server.auth.attributes import UserInfo
-from server.registry import crschema, namespacelifecycle, strategy, views
+from server.storage import crschema, namespacelifecycle, strategy, views
 
 #: How often a read-modify-write (patch, apply) retries on a concurrent change.
 _UPDATE_RETRIES = 5
@@ -46,7 +46,7 @@ class WriteOptions:
 
 @dataclass
 class DeleteOptions:
-    """metav1.DeleteOptions as the registry uses them."""
+    """metav1.DeleteOptions as the object store uses them."""
 
     dry_run: bool = False
     grace_period_seconds: int | None = None

@@ -18,8 +18,8 @@ from edgek.kinds import Kind
 from edgek.objects import Obj
 from edgek.validation import validate
 from server.cache import ObjectCache
-from server.registry.quota import forbidden, format_qty, parse_qty, pod_totals
-from server.registry.store import Undo
+from server.storage.objectstore import Undo
+from server.storage.quota import forbidden, format_qty, parse_qty, pod_totals
 
 ANNOTATION = "kubernetes.io/limit-ranger"
 

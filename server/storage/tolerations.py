@@ -12,7 +12,7 @@ from typing import Any
 
 from edgek.kinds import Kind
 from server.config import ServerConfig
-from server.registry.store import Undo
+from server.storage.objectstore import Undo
 
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
 TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"

@@ -27,7 +27,7 @@ from edgek.quantity import parse_quantity
 from edgek.status import ApiError
 from edgek.timefmt import parse_time
 from server.cache import ObjectCache
-from server.registry.store import ObjectStore, Undo
+from server.storage.objectstore import ObjectStore, Undo
 
 #: A resource list: name -> (value, format), format one of BinarySI, DecimalSI, DecimalExponent.
 Resources = dict[str, tuple[Fraction, str]]
