@@ -18,7 +18,7 @@ from edgek import objects
 from edgek.kinds import Kind, Registry
 from edgek.timefmt import format_time
 from server.apiserver.openapi import OpenAPI
-from server.apiserver.resources import Action, ResourceAPI
+from server.apiserver.resources import ResourceAPI
 from server.auth.identity import Identity
 from server.auth.satoken import ServiceAccountKey
 from server.config import ServerConfig
@@ -42,6 +42,7 @@ from server.storage.eviction import eviction_action
 from server.storage.limitrange import LimitRangeAdmission
 from server.storage.objectstore import DeleteOptions, ListOptions, ObjectStore, Undo, WriteOptions
 from server.storage.quota import QuotaAdmission
+from server.storage.requestinfo import Action
 from server.storage.serviceaccount import ServiceAccountAdmission
 from server.storage.tolerations import DefaultTolerationSeconds
 

@@ -12,7 +12,7 @@ from edgek import status
 from edgek.status import ApiError
 from server.apiserver import codec, discovery
 from server.apiserver.openapi import OpenAPI
-from server.apiserver.request import USER_KEY, RequestInfo, parse_resource_path
+from server.apiserver.request import USER_KEY, parse_resource_path
 from server.apiserver.resources import MAX_BODY_BYTES, ResourceAPI
 from server.apiserver.transport import http_version_middleware, read_body
 from server.auth.attributes import Attributes
@@ -23,6 +23,7 @@ from server.auth.rbac import forbidden_message
 from server.auth.satoken import JWKS_PATH, OPENID_CONFIG_PATH
 from server.storage.encryption import EncryptionError
 from server.storage.reencrypt import SecretsEncryptionAdmin
+from server.storage.requestinfo import RequestInfo
 
 log = logging.getLogger("edgek.apiserver")
 

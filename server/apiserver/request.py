@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aiohttp import web
 
 from edgek import status
-from edgek.kinds import Kind, Registry
-from server.auth.attributes import UserInfo
+from edgek.kinds import Registry
+from server.storage.requestinfo import RequestInfo, UserInfo
 
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 #: Subresources that are only ever created (POST to a named object).
@@ -16,18 +14,6 @@ _CREATE_SUBRESOURCES = frozenset({"token", "binding", "eviction"})
 
 #: The authenticated requester of a request.
 USER_KEY = web.RequestKey("user", UserInfo)
-
-
-@dataclass(frozen=True)
-class RequestInfo:
-    """A resource request: ``verb`` is one of get, list, watch, create, update, patch,
-    delete, deletecollection (the RBAC verbs)."""
-
-    verb: str
-    kind: Kind
-    namespace: str = ""
-    name: str = ""
-    subresource: str = ""
 
 
 def _truthy(value: str | None) -> bool:

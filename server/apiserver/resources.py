@@ -4,7 +4,7 @@ deletecollection, and the status and scale subresources."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,8 +27,7 @@ from edgek.timefmt import format_time
 from edgek.validation import unknown_fields, validate_types
 from server.apiserver import codec, tables, watch
 from server.apiserver.codec import Accept
-from server.apiserver.request import USER_KEY, RequestInfo
-from server.auth.attributes import UserInfo
+from server.apiserver.request import USER_KEY
 from server.storage import crschema
 from server.storage.crd import CustomResources
 from server.storage.objectstore import (
@@ -38,12 +37,7 @@ from server.storage.objectstore import (
     WriteOptions,
     validate_delete_options,
 )
-
-#: A POST subresource handler: (request facts, decoded body, write options) -> (response
-#: object, HTTP status code).
-Action = Callable[
-    [RequestInfo, dict[str, Any], WriteOptions], Awaitable[tuple[dict[str, Any], int]]
-]
+from server.storage.requestinfo import Action, RequestInfo, UserInfo
 
 
 class IdentityService(Protocol):

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class UserInfo:
-    """An authenticated identity (user.Info upstream)."""
-
-    name: str
-    groups: tuple[str, ...] = ()
-    uid: str = ""
-    extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+from server.storage.requestinfo import UserInfo
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from server.auth import bootstrap_tokens
-from server.auth.attributes import UserInfo
 from server.auth.satoken import LEEWAY_SECONDS, ServiceAccountClaims, ServiceAccountKey
 from server.pki import peer_identity
+from server.storage.requestinfo import UserInfo
 
 AUTHENTICATED = "system:authenticated"
 ANONYMOUS = "system:anonymous"

@@ -19,7 +19,7 @@ from edgek import jointoken, status
 from edgek.kinds import Kind, Registry
 from edgek.status import ApiError
 from edgek.tasks import cancel_and_wait
-from server.auth.attributes import Attributes, UserInfo
+from server.auth.attributes import Attributes
 from server.auth.authn import Authenticator
 from server.auth.authz import AuthorizerChain
 from server.auth.bootstrap_policy import default_cluster_role_bindings, default_cluster_roles
@@ -36,6 +36,7 @@ from server.auth.satoken import (
 from server.cache import ObjectCache
 from server.controllers.runtime import Informers, builtin_kind
 from server.storage.objectstore import DeleteOptions, ObjectStore, WriteOptions
+from server.storage.requestinfo import UserInfo
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"

@@ -18,10 +18,11 @@ from urllib.parse import unquote
 from multidict import CIMultiDictProxy
 
 from edgek import names, status
-from server.auth.attributes import Attributes, UserInfo
+from server.auth.attributes import Attributes
 from server.auth.authn import ANONYMOUS, AUTHENTICATED, UNAUTHENTICATED
 from server.auth.rbac import service_account_username
 from server.auth.satoken import ALL_SERVICE_ACCOUNTS_GROUP, USERNAME_PREFIX
+from server.storage.requestinfo import UserInfo
 
 log = logging.getLogger("edgek.apiserver")
 

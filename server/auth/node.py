@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgek.objects import meta
-from server.auth.attributes import ALLOW, NO_OPINION, Attributes, Decision, UserInfo
+from server.auth.attributes import ALLOW, NO_OPINION, Attributes, Decision
+from server.storage.requestinfo import UserInfo
 
 NODE_USER_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 from edgek import names
 from edgek.objects import Obj
 from edgek.selectors import SelectorError, label_selector_from_object
-from server.auth.attributes import NO_OPINION, Attributes, Decision, UserInfo
+from server.auth.attributes import NO_OPINION, Attributes, Decision
+from server.storage.requestinfo import UserInfo
 
 
 class RBACSource(Protocol):

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from edgek.forked import call_in_child
 from edgek.timefmt import format_time
 from edgek.validation import Errors
-from server.auth.attributes import UserInfo
 from server.pki.checked import CheckRecord
+from server.storage.requestinfo import UserInfo
 
 if TYPE_CHECKING:
     from server.auth.serviceaccount import TokenSigner

@@ -14,9 +14,8 @@ from typing import Any
 from edgek import status
 from edgek.kinds import Kind
 from edgek.timefmt import format_time
-from server.apiserver.request import RequestInfo
-from server.apiserver.resources import Action
 from server.storage.objectstore import ObjectStore, WriteOptions
+from server.storage.requestinfo import Action, RequestInfo
 
 
 def set_pod_condition(pod: dict[str, Any], condition: dict[str, Any], now: str) -> bool:

@@ -22,11 +22,10 @@ from edgek.objects import Obj
 from edgek.selectors import SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from edgek.timefmt import format_time
-from server.apiserver.request import RequestInfo
-from server.apiserver.resources import Action
 from server.controllers.disruption import update_disruption_allowed_condition
 from server.controllers.podutil import is_pod_ready
 from server.storage.objectstore import DeleteOptions, ListOptions, ObjectStore, WriteOptions
+from server.storage.requestinfo import Action, RequestInfo
 
 #: Upstream MaxDisruptedPodSize: evictions approved but not yet seen by the controller.
 MAX_DISRUPTED_PODS = 2000

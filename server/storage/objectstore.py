@@ -23,8 +23,8 @@ from edgek.selectors import FieldSelector, LabelSelector, selectable_fields
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from edgek.validation import validate
-from server.auth.attributes import UserInfo
 from server.storage import crschema, namespacelifecycle, strategy, views
+from server.storage.requestinfo import UserInfo
 
 #: How often a read-modify-write (patch, apply) retries on a concurrent change.
 _UPDATE_RETRIES = 5

@@ -11,9 +11,9 @@ import pytest
 import datastore
 from edgek.kinds import Kind, Registry
 from edgek.status import ApiError
-from server.apiserver.request import RequestInfo
 from server.storage.binding import bind_pod, binding_action
 from server.storage.objectstore import ObjectStore, WriteOptions
+from server.storage.requestinfo import RequestInfo
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 PODS: Kind = Registry().by_resource("", "v1", "pods")  # type: ignore[assignment]

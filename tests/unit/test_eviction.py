@@ -8,10 +8,10 @@ import pytest
 
 from edgek.objects import Obj
 from edgek.status import ApiError
-from server.apiserver.request import RequestInfo
 from server.controllers.disruption import DisruptionController
 from server.storage.eviction import Eviction, eviction_action
 from server.storage.objectstore import WriteOptions
+from server.storage.requestinfo import RequestInfo
 from tests.unit.controller_harness import Harness
 from tests.unit.test_disruption import make_pdb, make_pod, pdb_status
 

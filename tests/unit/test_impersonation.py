@@ -6,8 +6,9 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from edgek.status import ApiError
-from server.auth.attributes import Attributes, UserInfo
+from server.auth.attributes import Attributes
 from server.auth.impersonation import impersonated
+from server.storage.requestinfo import UserInfo
 
 ADMIN = UserInfo("admin", ("system:masters", "system:authenticated"))
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from server.auth.attributes import Attributes, UserInfo
+from server.auth.attributes import Attributes
 from server.auth.node import (
     NodeGraph,
     admit_node_write,
@@ -16,6 +16,7 @@ from server.auth.node import (
     pod_configmap_names,
     pod_secret_names,
 )
+from server.storage.requestinfo import UserInfo
 
 NODE_A = UserInfo("system:node:node-a", ("system:nodes", "system:authenticated"))
 NODE_B = UserInfo("system:node:node-b", ("system:nodes", "system:authenticated"))

@@ -11,13 +11,14 @@ import pytest
 
 from edgek.kinds import Registry
 from edgek.validation import unknown_fields, validate, validate_types
-from server.auth.attributes import Attributes, Decision, UserInfo
+from server.auth.attributes import Attributes, Decision
 from server.auth.bootstrap_policy import (
     default_cluster_role_bindings,
     default_cluster_roles,
     rule,
 )
 from server.auth.rbac import RBACAuthorizer, aggregate, forbidden_message, rule_allows
+from server.storage.requestinfo import UserInfo
 
 RBAC = "rbac.authorization.k8s.io"
 

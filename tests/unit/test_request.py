@@ -6,7 +6,8 @@ import pytest
 
 from edgek.kinds import Registry
 from edgek.status import ApiError
-from server.apiserver.request import RequestInfo, parse_resource_path
+from server.apiserver.request import parse_resource_path
+from server.storage.requestinfo import RequestInfo
 
 REGISTRY = Registry()
 

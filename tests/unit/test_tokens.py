@@ -30,7 +30,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from edgek import jointoken, status
 from server.auth import bootstrap_tokens
-from server.auth.attributes import UserInfo
 from server.auth.serviceaccount import (
     API_AUDIENCES,
     DEFAULT_ISSUER,
@@ -40,6 +39,7 @@ from server.auth.serviceaccount import (
     validate_token_request,
 )
 from server.pki import ensure_pki
+from server.storage.requestinfo import UserInfo
 
 NOW = 1_700_000_000
 AUD = [DEFAULT_ISSUER]
