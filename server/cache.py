@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import datastore
-from edgek.kinds import Kind
+from edgek.kinds import Kind, Registry
 from edgek.objects import Obj
 from edgek.tasks import cancel_and_wait
-from server.apiserver.watchcache import memo_for
+from server.storage.eventmemo import EventMemo
 from server.storage.objectstore import ListOptions, ObjectStore, key_prefix
 
 log = logging.getLogger("edgek.cache")
@@ -55,9 +55,10 @@ def _index_namespace(obj: Obj) -> list[str]:
 class ObjectCache:
     """The current objects of one kind, by (namespace, name)."""
 
-    def __init__(self, objects: ObjectStore, kind: Kind) -> None:
+    def __init__(self, objects: ObjectStore, kind: Kind, memo: EventMemo) -> None:
         self.objects = objects
         self.kind = kind
+        self.memo = memo  # shared with the API watches: each event is decoded once
         self._items: dict[Key, Obj] = {}
         self._handlers: list[EventHandler] = []
         self._index_funcs: dict[str, IndexFunc] = {}
@@ -136,7 +137,7 @@ class ObjectCache:
 
     async def _follow(self, revision: int) -> None:
         prefix = key_prefix(self.kind)
-        memo = memo_for(self.objects)
+        memo = self.memo
         while True:
             try:
                 watcher = self.objects.store.watch(prefix, revision)
@@ -188,6 +189,42 @@ class ObjectCache:
 def _key(obj: Obj) -> Key:
     md = obj["metadata"]
     return (md.get("namespace", ""), md["name"])
+
+
+class Informers:
+    """The shared caches: one per kind, created on first use, started together."""
+
+    def __init__(self, objects_: ObjectStore, registry: Registry, memo: EventMemo) -> None:
+        self.objects = objects_
+        self.registry = registry
+        self.memo = memo
+        self._caches: dict[tuple[str, str], ObjectCache] = {}
+
+    def cache(self, group: str, resource: str) -> ObjectCache:
+        """The cache of a built-in kind (created, not yet started, on first use)."""
+        found = self._caches.get((group, resource))
+        if found is None:
+            found = ObjectCache(
+                self.objects, builtin_kind(self.registry, group, resource), self.memo
+            )
+            self._caches[(group, resource)] = found
+        return found
+
+    async def start(self) -> None:
+        """Start every cache made so far (already started ones are left as they are)."""
+        await asyncio.gather(*(c.start() for c in list(self._caches.values())))
+
+    async def stop(self) -> None:
+        for c in self._caches.values():
+            await c.stop()
+
+
+def builtin_kind(registry: Registry, group: str, resource: str) -> Kind:
+    """A built-in kind by group and resource (every built-in kind is served as v1)."""
+    kind = registry.by_resource(group, "v1", resource)
+    if kind is None or kind.custom:
+        raise KeyError(f"no kind {resource}.{group}")
+    return kind
 
 
 def _compact(obj: Obj) -> Obj:

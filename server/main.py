@@ -19,9 +19,9 @@ from edgek.kubeconfig import admin_kubeconfig, data_dir_kubeconfig, write_kubeco
 from server.apiserver.app import ApiServerState, make_app
 from server.apiserver.transport import listen
 from server.auth.satoken import ServiceAccountKey
+from server.cache import builtin_kind
 from server.config import ServerConfig
 from server.controllers import builtin
-from server.controllers.runtime import builtin_kind
 from server.pki import PKI, ensure_pki, split_sans
 from server.storage.objectstore import ObjectStore, WriteOptions, key_prefix
 from server.storage.reencrypt import SecretsEncryptionAdmin

@@ -21,23 +21,19 @@ from server.apiserver.openapi import OpenAPI
 from server.apiserver.resources import ResourceAPI
 from server.auth.identity import Identity
 from server.auth.satoken import ServiceAccountKey
+from server.cache import Informers, builtin_kind
 from server.config import ServerConfig
 from server.controllers import builtin
 from server.controllers.clock import SkewedClock
 from server.controllers.events import EventRecorder
-from server.controllers.runtime import (
-    Controller,
-    ControllerContext,
-    ControllerManager,
-    Informers,
-    builtin_kind,
-)
+from server.controllers.runtime import Controller, ControllerContext, ControllerManager
 from server.controllers.volumebinding import DefaultStorageClass
 from server.scheduler.priority import priority_admission
 from server.storage.allocators import ServiceAllocator
 from server.storage.binding import binding_action
 from server.storage.crd import CRD_GROUP, CustomResources, crd_status
 from server.storage.encryption import SecretsEncryption
+from server.storage.eventmemo import EventMemo
 from server.storage.eviction import eviction_action
 from server.storage.limitrange import LimitRangeAdmission
 from server.storage.objectstore import DeleteOptions, ListOptions, ObjectStore, Undo, WriteOptions
@@ -115,7 +111,8 @@ async def assemble(
     await _serve_stored_crds(objs, registry, crds)
     skewed = SkewedClock(config.debug_clock_file) if config.debug_clock_file else None
     loops_clock = clock or skewed or objects.now
-    informers = Informers(objs, registry)
+    memo = EventMemo(objs)  # shared by the informer caches and the API watches
+    informers = Informers(objs, registry, memo)
     events = EventRecorder(
         objs,
         builtin_kind(registry, "", "events"),
@@ -125,7 +122,9 @@ async def assemble(
     ctx = ControllerContext(objs, registry, informers, events, config, loops_clock)
     identity = _identity(ctx, credentials) if credentials else None
     objs.admission.extend(admission(ctx))
-    api = ResourceAPI(objs, crds, bookmark_interval=config.watch_bookmark_interval, tokens=identity)
+    api = ResourceAPI(
+        objs, crds, memo, bookmark_interval=config.watch_bookmark_interval, identity=identity
+    )
     api.actions.update(actions(ctx))
     return ControlPlane(
         store=store,

@@ -30,6 +30,7 @@ from server.apiserver.codec import Accept
 from server.apiserver.request import USER_KEY
 from server.storage import crschema
 from server.storage.crd import CustomResources
+from server.storage.eventmemo import EventMemo
 from server.storage.objectstore import (
     DeleteOptions,
     ListOptions,
@@ -113,13 +114,15 @@ class ResourceAPI:
         self,
         objects_: ObjectStore,
         crds: CustomResources,
+        memo: EventMemo,
         *,
         clock: Callable[[], datetime] = objects.now,
         bookmark_interval: float = 60.0,
-        tokens: IdentityService | None = None,
+        identity: IdentityService | None = None,
     ) -> None:
-        self.tokens = tokens
+        self.identity = identity
         self.objects = objects_
+        self.memo = memo
         self.crds = crds
         self.clock = clock
         self.bookmark_interval = bookmark_interval
@@ -283,7 +286,12 @@ class ResourceAPI:
             send_initial_events=send_initial,
         )
         return await watch.serve(
-            request, self.objects, wr, transform, bookmark_interval=self.bookmark_interval
+            request,
+            self.objects,
+            self.memo,
+            wr,
+            transform,
+            bookmark_interval=self.bookmark_interval,
         )
 
     # -- writes ------------------------------------------------------------------
@@ -412,7 +420,7 @@ class ResourceAPI:
 
     async def _token(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         """POST serviceaccounts/{name}/token: a bound, expiring service-account token."""
-        if self.tokens is None:
+        if self.identity is None:
             raise status.method_not_allowed("token requests are not served")
         raw = await request.read()
         if len(raw) > MAX_BODY_BYTES:
@@ -421,7 +429,7 @@ class ResourceAPI:
         if not isinstance(body, dict):
             raise status.bad_request("the body of the request must be a TokenRequest object")
         sa = await self.objects.get(info.kind, info.namespace, info.name)
-        return codec.respond(await self.tokens.token_request(sa, body), 201)
+        return codec.respond(await self.identity.token_request(sa, body), 201)
 
     async def _action(
         self, request: web.Request, info: RequestInfo, action: Action
@@ -438,13 +446,13 @@ class ResourceAPI:
 
     async def _review(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         """Answer an access/rules/token/self-subject review (nothing is stored)."""
-        if self.tokens is None:
+        if self.identity is None:
             raise status.method_not_allowed("reviews are not served")
         body = self._check_object(
             info.kind, info, await self._body(request, info.kind, info.kind.kind)
         )
         return codec.respond(
-            self.tokens.review(info.kind, info.namespace, body, request[USER_KEY]), 201
+            self.identity.review(info.kind, info.namespace, body, request[USER_KEY]), 201
         )
 
     async def _create(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:

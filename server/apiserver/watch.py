@@ -3,7 +3,8 @@
 Events come from the datastore watch for the kind's key prefix, filtered by selectors
 (an object that stops matching is reported DELETED, one that starts matching ADDED), with
 optional bookmarks, the ``sendInitialEvents`` protocol, and ``timeoutSeconds``. Decoding and
-encoding an event is shared by every watch that receives it (``watchcache``): per watch remain
+encoding an event is shared by every watch that receives it (the start-up's ``EventMemo``): per
+watch remain
 the selector check, the Table or metadata-only transform if asked, and the write.
 """
 
@@ -21,7 +22,7 @@ import datastore
 from edgek import status
 from edgek.kinds import Kind
 from server.apiserver.codec import JSON, dumps
-from server.apiserver.watchcache import Decoder, EventView, memo_for
+from server.storage.eventmemo import Decoder, EventMemo, EventView
 from server.storage.objectstore import ListOptions, ObjectStore, decode, key_prefix, parse_rv
 
 #: Upstream serves watches for a random 30-60 minutes when the client sets no timeout.
@@ -84,6 +85,7 @@ def translate(
 async def serve(
     request: web.Request,
     objects: ObjectStore,
+    memo: EventMemo,
     wr: WatchRequest,
     transform: Transform,
     *,
@@ -91,7 +93,6 @@ async def serve(
 ) -> web.StreamResponse:
     """Stream watch events until the timeout, the client leaves, or the store ends it."""
     store = objects.store
-    memo = memo_for(objects)
     kind = wr.kind
     initial: list[dict[str, Any]] = []
     start_rev: int

@@ -33,8 +33,7 @@ from server.auth.satoken import (
     token_request_response,
     validate_token_request,
 )
-from server.cache import ObjectCache
-from server.controllers.runtime import Informers, builtin_kind
+from server.cache import Informers, ObjectCache, builtin_kind
 from server.storage.objectstore import DeleteOptions, ObjectStore, WriteOptions
 from server.storage.requestinfo import UserInfo
 

@@ -22,7 +22,7 @@ from edgek.objects import clone, now
 from edgek.status import ApiError
 from edgek.tasks import cancel_and_wait
 from edgek.timefmt import format_micro_time, parse_time
-from server.cache import ObjectCache
+from server.cache import Informers, ObjectCache, builtin_kind
 from server.config import ServerConfig
 from server.controllers.events import EventRecorder
 from server.controllers.workqueue import WorkQueue
@@ -42,39 +42,6 @@ def split_key(key: str) -> tuple[str, str]:
     """``(namespace, name)`` of a work-queue key (namespace "" for cluster-scoped)."""
     ns, _, name = key.rpartition("/")
     return ns, name
-
-
-class Informers:
-    """The shared caches: one per kind, created on first use, started together."""
-
-    def __init__(self, objects_: ObjectStore, registry: Registry) -> None:
-        self.objects = objects_
-        self.registry = registry
-        self._caches: dict[tuple[str, str], ObjectCache] = {}
-
-    def cache(self, group: str, resource: str) -> ObjectCache:
-        """The cache of a built-in kind (created, not yet started, on first use)."""
-        found = self._caches.get((group, resource))
-        if found is None:
-            found = ObjectCache(self.objects, builtin_kind(self.registry, group, resource))
-            self._caches[(group, resource)] = found
-        return found
-
-    async def start(self) -> None:
-        """Start every cache made so far (already started ones are left as they are)."""
-        await asyncio.gather(*(c.start() for c in list(self._caches.values())))
-
-    async def stop(self) -> None:
-        for c in self._caches.values():
-            await c.stop()
-
-
-def builtin_kind(registry: Registry, group: str, resource: str) -> Kind:
-    """A built-in kind by group and resource (every built-in kind is served as v1)."""
-    kind = registry.by_resource(group, "v1", resource)
-    if kind is None or kind.custom:
-        raise KeyError(f"no kind {resource}.{group}")
-    return kind
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Tests of watch event translation (server.apiserver.watch.translate) and of the event views
-shared by every watch of the same events (server.apiserver.watchcache)."""
+shared by every watch of the same events (server.storage.eventmemo)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from edgek.selectors import allowed_fields, parse_field_selector, parse_label_se
 from server.apiserver import tables
 from server.apiserver.codec import dumps
 from server.apiserver.watch import translate
-from server.apiserver.watchcache import EventMemo, EventView, memo_for
+from server.storage.eventmemo import EventMemo, EventView
 from server.storage.objectstore import (
     DeleteOptions,
     ListOptions,
@@ -438,8 +438,7 @@ async def test_memo_decrypts_secrets_with_the_store_decoder() -> None:
         ev = await asyncio.wait_for(watcher.__anext__(), 5.0)
         watcher.close()
         assert ev.kv.value != encode(secrets, created)  # stored encrypted
-        memo = memo_for(objects)
-        assert memo_for(objects) is memo
+        memo = EventMemo(objects)
         result = memo.view(secrets, ev).translate(ListOptions(), False)
         assert result is not None and result[0] == "ADDED"
         assert result[1] == created
@@ -447,13 +446,14 @@ async def test_memo_decrypts_secrets_with_the_store_decoder() -> None:
         await store.close()
 
 
-async def test_memo_does_not_keep_its_object_store_alive() -> None:
+async def test_no_module_state_keeps_a_memo_or_its_object_store_alive() -> None:
     store = await datastore.Store.open("sqlite://")
     try:
         objects = ObjectStore(store, namespace_lifecycle=False)
-        memo_for(objects).view(CONFIGMAPS, put(configmap("a", "web"), 5)).translate(WEB, True)
+        memo = EventMemo(objects)
+        memo.view(CONFIGMAPS, put(configmap("a", "web"), 5)).translate(WEB, True)
         alive = weakref.ref(objects)
-        del objects
+        del objects, memo
         gc.collect()
         assert alive() is None
     finally:

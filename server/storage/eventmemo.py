@@ -1,4 +1,5 @@
-"""Work on a datastore event shared by every API watch that receives it.
+"""The event memo: work on a datastore event shared by every API watch and informer cache that
+receives it.
 
 All watches of a kind see the same datastore events (kubelets of a fleet each watch the pods of
 their own node), so an event is decoded once per kind view, its selectable fields are computed
@@ -7,20 +8,20 @@ only the selector check and the write remain, as with kube-apiserver's watch cac
 
 Views are kept in a small FIFO memo keyed by (kind, key, revision) -- one event per key and
 revision, so a watch that re-reads an event from the datastore log shares it too. The objects a
-view hands out are shared: no consumer may modify them.
+view hands out are shared: no consumer may modify them. One memo per object store is built at
+start-up and handed to the API watches and the informer caches.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import datastore
+from edgek.fastjson import dumps
 from edgek.kinds import Kind
 from edgek.selectors import selectable_fields
-from server.apiserver.codec import dumps
 from server.storage.objectstore import ListOptions, ObjectStore
 
 #: How many event views a memo keeps: the spread between the fastest and the slowest watch of
@@ -149,17 +150,12 @@ class EventMemo:
     """The most recent event views of one object store (so one decoder), oldest dropped first."""
 
     def __init__(self, objects: ObjectStore, size: int = MEMO_SIZE) -> None:
-        self._objects = weakref.ref(objects)  # the memo is kept per store: no cycle
+        self.decode: Decoder = objects.decode
+        """``kv`` decoded as an object of ``kind`` (a new object; Secrets decrypted)."""
         self._size = size
         # OrderedDict: dropping the oldest is O(1) (next(iter(dict)) after deletions at the
         # front walks the dead slots)
         self._views: OrderedDict[tuple[Kind, str, int], EventView] = OrderedDict()
-
-    def decode(self, kind: Kind, kv: datastore.KeyValue) -> dict[str, Any]:
-        """``kv`` decoded as an object of ``kind`` (a new object)."""
-        objects = self._objects()
-        assert objects is not None, "event memo outlived its object store"
-        return objects.decode(kind, kv)
 
     def view(self, kind: Kind, event: datastore.Event) -> EventView:
         """The shared view of ``event`` through ``kind``."""
@@ -178,14 +174,3 @@ class EventMemo:
 
     def __len__(self) -> int:
         return len(self._views)
-
-
-_memos: weakref.WeakKeyDictionary[ObjectStore, EventMemo] = weakref.WeakKeyDictionary()
-
-
-def memo_for(objects: ObjectStore) -> EventMemo:
-    """The event memo of an object store (its decoder decrypts Secrets)."""
-    memo = _memos.get(objects)
-    if memo is None:
-        memo = _memos[objects] = EventMemo(objects)
-    return memo
