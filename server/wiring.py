@@ -17,6 +17,9 @@ import datastore
 from edgek import objects
 from edgek.kinds import Kind, Registry
 from edgek.timefmt import format_time
+from server.admission.eviction import eviction_action
+from server.admission.limitrange import LimitRangeAdmission
+from server.admission.quota import QuotaAdmission
 from server.apiserver.openapi import OpenAPI
 from server.apiserver.resources import ResourceAPI
 from server.auth.identity import Identity
@@ -34,10 +37,7 @@ from server.storage.binding import binding_action
 from server.storage.crd import CRD_GROUP, CustomResources, crd_status
 from server.storage.encryption import SecretsEncryption
 from server.storage.eventmemo import EventMemo
-from server.storage.eviction import eviction_action
-from server.storage.limitrange import LimitRangeAdmission
 from server.storage.objectstore import DeleteOptions, ListOptions, ObjectStore, Undo, WriteOptions
-from server.storage.quota import QuotaAdmission
 from server.storage.requestinfo import Action
 from server.storage.serviceaccount import ServiceAccountAdmission
 from server.storage.tolerations import DefaultTolerationSeconds

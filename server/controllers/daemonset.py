@@ -25,6 +25,7 @@ from typing import Any
 
 from edgek.nodematch import pod_matches_node, untolerated_taints
 from edgek.objects import Obj
+from edgek.podstate import is_pod_available, is_pod_ready, is_pod_terminating, pod_phase
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from server.cache import index_owner_uid
@@ -35,14 +36,7 @@ from server.controllers.expectations import (
     SlowStartError,
     slow_start_batch,
 )
-from server.controllers.podutil import (
-    controller_keys,
-    is_pod_available,
-    is_pod_ready,
-    is_pod_terminating,
-    pod_from_template,
-    pod_phase,
-)
+from server.controllers.podutil import controller_keys, pod_from_template
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.storage.objectstore import DeleteOptions
 

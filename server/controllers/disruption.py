@@ -2,7 +2,7 @@
 desired pods, disruptions allowed, the DisruptionAllowed condition) current from the pods its
 selector matches, as upstream's pkg/controller/disruption does.
 
-The Eviction API (``server/storage/eviction.py``) spends ``disruptionsAllowed`` and records the
+The Eviction API (``server/admission/eviction.py``) spends ``disruptionsAllowed`` and records the
 pod in ``disruptedPods``; this loop forgets such entries once the pod is being deleted, or after
 ``DELETION_TIMEOUT`` if it never was.
 """
@@ -14,16 +14,22 @@ import math
 from datetime import datetime, timedelta
 
 from edgek.objects import Obj
+from edgek.podstate import is_pod_ready
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
-from edgek.timefmt import format_time, parse_time
+from edgek.timefmt import parse_time
+from server.admission.pdb import (
+    CONDITION,
+    conditions_up_to_date,
+    set_condition,
+    update_disruption_allowed_condition,
+)
 from server.cache import ObjectCache
-from server.controllers.podutil import controller_of, is_pod_ready
+from server.controllers.podutil import controller_of
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 
 #: How long a pod stays in ``disruptedPods`` without being marked for deletion (upstream 2 min).
 DELETION_TIMEOUT = timedelta(minutes=2)
-CONDITION = "DisruptionAllowed"
 
 
 class ExpectedCountError(Exception):
@@ -51,51 +57,6 @@ def scaled_value(value: int | str, total: int) -> int:
 def pdb_selector(pdb: Obj) -> LabelSelector:
     """The PDB's selector as the controller reads it (null matches nothing, ``{}`` all)."""
     return label_selector_from_object((pdb.get("spec") or {}).get("selector"))
-
-
-def set_condition(status: Obj, cond: Obj, now: datetime) -> None:
-    """apimeta.SetStatusCondition: replace by type; the transition time moves only when the
-    status changes."""
-    conditions: list[Obj] = status.setdefault("conditions", [])
-    for existing in conditions:
-        if existing.get("type") == cond["type"]:
-            if existing.get("status") != cond["status"]:
-                existing["status"] = cond["status"]
-                existing["lastTransitionTime"] = format_time(now)
-            for field in ("reason", "message", "observedGeneration"):
-                existing[field] = cond[field]
-            return
-    conditions.append({**cond, "lastTransitionTime": format_time(now)})
-
-
-def update_disruption_allowed_condition(status: Obj, now: datetime) -> None:
-    """pdbhelper.UpdateDisruptionAllowedCondition: SufficientPods while disruptions are
-    allowed, InsufficientPods otherwise."""
-    allowed = int(status.get("disruptionsAllowed") or 0) > 0
-    set_condition(
-        status,
-        {
-            "type": CONDITION,
-            "status": "True" if allowed else "False",
-            "reason": "SufficientPods" if allowed else "InsufficientPods",
-            "message": "",
-            "observedGeneration": int(status.get("observedGeneration") or 0),
-        },
-        now,
-    )
-
-
-def conditions_up_to_date(pdb: Obj) -> bool:
-    """pdbhelper.ConditionsAreUpToDate."""
-    status = pdb.get("status") or {}
-    cond = next((c for c in status.get("conditions") or [] if c.get("type") == CONDITION), None)
-    if cond is None:
-        return False
-    if int(status.get("observedGeneration") or 0) != int(pdb["metadata"].get("generation") or 0):
-        return False
-    if int(status.get("disruptionsAllowed") or 0) > 0:
-        return cond.get("status") == "True" and cond.get("reason") == "SufficientPods"
-    return cond.get("status") == "False" and cond.get("reason") == "InsufficientPods"
 
 
 class DisruptionController(Controller):

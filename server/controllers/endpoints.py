@@ -24,9 +24,9 @@ from datetime import datetime
 from typing import Any
 
 from edgek.objects import Obj
+from edgek.podstate import is_pod_ready
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
-from server.controllers.podutil import is_pod_ready
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.storage.objectstore import DeleteOptions
 

@@ -21,6 +21,7 @@ import json
 from typing import Any
 
 from edgek.objects import Obj
+from edgek.podstate import is_pod_ready
 from edgek.status import ApiError
 from server.controllers.endpoints import (
     ANNOTATION_TRIGGER_TIME,
@@ -37,7 +38,7 @@ from server.controllers.endpoints import (
     target_ref,
     trigger_time,
 )
-from server.controllers.podutil import is_pod_ready, owner_reference
+from server.controllers.podutil import owner_reference
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.storage.objectstore import DeleteOptions
 

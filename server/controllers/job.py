@@ -26,6 +26,7 @@ from typing import ClassVar
 
 from edgek import objects
 from edgek.objects import Obj, generate_name
+from edgek.podstate import is_pod_active, is_pod_ready, pod_phase
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
 from server.cache import index_owner_uid
@@ -36,13 +37,7 @@ from server.controllers.expectations import (
     SlowStartError,
     slow_start_batch,
 )
-from server.controllers.podutil import (
-    controller_of,
-    is_pod_active,
-    is_pod_ready,
-    pod_from_template,
-    pod_phase,
-)
+from server.controllers.podutil import controller_of, pod_from_template
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.storage.objectstore import DeleteOptions
 

@@ -1,17 +1,15 @@
-"""Pod helpers shared by the workload controllers: pods from templates, owner
-references (finding, adopting and releasing dependents), and the pod states upstream
-controllers reason about (active, ready, available)."""
+"""Pod helpers shared by the workload controllers: pods from templates and owner
+references (finding, adopting and releasing dependents). The pod states they reason about
+(active, ready, available) are in :mod:`edgek.podstate`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 
 from edgek.kinds import Kind
 from edgek.objects import Obj, clone
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
-from edgek.timefmt import parse_time
 from server.cache import ObjectCache
 from server.controllers.runtime import key_of
 from server.storage.objectstore import Mutation, ObjectStore, WriteOptions
@@ -162,50 +160,3 @@ def pod_from_template(
         "metadata": md,
         "spec": clone(template.get("spec") or {}),
     }
-
-
-def pod_phase(pod: Obj) -> str:
-    """The pod's phase ("" while it has none)."""
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
-def is_pod_terminating(pod: Obj) -> bool:
-    return bool(pod["metadata"].get("deletionTimestamp"))
-
-
-def is_pod_active(pod: Obj) -> bool:
-    """Not finished and not being deleted (upstream IsPodActive)."""
-    phase = (pod.get("status") or {}).get("phase")
-    return phase not in ("Succeeded", "Failed") and not is_pod_terminating(pod)
-
-
-def _ready_condition(pod: Obj) -> Obj | None:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return dict(cond)
-    return None
-
-
-def is_pod_ready(pod: Obj) -> bool:
-    """The pod's Ready condition is True."""
-    cond = _ready_condition(pod)
-    return cond is not None and cond.get("status") == "True"
-
-
-def pod_ready_since(pod: Obj) -> datetime | None:
-    """When the pod last became Ready (None while not ready)."""
-    cond = _ready_condition(pod)
-    if cond is None or cond.get("status") != "True":
-        return None
-    when = cond.get("lastTransitionTime")
-    return parse_time(when) if when else None
-
-
-def is_pod_available(pod: Obj, min_ready_seconds: int, now: datetime) -> bool:
-    """Ready for at least ``min_ready_seconds`` (upstream IsPodAvailable)."""
-    if not is_pod_ready(pod):
-        return False
-    if min_ready_seconds <= 0:
-        return True
-    since = pod_ready_since(pod)
-    return since is not None and since + timedelta(seconds=min_ready_seconds) <= now

@@ -17,6 +17,7 @@ from typing import Any
 
 from edgek import objects
 from edgek.objects import Obj
+from edgek.podstate import is_pod_active, is_pod_available, is_pod_ready, pod_ready_since
 from edgek.selectors import LabelSelector
 from edgek.status import ApiError
 from edgek.timefmt import format_time, parse_time
@@ -31,11 +32,7 @@ from server.controllers.podutil import (
     adopt,
     controller_of,
     is_controlled_by,
-    is_pod_active,
-    is_pod_available,
-    is_pod_ready,
     pod_from_template,
-    pod_ready_since,
     release,
     selector_of,
 )

@@ -1,6 +1,6 @@
 """The resource quota controller: keeps each ResourceQuota's ``status.hard`` (= ``spec.hard``)
 and ``status.used`` current from the shared caches, counting as admission does
-(``server/storage/quota.py``). Any change to a counted kind in a namespace wakes that
+(``server/admission/quota.py``). Any change to a counted kind in a namespace wakes that
 namespace's quotas; a full recount runs every ``RESYNC`` seconds, as upstream's 5-minute
 resync, so time-dependent usage (pods past their deletion grace) is dropped.
 """
@@ -12,14 +12,14 @@ from typing import Any
 
 from edgek.objects import Obj
 from edgek.status import ApiError
-from server.cache import ObjectCache
-from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
-from server.storage.quota import (
+from server.admission.quota import (
     Resources,
     format_qty,
     kind_of_resource_name,
     namespace_usage,
 )
+from server.cache import ObjectCache
+from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 
 RESYNC = 300.0
 #: Kinds watched from the start; others (``count/<resource>.<group>``) once a quota names them.

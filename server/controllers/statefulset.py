@@ -20,19 +20,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 from edgek.objects import Obj
+from edgek.podstate import is_pod_available, is_pod_ready, is_pod_terminating, pod_phase
 from edgek.selectors import LabelSelector, SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from server.cache import index_owner_uid
 from server.controllers import history
-from server.controllers.podutil import (
-    controller_keys,
-    is_pod_available,
-    is_pod_ready,
-    is_pod_terminating,
-    owner_reference,
-    pod_from_template,
-    pod_phase,
-)
+from server.controllers.podutil import controller_keys, owner_reference, pod_from_template
 from server.controllers.runtime import Controller, ControllerContext, key_of, split_key
 from server.storage.objectstore import DeleteOptions
 

@@ -8,8 +8,8 @@ import pytest
 
 from edgek.objects import Obj
 from edgek.status import ApiError
+from server.admission.eviction import Eviction, eviction_action
 from server.controllers.disruption import DisruptionController
-from server.storage.eviction import Eviction, eviction_action
 from server.storage.objectstore import WriteOptions
 from server.storage.requestinfo import RequestInfo
 from tests.unit.controller_harness import Harness

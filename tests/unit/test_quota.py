@@ -10,9 +10,9 @@ import pytest
 
 from edgek.objects import Obj
 from edgek.status import ApiError
+from server.admission.quota import QuotaAdmission, format_qty, parse_qty
 from server.controllers.resourcequota import ResourceQuotaController
 from server.storage.objectstore import DeleteOptions, WriteOptions
-from server.storage.quota import QuotaAdmission, format_qty, parse_qty
 from tests.manifests import resource_pod
 from tests.unit.controller_harness import Harness
 

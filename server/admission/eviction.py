@@ -19,11 +19,11 @@ from edgek import objects as objutil
 from edgek import status
 from edgek.kinds import Kind, Registry
 from edgek.objects import Obj
+from edgek.podstate import is_pod_ready
 from edgek.selectors import SelectorError, label_selector_from_object
 from edgek.status import ApiError
 from edgek.timefmt import format_time
-from server.controllers.disruption import update_disruption_allowed_condition
-from server.controllers.podutil import is_pod_ready
+from server.admission.pdb import update_disruption_allowed_condition
 from server.storage.objectstore import DeleteOptions, ListOptions, ObjectStore, WriteOptions
 from server.storage.requestinfo import Action, RequestInfo
 

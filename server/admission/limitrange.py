@@ -17,9 +17,9 @@ from edgek import status
 from edgek.kinds import Kind
 from edgek.objects import Obj
 from edgek.validation import validate
+from server.admission.quota import forbidden, format_qty, parse_qty, pod_totals
 from server.cache import ObjectCache
 from server.storage.objectstore import Undo
-from server.storage.quota import forbidden, format_qty, parse_qty, pod_totals
 
 ANNOTATION = "kubernetes.io/limit-ranger"
 
