@@ -1,30 +1,30 @@
 """Kine-style datastore: an append-only SQL log of key-value events (row id = revision).
 
-See ``datastore.store`` for the semantics; this package exports the public API.
+See ``datastore.datastore`` for the semantics; this package exports the public API.
 """
 
-from datastore.store import Store
+from datastore.datastore import Datastore
 from datastore.types import (
     CompactedError,
     ConflictError,
+    DatastoreError,
     Event,
     FutureRevisionError,
     KeyExistsError,
     KeyValue,
     NotFoundError,
-    StoreError,
 )
 from datastore.watch import Watcher
 
 __all__ = [
     "CompactedError",
     "ConflictError",
+    "Datastore",
+    "DatastoreError",
     "Event",
     "FutureRevisionError",
     "KeyExistsError",
     "KeyValue",
     "NotFoundError",
-    "Store",
-    "StoreError",
     "Watcher",
 ]

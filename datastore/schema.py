@@ -39,7 +39,7 @@ kv = sa.Table(
     sa.Index("kv_name_id", "name", "id"),
 )
 
-# Store-wide settings that must survive restarts (the compact revision).
+# Datastore-wide settings that must survive restarts (the compact revision).
 meta = sa.Table(
     "kv_meta",
     metadata,

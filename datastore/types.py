@@ -34,11 +34,11 @@ class Event:
         return self.type == "PUT" and self.prev_kv is None
 
 
-class StoreError(Exception):
+class DatastoreError(Exception):
     """Base class of every datastore error; also raised for a closed store."""
 
 
-class KeyExistsError(StoreError):
+class KeyExistsError(DatastoreError):
     """A create named a key that is live."""
 
     def __init__(self, key: str) -> None:
@@ -46,7 +46,7 @@ class KeyExistsError(StoreError):
         self.key = key
 
 
-class NotFoundError(StoreError):
+class NotFoundError(DatastoreError):
     """An update or delete named a key that is not live."""
 
     def __init__(self, key: str) -> None:
@@ -54,7 +54,7 @@ class NotFoundError(StoreError):
         self.key = key
 
 
-class ConflictError(StoreError):
+class ConflictError(DatastoreError):
     """A guarded update or delete expected a revision that is not the key's current one."""
 
     def __init__(self, key: str, expected_revision: int, current: KeyValue) -> None:
@@ -67,7 +67,7 @@ class ConflictError(StoreError):
         self.current = current
 
 
-class CompactedError(StoreError):
+class CompactedError(DatastoreError):
     """A read or watch asked for a revision older than the compact revision."""
 
     def __init__(self, revision: int, compact_revision: int) -> None:
@@ -76,7 +76,7 @@ class CompactedError(StoreError):
         self.compact_revision = compact_revision
 
 
-class FutureRevisionError(StoreError):
+class FutureRevisionError(DatastoreError):
     """A read or compaction asked for a revision newer than the current revision."""
 
     def __init__(self, revision: int, current_revision: int) -> None:

@@ -140,7 +140,7 @@ class ObjectCache:
         memo = self.memo
         while True:
             try:
-                watcher = self.objects.store.watch(prefix, revision)
+                watcher = self.objects.datastore.watch(prefix, revision)
                 async for ev in watcher:
                     # decoded once for this cache and every API watch of the same event
                     obj = _compact(memo.view(self.kind, ev).obj)

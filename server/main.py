@@ -37,7 +37,7 @@ class Server:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store: datastore.Store | None = None
+        self.store: datastore.Datastore | None = None
         self.plane: ControlPlane | None = None
         self.runner: web.AppRunner | None = None
         self.listener: asyncio.Server | None = None
@@ -128,9 +128,9 @@ def _credentials(cfg: ServerConfig) -> tuple[PKI, Credentials]:
     return pki, Credentials(pki.ca_bundle_pem(), service_account_key)
 
 
-async def _open_datastore(cfg: ServerConfig) -> datastore.Store:
+async def _open_datastore(cfg: ServerConfig) -> datastore.Datastore:
     """The datastore, with its compaction and TTL tasks running."""
-    store = await datastore.Store.open(cfg.datastore_url)
+    store = await datastore.Datastore.open(cfg.datastore_url)
     store.start_background(
         compact_interval=cfg.datastore_compact_interval,
         keep_revisions=cfg.datastore_compact_retain,

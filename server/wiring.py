@@ -64,7 +64,7 @@ class Credentials:
 class ControlPlane:
     """Everything ``assemble`` built; nothing is started yet."""
 
-    store: datastore.Store
+    store: datastore.Datastore
     registry: Registry
     openapi: OpenAPI
     crds: CustomResources
@@ -82,7 +82,7 @@ class ControlPlane:
 
 
 async def assemble(
-    store: datastore.Store,
+    store: datastore.Datastore,
     config: ServerConfig,
     *,
     clock: Callable[[], datetime] | None = None,

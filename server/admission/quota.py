@@ -503,7 +503,7 @@ class QuotaAdmission:
         cache_for = optional_cache(cache)
         cache_for("", "resourcequotas")
         cache_for("", "pods")
-        return cls(cache_for, lambda: objects.store.revision, clock)
+        return cls(cache_for, lambda: objects.datastore.revision, clock)
 
     def __call__(self, kind: Kind, obj: Obj, old: Obj | None) -> Undo | None:
         if not kind.namespaced or kind.custom:

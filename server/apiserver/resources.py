@@ -658,7 +658,7 @@ class ResourceAPI:
             {
                 "kind": f"{kind.kind}List",
                 "apiVersion": kind.api_version,
-                "metadata": {"resourceVersion": str(self.objects.store.revision)},
+                "metadata": {"resourceVersion": str(self.objects.datastore.revision)},
                 "items": deleted,
             }
         )

@@ -92,7 +92,7 @@ async def serve(
     bookmark_interval: float = 60.0,
 ) -> web.StreamResponse:
     """Stream watch events until the timeout, the client leaves, or the store ends it."""
-    store = objects.store
+    store = objects.datastore
     kind = wr.kind
     initial: list[dict[str, Any]] = []
     start_rev: int
@@ -192,8 +192,8 @@ async def serve(
 
 async def _wait_fresh(objects: ObjectStore, revision: int) -> None:
     """Wait up to :data:`FRESH_WAIT` for the store to reach ``revision``; then 504 if not."""
-    if objects.store.revision < revision:
-        watcher = objects.store.watch("")
+    if objects.datastore.revision < revision:
+        watcher = objects.datastore.watch("")
         try:
             async with asyncio.timeout(FRESH_WAIT):
                 async for ev in watcher:

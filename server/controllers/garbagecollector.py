@@ -162,7 +162,7 @@ class GarbageCollector(Controller):
     # -- the graph -------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        store = self.ctx.objects.store
+        store = self.ctx.objects.datastore
         revision = await self._relist()
         self.synced.set()
         while True:
@@ -179,7 +179,7 @@ class GarbageCollector(Controller):
 
     async def _relist(self) -> int:
         """Load every stored object; forget objects that are gone since the last list."""
-        kvs, revision, _ = await self.ctx.objects.store.list(_PREFIX)
+        kvs, revision, _ = await self.ctx.objects.datastore.list(_PREFIX)
         self._listing = True
         seen: set[str] = set()
         try:

@@ -59,7 +59,7 @@ def terminating_error(kind: Kind, namespace: str, obj: dict[str, Any]) -> status
 
 
 async def admit_create(
-    store: datastore.Store, kind: Kind, namespace: str, obj: dict[str, Any]
+    store: datastore.Datastore, kind: Kind, namespace: str, obj: dict[str, Any]
 ) -> None:
     """Raise the upstream error when ``obj`` may not be created in ``namespace``."""
     if not kind.namespaced or (kind.group, kind.resource) in _EXEMPT:

@@ -197,7 +197,7 @@ class ObjectStore:
 
     def __init__(
         self,
-        store: datastore.Store,
+        store: datastore.Datastore,
         *,
         clock: Callable[[], datetime] = objects.now,
         event_ttl: int = 3600,
@@ -205,7 +205,7 @@ class ObjectStore:
         cipher: ValueCipher | None = None,
         namespace_lifecycle: bool = True,
     ) -> None:
-        self.store = store
+        self.datastore = store
         #: Refuse creates in missing or terminating namespaces (off only in unit tests of the
         #: bare registry, as upstream's --disable-admission-plugins=NamespaceLifecycle).
         self.namespace_lifecycle = namespace_lifecycle
@@ -239,13 +239,13 @@ class ObjectStore:
     # -- reads -----------------------------------------------------------------
 
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
-        kv = await self.store.get(object_key(kind, namespace, name))
+        kv = await self.datastore.get(object_key(kind, namespace, name))
         if kv is None:
             raise status.not_found(kind.group_resource, name)
         return self.decode(kind, kv)
 
     async def try_get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
-        kv = await self.store.get(object_key(kind, namespace, name))
+        kv = await self.datastore.get(object_key(kind, namespace, name))
         return None if kv is None else self.decode(kind, kv)
 
     async def list(self, kind: Kind, namespace: str, opts: ListOptions) -> ListResult:
@@ -256,7 +256,7 @@ class ObjectStore:
         chunk = max(opts.limit, 100) if opts.limit else 0
         try:
             while True:
-                kvs, read_rev, more = await self.store.list(
+                kvs, read_rev, more = await self.datastore.list(
                     prefix, start_after=start, limit=chunk, revision=revision
                 )
                 revision = read_rev
@@ -292,12 +292,12 @@ class ObjectStore:
         return revision, start
 
     def check_not_future(self, revision: int) -> None:
-        """504 Timeout (retry after a second) when ``revision`` is past the store's."""
-        if revision > self.store.revision:
+        """504 Timeout (retry after a second) when ``revision`` is past the datastore's."""
+        if revision > self.datastore.revision:
             raise ApiError(
                 504,
                 "Timeout",
-                f"Too large resource version: {revision}, current: {self.store.revision}",
+                f"Too large resource version: {revision}, current: {self.datastore.revision}",
                 details={"retryAfterSeconds": 1},
             )
 
@@ -310,7 +310,7 @@ class ObjectStore:
         managedFields)."""
         md = objects.ensure_meta(obj)
         if self.namespace_lifecycle:
-            await namespacelifecycle.admit_create(self.store, kind, namespace, obj)
+            await namespacelifecycle.admit_create(self.datastore, kind, namespace, obj)
         if not md.get("name") and md.get("generateName"):
             md["name"] = objects.generate_name(md["generateName"])
         if kind.namespaced:
@@ -338,11 +338,11 @@ class ObjectStore:
         undo = self._admit(kind, obj, None)
         try:
             if opts.dry_run:
-                if await self.store.get(object_key(kind, namespace, md["name"])) is not None:
+                if await self.datastore.get(object_key(kind, namespace, md["name"])) is not None:
                     raise status.already_exists(kind.group_resource, md["name"])
                 undo()
                 return obj
-            kv = await self.store.create(
+            kv = await self.datastore.create(
                 (key := object_key(kind, namespace, md["name"])),
                 self._encode(kind, key, obj),
                 ttl=self._ttl(kind),
@@ -402,7 +402,7 @@ class ObjectStore:
         (object, created)."""
         key = object_key(kind, namespace, name)
         for _attempt in range(_UPDATE_RETRIES):
-            kv = await self.store.get(key)
+            kv = await self.datastore.get(key)
             old = None if kv is None else self.decode(kind, kv)
             # A second decode is a cheaper private copy than a deep copy.
             desired = await mutate(None if kv is None else self.decode(kind, kv))
@@ -463,7 +463,7 @@ class ObjectStore:
             if new == current or dry_run:
                 return new
             try:
-                kv = await self.store.update(
+                kv = await self.datastore.update(
                     key,
                     self._encode(kind, key, new),
                     expected_revision=int(md["resourceVersion"]),
@@ -545,7 +545,7 @@ class ObjectStore:
             await self._delete_now(kind, namespace, name, int(old_md["resourceVersion"]))
             return new, True
         try:
-            kv = await self.store.update(
+            kv = await self.datastore.update(
                 (key := object_key(kind, namespace, name)),
                 self._encode(kind, key, new),
                 expected_revision=int(old_md["resourceVersion"]),
@@ -603,7 +603,7 @@ class ObjectStore:
         md = new["metadata"]
         key = object_key(kind, namespace, md["name"])
         try:
-            kv = await self.store.update(
+            kv = await self.datastore.update(
                 key, self._encode(kind, key, new), expected_revision=revision, ttl=self._ttl(kind)
             )
         except datastore.ConflictError:
@@ -656,7 +656,7 @@ class ObjectStore:
 
     async def _delete_now(self, kind: Kind, namespace: str, name: str, revision: int) -> None:
         try:
-            kv = await self.store.delete(
+            kv = await self.datastore.delete(
                 object_key(kind, namespace, name), expected_revision=revision
             )
         except datastore.ConflictError as e:

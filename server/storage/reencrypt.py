@@ -22,9 +22,9 @@ class SecretsEncryptionAdmin:
     """Status and key rotation for one server's Secret encryption."""
 
     def __init__(
-        self, store: datastore.Store, encryption: SecretsEncryption, secrets_prefix: str
+        self, store: datastore.Datastore, encryption: SecretsEncryption, secrets_prefix: str
     ) -> None:
-        self.store = store
+        self.datastore = store
         self.encryption = encryption
         self.prefix = secrets_prefix
         self._lock = asyncio.Lock()
@@ -41,7 +41,7 @@ class SecretsEncryptionAdmin:
             new_key = self.encryption.rotate()
             rewritten = await self.rewrite_all()
             # history still holds values sealed with the old keys: drop it before the keys
-            await self.store.compact(self.store.revision)
+            await self.datastore.compact(self.datastore.revision)
             self.encryption.prune(new_key)
             log.info(
                 "rotated secrets encryption key to %s; %d secrets rewritten", new_key, rewritten
@@ -53,7 +53,9 @@ class SecretsEncryptionAdmin:
         rewritten = 0
         start_after = ""
         while True:
-            items, _, more = await self.store.list(self.prefix, start_after=start_after, limit=500)
+            items, _, more = await self.datastore.list(
+                self.prefix, start_after=start_after, limit=500
+            )
             for kv in items:
                 rewritten += await self._rewrite(kv)
             if not more or not items:
@@ -65,10 +67,10 @@ class SecretsEncryptionAdmin:
             plain = self.encryption.decrypt(kv.key, kv.value)
             sealed = self.encryption.encrypt(kv.key, plain)
             try:
-                await self.store.update(kv.key, sealed, expected_revision=kv.mod_revision)
+                await self.datastore.update(kv.key, sealed, expected_revision=kv.mod_revision)
                 return 1
             except datastore.ConflictError:
-                current = await self.store.get(kv.key)
+                current = await self.datastore.get(kv.key)
                 if current is None:
                     return 0
                 kv = current

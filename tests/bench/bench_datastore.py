@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from datastore import Store
+from datastore import Datastore
 
 VALUE = b'{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"x"},"data":{"k":"%s"}}'
 
@@ -29,7 +29,7 @@ def disk_bytes(directory: Path) -> int:
 
 async def bench_creates(directory: Path, total: int, concurrency: int) -> float:
     """Create ``total`` keys from ``concurrency`` workers; return creates per second."""
-    store = await Store.open(f"sqlite:///{directory / 'state.db'}")
+    store = await Datastore.open(f"sqlite:///{directory / 'state.db'}")
     counter = iter(range(total))
 
     async def worker() -> None:
@@ -45,7 +45,7 @@ async def bench_creates(directory: Path, total: int, concurrency: int) -> float:
 
 async def bench_reads(directory: Path, reads: int, concurrency: int) -> None:
     """Reads that go to the table (at an older revision, and a watch replaying history)."""
-    store = await Store.open(f"sqlite:///{directory / 'state.db'}")
+    store = await Datastore.open(f"sqlite:///{directory / 'state.db'}")
     keys = 1000
     await asyncio.gather(
         *(
@@ -96,7 +96,7 @@ async def bench_reads(directory: Path, reads: int, concurrency: int) -> None:
 
 async def bench_compaction(directory: Path, updates: int, keys: int) -> None:
     """Apply ``updates`` guarded updates spread over ``keys`` keys, compact, print sizes."""
-    store = await Store.open(f"sqlite:///{directory / 'state.db'}")
+    store = await Datastore.open(f"sqlite:///{directory / 'state.db'}")
     names = [f"/registry/configmaps/default/hot-{i:03}" for i in range(keys)]
     for name in names:
         await store.create(name, VALUE % b"0")

@@ -54,7 +54,7 @@ class Harness:
     @classmethod
     async def open(cls, tmp_path: Path, config: ServerConfig | None = None) -> Harness:
         """A bench over a new datastore in ``tmp_path``, with the system namespaces."""
-        store = await datastore.Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        store = await datastore.Datastore.open(f"sqlite:///{tmp_path / 'state.db'}")
         clock = FakeClock()
         plane = await assemble(
             store,

@@ -20,7 +20,7 @@ NAMESPACES: Kind = Registry().by_resource("", "v1", "namespaces")  # type: ignor
 
 @pytest.fixture
 async def env() -> AsyncIterator[tuple[ObjectStore, ServiceAllocator]]:
-    store = await datastore.Store.open("sqlite://")
+    store = await datastore.Datastore.open("sqlite://")
     objs = ObjectStore(store)
     await objs.create(NAMESPACES, "", {"metadata": {"name": "default"}}, WriteOptions())
     alloc = ServiceAllocator("10.43.0.0/29", node_ports=(30000, 30002))

@@ -23,7 +23,7 @@ NAMESPACE_DEFAULT = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name
 
 @pytest.fixture
 async def objects() -> AsyncIterator[ObjectStore]:
-    store = await datastore.Store.open("sqlite://")
+    store = await datastore.Datastore.open("sqlite://")
     objects = ObjectStore(store, clock=lambda: T0)
     await objects.create(NAMESPACES, "", NAMESPACE_DEFAULT, WriteOptions())
     yield objects

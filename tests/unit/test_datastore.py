@@ -22,13 +22,13 @@ import pytest
 from datastore import (
     CompactedError,
     ConflictError,
+    Datastore,
+    DatastoreError,
     Event,
     FutureRevisionError,
     KeyExistsError,
     KeyValue,
     NotFoundError,
-    Store,
-    StoreError,
     Watcher,
     database,
 )
@@ -60,8 +60,8 @@ def connector(impl: str) -> Connector:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, connector: Connector) -> AsyncIterator[Store]:
-    s = await Store.open(url(tmp_path), connector=connector)
+async def store(tmp_path: Path, connector: Connector) -> AsyncIterator[Datastore]:
+    s = await Datastore.open(url(tmp_path), connector=connector)
     yield s
     await s.close()
 
@@ -91,7 +91,7 @@ def db_size(path: Path) -> int:
     return sum(f.stat().st_size for f in files if f.exists())
 
 
-async def test_create_get_update_delete(store: Store) -> None:
+async def test_create_get_update_delete(store: Datastore) -> None:
     assert store.revision == 0
     created = await store.create("/registry/pods/default/a", b"one")
     assert created == KeyValue("/registry/pods/default/a", b"one", 1, 1)
@@ -111,7 +111,7 @@ async def test_create_get_update_delete(store: Store) -> None:
     assert again.create_revision == again.mod_revision == 4
 
 
-async def test_guards(store: Store) -> None:
+async def test_guards(store: Datastore) -> None:
     first = await store.create("/k", b"v1")
     with pytest.raises(KeyExistsError):
         await store.create("/k", b"other")
@@ -131,7 +131,7 @@ async def test_guards(store: Store) -> None:
     assert await store.get("/k") is None
 
 
-async def test_guards_apply_in_order_within_a_batch(store: Store) -> None:
+async def test_guards_apply_in_order_within_a_batch(store: Datastore) -> None:
     results = await asyncio.gather(
         store.create("/same", b"first"),
         store.create("/same", b"second"),
@@ -148,7 +148,7 @@ async def test_guards_apply_in_order_within_a_batch(store: Store) -> None:
     assert await store.get("/same") == KeyValue("/same", b"third", 3, 3)
 
 
-async def test_list_prefix_paging_and_revision(store: Store) -> None:
+async def test_list_prefix_paging_and_revision(store: Datastore) -> None:
     for name in ["c", "a", "b", "d"]:
         await store.create(f"/pods/{name}", name.encode())
     await store.create("/podsx/z", b"not under /pods/")
@@ -193,7 +193,7 @@ async def test_list_prefix_paging_and_revision(store: Store) -> None:
         await store.get("/pods/a", revision=store.revision + 1)
 
 
-async def test_watch_from_now(store: Store) -> None:
+async def test_watch_from_now(store: Datastore) -> None:
     await store.create("/w/old", b"old")
     watcher = store.watch("/w/")
     await store.create("/w/a", b"a")
@@ -215,7 +215,7 @@ async def test_watch_from_now(store: Store) -> None:
     assert [e async for e in watcher] == []
 
 
-async def test_watcher_tells_whether_an_event_is_waiting(store: Store) -> None:
+async def test_watcher_tells_whether_an_event_is_waiting(store: Datastore) -> None:
     first = await store.create("/r/old", b"old")
     await store.create("/r/old2", b"old")
     from_history = store.watch("/r/", first.mod_revision)
@@ -234,7 +234,7 @@ async def test_watcher_tells_whether_an_event_is_waiting(store: Store) -> None:
     from_history.close()
 
 
-async def test_watch_history_then_live_without_gap(store: Store) -> None:
+async def test_watch_history_then_live_without_gap(store: Datastore) -> None:
     for i in range(20):
         await store.create(f"/h/{i:03}", b"v")
     start = 7
@@ -259,7 +259,7 @@ async def test_watch_history_then_live_without_gap(store: Store) -> None:
     assert seen == list(range(start + 1, start + 301))
 
 
-async def test_watch_history_has_previous_values(store: Store) -> None:
+async def test_watch_history_has_previous_values(store: Datastore) -> None:
     await store.create("/other", b"x")
     kv = await store.create("/p/a", b"1")
     kv = await store.update("/p/a", b"2", expected_revision=kv.mod_revision)
@@ -275,14 +275,14 @@ async def test_watch_history_has_previous_values(store: Store) -> None:
     ]
 
 
-async def test_watch_from_future_revision_skips_until_then(store: Store) -> None:
+async def test_watch_from_future_revision_skips_until_then(store: Datastore) -> None:
     watcher = store.watch("/f/", 2)
     for i in range(4):
         await store.create(f"/f/{i}", b"v")
     assert [e.kv.mod_revision for e in await take(watcher, 2)] == [3, 4]
 
 
-async def test_many_watchers(store: Store) -> None:
+async def test_many_watchers(store: Datastore) -> None:
     watchers = [store.watch("/m/") for _ in range(50)]
     await asyncio.gather(*(store.create(f"/m/{i}", b"v") for i in range(40)))
     results = await asyncio.gather(*(take(w, 40) for w in watchers))
@@ -290,7 +290,7 @@ async def test_many_watchers(store: Store) -> None:
         assert [e.kv.mod_revision for e in events] == list(range(1, 41))
 
 
-async def test_slow_watcher_catches_up_from_history(store: Store) -> None:
+async def test_slow_watcher_catches_up_from_history(store: Datastore) -> None:
     slow = store.watch("/s/", queue_size=5)
     fast = store.watch("/s/", queue_size=5)
     fast_task = asyncio.create_task(take(fast, 30))
@@ -309,7 +309,7 @@ async def test_slow_watcher_catches_up_from_history(store: Store) -> None:
     assert [e.kv.mod_revision for e in first + rest] == list(range(1, 51))
 
 
-async def test_slow_watcher_behind_a_compaction_fails(store: Store) -> None:
+async def test_slow_watcher_behind_a_compaction_fails(store: Datastore) -> None:
     slow = store.watch("/k/", queue_size=2)
     for i in range(10):
         await store.create(f"/k/{i}", b"v")
@@ -318,7 +318,7 @@ async def test_slow_watcher_behind_a_compaction_fails(store: Store) -> None:
         await take(slow, 10)
 
 
-async def test_compaction(store: Store, tmp_path: Path) -> None:
+async def test_compaction(store: Datastore, tmp_path: Path) -> None:
     value = os.urandom(1000)
     keys = [f"/c/{i:03}" for i in range(100)]
     latest = {k: (await store.create(k, value)).mod_revision for k in keys}
@@ -362,7 +362,7 @@ async def test_compaction(store: Store, tmp_path: Path) -> None:
         await store.compact(store.revision + 1)
 
 
-async def test_compaction_overtaking_a_history_replay_ends_the_watch(store: Store) -> None:
+async def test_compaction_overtaking_a_history_replay_ends_the_watch(store: Datastore) -> None:
     await asyncio.gather(*(store.create(f"/o/{i:04}", b"v") for i in range(700)))
     kv = await store.get("/o/0000")
     assert kv is not None
@@ -380,18 +380,18 @@ async def test_compaction_overtaking_a_history_replay_ends_the_watch(store: Stor
 async def test_compaction_of_head_tombstone_never_reuses_revisions(
     tmp_path: Path, connector: Connector
 ) -> None:
-    store = await Store.open(url(tmp_path), connector=connector)
+    store = await Datastore.open(url(tmp_path), connector=connector)
     await store.create("/t/a", b"a")
     await store.delete("/t/a")
     assert await store.compact(store.revision) == 2
     await store.close()
-    store = await Store.open(url(tmp_path), connector=connector)
+    store = await Datastore.open(url(tmp_path), connector=connector)
     assert store.revision == 2 and store.compact_revision == 2
     assert (await store.create("/t/a", b"again")).mod_revision == 3
     await store.close()
 
 
-async def test_default_compaction_keeps_recent_revisions(store: Store) -> None:
+async def test_default_compaction_keeps_recent_revisions(store: Datastore) -> None:
     kv = await store.create("/d/a", b"0")
     for i in range(30):
         kv = await store.update("/d/a", str(i).encode(), expected_revision=kv.mod_revision)
@@ -402,7 +402,7 @@ async def test_default_compaction_keeps_recent_revisions(store: Store) -> None:
 
 async def test_ttl_expiry_produces_delete_events(tmp_path: Path, connector: Connector) -> None:
     clock = FakeClock()
-    store = await Store.open(url(tmp_path), clock=clock, connector=connector)
+    store = await Datastore.open(url(tmp_path), clock=clock, connector=connector)
     watcher = store.watch("/ttl/")
     short = await store.create("/ttl/short", b"s", ttl=5)
     await store.create("/ttl/long", b"l", ttl=50)
@@ -418,7 +418,7 @@ async def test_ttl_expiry_produces_delete_events(tmp_path: Path, connector: Conn
     await store.close()
 
     # Expiry times survive a restart; the background task deletes due keys.
-    store = await Store.open(url(tmp_path), clock=clock, connector=connector)
+    store = await Datastore.open(url(tmp_path), clock=clock, connector=connector)
     watcher = store.watch("/ttl/")
     clock.now += 100
     store.start_background(ttl_interval=0.01)
@@ -431,17 +431,17 @@ async def test_ttl_expiry_produces_delete_events(tmp_path: Path, connector: Conn
 async def test_reopen_preserves_data_revision_and_history(
     tmp_path: Path, connector: Connector
 ) -> None:
-    store = await Store.open(url(tmp_path), connector=connector)
+    store = await Datastore.open(url(tmp_path), connector=connector)
     kv = await store.create("/r/a", b"1")
     await store.update("/r/a", b"2", expected_revision=kv.mod_revision)
     await store.create("/r/b", b"b")
     await store.delete("/r/b")
     await store.compact(1)
     await store.close()
-    with pytest.raises(StoreError):
+    with pytest.raises(DatastoreError):
         await store.create("/r/c", b"closed")
 
-    store = await Store.open(url(tmp_path), connector=connector)
+    store = await Datastore.open(url(tmp_path), connector=connector)
     assert store.revision == 4 and store.compact_revision == 1
     assert await store.get("/r/a") == KeyValue("/r/a", b"2", 1, 2)
     assert await store.get("/r/b") is None
@@ -464,11 +464,11 @@ async def test_reopen_preserves_data_revision_and_history(
 
 
 async def test_concurrent_creates_are_durable(tmp_path: Path, connector: Connector) -> None:
-    store = await Store.open(url(tmp_path), connector=connector)
+    store = await Datastore.open(url(tmp_path), connector=connector)
     results = await asyncio.gather(*(store.create(f"/cc/{i:04}", b"v") for i in range(500)))
     assert sorted(kv.mod_revision for kv in results) == list(range(1, 501))
     await store.close()
-    store = await Store.open(url(tmp_path), connector=connector)
+    store = await Datastore.open(url(tmp_path), connector=connector)
     items, rev, _ = await store.list("/cc/")
     assert rev == 500
     assert [kv.key for kv in items] == [f"/cc/{i:04}" for i in range(500)]
@@ -476,7 +476,7 @@ async def test_concurrent_creates_are_durable(tmp_path: Path, connector: Connect
 
 
 async def test_throwaway_database(tmp_path: Path, connector: Connector) -> None:
-    store = await Store.open("sqlite://", connector=connector)
+    store = await Datastore.open("sqlite://", connector=connector)
     await store.create("/x", b"y")
     assert await store.get("/x") == KeyValue("/x", b"y", 1, 1)
     await store.close()
@@ -485,10 +485,10 @@ async def test_throwaway_database(tmp_path: Path, connector: Connector) -> None:
 _WRITER = textwrap.dedent(
     """
     import asyncio, sys
-    from datastore import Store, database
+    from datastore import Datastore, database
 
     async def main() -> None:
-        store = await Store.open(sys.argv[1], connector=getattr(database, sys.argv[2]))
+        store = await Datastore.open(sys.argv[1], connector=getattr(database, sys.argv[2]))
         async def one(i: int) -> None:
             kv = await store.create(f"/k/{i:06}", b"v")
             print(kv.key, flush=True)
@@ -526,7 +526,7 @@ async def test_acknowledged_writes_survive_sigkill(
     await proc.wait()
     acknowledged += rest.decode().split()
 
-    store = await Store.open(url(tmp_path), connector=connector)
+    store = await Datastore.open(url(tmp_path), connector=connector)
     items, _, _ = await store.list("/k/")
     assert set(acknowledged) <= {kv.key for kv in items}
     assert store.revision == len(items)
@@ -591,12 +591,12 @@ def test_every_statement_the_store_names_is_defined() -> None:
 _LEFT_OPEN = textwrap.dedent(
     """
     import asyncio, sys
-    from datastore import Store, database
+    from datastore import Datastore, database
 
     KEPT = []
 
     async def main() -> None:
-        store = await Store.open(sys.argv[1], connector=getattr(database, sys.argv[2]))
+        store = await Datastore.open(sys.argv[1], connector=getattr(database, sys.argv[2]))
         await store.create("/k", b"v")
         KEPT.append(store)  # never closed, never collected
 
@@ -628,14 +628,14 @@ _IMPORTS = textwrap.dedent(
     HEAVY = ("sqlalchemy", "sqlalchemy.ext.asyncio", "sqlalchemy.orm")
 
     async def main() -> None:
-        store = await datastore.Store.open(sys.argv[1])
+        store = await datastore.Datastore.open(sys.argv[1])
         kv = await store.create("/a", b"1")
         await store.update("/a", b"2", expected_revision=kv.mod_revision)
         await store.get("/a", revision=1)
         await store.compact(1)
         await store.close()
         print(sorted(m for m in sys.modules if m in HEAVY))
-        store = await datastore.Store.open(sys.argv[1], connector=database.connect_engine)
+        store = await datastore.Datastore.open(sys.argv[1], connector=database.connect_engine)
         await store.close()
         print(sorted(m for m in sys.modules if m in HEAVY))
 
@@ -679,7 +679,7 @@ def test_sqlite_urls_read_as_sqlalchemy_reads_them(
 
 async def test_urls() -> None:
     with pytest.raises(ValueError, match="unsupported datastore url"):
-        await Store.open("mysql://db/edgek")
+        await Datastore.open("mysql://db/edgek")
     # PostgreSQL goes through SQLAlchemy's engine with asyncpg (not installed here).
     with pytest.raises(ModuleNotFoundError, match="asyncpg"):
-        await Store.open("postgresql://edgek@localhost/edgek")
+        await Datastore.open("postgresql://edgek@localhost/edgek")

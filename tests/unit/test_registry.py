@@ -56,7 +56,7 @@ class Clock:
 class Harness:
     """An ObjectStore over an in-memory datastore that records its after-write hook calls."""
 
-    def __init__(self, store: datastore.Store) -> None:
+    def __init__(self, store: datastore.Datastore) -> None:
         self.store = store
         self.clock = Clock()
         self.objects = ObjectStore(store, clock=self.clock, namespace_lifecycle=False)
@@ -70,7 +70,7 @@ class Harness:
 
 @pytest.fixture
 async def h() -> AsyncIterator[Harness]:
-    store = await datastore.Store.open("sqlite://")
+    store = await datastore.Datastore.open("sqlite://")
     yield Harness(store)
     await store.close()
 
@@ -1122,7 +1122,7 @@ async def test_guarded_update_refusal_unchanged_and_dry_run_write_nothing(h: Har
 
 
 async def test_guarded_update_encrypts_like_every_write() -> None:
-    store = await datastore.Store.open("sqlite://")
+    store = await datastore.Datastore.open("sqlite://")
     try:
         objects = ObjectStore(store, cipher=_Reverser(), namespace_lifecycle=False)
         body = {"metadata": {"name": "s"}, "data": {"k": "YQ=="}}
@@ -1146,7 +1146,7 @@ async def test_guarded_update_encrypts_like_every_write() -> None:
 @pytest.fixture
 async def live() -> AsyncIterator[ObjectStore]:
     """An ObjectStore with namespace lifecycle on (the default) and a namespace "team"."""
-    store = await datastore.Store.open("sqlite://")
+    store = await datastore.Datastore.open("sqlite://")
     objects = ObjectStore(store, clock=lambda: T0)
     await objects.create(NAMESPACES, "", {"metadata": {"name": "team"}}, WriteOptions())
     yield objects
@@ -1158,7 +1158,7 @@ def test_namespace_key_prefix_matches_the_store() -> None:
 
 
 async def test_create_in_missing_namespace_is_not_found(live: ObjectStore) -> None:
-    revision = live.store.revision
+    revision = live.datastore.revision
     for dry_run in (False, True):
         with pytest.raises(ApiError) as exc:
             await live.create(CONFIGMAPS, "nope", configmap("cfg"), WriteOptions(dry_run=dry_run))
@@ -1178,7 +1178,7 @@ async def test_create_in_missing_namespace_is_not_found(live: ObjectStore) -> No
     with pytest.raises(ApiError) as exc:
         await live.modify(CONFIGMAPS, "nope", "cfg", make, WriteOptions())
     assert exc.value.code == 404
-    assert live.store.revision == revision
+    assert live.datastore.revision == revision
     # cluster-scoped kinds need no namespace; an active namespace takes content
     await live.create(NAMESPACES, "", {"metadata": {"name": "other"}}, WriteOptions())
     await live.create(CONFIGMAPS, "team", configmap("cfg"), WriteOptions())
@@ -1188,7 +1188,7 @@ async def test_create_in_terminating_namespace_is_forbidden(live: ObjectStore) -
     await live.create(CONFIGMAPS, "team", configmap("old"), WriteOptions())
     deleting, deleted_now = await live.delete(NAMESPACES, "", "team", DeleteOptions())
     assert not deleted_now and deleting["status"]["phase"] == "Terminating"
-    revision = live.store.revision
+    revision = live.datastore.revision
     with pytest.raises(ApiError) as exc:
         await live.create(
             DEPLOYMENTS, "team", {"metadata": {"generateName": "web-"}}, WriteOptions()
@@ -1220,7 +1220,7 @@ async def test_create_in_terminating_namespace_is_forbidden(live: ObjectStore) -
     with pytest.raises(ApiError) as exc:
         await live.create(_kind("", "v1", "events"), "team", event, WriteOptions())
     assert exc.value.code == 403
-    assert live.store.revision == revision
+    assert live.datastore.revision == revision
     old = await live.get(CONFIGMAPS, "team", "old")
     old["data"] = {"k": "v"}
     await live.update(CONFIGMAPS, "team", "old", old, WriteOptions())

@@ -215,7 +215,7 @@ def test_label_and_field_selectors_together() -> None:
 
 
 async def test_translate_real_datastore_events() -> None:
-    store = await datastore.Store.open("sqlite://")
+    store = await datastore.Datastore.open("sqlite://")
     try:
         objects = ObjectStore(store, namespace_lifecycle=False)
         watcher = store.watch(key_prefix(CONFIGMAPS, NS))
@@ -278,7 +278,7 @@ class CountingDecoder:
 
 @pytest.fixture
 async def objects() -> AsyncIterator[ObjectStore]:
-    store = await datastore.Store.open("sqlite://")
+    store = await datastore.Datastore.open("sqlite://")
     try:
         yield ObjectStore(store, namespace_lifecycle=False)
     finally:
@@ -428,7 +428,7 @@ class XorCipher:
 
 
 async def test_memo_decrypts_secrets_with_the_store_decoder() -> None:
-    store = await datastore.Store.open("sqlite://")
+    store = await datastore.Datastore.open("sqlite://")
     try:
         objects = ObjectStore(store, namespace_lifecycle=False, cipher=XorCipher())
         secrets = _kind("", "v1", "secrets")
@@ -447,7 +447,7 @@ async def test_memo_decrypts_secrets_with_the_store_decoder() -> None:
 
 
 async def test_no_module_state_keeps_a_memo_or_its_object_store_alive() -> None:
-    store = await datastore.Store.open("sqlite://")
+    store = await datastore.Datastore.open("sqlite://")
     try:
         objects = ObjectStore(store, namespace_lifecycle=False)
         memo = EventMemo(objects)

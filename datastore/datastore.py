@@ -31,12 +31,12 @@ from datastore.database import Database, Row
 from datastore.types import (
     CompactedError,
     ConflictError,
+    DatastoreError,
     Event,
     FutureRevisionError,
     KeyExistsError,
     KeyValue,
     NotFoundError,
-    StoreError,
 )
 from datastore.watch import Watcher
 
@@ -69,7 +69,7 @@ class _Batch:
 
     revision: int
     rows: list[dict[str, Any]] = field(default_factory=list)
-    results: list[KeyValue | StoreError] = field(default_factory=list)
+    results: list[KeyValue | DatastoreError] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     latest: dict[str, KeyValue | None] = field(default_factory=dict)
     expiries: list[tuple[float, str, int]] = field(default_factory=list)
@@ -125,7 +125,7 @@ def _resolve(future: asyncio.Future[Any], result: Any) -> None:
         future.set_result(result)
 
 
-class Store:
+class Datastore:
     """The datastore: get/list/count, guarded writes, watch, TTL expiry and compaction."""
 
     def __init__(
@@ -164,7 +164,7 @@ class Store:
         *,
         clock: Callable[[], float] = time.time,
         connector: database.Connector = database.connect,
-    ) -> Store:
+    ) -> Datastore:
         """Open (creating if needed) the store at ``url`` and rebuild its in-memory index.
 
         ``sqlite:///path`` (SQLAlchemy's convention: ``sqlite:////abs/state.db`` for an absolute
@@ -317,7 +317,7 @@ class Store:
 
     def _submit(self, item: _Write | _Job) -> None:
         if self._closing:
-            raise StoreError("datastore is closed")
+            raise DatastoreError("datastore is closed")
         self._pending.append(item)
         self._has_work.set()
 
@@ -381,7 +381,7 @@ class Store:
         except Exception as exc:
             log.exception("datastore write batch of %d failed", len(writes))
             for write in writes:
-                error = StoreError(f"write failed: {exc!r}")
+                error = DatastoreError(f"write failed: {exc!r}")
                 error.__cause__ = exc
                 _resolve(write.future, error)
             return
@@ -395,7 +395,7 @@ class Store:
         for write in writes:
             try:
                 batch.results.append(self._plan_one(write, batch))
-            except StoreError as exc:
+            except DatastoreError as exc:
                 batch.results.append(exc)
         return batch
 
@@ -472,7 +472,7 @@ class Store:
         the iterator, if a compaction overtakes the history replay).
         """
         if self._closing:
-            raise StoreError("datastore is closed")
+            raise DatastoreError("datastore is closed")
         if revision:
             self._check_compacted(revision)
         watcher = Watcher(
@@ -564,7 +564,7 @@ class Store:
         """Start the owned periodic tasks: compaction (keeping ``keep_revisions``) and TTL
         expiry. close() cancels them."""
         if self._background:
-            raise StoreError("background tasks already started")
+            raise DatastoreError("background tasks already started")
         self._keep_revisions = keep_revisions
         self._background = [
             asyncio.create_task(
