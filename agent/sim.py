@@ -32,7 +32,7 @@ from typing import Any
 from agent import bootstrap as agent_bootstrap
 from agent.nodeapi import patch_node_status, register_node, renew_lease
 from agent.nodestatus import STATUS_REPORT_SECONDS
-from agent.simnode import (
+from agent.simobjects import (
     MAX_NODES,
     SIM_LABEL,
     TERMINAL,

@@ -62,7 +62,7 @@ def sim(
     """Simulate nodes: register them, heartbeat, and run the pods bound to them."""
     from agent.bootstrap import BootstrapError
     from agent.sim import SimConfig, default_data_dir, run_cli
-    from agent.simnode import NodeShape
+    from agent.simobjects import NodeShape
     from edgek.apiclient import ApiClientError
     from edgek.quantity import parse_quantity
 

@@ -1,6 +1,6 @@
 """Service-account tokens, the parts that need no ``cryptography``: claims and identities,
 TokenRequest validation and replies, the OIDC discovery document, and
-:class:`ServiceAccountKey`, which loads the ES256 :class:`~server.auth.serviceaccount.TokenSigner`
+:class:`ServiceAccountKey`, which loads the ES256 :class:`~server.auth.satoken_crypto.TokenSigner`
 (and with it ``cryptography``, about 8 MB of resident memory) only when a token is first issued,
 verified or its key published.
 """
@@ -22,7 +22,7 @@ from server.pki.checked import CheckRecord
 from server.storage.requestinfo import UserInfo
 
 if TYPE_CHECKING:
-    from server.auth.serviceaccount import TokenSigner
+    from server.auth.satoken_crypto import TokenSigner
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 #: What the API server accepts tokens for (k3s: ``--api-audiences=<issuer>,k3s``); also the
@@ -202,7 +202,7 @@ class ServiceAccountKey:
         self._load()
 
     def _load(self) -> TokenSigner:
-        from server.auth.serviceaccount import TokenSigner  # loads cryptography
+        from server.auth.satoken_crypto import TokenSigner  # loads cryptography
 
         return TokenSigner.load_or_create(self.key_path, issuer=self.issuer)
 

@@ -22,7 +22,7 @@ from server.pki import csr_state as state
 from server.storage.objectstore import WriteOptions
 
 if TYPE_CHECKING:
-    from server.pki import csr as csrs
+    from server.pki import csr_crypto as csrs
 
 MANAGER = "edgek-csr-controller"
 
@@ -62,7 +62,7 @@ class CSRController(Controller):
         signer = (obj.get("spec") or {}).get("signerName", "")
         if signer not in state.SIGNERS:
             return
-        from server.pki import csr as csrs  # loads cryptography
+        from server.pki import csr_crypto as csrs  # loads cryptography
 
         if self._cas is None:
             self._cas = (
@@ -87,7 +87,7 @@ class CSRController(Controller):
         )
 
     async def _maybe_approve(self, obj: dict[str, Any]) -> None:
-        from server.pki import csr as csrs  # loads cryptography
+        from server.pki import csr_crypto as csrs  # loads cryptography
 
         node = csrs.requested_node(obj)
         secret = (

@@ -1,7 +1,7 @@
 """What a CertificateSigningRequest object says without parsing its X.509 request: whether
 it is decided (its conditions), the signers edgek owns and the node identity Secret names.
 
-Kept apart from :mod:`server.pki.csr` (which needs ``cryptography``) so the CSR controller
+Kept apart from :mod:`server.pki.csr_crypto` (which needs ``cryptography``) so the CSR controller
 can pass over CSRs that need no work (already signed, denied or failed) without loading it.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 CLIENT_KUBELET_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 SERVING_SIGNER = "kubernetes.io/kubelet-serving"
-#: The signers :func:`server.pki.csr.sign` handles. For these a CSRError from it means the
+#: The signers :func:`server.pki.csr_crypto.sign` handles. For these a CSRError from it means the
 #: request breaks the signer's rules (upstream then adds a Failed condition, reason
 #: SignerValidationFailure); CSRs for other signers are left pending.
 SIGNERS = frozenset({CLIENT_KUBELET_SIGNER, CLIENT_SIGNER, SERVING_SIGNER})

@@ -178,7 +178,7 @@ def test_secrets_encryption_at_rest(tmp_path: Path) -> None:
 def test_service_account_token_expires(
     kubectl: Kubectl, namespace: str, server: ServerProcess, tmp_path: Path
 ) -> None:
-    from server.auth.serviceaccount import TokenSigner
+    from server.auth.satoken_crypto import TokenSigner
 
     kubectl("create", "serviceaccount", "short", "-n", namespace)
     kubectl(

@@ -1,8 +1,8 @@
 """Tests for agent.bootstrap against a tiny in-test HTTPS server.
 
 The fake cluster serves ``/cacerts``, a CertificateSigningRequest API (create, get, watch)
-whose CSRs are decided by ``server.pki.csr.auto_approval`` and signed by
-``server.pki.csr.sign`` with a real PKI, and ``/whoami`` (the authenticated identity), and it
+whose CSRs are decided by ``server.pki.csr_crypto.auto_approval`` and signed by
+``server.pki.csr_crypto.sign`` with a real PKI, and ``/whoami`` (the authenticated identity), and it
 records every request it sees.
 """
 
@@ -37,7 +37,7 @@ from agent.bootstrap import (
 from edgek.certs import load_cert, load_key, new_key
 from edgek.jointoken import format_token
 from server.pki import PKI, ensure_pki, peer_identity
-from server.pki import csr as csrs
+from server.pki import csr_crypto as csrs
 
 KUBECTL = "/usr/bin/kubectl"
 PASSWORD = "0123456789abcdef0123456789abcdef"

@@ -12,7 +12,7 @@ import pytest
 
 from edgek.certs import key_to_pem, new_key
 from server.auth.satoken import ServiceAccountKey
-from server.auth.serviceaccount import TokenSigner
+from server.auth.satoken_crypto import TokenSigner
 from server.pki import ensure_pki, provision
 from server.pki.checked import RECORD_FILE, CheckRecord
 

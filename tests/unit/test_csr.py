@@ -1,4 +1,4 @@
-"""Tests for server.pki.csr: parsing, auto-approval with the node identity guard, signing."""
+"""Tests for server.pki.csr_crypto: parsing, auto-approval with the node identity guard, signing."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edgek.certs import load_cert, load_key, new_key
 from server.pki import ensure_pki
-from server.pki.csr import (
+from server.pki.csr_crypto import (
     CLIENT_KUBELET_SIGNER,
     CLIENT_SIGNER,
     SERVING_SIGNER,

@@ -13,7 +13,7 @@ import pytest
 
 from agent.nodestatus import lease_object
 from agent.sim import SimConfig, SimNode, Simulator, _ready_overwritten
-from agent.simnode import (
+from agent.simobjects import (
     NodeShape,
     PodIPAllocator,
     PodRun,

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from edgek import jointoken, status
 from server.auth import bootstrap_tokens
-from server.auth.serviceaccount import (
+from server.auth.satoken_crypto import (
     API_AUDIENCES,
     DEFAULT_ISSUER,
     ServiceAccountClaims,

@@ -1,9 +1,9 @@
-"""The pure parts of ``edgek sim``: simulated node objects, node Leases, pod IP allocation
-from a node's podCIDR and the pod statuses a kubelet would report.
+"""The pure parts of ``edgek sim``: simulated node objects, pod IP allocation from a node's
+podCIDR and the pod statuses a kubelet would report. The running simulated nodes (``SimNode``,
+``Simulator``) that write these are in :mod:`agent.sim`; what any node reports about itself
+(conditions, the node Lease) is in :mod:`agent.nodestatus`.
 
-Shapes follow the upstream kubelet: node conditions and their reasons
-(``pkg/kubelet/nodestatus``), the Lease it renews in ``kube-node-lease``
-(``pkg/kubelet/nodelease``), and the pod status it writes (``generateAPIPodStatus``: phase,
+Shapes follow the upstream kubelet: the pod status it writes (``generateAPIPodStatus``: phase,
 hostIP(s), podIP(s), startTime, container statuses and the PodReadyToStartContainers,
 Initialized, ContainersReady, Ready and PodScheduled conditions).
 """
