@@ -1,4 +1,4 @@
-"""The store's connection layer: run the datastore's named statements on its database.
+"""The datastore's connection layer: run the datastore's named statements on its database.
 
 Statements are defined once, dialect-neutral, in SQLAlchemy Core (``datastore.schema``) and
 named in ``datastore.statements``. Two implementations run them behind one interface:
@@ -91,7 +91,7 @@ class Database(ABC):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A transaction on the writer connection: committed on exit, rolled back on error.
 
-        One task at a time may use the writer (the store's writer task does).
+        One task at a time may use the writer (the datastore's writer task does).
         """
 
     @abstractmethod
@@ -128,7 +128,7 @@ async def connect(url: str) -> Database:
     ``sqlite:///path`` follows SQLAlchemy's convention (four slashes for an absolute path);
     missing parent directories are created. ``sqlite://`` is a private throwaway database: a
     file in a new temporary directory removed on close (an SQLite ``:memory:`` database is per
-    connection, and the store uses separate reader and writer connections). ``postgres://``
+    connection, and the datastore uses separate reader and writer connections). ``postgres://``
     and ``postgresql://`` map to the asyncpg driver, which must be installed.
     """
     if _backend(url) in _POSTGRES:
@@ -247,7 +247,7 @@ class _SQLiteDatabase(Database):
     @staticmethod
     async def _connect(path: Path) -> aiosqlite.Connection:
         pending = aiosqlite.connect(path)
-        # A daemon thread (as SQLAlchemy's aiosqlite dialect makes it): a store left open, say
+        # A daemon thread (as SQLAlchemy's aiosqlite dialect makes it): a datastore left open, say
         # by a failed start, must not keep the process from exiting. Until aiosqlite 0.22 the
         # connection is itself the thread; later it keeps one in a private attribute, so
         # this is best effort (the server also closes its store when start-up fails).

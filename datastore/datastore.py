@@ -165,7 +165,7 @@ class Datastore:
         clock: Callable[[], float] = time.time,
         connector: database.Connector = database.connect,
     ) -> Datastore:
-        """Open (creating if needed) the store at ``url`` and rebuild its in-memory index.
+        """Open (creating if needed) the datastore at ``url`` and rebuild its in-memory index.
 
         ``sqlite:///path`` (SQLAlchemy's convention: ``sqlite:////abs/state.db`` for an absolute
         path), ``sqlite://`` for a throwaway database, or ``postgres://...`` (needs asyncpg).

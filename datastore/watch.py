@@ -1,7 +1,7 @@
 """Watchers: async iterators of events for a key prefix, history first, then live events.
 
-A watcher is registered with the store's broadcaster at creation, in the same loop step that
-fixes ``history_end`` (the store's revision then), so live events are exactly those after
+A watcher is registered with the datastore's broadcaster at creation, in the same loop step that
+fixes ``history_end`` (the datastore's revision then), so live events are exactly those after
 ``history_end`` and history (read lazily from the table, page by page) covers the rest: no gap,
 no duplicate. Live events wait in a bounded buffer. A watcher whose buffer is full when an event
 arrives discards the buffer and reads those events (and the new one) from the table instead, like
@@ -48,7 +48,7 @@ class Watcher:
         self._closed = False
 
     def deliver(self, event: Event) -> None:
-        """Offer a live event (called by the store's broadcaster, never blocks)."""
+        """Offer a live event (called by the datastore's broadcaster, never blocks)."""
         revision = event.kv.mod_revision
         if (
             self._closed

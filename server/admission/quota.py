@@ -476,7 +476,7 @@ class QuotaAdmission:
     """The ResourceQuota admission hook for ``ObjectStore.admission``.
 
     ``cache_for(group, resource)`` gives the shared cache of a kind (None if there is none);
-    quotas are read from ``cache_for("", "resourcequotas")``. ``revision()`` is the store's
+    quotas are read from ``cache_for("", "resourcequotas")``. ``revision()`` is the datastore's
     current revision: a write admitted now commits after it."""
 
     def __init__(
@@ -498,7 +498,7 @@ class QuotaAdmission:
         objects: ObjectStore,
         clock: Callable[[], datetime] = objutil.now,
     ) -> QuotaAdmission:
-        """Admission over the shared caches (``Informers.cache``) of a store; the quota and pod
+        """Admission over the shared caches (``Informers.cache``) of an object store; the quota and pod
         caches are created now, so they start with the others."""
         cache_for = optional_cache(cache)
         cache_for("", "resourcequotas")

@@ -91,7 +91,7 @@ async def serve(
     *,
     bookmark_interval: float = 60.0,
 ) -> web.StreamResponse:
-    """Stream watch events until the timeout, the client leaves, or the store ends it."""
+    """Stream watch events until the timeout, the client leaves, or the datastore ends it."""
     store = objects.datastore
     kind = wr.kind
     initial: list[dict[str, Any]] = []

@@ -197,7 +197,7 @@ class ObjectStore:
 
     def __init__(
         self,
-        store: datastore.Datastore,
+        datastore_: datastore.Datastore,
         *,
         clock: Callable[[], datetime] = objects.now,
         event_ttl: int = 3600,
@@ -205,9 +205,9 @@ class ObjectStore:
         cipher: ValueCipher | None = None,
         namespace_lifecycle: bool = True,
     ) -> None:
-        self.datastore = store
+        self.datastore = datastore_
         #: Refuse creates in missing or terminating namespaces (off only in unit tests of the
-        #: bare registry, as upstream's --disable-admission-plugins=NamespaceLifecycle).
+        #: bare object store, as upstream's --disable-admission-plugins=NamespaceLifecycle).
         self.namespace_lifecycle = namespace_lifecycle
         self.cipher = cipher
         self.custom_schema = custom_schema
