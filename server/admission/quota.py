@@ -498,8 +498,8 @@ class QuotaAdmission:
         objects: ObjectStore,
         clock: Callable[[], datetime] = objutil.now,
     ) -> QuotaAdmission:
-        """Admission over the shared caches (``Informers.cache``) of an object store; the quota and pod
-        caches are created now, so they start with the others."""
+        """Admission over the shared caches (``Informers.cache``) of an object store; the quota
+        and pod caches are created now, so they start with the others."""
         cache_for = optional_cache(cache)
         cache_for("", "resourcequotas")
         cache_for("", "pods")
