@@ -31,7 +31,7 @@ from agent.podman.client import PodmanClient
 from agent.podman.service import PodmanService
 from agent.pull import ImagePuller, ImagePullError
 from agent.registries import Registries, parse
-from server.pki import certs
+from edgek import certs
 from tests.agent.busybox_image import IMAGE
 from tests.agent.conftest import needs_podman
 
