@@ -335,7 +335,7 @@ async def test_local_path_directory_removed_once_its_claim_is_gone(
     objects.put(claim(uid="c-2"))
     objects.put(local_path_volume(storage, policy="Retain"))
     await manager.setup(claim_pod("c"))
-    del objects.datastore[("persistentvolumeclaims", "ns", "data")]
+    del objects.store[("persistentvolumeclaims", "ns", "data")]
     await manager.teardown("c")
     assert is_dir(storage)  # Retain: the data stays
 
