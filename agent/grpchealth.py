@@ -136,6 +136,19 @@ async def check_health(
         ],
     )
     conn.send_data(stream, request_message(service), end_stream=True)
+    fields, body = await _exchange(conn, stream, reader, writer)
+    _check_status(fields)
+    return response_status(bytes(body))
+
+
+async def _exchange(
+    conn: H2Connection,
+    stream: int,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> tuple[dict[str, str], bytearray]:
+    """Send what ``conn`` has queued and read until ``stream`` ends: its header and trailer
+    fields and its body."""
     fields: dict[str, str] = {}
     body = bytearray()
     ended = False
@@ -157,6 +170,11 @@ async def check_health(
                 raise GrpcError(UNAVAILABLE, "connection terminated by the server")
             elif isinstance(event, StreamEnded) and event.stream_id == stream:
                 ended = True
+    return fields, body
+
+
+def _check_status(fields: dict[str, str]) -> None:
+    """Raise :class:`GrpcError` unless the response is HTTP 200 with grpc-status 0."""
     if fields.get(":status") != "200":
         code = UNIMPLEMENTED if fields.get(":status") == "404" else UNKNOWN
         raise GrpcError(
@@ -167,4 +185,3 @@ async def check_health(
     code = int(fields["grpc-status"])
     if code != 0:
         raise GrpcError(code, unquote(fields.get("grpc-message", "")))
-    return response_status(bytes(body))

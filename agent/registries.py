@@ -197,6 +197,13 @@ def parse(doc: Any) -> Registries:
     """A registries.yaml document (already YAML-decoded) → :class:`Registries`."""
     top = _mapping(doc, "registries.yaml")
     result = Registries()
+    _parse_mirrors(top, result)
+    _parse_configs(top, result)
+    return result
+
+
+def _parse_mirrors(top: Mapping[str, Any], result: Registries) -> None:
+    """The ``mirrors`` section into ``result``."""
     for key, spec in _mapping(top.get("mirrors"), "mirrors").items():
         spec = _mapping(spec, f"mirrors.{key}")
         endpoints = spec.get("endpoint") or []
@@ -217,6 +224,10 @@ def parse(doc: Any) -> Registries:
         result.mirrors[_host(key)] = Mirror(
             tuple(_endpoint(str(e)) for e in endpoints), tuple(rewrites)
         )
+
+
+def _parse_configs(top: Mapping[str, Any], result: Registries) -> None:
+    """The ``configs`` section (credentials, TLS) into ``result``."""
     for key, spec in _mapping(top.get("configs"), "configs").items():
         host = _host(key)
         spec = _mapping(spec, f"configs.{key}")
@@ -231,7 +242,6 @@ def parse(doc: Any) -> Registries:
             raise RegistriesError(f"configs.{key}.tls needs both cert_file and key_file")
         if files:
             result.tls_files[host] = files
-    return result
 
 
 def load(path: Path) -> Registries:

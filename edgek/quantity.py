@@ -89,18 +89,22 @@ def parse_quantity(value: str | int | float) -> Fraction:
     digits = (num + denom).lstrip("0")
     if not digits:
         return Fraction(0)
-    exp10 = (exponent if base == 10 else 0) - len(denom)
+    amount = _amount(digits, base, exponent, (exponent if base == 10 else 0) - len(denom))
+    return -amount if sign == "-" else amount
+
+
+def _amount(digits: str, base: int, exponent: int, exp10: int) -> Fraction:
+    """The magnitude of ``digits`` (non-zero, no leading zeros) times ``10**exp10`` and, for
+    a binary suffix, ``2**exponent``: rounded up to a nano, saturated as upstream does."""
     magnitude = len(digits) + exp10
     if base == 10:
-        amount = SATURATED if magnitude > MAX_DIGITS else Fraction(_nanos(digits, exp10), 10**9)
-    elif magnitude > 20:
-        amount = Fraction(_INT64_MAX)
-    elif magnitude < -30:  # below 2**-60 nano: rounds up to one
-        amount = Fraction(1, 10**9)
-    elif len(digits) > MAX_DIGITS:
+        return SATURATED if magnitude > MAX_DIGITS else Fraction(_nanos(digits, exp10), 10**9)
+    if magnitude > 20:
+        return Fraction(_INT64_MAX)
+    if magnitude < -30:  # below 2**-60 nano: rounds up to one
+        return Fraction(1, 10**9)
+    if len(digits) > MAX_DIGITS:
         raise ValueError(ERR_NUMERIC)
-    else:
-        exact = Fraction(int(digits) << exponent, 10**-exp10)
-        nano = -(-exact.numerator * 10**9 // exact.denominator)
-        amount = min(Fraction(nano, 10**9), Fraction(_INT64_MAX))
-    return -amount if sign == "-" else amount
+    exact = Fraction(int(digits) << exponent, 10**-exp10)
+    nano = -(-exact.numerator * 10**9 // exact.denominator)
+    return min(Fraction(nano, 10**9), Fraction(_INT64_MAX))

@@ -59,6 +59,22 @@ def write(target: Path, payload: Mapping[str, File], *, gid: int | None = None) 
     target.mkdir(mode=0o755, parents=True, exist_ok=True)
     stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
     new_dir = Path(tempfile.mkdtemp(prefix=stamp, dir=target))
+    _fill(new_dir, payload, gid)
+    data = target / DATA_LINK
+    previous = data.resolve() if data.is_symlink() else None
+    tmp_link = target / f"{DATA_LINK}_tmp"
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(new_dir.name)
+    tmp_link.rename(data)
+    _link_tops(target, payload, old)
+    if previous is not None and previous != new_dir:
+        shutil.rmtree(previous, ignore_errors=True)
+    return True
+
+
+def _fill(new_dir: Path, payload: Mapping[str, File], gid: int | None) -> None:
+    """Write ``payload`` under ``new_dir``; with ``gid`` everything belongs to that group and
+    the directories are set-group-ID."""
     for path, (content, mode) in payload.items():
         file = new_dir / path
         file.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -71,12 +87,11 @@ def write(target: Path, payload: Mapping[str, File], *, gid: int | None = None) 
             os.chown(dirpath, -1, gid)
             for name in files:
                 os.chown(os.path.join(dirpath, name), -1, gid)
-    data = target / DATA_LINK
-    previous = data.resolve() if data.is_symlink() else None
-    tmp_link = target / f"{DATA_LINK}_tmp"
-    tmp_link.unlink(missing_ok=True)
-    tmp_link.symlink_to(new_dir.name)
-    tmp_link.rename(data)
+
+
+def _link_tops(target: Path, payload: Mapping[str, File], old: Mapping[str, File] | None) -> None:
+    """Point each top-level name of ``payload`` through the data link; drop the names only
+    ``old`` had."""
     tops = {PurePosixPath(path).parts[0] for path in payload}
     for name in tops:
         link = target / name
@@ -84,6 +99,3 @@ def write(target: Path, payload: Mapping[str, File], *, gid: int | None = None) 
             link.symlink_to(f"{DATA_LINK}/{name}")
     for name in {PurePosixPath(path).parts[0] for path in old or {}} - tops:
         (target / name).unlink(missing_ok=True)
-    if previous is not None and previous != new_dir:
-        shutil.rmtree(previous, ignore_errors=True)
-    return True

@@ -142,16 +142,20 @@ def _apply(step: _Step, value: Any) -> Iterator[Any]:
             yield from value
     elif isinstance(step, _Descend):
         yield from _descendants(value)
-    elif isinstance(step, _Index):
-        if isinstance(value, list):
-            for index in step.indexes:
-                if -len(value) <= index < len(value):
-                    yield value[index]
-    elif isinstance(step, _Slice):
-        if isinstance(value, list):
-            yield from value[step.start : step.end : step.step]
     elif isinstance(value, list):
-        yield from (item for item in value if _matches(step, item))
+        yield from _select_items(step, value)
+
+
+def _select_items(step: _Index | _Slice | _Filter, items: list[Any]) -> Iterator[Any]:
+    """The elements of a list that an index, slice or filter step selects."""
+    if isinstance(step, _Index):
+        for index in step.indexes:
+            if -len(items) <= index < len(items):
+                yield items[index]
+    elif isinstance(step, _Slice):
+        yield from items[step.start : step.end : step.step]
+    else:
+        yield from (item for item in items if _matches(step, item))
 
 
 def _descendants(value: Any) -> Iterator[Any]:

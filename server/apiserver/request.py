@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from edgek import status
-from edgek.kinds import Registry
+from edgek.kinds import Kind, Registry
 from server.storage.requestinfo import RequestInfo, UserInfo
 
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
@@ -40,10 +40,22 @@ def parse_resource_path(
     kind = registry.by_resource(group, version, rest[0])
     if kind is None:
         raise _not_found()
-    if namespace and not kind.namespaced:
-        raise _not_found()
     name = rest[1] if len(rest) > 1 else ""
     sub = rest[2] if len(rest) > 2 else ""
+    _check_target(method, kind, namespace, name, sub)
+    if sub in _CREATE_SUBRESOURCES:
+        if method != "POST":
+            raise status.method_not_allowed(f"{method} is not supported on {kind.resource}/{sub}")
+        return RequestInfo("create", kind, namespace, name, sub)
+    verb = _verb(method, bool(name), watch)
+    return RequestInfo(verb, kind, namespace, name, sub)
+
+
+def _check_target(method: str, kind: Kind, namespace: str, name: str, sub: str) -> None:
+    """Raise 404 or 405 when ``method`` cannot address that kind, namespace, name and
+    subresource."""
+    if namespace and not kind.namespaced:
+        raise _not_found()
     if kind.namespaced and not namespace:
         # across all namespaces a namespaced kind can only be listed or watched
         if name:
@@ -56,12 +68,6 @@ def parse_resource_path(
         raise _not_found()
     if name == "" and method in ("PUT", "PATCH"):
         raise status.method_not_allowed(f"{method} is not supported on collections")
-    if sub in _CREATE_SUBRESOURCES:
-        if method != "POST":
-            raise status.method_not_allowed(f"{method} is not supported on {kind.resource}/{sub}")
-        return RequestInfo("create", kind, namespace, name, sub)
-    verb = _verb(method, bool(name), watch)
-    return RequestInfo(verb, kind, namespace, name, sub)
 
 
 def _verb(method: str, has_name: bool, watch: bool) -> str:

@@ -138,15 +138,8 @@ class ResourceAPI:
             return await self._list(request, info)
         if verb == "watch":
             return await self._watch(request, info)
-        if verb == "create" and info.subresource == "token":
-            return await self._token(request, info)
-        action = self.actions.get((info.kind.group, info.kind.resource, info.subresource))
-        if verb == "create" and action is not None:
-            return await self._action(request, info, action)
-        if verb == "create" and info.kind.group in REVIEW_GROUPS:
-            return await self._review(request, info)
         if verb == "create":
-            return await self._create(request, info)
+            return await self._dispatch_create(request, info)
         if verb == "update":
             return await self._update(request, info)
         if verb == "patch":
@@ -154,6 +147,17 @@ class ResourceAPI:
         if verb == "delete":
             return await self._delete(request, info)
         return await self._delete_collection(request, info)
+
+    async def _dispatch_create(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        """A POST: a token request, a subresource action, a review or a plain create."""
+        if info.subresource == "token":
+            return await self._token(request, info)
+        action = self.actions.get((info.kind.group, info.kind.resource, info.subresource))
+        if action is not None:
+            return await self._action(request, info, action)
+        if info.kind.group in REVIEW_GROUPS:
+            return await self._review(request, info)
+        return await self._create(request, info)
 
     # -- reads -------------------------------------------------------------------
 

@@ -230,6 +230,69 @@ def _termination_reason(terminated: Obj, prefix: str) -> str:
     return f"{prefix}ExitCode:{_int(terminated.get('exitCode'))}"
 
 
+def _scheduling_gated(conditions: list[Obj]) -> bool:
+    """Whether the pod's scheduling is held by a scheduling gate."""
+    return any(
+        c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated" for c in conditions
+    )
+
+
+def _app_containers(
+    status: Obj, conditions: list[Obj], reason: str, restarts: int, last_restart: datetime | None
+) -> tuple[int, int, datetime | None, str]:
+    """Fold the app containers' statuses into the pod's row: the ready running ones, the
+    restarts and last restart (counting on from the given), and the reason shown."""
+    ready = 0
+    has_running = False
+    for container in reversed(_items(status, "containerStatuses")):
+        restarts += _int(container.get("restartCount"))
+        last_restart = _later(
+            last_restart, _time(_dig(container, "lastState", "terminated", "finishedAt"))
+        )
+        state = container.get("state") or {}
+        terminated, waiting = state.get("terminated"), state.get("waiting")
+        if waiting is not None and waiting.get("reason"):
+            reason = waiting["reason"]
+        elif terminated is not None:
+            reason = _termination_reason(terminated, "")
+        elif container.get("ready") and state.get("running") is not None:
+            has_running = True
+            ready += 1
+    if reason == "Completed" and has_running:
+        ready_condition = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+        )
+        reason = "Running" if ready_condition else "NotReady"
+    return ready, restarts, last_restart, reason
+
+
+def _deleting_reason(status: Obj, phase: str, reason: str) -> str:
+    """The reason shown for a pod being deleted."""
+    if status.get("reason") == "NodeLost":
+        return "Unknown"
+    if phase not in ("Succeeded", "Failed"):
+        return "Terminating"
+    return reason
+
+
+def _restarts_text(restarts: int, last_restart: datetime | None, now: datetime) -> str:
+    """The RESTARTS cell: the count, and how long ago the last one was."""
+    if restarts and last_restart is not None:
+        return f"{restarts} ({timefmt.human_duration(now - last_restart)} ago)"
+    return str(restarts)
+
+
+def _gates_text(gates: list[Obj], conditions: list[Obj]) -> str:
+    """The READINESS GATES cell: how many of the gates' conditions are True."""
+    if not gates:
+        return "<none>"
+    passed = 0
+    for gate in gates:
+        match = next((c for c in conditions if c.get("type") == gate.get("conditionType")), None)
+        passed += match is not None and match.get("status") == "True"
+    return f"{passed}/{len(gates)}"
+
+
 def _pod_cells(pod: Obj, now: datetime) -> Cells:
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
@@ -239,9 +302,7 @@ def _pod_cells(pod: Obj, now: datetime) -> Cells:
     ready = 0
     phase = status.get("phase") or ""
     reason = status.get("reason") or phase
-    if any(
-        c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated" for c in conditions
-    ):
+    if _scheduling_gated(conditions):
         reason = "SchedulingGated"
 
     restarts = sidecar_restarts = 0
@@ -274,60 +335,26 @@ def _pod_cells(pod: Obj, now: datetime) -> Cells:
         break
 
     if not initializing or _condition_true(conditions, "Initialized"):
-        restarts, last_restart = sidecar_restarts, last_sidecar_restart
-        has_running = False
-        for container in reversed(_items(status, "containerStatuses")):
-            restarts += _int(container.get("restartCount"))
-            last_restart = _later(
-                last_restart, _time(_dig(container, "lastState", "terminated", "finishedAt"))
-            )
-            state = container.get("state") or {}
-            terminated, waiting = state.get("terminated"), state.get("waiting")
-            if waiting is not None and waiting.get("reason"):
-                reason = waiting["reason"]
-            elif terminated is not None:
-                reason = _termination_reason(terminated, "")
-            elif container.get("ready") and state.get("running") is not None:
-                has_running = True
-                ready += 1
-        if reason == "Completed" and has_running:
-            ready_condition = any(
-                c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
-            )
-            reason = "Running" if ready_condition else "NotReady"
+        running, restarts, last_restart, reason = _app_containers(
+            status, conditions, reason, sidecar_restarts, last_sidecar_restart
+        )
+        ready += running
 
     if meta(pod).get("deletionTimestamp"):
-        if status.get("reason") == "NodeLost":
-            reason = "Unknown"
-        elif phase not in ("Succeeded", "Failed"):
-            reason = "Terminating"
-
-    restarts_text = str(restarts)
-    if restarts and last_restart is not None:
-        restarts_text = f"{restarts} ({timefmt.human_duration(now - last_restart)} ago)"
+        reason = _deleting_reason(status, phase, reason)
 
     pod_ips = _items(status, "podIPs")
     pod_ip = (pod_ips[0].get("ip") if pod_ips else status.get("podIP")) or "<none>"
-    gates = _items(spec, "readinessGates")
-    gates_text = "<none>"
-    if gates:
-        passed = 0
-        for gate in gates:
-            match = next(
-                (c for c in conditions if c.get("type") == gate.get("conditionType")), None
-            )
-            passed += match is not None and match.get("status") == "True"
-        gates_text = f"{passed}/{len(gates)}"
     return [
         meta(pod).get("name", ""),
         f"{ready}/{total}",
         reason,
-        restarts_text,
+        _restarts_text(restarts, last_restart, now),
         _age(pod, now),
         pod_ip,
         spec.get("nodeName") or "<none>",
         status.get("nominatedNodeName") or "<none>",
-        gates_text,
+        _gates_text(_items(spec, "readinessGates"), conditions),
     ]
 
 
@@ -1265,6 +1292,20 @@ def table(
             created = _time(meta(obj).get("creationTimestamp"))
             stamp = timefmt.format_time(created) if created else "0001-01-01T00:00:00Z"
             rows.append({"cells": [meta(obj).get("name", ""), stamp]})
+    _attach_objects(rows, objects, include_object)
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": columns,
+        "rows": rows,
+    }
+
+
+def _attach_objects(
+    rows: list[dict[str, Any]], objects: list[dict[str, Any]], include_object: str
+) -> None:
+    """Put each row's object in it as ``includeObject`` asks (whole, metadata only, none)."""
     for row, obj in zip(rows, objects, strict=True):
         if include_object == "Object":
             row["object"] = obj
@@ -1274,10 +1315,3 @@ def table(
                 "apiVersion": "meta.k8s.io/v1",
                 "metadata": meta(obj),
             }
-    return {
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {},
-        "columnDefinitions": columns,
-        "rows": rows,
-    }

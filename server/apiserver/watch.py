@@ -109,71 +109,25 @@ async def serve(
     else:
         start_rev = parse_rv(wr.resource_version)
         await _wait_fresh(objects, start_rev)
-    filtered = wr.opts.label_selector is not None or wr.opts.field_selector is not None
     resp = web.StreamResponse(headers={"Content-Type": JSON})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     try:
         watcher = store.watch(key_prefix(kind, wr.namespace), start_rev)
     except datastore.CompactedError as e:
-        err = status.expired(f"too old resource version: {start_rev} ({e.compact_revision})")
-        await resp.write(_event("ERROR", err.status()))
+        await resp.write(_compacted(start_rev, e))
         return resp
     timeout = wr.timeout if wr.timeout else random.uniform(*DEFAULT_TIMEOUT_RANGE)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last_rev = start_rev
-
-    async def stream() -> None:
-        """Write the watch events of the datastore events, until the watcher ends.
-
-        Events already waiting are written together (one chunk, up to WRITE_BATCH of them),
-        then the stream yields: the other watches of the same events take their turn while
-        the events are still in the memo. ``last_rev`` (for bookmarks) advances only once the
-        events up to it are written."""
-        nonlocal last_rev
-        lines: list[bytes] = []
-        try:
-            async for ev in watcher:
-                view = memo.view(kind, ev)
-                out = view.translate(wr.opts, filtered)
-                if out is not None:
-                    shown = transform(out[1], False)
-                    # an untransformed object's line is encoded once, for every watch
-                    lines.append(view.line(*out) if shown is out[1] else _event(out[0], shown))
-                if len(lines) < WRITE_BATCH and watcher.ready():
-                    continue
-                if lines:
-                    await resp.write(b"".join(lines))
-                    lines.clear()
-                last_rev = ev.kv.mod_revision
-                await asyncio.sleep(0)
-        except datastore.CompactedError as e:
-            err = status.expired(f"too old resource version: {start_rev} ({e.compact_revision})")
-            await resp.write(_event("ERROR", err.status()))
-
+    deadline = asyncio.get_running_loop().time() + timeout
+    live = _Stream(resp, watcher, memo, wr, transform, start_rev)
     streaming: asyncio.Task[None] | None = None
     try:
         for obj in initial:
             await resp.write(_event("ADDED", transform(obj, True)))
         if wr.send_initial_events:
             await resp.write(_event("BOOKMARK", _bookmark(kind, start_rev, initial_end=True)))
-        streaming = asyncio.ensure_future(stream())
-        next_bookmark = loop.time() + bookmark_interval
-        while True:
-            now = loop.time()
-            if now >= deadline:
-                break
-            wait = deadline - now
-            if wr.bookmarks:
-                wait = min(wait, max(next_bookmark - now, 0))
-            done, _ = await asyncio.wait({streaming}, timeout=wait)
-            if done:
-                streaming.result()  # ConnectionResetError if the client left
-                break
-            if wr.bookmarks and loop.time() >= next_bookmark:
-                await resp.write(_event("BOOKMARK", _bookmark(kind, last_rev)))
-                next_bookmark = loop.time() + bookmark_interval
+        streaming = asyncio.ensure_future(live.pump())
+        await live.follow(streaming, deadline, bookmark_interval)
     except ConnectionResetError:
         return resp
     finally:
@@ -188,6 +142,94 @@ async def serve(
     with contextlib.suppress(ConnectionResetError):
         await resp.write_eof()
     return resp
+
+
+def _compacted(start_rev: int, e: datastore.CompactedError) -> bytes:
+    """The ERROR event line for a watch whose start revision was compacted away."""
+    err = status.expired(f"too old resource version: {start_rev} ({e.compact_revision})")
+    return _event("ERROR", err.status())
+
+
+class _Stream:
+    """The live part of one watch: its datastore events written as watch events."""
+
+    __slots__ = ("filtered", "last_rev", "memo", "resp", "start_rev", "transform", "watcher", "wr")
+
+    def __init__(
+        self,
+        resp: web.StreamResponse,
+        watcher: datastore.Watcher,
+        memo: EventMemo,
+        wr: WatchRequest,
+        transform: Transform,
+        start_rev: int,
+    ) -> None:
+        self.resp = resp
+        self.watcher = watcher
+        self.memo = memo
+        self.wr = wr
+        self.transform = transform
+        self.filtered = wr.opts.label_selector is not None or wr.opts.field_selector is not None
+        self.start_rev = start_rev
+        #: The revision up to which events are written (for bookmarks).
+        self.last_rev = start_rev
+
+    async def pump(self) -> None:
+        """Write the watch events of the datastore events, until the watcher ends.
+
+        Events already waiting are written together (one chunk, up to WRITE_BATCH of them),
+        then the stream yields: the other watches of the same events take their turn while
+        the events are still in the memo. ``last_rev`` (for bookmarks) advances only once the
+        events up to it are written."""
+        resp = self.resp
+        watcher = self.watcher
+        memo = self.memo
+        transform = self.transform
+        kind = self.wr.kind
+        opts = self.wr.opts
+        filtered = self.filtered
+        lines: list[bytes] = []
+        try:
+            async for ev in watcher:
+                view = memo.view(kind, ev)
+                out = view.translate(opts, filtered)
+                if out is not None:
+                    shown = transform(out[1], False)
+                    # an untransformed object's line is encoded once, for every watch
+                    lines.append(view.line(*out) if shown is out[1] else _event(out[0], shown))
+                if len(lines) < WRITE_BATCH and watcher.ready():
+                    continue
+                if lines:
+                    await resp.write(b"".join(lines))
+                    lines.clear()
+                self.last_rev = ev.kv.mod_revision
+                await asyncio.sleep(0)
+        except datastore.CompactedError as e:
+            await resp.write(_compacted(self.start_rev, e))
+
+    async def follow(
+        self, streaming: asyncio.Task[None], deadline: float, bookmark_interval: float
+    ) -> None:
+        """Wait until ``streaming`` (:meth:`pump`) ends or the deadline passes, writing a
+        bookmark every ``bookmark_interval`` meanwhile if the client asked for them.
+        ConnectionResetError if the client left."""
+        loop = asyncio.get_running_loop()
+        bookmarks = self.wr.bookmarks
+        next_bookmark = loop.time() + bookmark_interval
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                return
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, max(next_bookmark - now, 0))
+            done, _ = await asyncio.wait({streaming}, timeout=wait)
+            if done:
+                streaming.result()  # ConnectionResetError if the client left
+                return
+            if bookmarks and loop.time() >= next_bookmark:
+                await self.resp.write(_event("BOOKMARK", _bookmark(self.wr.kind, self.last_rev)))
+                next_bookmark = loop.time() + bookmark_interval
 
 
 async def _wait_fresh(objects: ObjectStore, revision: int) -> None:

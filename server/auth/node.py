@@ -357,35 +357,49 @@ class NodeGraph:
             return _no(f'unknown node for user "{attrs.user.name}"')
         if not attrs.resource_request:
             return NO_OPINION
-        resource = (attrs.api_group, attrs.resource)
-        if resource == ("", "secrets"):
+        if attrs.api_group == "":
+            return self._core(node, attrs)
+        return self._grouped(node, attrs)
+
+    def _core(self, node: str, attrs: Attributes) -> Decision:
+        """The node authorizer for a core-group (``""``) resource."""
+        resource = attrs.resource
+        if resource == "secrets":
             return self._read_namespaced(node, "secret", attrs)
-        if resource == ("", "configmaps"):
+        if resource == "configmaps":
             return self._read_namespaced(node, "configmap", attrs)
-        if resource == ("", "persistentvolumeclaims"):
-            if attrs.subresource == "status":
-                if attrs.verb not in ("update", "patch"):
-                    return _no("can only get/update/patch this type")
-                return self._related(node, "pvc", attrs)
-            return self._get(node, "pvc", attrs)
-        if resource == ("", "persistentvolumes"):
+        if resource == "persistentvolumeclaims":
+            return self._pvc(node, attrs)
+        if resource == "persistentvolumes":
             return self._get(node, "pv", attrs)
-        if resource == ("resource.k8s.io", "resourceclaims"):
-            return self._get(node, "resourceclaim", attrs)
-        if resource == ("", "serviceaccounts"):
+        if resource == "serviceaccounts":
             return self._create_token(node, attrs)
-        if resource == ("coordination.k8s.io", "leases"):
-            return _lease(node, attrs)
-        if resource == ("", "nodes"):
+        if resource == "nodes":
             return _node(node, attrs)
-        if resource == ("", "pods"):
+        if resource == "pods":
             return self._pod(node, attrs)
-        if resource == ("storage.k8s.io", "volumeattachments"):
+        return _static(attrs)
+
+    def _grouped(self, node: str, attrs: Attributes) -> Decision:
+        """The node authorizer for a resource of a named API group."""
+        group, resource = attrs.api_group, attrs.resource
+        if group == "resource.k8s.io" and resource == "resourceclaims":
+            return self._get(node, "resourceclaim", attrs)
+        if group == "coordination.k8s.io" and resource == "leases":
+            return _lease(node, attrs)
+        if group == "storage.k8s.io" and resource == "volumeattachments":
             return self._get(node, "volumeattachment", attrs)
-        if resource == ("storage.k8s.io", "csinodes"):
+        if group == "storage.k8s.io" and resource == "csinodes":
             return _csinode(node, attrs)
-        verbs = _STATIC_RULES.get((attrs.api_group, attrs.resource, attrs.subresource))
-        return ALLOW if verbs is not None and attrs.verb in verbs else NO_OPINION
+        return _static(attrs)
+
+    def _pvc(self, node: str, attrs: Attributes) -> Decision:
+        """get a claim of the node's pods, or update/patch its status."""
+        if attrs.subresource == "status":
+            if attrs.verb not in ("update", "patch"):
+                return _no("can only get/update/patch this type")
+            return self._related(node, "pvc", attrs)
+        return self._get(node, "pvc", attrs)
 
     def _related(self, node: str, vertex: str, attrs: Attributes) -> Decision:
         if not attrs.name:
@@ -425,6 +439,12 @@ class NodeGraph:
         if (sub, verb) in _BOUND_POD_WRITES:
             return self._related(node, "pod", attrs)
         return NO_OPINION
+
+
+def _static(attrs: Attributes) -> Decision:
+    """The static node rules: allow what every node may do, no opinion otherwise."""
+    verbs = _STATIC_RULES.get((attrs.api_group, attrs.resource, attrs.subresource))
+    return ALLOW if verbs is not None and attrs.verb in verbs else NO_OPINION
 
 
 def _lease(node: str, attrs: Attributes) -> Decision:
@@ -536,43 +556,57 @@ class _Request:
 def _admit_pod(r: _Request) -> str | None:
     if r.subresource == "":
         if r.op == "delete":
-            pod = r.old if r.old is not None else r.pod(r.name)
-            if pod is None:
-                return f'pods "{r.name}" not found'
-            if _spec(pod).get("nodeName") != r.node:
-                return f'node "{r.node}" can only delete pods with spec.nodeName set to itself'
-            return None
+            return _admit_pod_delete(r)
         # Mirror pods (static pods reported by the node) do not exist in edgek.
         return f'node "{r.node}" can not {r.op} pods'
     if r.subresource == "status":
-        if r.op != "update":
-            return f'unexpected operation "{r.op.upper()}"'
-        if _spec(r.old).get("nodeName") != r.node:
-            return (
-                f'node "{r.node}" can only update pod status for pods with spec.nodeName set '
-                "to itself"
-            )
-        if (meta(r.old).get("labels") or {}) != (meta(r.obj).get("labels") or {}):
-            return f'node "{r.node}" cannot update labels through pod status'
-        claims = [((r.old or {}).get("status") or {}).get("resourceClaimStatuses") or []]
-        claims.append(((r.obj or {}).get("status") or {}).get("resourceClaimStatuses") or [])
-        if claims[0] != claims[1]:
-            return f'node "{r.node}" cannot update resource claim statuses'
-        return None
+        return _admit_pod_status(r)
     if r.subresource == "eviction":
-        if r.op != "create":
-            return f'unexpected operation "{r.op.upper()}"'
-        if not r.name:
-            return "could not determine pod from request data"
-        pod = r.pod(r.name)
-        if pod is None:
-            return f'pods "{r.name}" not found'
-        if _spec(pod).get("nodeName") != r.node:
-            return f"node {r.node} can only evict pods with spec.nodeName set to itself"
-        return None
+        return _admit_pod_eviction(r)
     return (
         f"unexpected pod subresource \"{r.subresource}\", only 'status' and 'eviction' are allowed"
     )
+
+
+def _admit_pod_delete(r: _Request) -> str | None:
+    """A node deletes only pods bound to itself."""
+    pod = r.old if r.old is not None else r.pod(r.name)
+    if pod is None:
+        return f'pods "{r.name}" not found'
+    if _spec(pod).get("nodeName") != r.node:
+        return f'node "{r.node}" can only delete pods with spec.nodeName set to itself'
+    return None
+
+
+def _admit_pod_status(r: _Request) -> str | None:
+    """A node updates the status of its own pods, but not their labels or claim statuses."""
+    if r.op != "update":
+        return f'unexpected operation "{r.op.upper()}"'
+    if _spec(r.old).get("nodeName") != r.node:
+        return (
+            f'node "{r.node}" can only update pod status for pods with spec.nodeName set to itself'
+        )
+    if (meta(r.old).get("labels") or {}) != (meta(r.obj).get("labels") or {}):
+        return f'node "{r.node}" cannot update labels through pod status'
+    claims = [((r.old or {}).get("status") or {}).get("resourceClaimStatuses") or []]
+    claims.append(((r.obj or {}).get("status") or {}).get("resourceClaimStatuses") or [])
+    if claims[0] != claims[1]:
+        return f'node "{r.node}" cannot update resource claim statuses'
+    return None
+
+
+def _admit_pod_eviction(r: _Request) -> str | None:
+    """A node evicts only pods bound to itself."""
+    if r.op != "create":
+        return f'unexpected operation "{r.op.upper()}"'
+    if not r.name:
+        return "could not determine pod from request data"
+    pod = r.pod(r.name)
+    if pod is None:
+        return f'pods "{r.name}" not found'
+    if _spec(pod).get("nodeName") != r.node:
+        return f"node {r.node} can only evict pods with spec.nodeName set to itself"
+    return None
 
 
 def forbidden_node_labels(new: dict[str, str], old: dict[str, str]) -> list[str]:

@@ -238,6 +238,26 @@ def aggregate(cluster_roles: Iterable[dict[str, Any]]) -> dict[str, list[dict[st
         r.get("metadata", {}).get("name", ""): [_normal_rule(x) for x in r.get("rules") or []]
         for r in roles
     }
+    targets = _aggregation_targets(roles)
+    # Each pass is one controller sync of every aggregated role; chains need one pass a link.
+    for _ in range(len(targets) + 1):
+        changed = False
+        for name, selectors in targets.items():
+            rules = _selected_rules(name, selectors, roles, current)
+            if rules != current[name]:
+                current[name] = rules
+                changed = True
+        if not changed:
+            break
+    return {
+        r["metadata"]["name"]: current[r["metadata"]["name"]]
+        for r in roles
+        if r.get("aggregationRule") is not None
+    }
+
+
+def _aggregation_targets(roles: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The parsed clusterRoleSelectors of each role with a valid aggregationRule, by name."""
     targets: dict[str, list[Any]] = {}
     for role in roles:
         rule = role.get("aggregationRule")
@@ -249,31 +269,27 @@ def aggregate(cluster_roles: Iterable[dict[str, Any]]) -> dict[str, list[dict[st
             ]
         except SelectorError:
             continue
-    # Each pass is one controller sync of every aggregated role; chains need one pass a link.
-    for _ in range(len(targets) + 1):
-        changed = False
-        for name, selectors in targets.items():
-            rules: list[dict[str, Any]] = []
-            for selector in selectors:
-                for other in roles:
-                    other_name = other.get("metadata", {}).get("name", "")
-                    if other_name == name or not selector.matches(
-                        other.get("metadata", {}).get("labels")
-                    ):
-                        continue
-                    for r in current[other_name]:
-                        if r not in rules:
-                            rules.append(r)
-            if rules != current[name]:
-                current[name] = rules
-                changed = True
-        if not changed:
-            break
-    return {
-        r["metadata"]["name"]: current[r["metadata"]["name"]]
-        for r in roles
-        if r.get("aggregationRule") is not None
-    }
+    return targets
+
+
+def _selected_rules(
+    name: str,
+    selectors: list[Any],
+    roles: list[dict[str, Any]],
+    current: dict[str, list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """The current rules of the roles other than ``name`` that ``selectors`` match, selector
+    by selector, without duplicates."""
+    rules: list[dict[str, Any]] = []
+    for selector in selectors:
+        for other in roles:
+            other_name = other.get("metadata", {}).get("name", "")
+            if other_name == name or not selector.matches(other.get("metadata", {}).get("labels")):
+                continue
+            for r in current[other_name]:
+                if r not in rules:
+                    rules.append(r)
+    return rules
 
 
 _SANITIZE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})

@@ -44,7 +44,7 @@ import hashlib
 import hmac
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -273,42 +273,72 @@ def _check_signer_rules(
 ) -> None:
     """CSRError (worded as upstream) when the request does not fit the signer's rules."""
     if signer == CLIENT_SIGNER:
-        for usage in usages:
-            if usage not in ("digital signature", "key encipherment", "client auth"):
-                raise CSRError(f"invalid usage for client certificate: {usage}")
-        if "client auth" not in usages:
-            raise CSRError("missing required usage for client certificate: client auth")
+        _check_client_usages(usages)
         return
     if _attrs(req.subject, NameOID.ORGANIZATION_NAME) != [NODES_GROUP]:
         raise CSRError("subject organization is not system:nodes")
     sans = _sans(req)
-    dns = sans.get_values_for_type(x509.DNSName) if sans else []
-    ips = sans.get_values_for_type(x509.IPAddress) if sans else []
-    emails = sans.get_values_for_type(x509.RFC822Name) if sans else []
-    uris = sans.get_values_for_type(x509.UniformResourceIdentifier) if sans else []
+    names = _SanValues(
+        sans.get_values_for_type(x509.DNSName) if sans else [],
+        sans.get_values_for_type(x509.IPAddress) if sans else [],
+        sans.get_values_for_type(x509.RFC822Name) if sans else [],
+        sans.get_values_for_type(x509.UniformResourceIdentifier) if sans else [],
+    )
     cn = _attrs(req.subject, NameOID.COMMON_NAME)
     if signer == SERVING_SIGNER:
-        if not dns and not ips:
-            raise CSRError("DNS or IP subjectAltName is required")
-        if emails:
-            raise CSRError("Email subjectAltNames are not allowed")
-        if uris:
-            raise CSRError("URI subjectAltNames are not allowed")
-        if frozenset(usages) not in _KUBELET_SERVING_USAGES:
-            raise CSRError("usages did not match [digital signature key encipherment server auth]")
-        if not cn or not cn[-1].startswith(NODE_USER_PREFIX):
-            raise CSRError("subject common name does not begin with system:node:")
-        return
-    if dns:
-        raise CSRError("DNS subjectAltNames are not allowed")
-    if emails:
+        _check_kubelet_serving(names, cn, usages)
+    else:
+        _check_kubelet_client(names, cn, usages)
+
+
+class _SanValues(NamedTuple):
+    """A request's subjectAltNames by type."""
+
+    dns: list[str]
+    ips: list[Any]
+    emails: list[str]
+    uris: list[str]
+
+
+def _check_client_usages(usages: list[str]) -> None:
+    """The kubernetes.io/kube-apiserver-client signer's usage rules."""
+    for usage in usages:
+        if usage not in ("digital signature", "key encipherment", "client auth"):
+            raise CSRError(f"invalid usage for client certificate: {usage}")
+    if "client auth" not in usages:
+        raise CSRError("missing required usage for client certificate: client auth")
+
+
+def _check_kubelet_serving(names: _SanValues, cn: list[str], usages: list[str]) -> None:
+    """The kubernetes.io/kubelet-serving signer's rules."""
+    if not names.dns and not names.ips:
+        raise CSRError("DNS or IP subjectAltName is required")
+    if names.emails:
         raise CSRError("Email subjectAltNames are not allowed")
-    if ips:
-        raise CSRError("IP subjectAltNames are not allowed")
-    if uris:
+    if names.uris:
         raise CSRError("URI subjectAltNames are not allowed")
+    if frozenset(usages) not in _KUBELET_SERVING_USAGES:
+        raise CSRError("usages did not match [digital signature key encipherment server auth]")
+    _check_node_cn(cn)
+
+
+def _check_node_cn(cn: list[str]) -> None:
+    """A kubelet certificate's common name must be a node user's."""
     if not cn or not cn[-1].startswith(NODE_USER_PREFIX):
         raise CSRError("subject common name does not begin with system:node:")
+
+
+def _check_kubelet_client(names: _SanValues, cn: list[str], usages: list[str]) -> None:
+    """The kubernetes.io/kube-apiserver-client-kubelet signer's rules."""
+    if names.dns:
+        raise CSRError("DNS subjectAltNames are not allowed")
+    if names.emails:
+        raise CSRError("Email subjectAltNames are not allowed")
+    if names.ips:
+        raise CSRError("IP subjectAltNames are not allowed")
+    if names.uris:
+        raise CSRError("URI subjectAltNames are not allowed")
+    _check_node_cn(cn)
     if frozenset(usages) not in _KUBELET_CLIENT_USAGES:
         raise CSRError("usages did not match [client auth digital signature key encipherment]")
 

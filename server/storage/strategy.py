@@ -89,6 +89,13 @@ def prepare_for_create(
         initial = _initial_status(kind, obj)
         if initial is not None:
             obj["status"] = initial
+    _prepare_kind_on_create(kind, obj, requester)
+
+
+def _prepare_kind_on_create(
+    kind: Kind, obj: dict[str, Any], requester: tuple[str, list[str]] | None
+) -> None:
+    """The kind-specific part of :func:`prepare_for_create`."""
     key = (kind.group, kind.resource)
     if key == ("", "secrets"):
         fold_string_data(obj)
@@ -183,7 +190,11 @@ def prepare_for_update(
             (old.get("spec") or {}).get("finalizers") or []
         )
     _update_generation(kind, new, old)
-    md, old_md = new["metadata"], old["metadata"]
+    _keep_deletion(new["metadata"], old["metadata"])
+
+
+def _keep_deletion(md: dict[str, Any], old_md: dict[str, Any]) -> None:
+    """An update neither sets nor clears the deletion timestamp and grace period."""
     if old_md.get("deletionTimestamp"):
         md["deletionTimestamp"] = old_md["deletionTimestamp"]
         if "deletionGracePeriodSeconds" in old_md:
