@@ -85,6 +85,35 @@ async def test_airgap_import_is_idempotent_and_host_untouched(service: PodmanSer
     assert IMAGE not in out.split()
 
 
+async def _check_execs(client: PodmanClient, ctr: str) -> None:
+    """exec in a running container: stdin, stderr and exit code; the ulimits; a resized
+    tty."""
+    exec_id = await client.exec_create(ctr, ["sh", "-c", "cat; echo err >&2; exit 3"], stdin=True)
+    session = await client.exec_start(exec_id)
+    await session.write(b"from stdin\n")
+    session.close_stdin()
+    out = await _collect(session.output())
+    await session.close()
+    assert out == {STDOUT: b"from stdin\n", STDERR: b"err\n"}
+    assert (await client.exec_inspect(exec_id))["ExitCode"] == 3
+
+    exec_id = await client.exec_create(ctr, ["sh", "-c", "ulimit -Hn; ulimit -Hu"])
+    session = await client.exec_start(exec_id)
+    nofile, nproc = (int(v) for v in (await _collect(session.output()))[STDOUT].split())
+    await session.close()
+    assert nofile <= resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert nproc <= resource.getrlimit(resource.RLIMIT_NPROC)[1]
+
+    exec_id = await client.exec_create(ctr, ["sh"], stdin=True, tty=True)
+    session = await client.exec_start(exec_id, tty=True)
+    await client.exec_resize(exec_id, 33, 111)
+    await session.write(b"stty size; exit 5\n")
+    tty_out = (await _collect(session.output()))[STDOUT]
+    await session.close()
+    assert b"33 111" in tty_out
+    assert (await client.exec_inspect(exec_id))["ExitCode"] == 5
+
+
 async def test_pod_lifecycle(service: PodmanService) -> None:
     """pod + container: start, logs, exec (stdin, stderr, exit code, ulimits), events see
     the container die, stop with a grace period, wait's exit code, remove."""
@@ -111,32 +140,7 @@ async def test_pod_lifecycle(service: PodmanService) -> None:
             await asyncio.sleep(0.1)
         assert sorted(logs) == [(STDOUT, b"hello\n"), (STDERR, b"oops\n")]
 
-        exec_id = await client.exec_create(
-            ctr, ["sh", "-c", "cat; echo err >&2; exit 3"], stdin=True
-        )
-        session = await client.exec_start(exec_id)
-        await session.write(b"from stdin\n")
-        session.close_stdin()
-        out = await _collect(session.output())
-        await session.close()
-        assert out == {STDOUT: b"from stdin\n", STDERR: b"err\n"}
-        assert (await client.exec_inspect(exec_id))["ExitCode"] == 3
-
-        exec_id = await client.exec_create(ctr, ["sh", "-c", "ulimit -Hn; ulimit -Hu"])
-        session = await client.exec_start(exec_id)
-        nofile, nproc = (int(v) for v in (await _collect(session.output()))[STDOUT].split())
-        await session.close()
-        assert nofile <= resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        assert nproc <= resource.getrlimit(resource.RLIMIT_NPROC)[1]
-
-        exec_id = await client.exec_create(ctr, ["sh"], stdin=True, tty=True)
-        session = await client.exec_start(exec_id, tty=True)
-        await client.exec_resize(exec_id, 33, 111)
-        await session.write(b"stty size; exit 5\n")
-        tty_out = (await _collect(session.output()))[STDOUT]
-        await session.close()
-        assert b"33 111" in tty_out
-        assert (await client.exec_inspect(exec_id))["ExitCode"] == 5
+        await _check_execs(client, ctr)
 
         assert not first_event.done()
         await client.container_stop(ctr, grace=10)

@@ -248,9 +248,8 @@ def steady_rate(times: list[float]) -> float:
     return (hi - lo) / (times[hi] - times[lo]) if times[hi] > times[lo] else 0.0
 
 
-async def run_one(args: argparse.Namespace, tmp: Path, floor: bool) -> dict[str, Any]:
-    """One server + sim; the scheduler run or the floor run."""
-    total = args.deployments * args.replicas
+def start_run_server(tmp: Path, floor: bool) -> ServerProcess:
+    """The server of one run, its data under ``tmp``; the floor run has no scheduler."""
     (tmp / "data").mkdir(parents=True)
     # the default 10.42.0.0/16 holds only 256 node /24s
     extra = ["--cluster-cidr", CLUSTER_CIDR]
@@ -258,6 +257,98 @@ async def run_one(args: argparse.Namespace, tmp: Path, floor: bool) -> dict[str,
         extra += ["--disable", "scheduler"]
     srv = ServerProcess(tmp / "data", free_port(), tmp / "server.log", extra)
     srv.start()
+    return srv
+
+
+async def measure_ready(client: Client, total: int, t0: float, out: dict[str, Any]) -> None:
+    """Wait for every pod Ready; the times from the apply and the create/bind rates."""
+    times = client.times
+    await client.wait("all pods Ready", lambda: len(times.ready) >= total, 1800)
+    out["apply_to_all_running_s"] = max(times.running.values()) - t0
+    out["apply_to_all_ready_s"] = max(times.ready.values()) - t0
+    out["created_per_s"] = steady_rate(list(times.created.values()))
+    out["bound_per_s"] = steady_rate(list(times.bound.values()))
+    lag = [times.bound[n] - times.created[n] for n in times.bound]
+    out["create_to_bind_p50_ms"] = pct(lag, 0.5) * 1000
+    out["create_to_bind_p99_ms"] = pct(lag, 0.99) * 1000
+
+
+async def start_profiler(pid: int, path: Path) -> asyncio.subprocess.Process:
+    """py-spy recording the server's raw stacks into ``path`` (stopped with SIGINT)."""
+    profiler = await asyncio.create_subprocess_exec(
+        PY_SPY,
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "--rate",
+        "50",
+        "--nonblocking",
+        "-o",
+        str(path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(1)
+    return profiler
+
+
+async def stop_profiler(profiler: asyncio.subprocess.Process) -> None:
+    """Stop py-spy so that it writes its profile."""
+    profiler.send_signal(signal.SIGINT)
+    await asyncio.wait_for(profiler.wait(), 60)
+
+
+def record_binding_cpu(
+    out: dict[str, Any], total: int, wall: float, server: float, sim: float, own: float
+) -> None:
+    """The CPU seconds of server, sim and this bench from the apply to all bound, per pod
+    and as a share of the machine."""
+    out["server_cpu_ms_per_pod_created_and_bound"] = server / total * 1000
+    out["sim_cpu_ms_per_pod_while_binding"] = sim / total * 1000
+    # server + sim + this bench over the binding window, as a share of all the CPUs
+    busy = server + sim + own
+    out["machine_cpu_busy_pct_while_binding"] = busy / wall / (os.cpu_count() or 1) * 100
+
+
+async def measure_floor(
+    args: argparse.Namespace, client: Client, pid: int, t0: float, out: dict[str, Any]
+) -> None:
+    """The floor run after the apply: wait for every pod, then bind them all directly."""
+    times = client.times
+    total = args.deployments * args.replicas
+    await client.wait("all pods created", lambda: len(times.pending) >= total, 900)
+    out["pods_created_s"] = time.perf_counter() - t0
+    nodes = [f"sim-{i}" for i in range(args.nodes)]
+    cpu0 = cpu_seconds(pid)
+    tb = time.perf_counter()
+    await client.bind_all(nodes, args.bind_concurrency)
+    await client.wait("all pods bound", lambda: len(times.bound) >= total, 900)
+    out["bind_wall_s"] = time.perf_counter() - tb
+    out["server_cpu_ms_per_bind"] = (cpu_seconds(pid) - cpu0) / total * 1000
+    out["binds_per_s"] = steady_rate(list(times.bound.values()))
+
+
+async def measure_idle(
+    args: argparse.Namespace, pid: int, sim_pid: int, out: dict[str, Any]
+) -> None:
+    """Once all is Ready: the server's memory after settling, and the idle CPU of server and
+    sim."""
+    await asyncio.sleep(args.settle)
+    out["server_rss_mb"] = rss_mb(pid)
+    c0, s0, w0 = cpu_seconds(pid), cpu_seconds(sim_pid), time.perf_counter()
+    await asyncio.sleep(args.idle_seconds)
+    wall = time.perf_counter() - w0
+    out["server_idle_cpu_pct"] = (cpu_seconds(pid) - c0) / wall * 100
+    out["sim_idle_cpu_pct"] = (cpu_seconds(sim_pid) - s0) / wall * 100
+    out["server_rss_mb_after_idle"] = rss_mb(pid)
+
+
+async def run_one(args: argparse.Namespace, tmp: Path, floor: bool) -> dict[str, Any]:
+    """One server + sim; the scheduler run or the floor run."""
+    total = args.deployments * args.replicas
+    srv = start_run_server(tmp, floor)
     assert srv.proc is not None
     pid = srv.proc.pid
     out: dict[str, Any] = {}
@@ -275,69 +366,26 @@ async def run_one(args: argparse.Namespace, tmp: Path, floor: bool) -> dict[str,
         await asyncio.sleep(2)  # let the sim's registration writes drain
         times = client.times
         if args.profile and not floor:
-            profiler = await asyncio.create_subprocess_exec(
-                PY_SPY,
-                "record",
-                "--pid",
-                str(pid),
-                "--format",
-                "raw",
-                "--rate",
-                "50",
-                "--nonblocking",
-                "-o",
-                str(args.profile),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            await asyncio.sleep(1)
+            profiler = await start_profiler(pid, args.profile)
         cpu0 = cpu_seconds(pid)
         sim0, own0 = cpu_seconds(sim.proc.pid), time.process_time()
         t0 = time.perf_counter()
         await client.apply(args.deployments, args.replicas)
         if floor:
-            await client.wait("all pods created", lambda: len(times.pending) >= total, 900)
-            out["pods_created_s"] = time.perf_counter() - t0
-            nodes = [f"sim-{i}" for i in range(args.nodes)]
-            cpu0 = cpu_seconds(pid)
-            tb = time.perf_counter()
-            await client.bind_all(nodes, args.bind_concurrency)
-            await client.wait("all pods bound", lambda: len(times.bound) >= total, 900)
-            out["bind_wall_s"] = time.perf_counter() - tb
-            out["server_cpu_ms_per_bind"] = (cpu_seconds(pid) - cpu0) / total * 1000
-            out["binds_per_s"] = steady_rate(list(times.bound.values()))
+            await measure_floor(args, client, pid, t0, out)
             return out
         await client.wait("all pods bound", lambda: len(times.bound) >= total, 1800)
         cpu1 = cpu_seconds(pid)
         sim1, own1, wall = cpu_seconds(sim.proc.pid), time.process_time(), time.perf_counter() - t0
         if profiler is not None:
-            profiler.send_signal(signal.SIGINT)
-            await asyncio.wait_for(profiler.wait(), 60)
+            await stop_profiler(profiler)
             profiler = None
         out["all_bound_s"] = time.perf_counter() - t0
-        out["server_cpu_ms_per_pod_created_and_bound"] = (cpu1 - cpu0) / total * 1000
-        out["sim_cpu_ms_per_pod_while_binding"] = (sim1 - sim0) / total * 1000
-        # server + sim + this bench over the binding window, as a share of all the CPUs
-        busy = (cpu1 - cpu0) + (sim1 - sim0) + (own1 - own0)
-        out["machine_cpu_busy_pct_while_binding"] = busy / wall / (os.cpu_count() or 1) * 100
-        await client.wait("all pods Ready", lambda: len(times.ready) >= total, 1800)
-        out["apply_to_all_running_s"] = max(times.running.values()) - t0
-        out["apply_to_all_ready_s"] = max(times.ready.values()) - t0
-        out["created_per_s"] = steady_rate(list(times.created.values()))
-        out["bound_per_s"] = steady_rate(list(times.bound.values()))
-        lag = [times.bound[n] - times.created[n] for n in times.bound]
-        out["create_to_bind_p50_ms"] = pct(lag, 0.5) * 1000
-        out["create_to_bind_p99_ms"] = pct(lag, 0.99) * 1000
+        record_binding_cpu(out, total, wall, cpu1 - cpu0, sim1 - sim0, own1 - own0)
+        await measure_ready(client, total, t0, out)
         out["server_cpu_s_to_all_ready"] = cpu_seconds(pid) - cpu0
         out["bench_rewatches"] = client.rewatches
-        await asyncio.sleep(args.settle)
-        out["server_rss_mb"] = rss_mb(pid)
-        c0, s0, w0 = cpu_seconds(pid), cpu_seconds(sim.proc.pid), time.perf_counter()
-        await asyncio.sleep(args.idle_seconds)
-        wall = time.perf_counter() - w0
-        out["server_idle_cpu_pct"] = (cpu_seconds(pid) - c0) / wall * 100
-        out["sim_idle_cpu_pct"] = (cpu_seconds(sim.proc.pid) - s0) / wall * 100
-        out["server_rss_mb_after_idle"] = rss_mb(pid)
+        await measure_idle(args, pid, sim.proc.pid, out)
         return out
     finally:
         if profiler is not None:

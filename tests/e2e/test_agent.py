@@ -57,6 +57,36 @@ def csr_count(k: Kubectl) -> int:
     return len(json.loads(k("get", "csr", "-o", "json"))["items"])
 
 
+def check_registered_node(obj: dict[str, Any]) -> None:
+    """The Node edge-a registered with the flags of the test below: labels, taint,
+    addresses, conditions, node info, capacity and allocatable."""
+    labels = obj["metadata"]["labels"]
+    assert labels["team"] == "edge"
+    assert labels["kubernetes.io/hostname"] == "edge-a"
+    assert labels["kubernetes.io/os"] == "linux" and labels["kubernetes.io/arch"]
+    assert labels["node.kubernetes.io/instance-type"] == "edgek"
+    assert obj["spec"]["taints"] == [{"key": "dedicated", "value": "edge", "effect": "NoSchedule"}]
+    status = obj["status"]
+    assert status["addresses"] == [
+        {"type": "InternalIP", "address": "127.0.0.1"},
+        {"type": "ExternalIP", "address": "192.0.2.10"},
+        {"type": "Hostname", "address": "edge-a"},
+    ]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    for kind in ("MemoryPressure", "DiskPressure", "PIDPressure"):
+        assert kind in conditions
+    info = status["nodeInfo"]
+    assert info["containerRuntimeVersion"].startswith("podman://")
+    assert "edgek" in info["kubeletVersion"] and info["kernelVersion"] == os.uname().release
+    assert info["osImage"] and info["architecture"] == labels["kubernetes.io/arch"]
+    assert status["capacity"]["pods"] == "110"
+    assert status["capacity"]["cpu"] == str(os.cpu_count())
+    assert status["allocatable"]["memory"] != status["capacity"]["memory"]
+    for resource in ("cpu", "memory", "pods", "ephemeral-storage"):
+        assert status["allocatable"][resource]
+
+
 def test_agent_registers_a_ready_node_and_renews_its_lease(
     servers: list[ServerProcess], tmp_path: Path
 ) -> None:
@@ -88,34 +118,7 @@ def test_agent_registers_a_ready_node_and_renews_its_lease(
         wide = k("get", "nodes", "-o", "wide")
         row = next(line for line in wide.splitlines() if line.startswith("edge-a "))
         assert " Ready " in row and "192.0.2.10" in row
-        obj = node(k, "edge-a")
-        labels = obj["metadata"]["labels"]
-        assert labels["team"] == "edge"
-        assert labels["kubernetes.io/hostname"] == "edge-a"
-        assert labels["kubernetes.io/os"] == "linux" and labels["kubernetes.io/arch"]
-        assert labels["node.kubernetes.io/instance-type"] == "edgek"
-        assert obj["spec"]["taints"] == [
-            {"key": "dedicated", "value": "edge", "effect": "NoSchedule"}
-        ]
-        status = obj["status"]
-        assert status["addresses"] == [
-            {"type": "InternalIP", "address": "127.0.0.1"},
-            {"type": "ExternalIP", "address": "192.0.2.10"},
-            {"type": "Hostname", "address": "edge-a"},
-        ]
-        conditions = {c["type"]: c for c in status["conditions"]}
-        assert conditions["Ready"]["status"] == "True"
-        for kind in ("MemoryPressure", "DiskPressure", "PIDPressure"):
-            assert kind in conditions
-        info = status["nodeInfo"]
-        assert info["containerRuntimeVersion"].startswith("podman://")
-        assert "edgek" in info["kubeletVersion"] and info["kernelVersion"] == os.uname().release
-        assert info["osImage"] and info["architecture"] == labels["kubernetes.io/arch"]
-        assert status["capacity"]["pods"] == "110"
-        assert status["capacity"]["cpu"] == str(os.cpu_count())
-        assert status["allocatable"]["memory"] != status["capacity"]["memory"]
-        for resource in ("cpu", "memory", "pods", "ephemeral-storage"):
-            assert status["allocatable"][resource]
+        check_registered_node(node(k, "edge-a"))
         first = renew_time(k, "edge-a")
         wait_for(lambda: renew_time(k, "edge-a") > first, "a lease renewal", timeout=20)
         key = tmp_path / "data" / "agent" / "client-kubelet.key"

@@ -152,6 +152,37 @@ def settled(cluster: Cluster, ns: str, name: str) -> Obj:
     )
 
 
+def check_rolling_update_bounds(
+    rs_states: list[dict[str, Obj]], pod_states: list[dict[str, Obj]]
+) -> None:
+    """Every observed state of web's rollout kept within the default bounds, and the
+    rollout used its surge."""
+    # defaults: maxSurge 25% of 10 rounds up to 3, maxUnavailable 25% rounds down to 2
+    max_total, min_available = 13, 8
+    steps = 0
+    for state in rs_states:
+        rss = [rs for rs in state.values() if rs["metadata"]["labels"].get("app") == "web"]
+        sizes = sum(rs["spec"]["replicas"] for rs in rss)
+        available = sum((rs.get("status") or {}).get("availableReplicas", 0) for rs in rss)
+        assert sizes <= max_total, f"replica sets sized {sizes} > {max_total}"
+        assert available >= min_available, f"replica sets report {available} available"
+        steps += 1
+    assert steps > 5, "the rollout was not observed"
+    surged = False
+    for state in pod_states:
+        pods = [
+            p
+            for p in state.values()
+            if p["metadata"]["labels"].get("app") == "web"
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+        ready = [p for p in pods if running_and_ready(p)]
+        assert len(pods) <= max_total, f"{len(pods)} pods > {max_total}"
+        assert len(ready) >= min_available, f"only {len(ready)} pods ready"
+        surged |= len(pods) > 10
+    assert surged, "the rollout never used its surge"
+
+
 def test_rollout_status_and_rolling_update_bounds(
     cluster: Cluster, api: client.ApiClient, ns: str
 ) -> None:
@@ -188,30 +219,7 @@ def test_rollout_status_and_rolling_update_bounds(
         rs_states = list(rs_watch.states())
         pod_states = list(pod_watch.states())
 
-    # defaults: maxSurge 25% of 10 rounds up to 3, maxUnavailable 25% rounds down to 2
-    max_total, min_available = 13, 8
-    steps = 0
-    for state in rs_states:
-        rss = [rs for rs in state.values() if rs["metadata"]["labels"].get("app") == "web"]
-        sizes = sum(rs["spec"]["replicas"] for rs in rss)
-        available = sum((rs.get("status") or {}).get("availableReplicas", 0) for rs in rss)
-        assert sizes <= max_total, f"replica sets sized {sizes} > {max_total}"
-        assert available >= min_available, f"replica sets report {available} available"
-        steps += 1
-    assert steps > 5, "the rollout was not observed"
-    surged = False
-    for state in pod_states:
-        pods = [
-            p
-            for p in state.values()
-            if p["metadata"]["labels"].get("app") == "web"
-            and not p["metadata"].get("deletionTimestamp")
-        ]
-        ready = [p for p in pods if running_and_ready(p)]
-        assert len(pods) <= max_total, f"{len(pods)} pods > {max_total}"
-        assert len(ready) >= min_available, f"only {len(ready)} pods ready"
-        surged |= len(pods) > 10
-    assert surged, "the rollout never used its surge"
+    check_rolling_update_bounds(rs_states, pod_states)
 
     old, new = replica_sets(cluster, ns, "web")
     assert old["metadata"]["uid"] == first["metadata"]["uid"]

@@ -114,6 +114,40 @@ async def whoami(server: ServerProcess, ca_pem: bytes, token: str) -> str:
     return str(review["status"]["userInfo"]["username"])
 
 
+async def check_api_access_volume(
+    server: ServerProcess, ca_pem: bytes, source: ObjectSource, pod: dict[str, Any], pods_dir: Path
+) -> None:
+    """The admission's kube-api-access volume, made from what the node may read: the
+    namespace, the cluster CA and a token that authenticates as the pod's service account."""
+    [access] = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
+    volumes = VolumeManager(pods_dir, source, NODE)
+    files = pods_dir / pod["metadata"]["uid"] / "volumes" / "kubernetes.io~projected"
+    files = files / access["name"]
+    try:
+        await volumes.setup({**pod, "spec": {**pod["spec"], "volumes": [access]}})
+        assert (files / "namespace").read_text() == NS
+        assert (files / "ca.crt").read_bytes().strip() == ca_pem.strip()
+        assert await whoami(server, ca_pem, (files / "token").read_text()) == (
+            f"system:serviceaccount:{NS}:default"
+        )
+    finally:
+        await volumes.teardown(pod["metadata"]["uid"])
+
+
+async def check_remembered(node: ApiClient, state: Path) -> None:
+    """A fresh ObjectSource over the same state directory, the server gone, answers what was
+    read before from its files, and only that."""
+    fresh = ObjectSource(lambda: node, state)
+    remembered = await fresh.get("configmaps", NS, "cfg")
+    assert remembered is not None and remembered["data"] == {"k": "v2"}
+    assert await fresh.get("persistentvolumes", "", "pv-objsrc") is not None
+    assert [s["metadata"]["name"] for s in await fresh.list("services", "default")] == [
+        "kubernetes"
+    ]
+    with pytest.raises(ObjectUnavailable, match="unreachable"):
+        await fresh.get("secrets", NS, "never-read")
+
+
 async def test_object_source_with_node_credentials_and_offline(
     own_server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -148,20 +182,7 @@ async def test_object_source_with_node_credentials_and_offline(
             f"system:serviceaccount:{NS}:default"
         )
 
-        # The admission's kube-api-access volume, made from what the node may read.
-        [access] = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
-        volumes = VolumeManager(tmp_path / "pods", source, NODE)
-        files = tmp_path / "pods" / pod["metadata"]["uid"] / "volumes" / "kubernetes.io~projected"
-        files = files / access["name"]
-        try:
-            await volumes.setup({**pod, "spec": {**pod["spec"], "volumes": [access]}})
-            assert (files / "namespace").read_text() == NS
-            assert (files / "ca.crt").read_bytes().strip() == creds.ca_pem.strip()
-            assert await whoami(own_server, creds.ca_pem, (files / "token").read_text()) == (
-                f"system:serviceaccount:{NS}:default"
-            )
-        finally:
-            await volumes.teardown(pod["metadata"]["uid"])
+        await check_api_access_volume(own_server, creds.ca_pem, source, pod, tmp_path / "pods")
 
         resync = asyncio.create_task(source.run())
         changes = source.changed()
@@ -184,12 +205,4 @@ async def test_object_source_with_node_credentials_and_offline(
             await changes.aclose()
             resync.cancel()
 
-        fresh = ObjectSource(lambda: node, state)
-        remembered = await fresh.get("configmaps", NS, "cfg")
-        assert remembered is not None and remembered["data"] == {"k": "v2"}
-        assert await fresh.get("persistentvolumes", "", "pv-objsrc") is not None
-        assert [s["metadata"]["name"] for s in await fresh.list("services", "default")] == [
-            "kubernetes"
-        ]
-        with pytest.raises(ObjectUnavailable, match="unreachable"):
-            await fresh.get("secrets", NS, "never-read")
+        await check_remembered(node, state)

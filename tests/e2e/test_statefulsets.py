@@ -89,6 +89,34 @@ def rollout_status(cluster: Cluster, ns: str) -> str:
     return cluster.kubectl("rollout", "status", "statefulset/web", "-n", ns, "--timeout=60s")
 
 
+def check_ordered_create_and_delete(events: list[tuple[str, Obj]]) -> None:
+    """web-0..2 were created in order, each after the previous one was Ready, and scaled
+    down from the highest ordinal, each after the higher ones were gone."""
+    created: list[str] = []
+    deleting: list[str] = []
+    for type_, pod, before in replay(events):
+        name = pod["metadata"]["name"]
+        if not name.startswith("web-"):
+            continue
+        ordinal = int(name.removeprefix("web-"))
+        if name not in before and type_ != "DELETED":
+            created.append(name)
+            if ordinal > 0:
+                prev = before.get(f"web-{ordinal - 1}")
+                assert prev is not None, f"{name} created before web-{ordinal - 1}"
+                assert running_and_ready(prev), f"{name} created before web-{ordinal - 1} Ready"
+                assert not prev["metadata"].get("deletionTimestamp")
+        old = before.get(name)
+        if pod["metadata"].get("deletionTimestamp") and not (
+            old and old["metadata"].get("deletionTimestamp")
+        ):
+            deleting.append(name)
+            higher = [p for p in before if p.startswith("web-") and p > name]
+            assert not higher, f"{name} deleted while {higher} still existed"
+    assert created == ["web-0", "web-1", "web-2"]
+    assert deleting == ["web-2", "web-1"]
+
+
 def test_ordered_creation_claims_and_reverse_scale_down(cluster: Cluster, ns: str) -> None:
     k = cluster.kubectl
     watch = start_watch(cluster, ns)
@@ -141,29 +169,26 @@ def test_ordered_creation_claims_and_reverse_scale_down(cluster: Cluster, ns: st
     finally:
         events = watch.stop()
 
-    created: list[str] = []
-    deleting: list[str] = []
-    for type_, pod, before in replay(events):
+    check_ordered_create_and_delete(events)
+
+
+def check_highest_ordinal_first(events: list[tuple[str, Obj]]) -> None:
+    """web-1 then web-0 were replaced, each only once every higher ordinal ran nginx:2."""
+    deleted = []
+    for _, pod, before in replay(events):
         name = pod["metadata"]["name"]
-        if not name.startswith("web-"):
-            continue
-        ordinal = int(name.removeprefix("web-"))
-        if name not in before and type_ != "DELETED":
-            created.append(name)
-            if ordinal > 0:
-                prev = before.get(f"web-{ordinal - 1}")
-                assert prev is not None, f"{name} created before web-{ordinal - 1}"
-                assert running_and_ready(prev), f"{name} created before web-{ordinal - 1} Ready"
-                assert not prev["metadata"].get("deletionTimestamp")
         old = before.get(name)
-        if pod["metadata"].get("deletionTimestamp") and not (
+        if not pod["metadata"].get("deletionTimestamp") or (
             old and old["metadata"].get("deletionTimestamp")
         ):
-            deleting.append(name)
-            higher = [p for p in before if p.startswith("web-") and p > name]
-            assert not higher, f"{name} deleted while {higher} still existed"
-    assert created == ["web-0", "web-1", "web-2"]
-    assert deleting == ["web-2", "web-1"]
+            continue
+        deleted.append(name)
+        # the next lower ordinal goes only once every higher one runs the new template
+        for higher in range(int(name.removeprefix("web-")) + 1, 3):
+            replaced = before.get(f"web-{higher}")
+            assert replaced is not None and running_and_ready(replaced), (name, higher)
+            assert image_of(replaced) == "registry.local/nginx:2", (name, higher)
+    assert deleted == ["web-1", "web-0"]
 
 
 def test_partitioned_rolling_update_history_and_undo(cluster: Cluster, ns: str) -> None:
@@ -202,21 +227,7 @@ def test_partitioned_rolling_update_history_and_undo(cluster: Cluster, ns: str) 
         assert "partitioned roll out complete: 3 new pods have been updated" in out
     finally:
         events = watch.stop()
-    deleted = []
-    for _, pod, before in replay(events):
-        name = pod["metadata"]["name"]
-        old = before.get(name)
-        if not pod["metadata"].get("deletionTimestamp") or (
-            old and old["metadata"].get("deletionTimestamp")
-        ):
-            continue
-        deleted.append(name)
-        # the next lower ordinal goes only once every higher one runs the new template
-        for higher in range(int(name.removeprefix("web-")) + 1, 3):
-            replaced = before.get(f"web-{higher}")
-            assert replaced is not None and running_and_ready(replaced), (name, higher)
-            assert image_of(replaced) == "registry.local/nginx:2", (name, higher)
-    assert deleted == ["web-1", "web-0"]
+    check_highest_ordinal_first(events)
     status = cluster.get("statefulset", "web", "-n", ns)["status"]
     assert status["currentRevision"] == status["updateRevision"] == second
     assert {image_of(p) for p in pods_of(cluster, ns).values()} == {"registry.local/nginx:2"}
