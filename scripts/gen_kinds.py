@@ -1,6 +1,10 @@
-"""Generate edgek/kinds_data.json, the kinds registry data, from the shared API facts.
+"""Generate edgek/kinds_data.json, the kinds registry data, from the API facts.
 
-Run: python scripts/gen_kinds.py ../shared/k8s-api-facts.json
+Run: python scripts/gen_kinds.py [FACTS]
+
+FACTS defaults to ``scripts/k8s-api-facts.json``, the committed copy of the wire facts
+extracted from the upstream Go types, so a clone regenerates the file by itself
+(``tests/unit/test_kinds.py`` fails while ``edgek/kinds_data.json`` is stale).
 
 The output keeps the facts' shape ({"kinds": [...], "types": {...}, "special": {...}})
 restricted to the kinds edgek serves and every type reachable from them, so the
@@ -16,6 +20,10 @@ import json
 import re
 import sys
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FACTS = HERE / "k8s-api-facts.json"
+OUTPUT = HERE.parent / "edgek" / "kinds_data.json"
 
 # (group, resource) pairs served by the API server.
 SERVED: set[tuple[str, str]] = {
@@ -153,12 +161,16 @@ def generate(facts: dict) -> dict:
     }
 
 
+def render(facts_path: Path = FACTS) -> str:
+    """The text of ``edgek/kinds_data.json`` generated from the facts at ``facts_path``."""
+    data = generate(json.loads(facts_path.read_text()))
+    return json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n"
+
+
 def main() -> None:
-    src = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/k8s-api-facts.json")
-    dest = Path(__file__).resolve().parent.parent / "edgek" / "kinds_data.json"
-    data = generate(json.loads(src.read_text()))
-    dest.write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
-    print(f"wrote {dest}: {len(data['kinds'])} kinds, {len(data['types'])} types")
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else FACTS
+    OUTPUT.write_text(render(src))
+    print(f"wrote {OUTPUT} from {src}")
 
 
 if __name__ == "__main__":
