@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.bench.procstats import pct, rss_mb  # noqa: E402
-from tests.conftest import ServerProcess, free_port, ssl_context  # noqa: E402
+from tests.helpers import ServerProcess, free_port, ssl_context  # noqa: E402
 
 
 async def post_many(

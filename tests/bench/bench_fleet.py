@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.bench.procstats import cpu_seconds, pct, rss_mb  # noqa: E402
-from tests.conftest import ServerProcess, free_port, ssl_context  # noqa: E402
+from tests.helpers import ServerProcess, free_port, ssl_context  # noqa: E402
 
 NAMESPACE = "fleet"
 CLUSTER_CIDR = "10.64.0.0/12"

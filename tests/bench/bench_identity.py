@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from agent.bootstrap import bootstrap  # noqa: E402
 from tests.bench.bench_api import get_many, pct  # noqa: E402
-from tests.conftest import Kubectl, kubectl_binaries, ssl_context, start_server  # noqa: E402
+from tests.helpers import Kubectl, kubectl_binaries, ssl_context, start_server  # noqa: E402
 
 #: Alternating rounds per client; the medians of their p99s are compared.
 ROUNDS = 7

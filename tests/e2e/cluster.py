@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from edgek.objects import Obj
-from tests.conftest import REPO, Kubectl, ServerProcess, kubectl_binaries, start_server
+from tests.helpers import REPO, Kubectl, ServerProcess, kubectl_binaries, start_server
 
 KUBECTL = kubectl_binaries().get("system") or kubectl_binaries()["pinned"]
 

@@ -1,4 +1,5 @@
-"""Fixtures for end-to-end tests: kubectl bound to the session server, fresh namespaces."""
+"""End-to-end tests: every test here carries the ``e2e`` marker; fixtures for kubectl bound
+to the session server and fresh namespaces."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Kubectl, ServerProcess, kubectl_binaries, start_server
 from tests.e2e.hardening import cap_address_space
 from tests.e2e.test_bad_input import Api
+from tests.helpers import Kubectl, ServerProcess, kubectl_binaries, start_server
 
 _ns_counter = itertools.count()
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/e2e as ``e2e`` (the hook sees the whole session's items,
+    so only those collected from this directory are marked)."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(params=sorted(kubectl_binaries().items()), ids=lambda item: item[0])

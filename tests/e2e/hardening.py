@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ServerProcess
 from tests.e2e.test_bad_input import Api, Response
+from tests.helpers import ServerProcess
 
 #: Address-space cap of the hardening servers (an idle server maps about 270 MB).
 ADDRESS_SPACE_CAP = 1536 * 1024 * 1024

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, Kubectl, ServerProcess, start_server
 from tests.e2e.cluster import KUBECTL, EdgekProcess, Sim, wait_for
+from tests.helpers import REPO, Kubectl, ServerProcess, start_server
 
 
 def agent_process(*args: str, env: dict[str, str] | None = None) -> EdgekProcess:

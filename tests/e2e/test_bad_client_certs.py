@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from edgek import certs
 from server.pki.pki import PKI
-from tests.conftest import ServerProcess
+from tests.helpers import ServerProcess
 
 PATH = "/api/v1/namespaces/default/secrets"
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Kubectl, ServerProcess
+from tests.helpers import Kubectl, ServerProcess
 
 _ns_counter = itertools.count()
 

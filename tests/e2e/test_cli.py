@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, ServerProcess, free_port
+from tests.helpers import REPO, ServerProcess, free_port
 
 EDGEK = [sys.executable, "-m", "edgek"]
 

@@ -16,8 +16,8 @@ import pytest
 from kubernetes import client, config, watch
 
 from edgek.objects import Obj
-from tests.conftest import Kubectl, kubectl_binaries
 from tests.e2e.cluster import Cluster, cluster_fixture, image_of, running_and_ready, wait_for
+from tests.helpers import Kubectl, kubectl_binaries
 from tests.manifests import workload
 
 HASH_LABEL = "pod-template-hash"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kubernetes import client, config, watch
 
-from tests.conftest import Kubectl, kubectl_binaries, start_server
+from tests.helpers import Kubectl, kubectl_binaries, start_server
 
 
 def _core(kubeconfig: Path) -> client.CoreV1Api:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Kubectl, ServerProcess, kubectl_binaries
+from tests.helpers import Kubectl, ServerProcess, kubectl_binaries
 
 MANIFEST = Path(__file__).parent / "manifests" / "every_kind.yaml"
 

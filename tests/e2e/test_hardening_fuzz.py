@@ -26,9 +26,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ServerProcess
 from tests.e2e.hardening import MAX_SECONDS, assert_alive, pod, rss_bytes
 from tests.e2e.test_bad_input import Api
+from tests.helpers import ServerProcess
 
 EXAMPLES = int(os.environ.get("EDGEK_FUZZ_EXAMPLES", "250"))
 SEED = int(os.environ.get("EDGEK_FUZZ_SEED", "20261208"))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Kubectl, ServerProcess
+from tests.helpers import Kubectl, ServerProcess
 
 
 def _request(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import base64
 
-from tests.conftest import ServerProcess
 from tests.e2e.hardening import assert_alive, crd, create_crd, rss_bytes, timed
 from tests.e2e.test_bad_input import Api, Response, assert_status
+from tests.helpers import ServerProcess
 
 JSON_PATCH = "application/json-patch+json"
 COPY_LIMIT = 3 * 1024 * 1024

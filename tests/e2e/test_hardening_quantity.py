@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess
 from tests.e2e.hardening import assert_alive, pod, rss_bytes, timed
 from tests.e2e.test_bad_input import Api, assert_status
+from tests.helpers import ServerProcess
 
 HUGE = "1e999999999"
 #: An exponent beyond int64: upstream's suffix parser rejects it.

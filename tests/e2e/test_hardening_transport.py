@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.conftest import Kubectl, ServerProcess, ssl_context
+from tests.helpers import Kubectl, ServerProcess, ssl_context
 
 
 def _connect(server: ServerProcess, ctx: ssl.SSLContext | None = None) -> ssl.SSLSocket:

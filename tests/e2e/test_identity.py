@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from edgek import jointoken
-from tests.conftest import Kubectl, ServerProcess
+from tests.helpers import Kubectl, ServerProcess
 
 
 def token_kubeconfig(admin: Path, token: str, dest: Path) -> Path:
@@ -150,7 +150,7 @@ def test_join_token_files(server: ServerProcess) -> None:
 
 
 def test_secrets_encryption_at_rest(tmp_path: Path) -> None:
-    from tests.conftest import kubectl_binaries, start_server
+    from tests.helpers import kubectl_binaries, start_server
 
     srv = start_server(tmp_path, "--secrets-encryption")
     try:

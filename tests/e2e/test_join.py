@@ -14,7 +14,7 @@ from cryptography import x509
 
 from agent.bootstrap import BootstrapError, bootstrap
 from edgek import jointoken
-from tests.conftest import REPO, Kubectl, ServerProcess, kubectl_binaries
+from tests.helpers import REPO, Kubectl, ServerProcess, kubectl_binaries
 
 
 def node_token(server: ServerProcess) -> str:

@@ -8,8 +8,8 @@ import time
 
 import yaml
 
-from tests.conftest import Kubectl
 from tests.e2e.cluster import wait_for
+from tests.helpers import Kubectl
 
 DEPLOYMENT = """
 apiVersion: apps/v1

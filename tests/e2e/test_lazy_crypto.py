@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ServerProcess, ssl_context, start_server
+from tests.helpers import ServerProcess, ssl_context, start_server
 
 
 def crypto_mapped(srv: ServerProcess) -> bool:

@@ -18,7 +18,7 @@ from agent import bootstrap
 from agent.objectsource import ObjectSource, ObjectUnavailable
 from agent.podconfig.volumes import VolumeManager
 from edgek.apiclient import ApiClient, ApiClientError
-from tests.conftest import ServerProcess, start_server
+from tests.helpers import ServerProcess, start_server
 
 NS = "objsrc"
 NODE = "edge-objects"

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from tests.conftest import ServerProcess
+from tests.helpers import ServerProcess
 
 
 @pytest.fixture

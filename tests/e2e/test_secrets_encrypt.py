@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, Kubectl, ServerProcess, kubectl_binaries, start_server
+from tests.helpers import REPO, Kubectl, ServerProcess, kubectl_binaries, start_server
 
 EDGEK = [sys.executable, "-m", "edgek"]
 

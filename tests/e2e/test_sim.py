@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from agent.sim import SimConfig, Simulator
-from tests.conftest import REPO, Kubectl, ServerProcess, start_server
 from tests.e2e.cluster import KUBECTL, Sim, wait_for
+from tests.helpers import REPO, Kubectl, ServerProcess, start_server
 
 
 @pytest.fixture(scope="module")

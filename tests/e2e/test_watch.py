@@ -14,7 +14,7 @@ import pytest
 
 from server.config import ServerConfig
 from server.main import Server
-from tests.conftest import free_port, ssl_context
+from tests.helpers import free_port, ssl_context
 
 
 class Client:
