@@ -1,5 +1,5 @@
-"""Test helpers shared by the e2e tests and the benchmarks: real edgek servers in
-subprocesses, client TLS contexts, real kubectl binaries (fixtures live in conftest.py)."""
+"""Test helpers shared by the tests and the benchmarks: real edgek servers in subprocesses,
+client TLS contexts, real kubectl binaries, built-in kinds (fixtures live in conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,38 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+from edgek.kinds import Kind, Registry
+
+if TYPE_CHECKING:
+    from kubernetes import client
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+def builtin_kind(group: str, version: str, resource: str) -> Kind:
+    """The built-in kind serving ``resource`` in ``group/version`` (which must exist)."""
+    found = Registry().by_resource(group, version, resource)
+    assert found is not None, resource
+    return found
+
+
+def object_names(listed: client.V1ConfigMapList) -> list[str]:
+    """The names of the ConfigMaps a kubernetes-client list returned, in list order."""
+    names = []
+    for obj in listed.items:
+        assert obj.metadata is not None and obj.metadata.name is not None
+        names.append(obj.metadata.name)
+    return names
+
+
+def list_meta(listed: client.V1ConfigMapList) -> client.V1ListMeta:
+    """The list metadata (resourceVersion, continue) of a kubernetes-client list."""
+    assert listed.metadata is not None
+    return listed.metadata
 
 
 def ssl_context(kubeconfig: Path, tmp: Path) -> ssl.SSLContext:

@@ -573,7 +573,7 @@ def test_unknown_fields_in_patches(api: Api, ns: str, content_type: str) -> None
 
     resp = api.request("PATCH", path, patch, content_type=content_type)
     assert resp.status == 200, resp.body
-    warnings = ", ".join(resp.headers.get_all("Warning"))
+    warnings = ", ".join(resp.headers.get_all("Warning") or [])
     assert '299 - "unknown field \\"bar\\""' in warnings
     assert '299 - "unknown field \\"spec.foo\\""' in warnings
     stored = api.ok("GET", path)

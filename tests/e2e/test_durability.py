@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kubernetes import client, config, watch
 
-from tests.helpers import Kubectl, kubectl_binaries, start_server
+from tests.helpers import Kubectl, kubectl_binaries, list_meta, object_names, start_server
 
 
 def _core(kubeconfig: Path) -> client.CoreV1Api:
@@ -28,7 +28,7 @@ def test_restart_keeps_state_and_watch_resumes(tmp_path: Path) -> None:
         kubectl("create", "namespace", "keep")
         kubectl("create", "deployment", "web", "--image=nginx:1.25", "-n", "keep")
         core = _core(srv.kubeconfig)
-        before = core.list_namespaced_config_map("keep").metadata.resource_version
+        before = list_meta(core.list_namespaced_config_map("keep")).resource_version
         core.create_namespaced_config_map("keep", _cm("before-restart"))
         deploy = json.loads(kubectl("get", "deploy", "web", "-n", "keep", "-o", "json"))
         srv.stop()
@@ -95,10 +95,7 @@ def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
             stop.set()
         acknowledged = set(acked)
         srv.start()
-        stored = {
-            cm.metadata.name
-            for cm in _core(srv.kubeconfig).list_namespaced_config_map("burst").items
-        }
+        stored = set(object_names(_core(srv.kubeconfig).list_namespaced_config_map("burst")))
         missing = acknowledged - stored
         assert not missing, f"{len(missing)} acknowledged writes lost: {sorted(missing)[:5]}"
         assert len(acknowledged) >= 200

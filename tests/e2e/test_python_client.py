@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, list_meta, object_names
 
 
 @pytest.fixture
@@ -42,15 +42,15 @@ def test_core_flow(api: client.ApiClient, ns: str) -> None:
             ),
         )
     listed = core.list_namespaced_config_map(ns, label_selector="app=py,idx in (0,2)")
-    assert sorted(c.metadata.name for c in listed.items) == ["cm0", "cm2"]
+    assert sorted(object_names(listed)) == ["cm0", "cm2"]
     listed = core.list_namespaced_config_map(ns, field_selector="metadata.name=cm1")
-    assert [c.metadata.name for c in listed.items] == ["cm1"]
+    assert object_names(listed) == ["cm1"]
     page = core.list_namespaced_config_map(ns, label_selector="app=py", limit=2)
-    assert len(page.items) == 2 and page.metadata._continue
+    assert len(page.items) == 2 and list_meta(page)._continue
     rest = core.list_namespaced_config_map(
-        ns, label_selector="app=py", limit=2, _continue=page.metadata._continue
+        ns, label_selector="app=py", limit=2, _continue=list_meta(page)._continue
     )
-    assert [c.metadata.name for c in rest.items] == ["cm2"]
+    assert object_names(rest) == ["cm2"]
 
     patched = core.patch_namespaced_config_map("cm1", ns, {"data": {"i": "one"}})
     assert patched.data == {"i": "one"}
@@ -60,12 +60,12 @@ def test_core_flow(api: client.ApiClient, ns: str) -> None:
 
     core.delete_namespaced_config_map("cm0", ns)
     left = core.list_namespaced_config_map(ns, label_selector="app=py")
-    assert sorted(c.metadata.name for c in left.items) == ["cm1", "cm2"]
+    assert sorted(object_names(left)) == ["cm1", "cm2"]
 
 
 def test_watch_sees_changes(api: client.ApiClient, ns: str) -> None:
     core = client.CoreV1Api(api)
-    start = core.list_namespaced_config_map(ns).metadata.resource_version
+    start = list_meta(core.list_namespaced_config_map(ns)).resource_version
     seen: list[tuple[str, str]] = []
     w = watch.Watch()
 
@@ -107,12 +107,12 @@ def test_deployment_apps_api(api: client.ApiClient, ns: str) -> None:
         ),
     )
     created = apps.create_namespaced_deployment(ns, dep)
-    assert created.metadata.generation == 1
+    assert created.metadata is not None and created.metadata.generation == 1
     scaled = apps.patch_namespaced_deployment_scale("pyweb", ns, {"spec": {"replicas": 3}})
-    assert scaled.spec.replicas == 3
+    assert scaled.spec is not None and scaled.spec.replicas == 3
     got = apps.read_namespaced_deployment("pyweb", ns)
-    assert got.spec.replicas == 3
-    assert got.metadata.generation == 2
+    assert got.spec is not None and got.spec.replicas == 3
+    assert got.metadata is not None and got.metadata.generation == 2
     apps.delete_namespaced_deployment("pyweb", ns)
     with pytest.raises(ApiException) as err:
         apps.read_namespaced_deployment("pyweb", ns)

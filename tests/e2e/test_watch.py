@@ -25,7 +25,7 @@ class Client:
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self.session.post(self.base + path, json=body) as r:
             assert r.status == 201, await r.text()
-            return await r.json()  # type: ignore[no-any-return]
+            return await r.json()
 
     async def events(
         self, path: str, count: int, wait: float = 10, accept: str | None = None

@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 
 import datastore
-from edgek.kinds import Kind, Registry
 from edgek.status import ApiError
 from server.storage.allocators import ServiceAllocator
 from server.storage.objectstore import DeleteOptions, ObjectStore, WriteOptions
+from tests.helpers import builtin_kind
 
-SERVICES = Registry().by_resource("", "v1", "services")
-assert SERVICES is not None
-NAMESPACES: Kind = Registry().by_resource("", "v1", "namespaces")  # type: ignore[assignment]
+SERVICES = builtin_kind("", "v1", "services")
+NAMESPACES = builtin_kind("", "v1", "namespaces")
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def svc(name: str, **spec: Any) -> dict[str, Any]:
 
 
 async def create(objs: ObjectStore, body: dict[str, Any]) -> dict[str, Any]:
-    return await objs.create(SERVICES, "default", body, WriteOptions())  # type: ignore[arg-type]
+    return await objs.create(SERVICES, "default", body, WriteOptions())
 
 
 async def test_cluster_ips_are_unique_and_skip_the_kubernetes_ip(
@@ -53,7 +52,7 @@ async def test_cluster_ips_are_unique_and_skip_the_kubernetes_ip(
     with pytest.raises(ApiError) as err:
         await create(objs, svc("full"))
     assert err.value.code == 500
-    await objs.delete(SERVICES, "default", "s1", DeleteOptions())  # type: ignore[arg-type]
+    await objs.delete(SERVICES, "default", "s1", DeleteOptions())
     again = await create(objs, svc("reuse"))
     assert again["spec"]["clusterIP"] == "10.43.0.3"
     assert again["spec"]["clusterIPs"] == ["10.43.0.3"]
@@ -96,11 +95,11 @@ async def test_node_ports_allocated_and_released(
         await create(objs, svc("np2", type="NodePort", ports=[{"port": 80, "nodePort": 30001}]))
     assert "provided port is already allocated" in err.value.message
     # switching to ClusterIP drops and frees the node ports
-    current = await objs.get(SERVICES, "default", "np")  # type: ignore[arg-type]
+    current = await objs.get(SERVICES, "default", "np")
     current["spec"]["type"] = "ClusterIP"
     for port in current["spec"]["ports"]:
         port.pop("nodePort")
-    updated, _ = await objs.update(SERVICES, "default", "np", current, WriteOptions())  # type: ignore[arg-type]
+    updated, _ = await objs.update(SERVICES, "default", "np", current, WriteOptions())
     assert all("nodePort" not in p for p in updated["spec"]["ports"])
     again = await create(objs, svc("np3", type="NodePort", ports=[{"port": 80, "nodePort": 30001}]))
     assert again["spec"]["ports"][0]["nodePort"] == 30001
@@ -117,7 +116,7 @@ async def test_failed_create_releases_what_it_took(
     assert ok["spec"]["clusterIP"] == "10.43.0.5"
     dry = await objs.create(
         SERVICES, "default", svc("dry", clusterIP="10.43.0.6"), WriteOptions(dry_run=True)
-    )  # type: ignore[arg-type]
+    )
     assert dry["spec"]["clusterIP"] == "10.43.0.6"
     assert (await create(objs, svc("real", clusterIP="10.43.0.6")))["spec"][
         "clusterIP"
@@ -128,6 +127,6 @@ async def test_update_keeps_ip_when_omitted(env: tuple[ObjectStore, ServiceAlloc
     objs, _ = env
     created = await create(objs, svc("keep"))
     body = svc("keep")
-    updated, _ = await objs.update(SERVICES, "default", "keep", body, WriteOptions())  # type: ignore[arg-type]
+    updated, _ = await objs.update(SERVICES, "default", "keep", body, WriteOptions())
     assert updated["spec"]["clusterIP"] == created["spec"]["clusterIP"]
     assert updated["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]

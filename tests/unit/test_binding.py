@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 
 import datastore
-from edgek.kinds import Kind, Registry
+from edgek.kinds import Kind
 from edgek.status import ApiError
 from server.storage.binding import bind_pod, binding_action
 from server.storage.objectstore import ObjectStore, WriteOptions
 from server.storage.requestinfo import RequestInfo
+from tests.helpers import builtin_kind
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
-PODS: Kind = Registry().by_resource("", "v1", "pods")  # type: ignore[assignment]
-NAMESPACES: Kind = Registry().by_resource("", "v1", "namespaces")  # type: ignore[assignment]
+PODS = builtin_kind("", "v1", "pods")
+NAMESPACES = builtin_kind("", "v1", "namespaces")
 NAMESPACE_DEFAULT = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
 
 

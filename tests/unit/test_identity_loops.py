@@ -46,7 +46,7 @@ def test_loops_are_kube_controller_manager_loops_and_can_be_disabled(
 async def _aggregation_fixture(h: Harness) -> None:
     """An aggregated ClusterRole and one role its selector picks up."""
     selector = {"matchLabels": {"agg": "yes"}}
-    roles = [
+    roles: list[dict[str, Any]] = [
         {
             "metadata": {"name": "aggregated"},
             "aggregationRule": {"clusterRoleSelectors": [selector]},

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import datastore
-from edgek.kinds import Kind, Registry
+from edgek.kinds import Kind
 from edgek.selectors import allowed_fields, parse_field_selector, parse_label_selector
 from edgek.status import ApiError
 from edgek.timefmt import format_time
@@ -25,22 +25,17 @@ from server.storage.objectstore import (
     WriteOptions,
     key_prefix,
 )
+from tests.helpers import builtin_kind
 from tests.manifests import workload
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 NS = "default"
 
 
-def _kind(group: str, version: str, resource: str) -> Kind:
-    found = Registry().by_resource(group, version, resource)
-    assert found is not None, resource
-    return found
-
-
-CONFIGMAPS = _kind("", "v1", "configmaps")
-PODS = _kind("", "v1", "pods")
-NAMESPACES = _kind("", "v1", "namespaces")
-DEPLOYMENTS = _kind("apps", "v1", "deployments")
+CONFIGMAPS = builtin_kind("", "v1", "configmaps")
+PODS = builtin_kind("", "v1", "pods")
+NAMESPACES = builtin_kind("", "v1", "namespaces")
+DEPLOYMENTS = builtin_kind("apps", "v1", "deployments")
 
 
 class Clock:
@@ -997,7 +992,7 @@ async def test_delete_rejects_unknown_propagation_policy(h: Harness) -> None:
 
 # -- guarded_update: system writes without validation or strategy -----------------------------
 
-SECRETS = _kind("", "v1", "secrets")
+SECRETS = builtin_kind("", "v1", "secrets")
 
 
 class _Reverser:
@@ -1218,7 +1213,7 @@ async def test_create_in_terminating_namespace_is_forbidden(live: ObjectStore) -
         "message": "m",
     }
     with pytest.raises(ApiError) as exc:
-        await live.create(_kind("", "v1", "events"), "team", event, WriteOptions())
+        await live.create(builtin_kind("", "v1", "events"), "team", event, WriteOptions())
     assert exc.value.code == 403
     assert live.datastore.revision == revision
     old = await live.get(CONFIGMAPS, "team", "old")

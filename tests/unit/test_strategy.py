@@ -7,29 +7,23 @@ from typing import Any
 
 import pytest
 
-from edgek.kinds import Kind, Registry
+from edgek.kinds import Kind
 from server.storage.strategy import (
     prepare_for_create,
     prepare_for_update,
     qos_class,
     template_generation,
 )
+from tests.helpers import builtin_kind
 
-
-def _kind(group: str, version: str, resource: str) -> Kind:
-    found = Registry().by_resource(group, version, resource)
-    assert found is not None, resource
-    return found
-
-
-PODS = _kind("", "v1", "pods")
-SERVICES = _kind("", "v1", "services")
-PVCS = _kind("", "v1", "persistentvolumeclaims")
-NODES = _kind("", "v1", "nodes")
-NAMESPACES = _kind("", "v1", "namespaces")
-CONFIGMAPS = _kind("", "v1", "configmaps")
-DEPLOYMENTS = _kind("apps", "v1", "deployments")
-JOBS = _kind("batch", "v1", "jobs")
+PODS = builtin_kind("", "v1", "pods")
+SERVICES = builtin_kind("", "v1", "services")
+PVCS = builtin_kind("", "v1", "persistentvolumeclaims")
+NODES = builtin_kind("", "v1", "nodes")
+NAMESPACES = builtin_kind("", "v1", "namespaces")
+CONFIGMAPS = builtin_kind("", "v1", "configmaps")
+DEPLOYMENTS = builtin_kind("apps", "v1", "deployments")
+JOBS = builtin_kind("batch", "v1", "jobs")
 WIDGETS = Kind(
     group="example.com",
     version="v1",
@@ -144,9 +138,9 @@ def test_create_generation_only_for_generation_kinds() -> None:
         (PVCS, {"phase": "Pending"}),
         (PODS, {"phase": "Pending", "qosClass": "BestEffort"}),
         # Go always serialises status fields without omitempty; typed clients need them
-        (_kind("apps", "v1", "replicasets"), {"replicas": 0}),
+        (builtin_kind("apps", "v1", "replicasets"), {"replicas": 0}),
         (
-            _kind("apps", "v1", "daemonsets"),
+            builtin_kind("apps", "v1", "daemonsets"),
             {
                 "currentNumberScheduled": 0,
                 "numberMisscheduled": 0,
@@ -314,7 +308,7 @@ def test_update_deletion_timestamp_comes_from_the_old_object() -> None:
 
 
 def test_job_gets_generated_selector_and_labels() -> None:
-    job = {
+    job: dict[str, Any] = {
         "metadata": {"name": "pi", "uid": "u-1"},
         "spec": {"template": {"metadata": {"labels": {"app": "pi"}}, "spec": {}}},
     }
@@ -331,7 +325,7 @@ def test_job_gets_generated_selector_and_labels() -> None:
 
 
 def test_manual_job_selector_is_kept() -> None:
-    job = {
+    job: dict[str, Any] = {
         "metadata": {"name": "pi", "uid": "u-1"},
         "spec": {"manualSelector": True, "selector": {"matchLabels": {"a": "b"}}, "template": {}},
     }
@@ -340,8 +334,11 @@ def test_manual_job_selector_is_kept() -> None:
 
 
 def test_csr_records_the_requester() -> None:
-    csrs = _kind("certificates.k8s.io", "v1", "certificatesigningrequests")
-    csr = {"metadata": {"name": "c"}, "spec": {"username": "forged", "groups": ["system:masters"]}}
+    csrs = builtin_kind("certificates.k8s.io", "v1", "certificatesigningrequests")
+    csr: dict[str, Any] = {
+        "metadata": {"name": "c"},
+        "spec": {"username": "forged", "groups": ["system:masters"]},
+    }
     prepare_for_create(csrs, csr, ("alice", ["dev"]))
     assert csr["spec"]["username"] == "alice"
     assert csr["spec"]["groups"] == ["dev", "system:authenticated"]
@@ -349,7 +346,7 @@ def test_csr_records_the_requester() -> None:
 
 # -- DaemonSet template generation ---------------------------------------------------------
 
-DAEMONSETS = _kind("apps", "v1", "daemonsets")
+DAEMONSETS = builtin_kind("apps", "v1", "daemonsets")
 TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 
 
@@ -414,7 +411,7 @@ def test_template_generation_of_other_objects_is_zero() -> None:
 
 
 def test_secret_string_data_is_folded_into_data_on_create_and_update() -> None:
-    secrets = _kind("", "v1", "secrets")
+    secrets = builtin_kind("", "v1", "secrets")
     obj: dict[str, Any] = {
         "metadata": {"name": "s"},
         "data": {"a": "b2xk", "keep": "eA=="},

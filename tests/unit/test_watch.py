@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import datastore
-from edgek.kinds import Kind, Registry
+from edgek.kinds import Kind
 from edgek.selectors import allowed_fields, parse_field_selector, parse_label_selector
 from server.apiserver import tables
 from server.apiserver.codec import dumps
@@ -30,16 +30,10 @@ from server.storage.objectstore import (
     key_prefix,
     object_key,
 )
+from tests.helpers import builtin_kind
 
-
-def _kind(group: str, version: str, resource: str) -> Kind:
-    found = Registry().by_resource(group, version, resource)
-    assert found is not None, resource
-    return found
-
-
-CONFIGMAPS = _kind("", "v1", "configmaps")
-PODS = _kind("", "v1", "pods")
+CONFIGMAPS = builtin_kind("", "v1", "configmaps")
+PODS = builtin_kind("", "v1", "pods")
 NS = "default"
 WEB = ListOptions(label_selector=parse_label_selector("app=web"))
 
@@ -431,7 +425,7 @@ async def test_memo_decrypts_secrets_with_the_store_decoder() -> None:
     store = await datastore.Datastore.open("sqlite://")
     try:
         objects = ObjectStore(store, namespace_lifecycle=False, cipher=XorCipher())
-        secrets = _kind("", "v1", "secrets")
+        secrets = builtin_kind("", "v1", "secrets")
         watcher = store.watch(key_prefix(secrets, NS))
         body = {"metadata": {"name": "s", "namespace": NS}, "data": {"k": "dg=="}}
         created = await objects.create(secrets, NS, body, WriteOptions())
