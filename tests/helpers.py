@@ -48,9 +48,9 @@ def list_meta(listed: client.V1ConfigMapList) -> client.V1ListMeta:
     return listed.metadata
 
 
-def ssl_context(kubeconfig: Path, tmp: Path) -> ssl.SSLContext:
-    """A client TLS context with the CA and client certificate of a kubeconfig (files for
-    the key material are written under ``tmp``)."""
+def client_credentials(kubeconfig: Path, tmp: Path) -> tuple[Path, Path, Path]:
+    """The CA, client certificate and client key of a kubeconfig, written as files under
+    ``tmp``."""
     cfg = yaml.safe_load(kubeconfig.read_text())
     cluster = cfg["clusters"][0]["cluster"]
     user = cfg["users"][0]["user"]
@@ -58,6 +58,13 @@ def ssl_context(kubeconfig: Path, tmp: Path) -> ssl.SSLContext:
     ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
     cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
     key.write_bytes(base64.b64decode(user["client-key-data"]))
+    return ca, cert, key
+
+
+def ssl_context(kubeconfig: Path, tmp: Path) -> ssl.SSLContext:
+    """A client TLS context with the CA and client certificate of a kubeconfig (files for
+    the key material are written under ``tmp``)."""
+    ca, cert, key = client_credentials(kubeconfig, tmp)
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.load_cert_chain(str(cert), str(key))
     return ctx

@@ -3,7 +3,6 @@ message) and leaves the store exactly as it was."""
 
 from __future__ import annotations
 
-import base64
 import http.client
 import itertools
 import json
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import Kubectl, ServerProcess
+from tests.helpers import Kubectl, ServerProcess, client_credentials
 
 _ns_counter = itertools.count()
 
@@ -69,13 +68,7 @@ class Api:
     """Raw HTTPS requests to the API server with (or without) the admin client certificate."""
 
     def __init__(self, server: ServerProcess, tmp: Path) -> None:
-        cfg = yaml.safe_load(server.kubeconfig.read_text())
-        cluster = cfg["clusters"][0]["cluster"]
-        user = cfg["users"][0]["user"]
-        ca, cert, key = tmp / "ca.crt", tmp / "client.crt", tmp / "client.key"
-        ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
-        cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
-        key.write_bytes(base64.b64decode(user["client-key-data"]))
+        ca, cert, key = client_credentials(server.kubeconfig, tmp)
         self.anonymous = ssl.create_default_context(cafile=str(ca))
         self.admin = ssl.create_default_context(cafile=str(ca))
         self.admin.load_cert_chain(str(cert), str(key))
