@@ -92,6 +92,12 @@ class ServerProcess:
         return self.data_dir / "kubeconfig.yaml"
 
     @property
+    def pid(self) -> int:
+        """The process id of the running server."""
+        assert self.proc is not None, "server not running"
+        return self.proc.pid
+
+    @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 

@@ -196,12 +196,12 @@ def main() -> None:
         srv = ServerProcess(tmp / "data", free_port(), tmp / "server.log")
         srv.start()
         time.sleep(3)
-        idle_rss = rss_mb(srv.proc.pid)  # type: ignore[union-attr]
+        idle_rss = rss_mb(srv.pid)
         # the usual idle state: restarted on its (still nearly empty) data dir
         srv.stop()
         srv.start()
         time.sleep(3)
-        idle_rss_restart = rss_mb(srv.proc.pid)  # type: ignore[union-attr]
+        idle_rss_restart = rss_mb(srv.pid)
         floor_port = free_port()
         floor = subprocess.Popen(
             [

@@ -161,7 +161,7 @@ def measure(args: argparse.Namespace, srv: ServerProcess, tmp: Path) -> dict[str
         if child.stdout.readline().strip() != "ready":
             raise RuntimeError("watch child failed")
         time.sleep(1.0)
-        pid = srv.proc.pid  # type: ignore[union-attr]
+        pid = srv.pid
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         started = asyncio.run(write_all(srv.url, ctx, args.watchers, args.pods, args.concurrency))
         written = time.monotonic() - t0

@@ -118,7 +118,7 @@ def ns(api: Api) -> Iterator[str]:
     yield name
 
 
-def configmap(name: str, data: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
+def configmap(name: str, data: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -592,7 +592,7 @@ def test_unknown_field_validation_directive(api: Api, unchanged: str) -> None:
         (deploy_path, deployment("typed", replicas="three"),
          'Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal '
          "string into Go struct field DeploymentSpec.spec.replicas of type int32"),
-        (cm_path, configmap("typed", {"port": 8080}),  # type: ignore[dict-item]
+        (cm_path, configmap("typed", {"port": 8080}),
          'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal '
          "number into Go struct field ConfigMap.data of type string"),
     ],

@@ -34,10 +34,11 @@ from agent.bootstrap import (
     needs_renewal,
     renew,
 )
-from edgek.certs import load_cert, load_key, new_key
+from edgek.certs import load_cert, new_key
 from edgek.jointoken import format_token
 from server.pki import PKI, ensure_pki, peer_identity
 from server.pki import csr_crypto as csrs
+from tests.unit.pki_helpers import cert_at, key_at, signing_cas
 
 KUBECTL = "/usr/bin/kubectl"
 PASSWORD = "0123456789abcdef0123456789abcdef"
@@ -117,9 +118,7 @@ class FakeCluster:
         return identity
 
     def _cas(self) -> tuple[csrs.CA, csrs.CA]:
-        client = (load_cert(self.pki.client_ca_cert), load_key(self.pki.client_ca_key))
-        server = (load_cert(self.pki.server_ca_cert), load_key(self.pki.server_ca_key))
-        return client, server  # type: ignore[return-value]
+        return signing_cas(self.pki)
 
     async def _bump(self, obj: dict[str, Any]) -> None:
         async with self.changed:
@@ -247,11 +246,11 @@ async def test_bootstrap_happy_path(cluster: FakeCluster, pki: PKI, tmp_path: Pa
     assert (agent_dir / "server-ca.crt").read_bytes() == pki.ca_bundle_pem()
 
     client = x509.load_pem_x509_certificate(creds.client_cert.read_bytes())
-    client.verify_directly_issued_by(load_cert(pki.client_ca_cert))  # type: ignore[arg-type]
+    client.verify_directly_issued_by(cert_at(pki.client_ca_cert))
     assert client.subject.rfc4514_string() == "CN=system:node:n1,O=system:nodes"
-    assert client.public_key() == load_key(creds.client_key).public_key()  # type: ignore[union-attr]
+    assert client.public_key() == key_at(creds.client_key).public_key()
     serving = x509.load_pem_x509_certificate(creds.serving_cert.read_bytes())
-    serving.verify_directly_issued_by(load_cert(pki.server_ca_cert))  # type: ignore[arg-type]
+    serving.verify_directly_issued_by(cert_at(pki.server_ca_cert))
     eku = serving.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
     san = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -260,7 +259,7 @@ async def test_bootstrap_happy_path(cluster: FakeCluster, pki: PKI, tmp_path: Pa
         ipaddress.ip_address("10.0.0.5"),
         ipaddress.ip_address("127.0.0.1"),
     ]
-    assert serving.public_key() == load_key(creds.serving_key).public_key()  # type: ignore[union-attr]
+    assert serving.public_key() == key_at(creds.serving_key).public_key()
 
     # /cacerts first and without credentials; the client CSR with the token; the serving
     # CSR with the new client certificate only.
@@ -505,7 +504,7 @@ async def test_renew_rotates_keys_with_the_client_certificate(
     usernames = [obj["spec"]["username"] for obj in list(cluster.csrs.values())[-2:]]
     assert usernames == ["system:node:n1", "system:node:n1"]
     client = x509.load_pem_x509_certificate(creds.client_cert.read_bytes())
-    assert client.public_key() == load_key(creds.client_key).public_key()  # type: ignore[union-attr]
+    assert client.public_key() == key_at(creds.client_key).public_key()
     serving = x509.load_pem_x509_certificate(creds.serving_cert.read_bytes())
     san = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert ipaddress.ip_address("10.0.0.6") in san.get_values_for_type(x509.IPAddress)

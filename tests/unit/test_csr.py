@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edgek.certs import load_cert, load_key, new_key
+from edgek.certs import new_key
 from server.pki import ensure_pki
 from server.pki.csr_crypto import (
     CLIENT_KUBELET_SIGNER,
@@ -33,6 +33,7 @@ from server.pki.csr_crypto import (
     requested_node,
     sign,
 )
+from tests.unit.pki_helpers import CA, signing_cas
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 CLIENT_USAGES = ["digital signature", "client auth"]
@@ -44,8 +45,6 @@ GUARD_MESSAGE = (
     'node "n1" already joined with a different key; delete secret '
     "kube-system/n1.node-identity.edgek to let a new device take the name"
 )
-
-CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
 
 def request_pem(
@@ -112,10 +111,7 @@ def spki_sha256(key: ec.EllipticCurvePrivateKey) -> str:
 def cas(tmp_path_factory: pytest.TempPathFactory) -> tuple[CA, CA]:
     tls: Path = tmp_path_factory.mktemp("tls")
     pki = ensure_pki(tls, dns_names=[], ip_addresses=[], clock=lambda: NOW)
-    client = (load_cert(pki.client_ca_cert), load_key(pki.client_ca_key))
-    server = (load_cert(pki.server_ca_cert), load_key(pki.server_ca_key))
-    assert None not in (*client, *server)
-    return client, server  # type: ignore[return-value]
+    return signing_cas(pki)
 
 
 @pytest.fixture(scope="module")

@@ -405,9 +405,8 @@ def test_template_hash_is_stable_and_safe() -> None:
 
 def test_fenceposts_round_surge_up_and_unavailable_down() -> None:
     def fence(replicas: int, surge: Any, unavailable: Any) -> tuple[int, int]:
-        strategy = {"type": "RollingUpdate", "rollingUpdate": {}}
-        rolling: Obj = strategy["rollingUpdate"]  # type: ignore[assignment]
-        rolling.update(maxSurge=surge, maxUnavailable=unavailable)
+        rolling: Obj = {"maxSurge": surge, "maxUnavailable": unavailable}
+        strategy = {"type": "RollingUpdate", "rollingUpdate": rolling}
         return ro.resolve_fenceposts(deployment("x", replicas, strategy=strategy))
 
     assert fence(10, "25%", "25%") == (3, 2)
