@@ -349,8 +349,7 @@ async def run_one(args: argparse.Namespace, tmp: Path, floor: bool) -> dict[str,
     """One server + sim; the scheduler run or the floor run."""
     total = args.deployments * args.replicas
     srv = start_run_server(tmp, floor)
-    assert srv.proc is not None
-    pid = srv.proc.pid
+    pid = srv.pid
     out: dict[str, Any] = {}
     sim = Sim(srv, args.nodes, tmp / "sim.log")
     client = Client(srv.url, ssl_context(srv.kubeconfig, tmp))
