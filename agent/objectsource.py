@@ -24,7 +24,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -200,14 +200,14 @@ class ObjectSource:
 
     # -- changes ---------------------------------------------------------------------------
 
-    def changed(self) -> AsyncIterator[Key]:
+    def changed(self) -> AsyncGenerator[Key, None]:
         """``(resource, namespace, name)`` of each tracked object that changed (or appeared,
         or was deleted) from now on, for as long as the caller iterates."""
         queue: asyncio.Queue[Key] = asyncio.Queue()
         self._subscribers.append(queue)
         return self._feed(queue)
 
-    async def _feed(self, queue: asyncio.Queue[Key]) -> AsyncIterator[Key]:
+    async def _feed(self, queue: asyncio.Queue[Key]) -> AsyncGenerator[Key, None]:
         try:
             while True:
                 yield await queue.get()

@@ -5,6 +5,7 @@ expand a document, and the server's memory stays put."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from tests.e2e.hardening import assert_alive, crd, create_crd, rss_bytes, timed
 from tests.e2e.test_bad_input import Api, Response, assert_status
@@ -135,7 +136,7 @@ def test_crd_pattern_cannot_backtrack(hard_api: Api, hard_ns: str) -> None:
     engine) answers in linear time where a backtracking engine takes exponential time."""
     schema = {"type": "object", "properties": {"word": {"type": "string", "pattern": "^(a+)+$"}}}
     path = create_crd(hard_api, crd("hardening.example.com", "words", "Word", schema), hard_ns)
-    word = {
+    word: dict[str, Any] = {
         "apiVersion": "hardening.example.com/v1",
         "kind": "Word",
         "metadata": {"name": "w"},

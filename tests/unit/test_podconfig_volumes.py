@@ -137,7 +137,7 @@ async def test_fs_group_ownership(manager: VolumeManager) -> None:
 async def test_downward_api_and_projected_service_account_volume(
     manager: VolumeManager, objects: FakeObjects
 ) -> None:
-    access = {
+    access: dict[str, Any] = {
         "name": "kube-api-access-x",
         "projected": {
             "defaultMode": 0o644,
