@@ -85,6 +85,8 @@ class AgentConfig:
     container_runtime: str = "auto"
     #: k3s-format registries.yaml (mirrors, auth, insecure registries); absent: none.
     private_registry: Path = REGISTRIES_PATH
+    #: The streaming endpoint's port, published as the Node's kubelet endpoint.
+    kubelet_port: int = KUBELET_PORT
     lease_seconds: int = LEASE_SECONDS
     status_update_seconds: float = STATUS_UPDATE_SECONDS
     status_report_seconds: float = STATUS_REPORT_SECONDS
@@ -251,7 +253,7 @@ class Agent:
             "allocatable": allocatable(sample, MAX_PODS),
             "conditions": node_conditions(states, now, since, messages),
             "addresses": node_addresses(self.name, self.node_ips, cfg.node_external_ip),
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.kubelet_port}},
             "nodeInfo": node_info(
                 machine_id=host.machine_id(),
                 system_uuid=host.system_uuid(),

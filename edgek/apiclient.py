@@ -158,6 +158,22 @@ class ApiClient:
         content_type: str = "application/json",
     ) -> Any:
         """One JSON request; the decoded answer, or ApiClientError."""
+        raw = await self.request_bytes(method, path, body, params=params, content_type=content_type)
+        try:
+            return fastjson.loads(raw) if raw.strip() else None
+        except ValueError as e:
+            raise ApiClientError(f"cannot reach {self.server}: {e}") from e
+
+    async def request_bytes(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> bytes:
+        """One request with a JSON body (if any); the answer's bytes, or ApiClientError."""
         one_shot = self._session is None
         session = self._session or self._new_session(1)
         data = None if body is None else fastjson.dumps(body)
@@ -169,9 +185,8 @@ class ApiClient:
                 ) as resp:
                     if resp.status >= 400:
                         raise await _response_error(resp)
-                    raw = await resp.read()
-                    return fastjson.loads(raw) if raw.strip() else None
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                    return await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as e:
             raise ApiClientError(f"cannot reach {self.server}: {e or 'timed out'}") from e
         finally:
             if one_shot:

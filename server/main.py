@@ -17,6 +17,7 @@ import datastore
 from edgek.kinds import Registry
 from edgek.kubeconfig import admin_kubeconfig, data_dir_kubeconfig, write_kubeconfig
 from server.apiserver.app import ApiServerState, make_app
+from server.apiserver.nodeproxy import NodeProxy
 from server.apiserver.transport import listen
 from server.auth.satoken import ServiceAccountKey
 from server.cache import builtin_kind
@@ -88,6 +89,13 @@ class Server:
             encryption=SecretsEncryptionAdmin(
                 plane.store, plane.encryption, key_prefix(plane.ctx.kind("", "secrets"))
             ),
+            node_proxy=NodeProxy(
+                plane.objects,
+                plane.ctx.kind("", "pods"),
+                plane.ctx.kind("", "nodes"),
+                pki.agent_client_ssl_context(),
+            ),
+            client_ca=pki.client_ca_cert.read_bytes(),
         )
         self.runner = web.AppRunner(make_app(state), handle_signals=False, shutdown_timeout=2)
         await self.runner.setup()

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
@@ -348,11 +348,23 @@ class PodmanClient:
 
     async def exec_start(self, exec_id: str, tty: bool = False) -> ExecSession:
         """Start the session and take over its connection (HTTP upgrade to a raw stream)."""
-        reader, writer = await asyncio.open_unix_connection(self.socket_path)
         body = json.dumps({"Detach": False, "Tty": tty}).encode()
+        return await self._upgrade(f"/exec/{quote(exec_id)}/start", body, tty)
+
+    async def attach(self, container: str, stdin: bool = False, tty: bool = False) -> ExecSession:
+        """Attach to the running container's main process (its stdout and stderr, and its
+        stdin when ``stdin``); ``tty`` as the container was created."""
+        query = urlencode(
+            {"stream": "true", "stdout": "true", "stderr": "true", "stdin": str(stdin).lower()}
+        )
+        return await self._upgrade(f"/containers/{quote(container)}/attach?{query}", b"", tty)
+
+    async def _upgrade(self, path: str, body: bytes, tty: bool) -> ExecSession:
+        """POST ``path`` asking for an upgrade to a raw stream; the session over it."""
+        reader, writer = await asyncio.open_unix_connection(self.socket_path)
         writer.write(
             (
-                f"POST {API}/exec/{quote(exec_id)}/start HTTP/1.1\r\nHost: podman\r\n"
+                f"POST {API}{path} HTTP/1.1\r\nHost: podman\r\n"
                 "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n"
             ).encode()

@@ -11,6 +11,8 @@ from aiohttp import web
 from edgek import status
 from edgek.status import ApiError
 from server.apiserver import codec, discovery
+from server.apiserver.nodeproxy import VERBS as STREAMING_VERBS
+from server.apiserver.nodeproxy import NodeProxy
 from server.apiserver.openapi import OpenAPI
 from server.apiserver.request import USER_KEY, parse_resource_path
 from server.apiserver.resources import MAX_BODY_BYTES, ResourceAPI
@@ -49,8 +51,14 @@ class ApiServerState:
         authz: AuthorizerChain,
         oidc: tuple[dict[str, Any], Callable[[], dict[str, Any]]] = ({}, dict),
         encryption: SecretsEncryptionAdmin | None = None,
+        node_proxy: NodeProxy | None = None,
+        client_ca: bytes = b"",
     ) -> None:
         self.encryption = encryption
+        #: proxies pods/log|exec|attach|portforward to agents (None: not served)
+        self.node_proxy = node_proxy
+        #: the client CA's PEM, for agents to check the API server's client certificate
+        self.client_ca = client_ca
         self.authn = authn
         self.authz = authz
         #: openid-configuration of the service-account token issuer, and what makes its JWKS
@@ -154,6 +162,22 @@ async def version(request: web.Request) -> web.Response:
     return codec.respond(discovery.version_info())
 
 
+CLIENT_CA_PATH = "/v1-edgek/client-ca.crt"
+NODES_GROUP = "system:nodes"
+
+
+async def client_ca(request: web.Request) -> web.Response:
+    """GET the client CA (agents verify the API server's client certificate with it): for
+    nodes, and for whoever RBAC lets ``get`` the path."""
+    state = _state(request)
+    user = request[USER_KEY]
+    if NODES_GROUP not in user.groups:
+        authorize(state, Attributes(user, "get", False, path=request.path))
+    if not state.client_ca:
+        raise _not_found()
+    return web.Response(body=state.client_ca, content_type="text/plain")
+
+
 ENCRYPT_STATUS_PATH = "/v1-edgek/encrypt/status"
 ENCRYPT_ROTATE_PATH = "/v1-edgek/encrypt/rotate-keys"
 
@@ -232,13 +256,43 @@ async def api_dispatch(request: web.Request) -> web.StreamResponse:
             return codec.respond(doc)
     if (head == "api" and n < 3) or (head == "apis" and n < 4):
         raise _not_found()
+    if _is_streaming(segments) and state.node_proxy is not None:
+        namespace, name, sub = segments[3], segments[5], segments[6]
+        attrs = Attributes(
+            request[USER_KEY],
+            STREAMING_VERBS[sub],
+            True,
+            api_version="v1",
+            resource="pods",
+            subresource=sub,
+            namespace=namespace,
+            name=name,
+        )
+        authorize(state, attrs)
+        return await state.node_proxy.handle(request, namespace, name, sub)
     info = parse_resource_path(request.method, segments, dict(request.query), state.registry)
     authorize(state, resource_attributes(request, info))
     return await read_body(request) or await state.resources.handle(request, info)
 
 
+def _is_streaming(segments: list[str]) -> bool:
+    """``/api/v1/namespaces/<ns>/pods/<name>/(log|exec|attach|portforward)``."""
+    return (
+        len(segments) == 7
+        and segments[:3] == ["api", "v1", "namespaces"]
+        and segments[4] == "pods"
+        and segments[6] in STREAMING_VERBS
+    )
+
+
 def _not_found() -> ApiError:
     return ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+async def _close_node_proxy(app: web.Application) -> None:
+    proxy = app[STATE_KEY].node_proxy
+    if proxy is not None:
+        await proxy.close()
 
 
 def make_app(state: ApiServerState) -> web.Application:
@@ -248,6 +302,7 @@ def make_app(state: ApiServerState) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[STATE_KEY] = state
+    app.on_cleanup.append(_close_node_proxy)
     for path in ("/healthz", "/livez", "/readyz"):
         app.router.add_get(path, health)
     app.router.add_get("/cacerts", cacerts)
@@ -257,6 +312,7 @@ def make_app(state: ApiServerState) -> web.Application:
     app.router.add_get("/openapi/v2", openapi_v2)
     app.router.add_get(OPENID_CONFIG_PATH, openid_configuration)
     app.router.add_get(JWKS_PATH, openid_jwks)
+    app.router.add_get(CLIENT_CA_PATH, client_ca)
     app.router.add_get(ENCRYPT_STATUS_PATH, encrypt_status)
     app.router.add_post(ENCRYPT_ROTATE_PATH, encrypt_rotate)
     app.router.add_route("*", "/api", api_dispatch)

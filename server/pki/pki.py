@@ -6,6 +6,8 @@ Layout under ``tls_dir`` (file names as k3s uses them)::
     client-ca.crt / client-ca.key                    signs client certificates
     serving-kube-apiserver.crt / .key                the API server's TLS certificate
     client-admin.crt / client-admin.key              CN=system:admin, O=system:masters
+    client-kube-apiserver.crt / .key                 CN=system:apiserver, O=system:masters:
+                                                     the API server's identity towards agents
 
 :func:`ensure_pki` creates what is missing on first start and reuses it afterwards, renewing
 only leaf certificates (never a valid CA: replacing a CA would cut off every joined agent).
@@ -44,6 +46,9 @@ RENEW_BEFORE = timedelta(days=90)
 CLUSTER_DOMAIN = "cluster.local"
 ADMIN_USER = "system:admin"
 ADMIN_GROUP = "system:masters"
+#: The API server's client identity when it dials an agent's streaming endpoint (k3s's
+#: ``client-kube-apiserver.crt`` subject); agents accept no other client.
+APISERVER_USER = "system:apiserver"
 #: Name of the PKI check in the directory's :class:`~server.pki.checked.CheckRecord`.
 _CHECK = "pki"
 
@@ -109,6 +114,8 @@ class PKI:
     serving_key: Path
     admin_cert: Path
     admin_key: Path
+    apiserver_client_cert: Path
+    apiserver_client_key: Path
     clock: Clock = field(default=_utcnow, repr=False, compare=False)
 
     @classmethod
@@ -124,6 +131,8 @@ class PKI:
             serving_key=tls_dir / "serving-kube-apiserver.key",
             admin_cert=tls_dir / "client-admin.crt",
             admin_key=tls_dir / "client-admin.key",
+            apiserver_client_cert=tls_dir / "client-kube-apiserver.crt",
+            apiserver_client_key=tls_dir / "client-kube-apiserver.key",
             clock=clock or _utcnow,
         )
 
@@ -138,6 +147,8 @@ class PKI:
             self.serving_key,
             self.admin_cert,
             self.admin_key,
+            self.apiserver_client_cert,
+            self.apiserver_client_key,
         ]
 
     def server_ssl_context(self) -> ssl.SSLContext:
@@ -154,6 +165,14 @@ class PKI:
         ctx.load_verify_locations(cafile=self.client_ca_cert)
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def agent_client_ssl_context(self) -> ssl.SSLContext:
+        """TLS client context for dialing an agent's streaming endpoint: presents the API
+        server's client certificate and verifies the agent's serving certificate (from its
+        kubelet-serving CSR) with the server CA."""
+        ctx = ssl.create_default_context(cafile=str(self.server_ca_cert))
+        ctx.load_cert_chain(self.apiserver_client_cert, self.apiserver_client_key)
         return ctx
 
     def ca_bundle_pem(self) -> bytes:

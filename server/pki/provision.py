@@ -19,7 +19,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edgek import certs
 from edgek.certs import IPAddress
 from edgek.kubeconfig import atomic_write
-from server.pki.pki import ADMIN_GROUP, ADMIN_USER, CA_DAYS, LEAF_DAYS, PKI, RENEW_BEFORE
+from server.pki.pki import (
+    ADMIN_GROUP,
+    ADMIN_USER,
+    APISERVER_USER,
+    CA_DAYS,
+    LEAF_DAYS,
+    PKI,
+    RENEW_BEFORE,
+)
 
 log = logging.getLogger("server.pki.pki")  # the logger these messages always came from
 
@@ -110,6 +118,10 @@ def ensure(
     serving = _ensure_leaf(pki.serving_cert, pki.serving_key, server_ca, serving_leaf, now)
     admin_leaf = certs.Leaf(ADMIN_USER, certs.CLIENT_AUTH, organizations=[ADMIN_GROUP])
     admin = _ensure_leaf(pki.admin_cert, pki.admin_key, client_ca, admin_leaf, now)
+    apiserver_leaf = certs.Leaf(APISERVER_USER, certs.CLIENT_AUTH, organizations=[ADMIN_GROUP])
+    apiserver = _ensure_leaf(
+        pki.apiserver_client_cert, pki.apiserver_client_key, client_ca, apiserver_leaf, now
+    )
     serving_dns, serving_ips = _sans(serving)
     return {
         "ca_not_after": [
@@ -119,6 +131,7 @@ def ensure(
         "leaf_not_after": [
             serving.not_valid_after_utc.isoformat(),
             admin.not_valid_after_utc.isoformat(),
+            apiserver.not_valid_after_utc.isoformat(),
         ],
         "serving_dns": serving_dns,
         "serving_ips": serving_ips,

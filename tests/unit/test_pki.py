@@ -35,8 +35,10 @@ ALL_FILES = (
     "serving_key",
     "admin_cert",
     "admin_key",
+    "apiserver_client_cert",
+    "apiserver_client_key",
 )
-KEY_FILES = ("server_ca_key", "client_ca_key", "serving_key", "admin_key")
+KEY_FILES = ("server_ca_key", "client_ca_key", "serving_key", "admin_key", "apiserver_client_key")
 
 
 def snapshot(pki: PKI) -> dict[str, bytes]:
@@ -147,7 +149,7 @@ def test_validity_periods(tmp_path: Path) -> None:
     ca = load(pki.server_ca_cert)
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert abs(ca.not_valid_after_utc - (now + timedelta(days=3650))) < timedelta(seconds=1)
-    for leaf in (pki.serving_cert, pki.admin_cert):
+    for leaf in (pki.serving_cert, pki.admin_cert, pki.apiserver_client_cert):
         cert = load(leaf)
         assert abs(cert.not_valid_after_utc - (now + timedelta(days=365))) < timedelta(seconds=1)
         assert cert.not_valid_before_utc <= now
@@ -162,7 +164,7 @@ def test_renewal_only_near_expiry(tmp_path: Path) -> None:
     ensure_pki(tls, dns_names=[], ip_addresses=[], clock=clock_at(timedelta(days=280)))
     after = snapshot(pki)
     # Leaf certs are reissued with their existing keys; the CAs stay.
-    assert changed(before, after) == {"serving_cert", "admin_cert"}
+    assert changed(before, after) == {"serving_cert", "admin_cert", "apiserver_client_cert"}
     assert load(pki.admin_cert).not_valid_after_utc > datetime.now(UTC) + timedelta(days=600)
 
 
@@ -189,8 +191,14 @@ def test_lost_ca_regenerates_ca_and_its_leaves(pki: PKI) -> None:
     pki.client_ca_key.unlink()
     ensure_pki(pki.tls_dir, dns_names=["edge.example"], ip_addresses=["10.1.2.3"])
     after = snapshot(pki)
-    assert changed(before, after) == {"client_ca_cert", "client_ca_key", "admin_cert"}
+    assert changed(before, after) == {
+        "client_ca_cert",
+        "client_ca_key",
+        "admin_cert",
+        "apiserver_client_cert",
+    }
     load(pki.admin_cert).verify_directly_issued_by(load(pki.client_ca_cert))
+    load(pki.apiserver_client_cert).verify_directly_issued_by(load(pki.client_ca_cert))
 
 
 def test_ca_bundle_is_server_ca_file(pki: PKI) -> None:

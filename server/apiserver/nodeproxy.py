@@ -1,0 +1,197 @@
+"""``pods/log``, ``pods/exec``, ``pods/attach`` and ``pods/portforward``: checked here, then
+proxied to the streaming endpoint of the agent running the pod.
+
+The API server dials the agent (no reverse tunnel): the Node's InternalIP and
+``status.daemonEndpoints.kubeletEndpoint.Port``, TLS verified with the server CA (the
+agent's kubelet-serving certificate), presenting the API server's client certificate.
+Logs are a plain streamed GET. Exec, attach and port-forward are WebSocket upgrades: the
+agent is asked first with the client's subprotocols, then the client's WebSocket is
+accepted with the one the agent chose and messages are relayed both ways unchanged, so
+every channel protocol the agent speaks (v5/v4 channels, SPDY tunnelled in WebSocket)
+passes through. The SPDY/3.1 upgrade of older clients is refused with 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from edgek import status
+from edgek.kinds import Kind
+
+#: Streaming subresources of pods, with the RBAC verb each needs. Exec, attach and
+#: port-forward need ``create`` whatever the method (their WebSocket upgrade is a GET: as
+#: upstream with AuthorizePodWebsocketUpgradeCreatePermission, GET does not suffice).
+VERBS = {"log": "get", "exec": "create", "attach": "create", "portforward": "create"}
+_AGENT_PATHS = {"exec": "exec", "attach": "attach", "portforward": "portForward"}
+#: Request headers never passed on to the agent.
+_HOP_HEADERS = ("authorization", "connection", "upgrade", "host", "sec-websocket-key")
+
+
+class NodeProxy:
+    """Resolves a pod's agent endpoint and proxies a streaming request to it."""
+
+    def __init__(self, objects: Any, pods: Kind, nodes: Kind, tls: ssl.SSLContext) -> None:
+        self.objects = objects
+        self.pods = pods
+        self.nodes = nodes
+        self.tls = tls
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.tls),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+
+    async def handle(
+        self, request: web.Request, namespace: str, name: str, sub: str
+    ) -> web.StreamResponse:
+        """Serve an authorized streaming request for pod ``namespace/name``."""
+        pod = await self.objects.get(self.pods, namespace, name)
+        query = dict(request.query)
+        base = await self._endpoint(pod)
+        if sub == "portforward":
+            url = f"{base}/portForward/{quote(namespace)}/{quote(name)}"
+            return await self._upgrade(request, url, request.query_string)
+        container = _container(pod, query.pop("container", ""))
+        if sub == "log":
+            url = f"{base}/containerLogs/{quote(namespace)}/{quote(name)}/{quote(container)}"
+            return await self._logs(request, url, urlencode(query))
+        url = f"{base}/{_AGENT_PATHS[sub]}/{quote(namespace)}/{quote(name)}/{quote(container)}"
+        pairs = [(k, v) for k, v in request.query.items() if k != "container"]
+        return await self._upgrade(request, url, urlencode(pairs))
+
+    async def _endpoint(self, pod: dict[str, Any]) -> str:
+        """``https://<node InternalIP>:<kubelet port>`` of the pod's node."""
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        node_name = spec.get("nodeName") or ""
+        if not node_name:
+            raise status.bad_request(f"pod {meta['name']} does not have a host assigned")
+        node = await self.objects.get(self.nodes, "", node_name)
+        node_status = node.get("status") or {}
+        addresses = {a.get("type"): a.get("address") for a in node_status.get("addresses") or []}
+        address = addresses.get("InternalIP") or addresses.get("ExternalIP")
+        port = ((node_status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+        if not address or not port:
+            raise status.bad_request(f"node {node_name} has no streaming endpoint")
+        host = f"[{address}]" if ":" in address else address
+        return f"https://{host}:{port}"
+
+    async def _logs(self, request: web.Request, url: str, query: str) -> web.StreamResponse:
+        try:
+            async with self._http().get(f"{url}?{query}") as upstream:
+                if upstream.status != 200:
+                    raise _agent_error(upstream.status, await upstream.text())
+                response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+        except aiohttp.ClientError as e:
+            raise _unreachable(e) from e
+        await response.write_eof()
+        return response
+
+    async def _upgrade(self, request: web.Request, url: str, query: str) -> web.StreamResponse:
+        client_ws = web.WebSocketResponse(max_msg_size=0)
+        ready = client_ws.can_prepare(request)
+        if not ready.ok:
+            raise status.bad_request(
+                "the streaming endpoints of edgek speak WebSocket only (SPDY is not supported)"
+            )
+        protocols = [
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        ]
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        headers = {k: v for k, v in headers.items() if not k.lower().startswith("sec-websocket")}
+        try:
+            agent_ws = await self._http().ws_connect(
+                f"{url}?{query}", protocols=protocols, headers=headers, max_msg_size=0
+            )
+        except aiohttp.WSServerHandshakeError as e:
+            raise _agent_error(e.status, e.message) from e
+        except aiohttp.ClientError as e:
+            raise _unreachable(e) from e
+        async with agent_ws:
+            client_ws = web.WebSocketResponse(
+                protocols=[agent_ws.protocol] if agent_ws.protocol else (), max_msg_size=0
+            )
+            await client_ws.prepare(request)
+            back = asyncio.create_task(_relay(agent_ws, client_ws))
+            try:
+                await _relay(client_ws, agent_ws)
+            finally:
+                await back if back.done() else await _cancelled(back)
+                await client_ws.close()
+        return client_ws
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _relay(source: Any, sink: Any) -> None:
+    """Copy WebSocket messages from ``source`` to ``sink`` until ``source`` closes, then
+    close ``sink`` (with its code)."""
+    async for msg in source:
+        if sink.closed:
+            break
+        if msg.type == WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+        elif msg.type == WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+    await sink.close(code=source.close_code or 1000)
+
+
+def _container(pod: dict[str, Any], name: str) -> str:
+    """The container a request is about: ``name``, or the only container of the pod."""
+    spec = pod.get("spec") or {}
+    pod_name = pod["metadata"]["name"]
+    app = [c["name"] for c in spec.get("containers") or []]
+    init = [c["name"] for c in spec.get("initContainers") or []]
+    ephemeral = [c["name"] for c in spec.get("ephemeralContainers") or []]
+    if not name:
+        if len(app) == 1:
+            return app[0]
+        message = (
+            f"a container name must be specified for pod {pod_name}, "
+            f"choose one of: [{' '.join(app)}]"
+        )
+        if init:
+            message += f" or one of the init containers: [{' '.join(init)}]"
+        raise status.bad_request(message)
+    if name not in app + init + ephemeral:
+        raise status.bad_request(f"container {name} is not valid for pod {pod_name}")
+    return name
+
+
+def _agent_error(code: int, text: str) -> status.ApiError:
+    message = text.strip() or f"the agent answered {code}"
+    if code == 400:
+        return status.bad_request(message)
+    if code == 403:
+        return status.forbidden(message)
+    if code == 404:
+        return status.ApiError(404, "NotFound", message)
+    return status.internal(message)
+
+
+def _unreachable(error: Exception) -> status.ApiError:
+    return status.internal(f"cannot reach the node's agent: {error}")
