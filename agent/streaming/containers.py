@@ -22,9 +22,9 @@ async def attempts(
         wanted[labels.CONTAINER_NAME] = container
     found = await client.container_list(labels.label_filter(wanted))
 
-    def attempt(ctr: dict[str, Any]) -> tuple[int, int]:
+    def attempt(ctr: dict[str, Any]) -> tuple[int, str]:
         value = (ctr.get("Labels") or {}).get(labels.CONTAINER_ATTEMPT, "0")
-        return (int(value) if value.isdigit() else 0, int(ctr.get("Created") or 0))
+        return (int(value) if value.isdigit() else 0, str(ctr.get("Created") or ""))
 
     return sorted(found, key=attempt, reverse=True)
 

@@ -33,6 +33,10 @@ log = logging.getLogger("edgek.apiserver")
 #: serves it outside the API server). Health and /version are for everyone through RBAC
 #: (``system:public-info-viewer``), as upstream.
 UNAUTHENTICATED_PATHS = frozenset({"/cacerts"})
+#: The client CA for agents (to check the API server's client certificate): nodes get it
+#: without an RBAC rule, others through RBAC; its handler decides.
+CLIENT_CA_PATH = "/v1-edgek/client-ca.crt"
+NODES_GROUP = "system:nodes"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -106,7 +110,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise status.unauthorized()
     user = impersonated(user, request.headers, lambda attrs: authorize(state, attrs))
     request[USER_KEY] = user
-    if not _is_api_path(request.path):
+    if not _is_api_path(request.path) and request.path != CLIENT_CA_PATH:
         authorize(state, Attributes(user, request.method.lower(), False, path=request.path))
         return await read_body(request) or await handler(request)
     return await handler(request)
@@ -161,9 +165,6 @@ async def cacerts(request: web.Request) -> web.Response:
 async def version(request: web.Request) -> web.Response:
     return codec.respond(discovery.version_info())
 
-
-CLIENT_CA_PATH = "/v1-edgek/client-ca.crt"
-NODES_GROUP = "system:nodes"
 
 
 async def client_ca(request: web.Request) -> web.Response:

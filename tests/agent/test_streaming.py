@@ -1,0 +1,336 @@
+"""Streaming through the API server to the agent on real Podman: ``kubectl logs`` (``-f``,
+``--tail``, ``--timestamps``, ``--previous``), ``exec`` (exit code, stdin, tty), ``cp`` both
+ways and ``port-forward`` with the machine's kubectl and the pinned one, the Python client's
+exec and logs, and the agent refusing any client but the API server. The server, the node
+process (an Agent plus its streaming server) and kubectl all run inside the test's network
+namespace; the Pods are created bound to the node, their containers made directly in Podman
+with the labels of :mod:`agent.labels` (no pod worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from agent import labels
+from agent.images import images_dir, import_directory
+from agent.podman.client import PodmanClient
+from agent.podman.service import PodmanService
+from tests.agent.busybox_image import IMAGE
+from tests.agent.conftest import needs_podman
+from tests.conftest import REPO, free_port, kubectl_binaries
+
+pytestmark = [pytest.mark.e2e, needs_podman, pytest.mark.asyncio(loop_scope="module")]
+NODE = "stream-node"
+NAMESPACE = "default"
+KUBECTLS = kubectl_binaries()
+
+
+@dataclass
+class Cluster:
+    """The server and node processes inside the namespace, and how to reach them."""
+
+    netns: list[str]
+    data: Path
+    port: int
+    kubelet_port: int
+    client: PodmanClient
+
+    def logs(self) -> str:
+        """The ends of the server's and the node's logs (for failure messages)."""
+        return "".join(
+            f"--- {name}\n{(self.data / name).read_text()[-3000:]}\n"
+            for name in ("server.log", "node.log")
+        )
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data / "kubeconfig.yaml"
+
+    def run(
+        self, *cmd: str, input: bytes | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """``cmd`` inside the namespace."""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+        full_env.update(env or {})
+        return subprocess.run(
+            [*self.netns, *cmd], input=input, capture_output=True, timeout=60, env=full_env
+        )
+
+    def kubectl(
+        self, binary: str, *args: str, input: bytes | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """kubectl inside the namespace, against the server."""
+        cache = str(self.data / f"cache-{Path(binary).parent.name}")
+        return self.run(
+            binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", cache, *args,
+            input=input, env=env,
+        )
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def processes(
+    netns: list[str], short_dirs: Callable[[], Path]
+) -> Iterator[tuple[Path, int, int, list[subprocess.Popen[bytes]]]]:
+    """The server (no agent of its own) in the namespace; the node is started later."""
+    data = short_dirs()
+    port, kubelet_port = free_port(), free_port()
+    log = (data / "server.log").open("ab")
+    server = subprocess.Popen(
+        [*netns, sys.executable, "-m", "edgek", "server", "--data-dir", str(data / "srv"),
+         "--bind-address", "127.0.0.1", "--https-listen-port", str(port),
+         "--write-kubeconfig", str(data / "kubeconfig.yaml"), "--disable-agent"],
+        stdout=log, stderr=log, cwd=REPO,
+    )
+    procs = [server]
+    yield data, port, kubelet_port, procs
+    for proc in reversed(procs):
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(
+    netns: list[str], service: PodmanService, processes: Any
+) -> AsyncIterator[Cluster]:
+    data, port, kubelet_port, procs = processes
+    client = PodmanClient(service.socket)
+    if not await client.image_exists(IMAGE):
+        await import_directory(client, images_dir(service.layout.agent_dir))
+    c = Cluster(netns, data, port, kubelet_port, client)
+    ready = lambda: c.kubeconfig.exists() and c.run(  # noqa: E731
+        "kubectl", "--kubeconfig", str(c.kubeconfig), "get", "--raw", "/readyz"
+    ).returncode == 0
+    await asyncio.to_thread(_wait, ready, "the server")
+    token = (data / "srv" / "server" / "node-token").read_text().strip()
+    log = (data / "node.log").open("ab")
+    node = subprocess.Popen(
+        [*netns, sys.executable, "-m", "tests.agent.streaming_node", "--server",
+         f"https://127.0.0.1:{port}", "--token", token, "--data-dir", str(data / "node"),
+         "--node-name", NODE, "--podman-socket", str(service.socket), "--port",
+         str(kubelet_port)],
+        stdout=subprocess.PIPE, stderr=log, cwd=REPO,
+    )
+    procs.append(node)
+    assert node.stdout is not None
+    line = await asyncio.to_thread(node.stdout.readline)
+    assert line.strip() == b"ready", (data / "node.log").read_text()[-3000:]
+    yield c
+    await client.close()
+
+
+async def make_pod(c: Cluster, name: str, containers: dict[str, list[list[str]]]) -> dict[str, Any]:
+    """A Pod bound to the node whose containers run the given commands in Podman, one
+    Podman container per attempt (the last attempt of each is left running or exited)."""
+    spec = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{"name": n, "image": IMAGE} for n in containers],
+        },
+    }
+    out = c.kubectl("kubectl", "create", "-o", "json", "-f", "-", input=json.dumps(spec).encode())
+    assert out.returncode == 0, out.stderr
+    pod = json.loads(out.stdout)
+    pod_id = await c.client.pod_create(
+        {"name": labels.sandbox_name(pod), "labels": labels.pod_labels(pod, NODE),
+         "no_infra": False}
+    )
+    for container, attempts in containers.items():
+        for attempt, command in enumerate(attempts):
+            ident = await c.client.container_create(
+                {
+                    "name": labels.container_name(pod, container, attempt),
+                    "image": IMAGE,
+                    "command": command,
+                    "pod": pod_id,
+                    "labels": labels.container_labels(pod, NODE, container, attempt),
+                }
+            )
+            await c.client.container_start(ident)
+            if attempt < len(attempts) - 1:
+                await c.client.container_wait(ident)
+    return dict(pod)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def web(cluster: Cluster) -> str:
+    """A pod with one container: a log line per second, and busybox httpd on port 8080."""
+    await make_pod(
+        cluster,
+        "web",
+        {
+            "app": [
+                ["sh", "-c", "echo first run; exit 1"],
+                [
+                    "sh",
+                    "-c",
+                    "mkdir -p /www && echo hello from httpd > /www/index.html && "
+                    "httpd -p 8080 -h /www && "
+                    "i=0; while true; do echo line $i; i=$((i+1)); sleep 1; done",
+                ],
+            ]
+        },
+    )
+    return "web"
+
+
+@pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
+async def test_logs(cluster: Cluster, web: str, binary: str) -> None:
+    await asyncio.sleep(2.5)
+    out = cluster.kubectl(binary, "logs", web)
+    assert out.returncode == 0, (out.stderr, cluster.logs())
+    assert out.stdout.startswith(b"line 0\nline 1\n")
+    tail = cluster.kubectl(binary, "logs", web, "--tail", "1").stdout
+    assert tail.count(b"\n") == 1 and tail.startswith(b"line ")
+    stamped = cluster.kubectl(binary, "logs", web, "--timestamps", "--tail", "1").stdout
+    assert stamped.split(b" ", 1)[0][:4].isdigit() and b" line " in stamped
+    previous = cluster.kubectl(binary, "logs", web, "--previous")
+    assert previous.stdout == b"first run\n", previous.stderr
+    limited = cluster.kubectl(binary, "logs", web, "--limit-bytes", "3").stdout
+    assert limited == b"lin"
+    follow = await asyncio.to_thread(
+        cluster.run, "timeout", "3", binary, "--kubeconfig", str(cluster.kubeconfig),
+        "logs", "-f", "--tail", "1", web,
+    )
+    assert follow.stdout.count(b"\n") >= 2, follow
+
+
+@pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
+async def test_exec(cluster: Cluster, web: str, binary: str) -> None:
+    out = cluster.kubectl(binary, "exec", web, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert out.returncode == 3, out
+    assert out.stdout == b"out\n" and out.stderr.startswith(b"err\n")
+    piped = cluster.kubectl(binary, "exec", "-i", web, "--", "cat", input=b"from stdin\n")
+    assert piped.stdout == b"from stdin\n", piped
+    tty = await asyncio.to_thread(
+        cluster.run, "script", "-qec",
+        f"{binary} --kubeconfig {cluster.kubeconfig} exec -it {web} -- sh -c 'tty; exit 0'",
+        "/dev/null",
+    )
+    assert b"/dev/pts/" in tty.stdout, tty
+
+
+@pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
+async def test_exec_spdy_fallback_is_refused_clearly(cluster: Cluster, web: str, binary: str) -> None:
+    out = cluster.kubectl(
+        binary, "exec", web, "--", "true", env={"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
+    )
+    assert out.returncode != 0 and b"WebSocket" in out.stderr, out
+
+
+@pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
+async def test_cp_both_ways(cluster: Cluster, web: str, binary: str, tmp_path: Path) -> None:
+    local = cluster.data / f"up-{Path(binary).parent.name}.txt"
+    local.write_bytes(b"x" * 100_000 + b"end\n")
+    up = cluster.kubectl(binary, "cp", str(local), f"{web}:/tmp/up.txt")
+    assert up.returncode == 0, up
+    check = cluster.kubectl(binary, "exec", web, "--", "tail", "-c", "4", "/tmp/up.txt")
+    assert check.stdout == b"end\n", check
+    down = cluster.data / f"down-{Path(binary).parent.name}.txt"
+    out = cluster.kubectl(binary, "cp", f"{web}:/tmp/up.txt", str(down))
+    assert out.returncode == 0, out
+    assert down.read_bytes() == local.read_bytes()
+
+
+@pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
+async def test_port_forward(cluster: Cluster, web: str, binary: str) -> None:
+    local = free_port()
+    forward = subprocess.Popen(
+        [*cluster.netns, binary, "--kubeconfig", str(cluster.kubeconfig), "port-forward",
+         f"pod/{web}", f"{local}:8080"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert forward.stdout is not None
+        line = await asyncio.to_thread(forward.stdout.readline)
+        assert b"Forwarding from" in line, forward.stderr.read() if forward.stderr else line
+        for _ in range(2):  # two connections over the same session
+            got = cluster.run("curl", "-s", "--max-time", "10", f"http://127.0.0.1:{local}/")
+            assert got.stdout == b"hello from httpd\n", got
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+async def test_multi_container_pod_needs_a_container(cluster: Cluster) -> None:
+    await make_pod(cluster, "two", {"a": [["sleep", "3600"]], "b": [["sleep", "3600"]]})
+    out = cluster.kubectl("kubectl", "get", "--raw", f"/api/v1/namespaces/{NAMESPACE}/pods/two/log")
+    assert b"a container name must be specified for pod two, choose one of: [a b]" in out.stderr
+    bad = cluster.kubectl("kubectl", "logs", "two", "-c", "nope")
+    assert b"container nope is not valid for pod two" in bad.stderr
+
+
+PYTHON_CLIENT = """
+import sys
+from kubernetes import client, config
+from kubernetes.stream import stream
+config.load_kube_config(sys.argv[1])
+api = client.CoreV1Api()
+out = stream(api.connect_get_namespaced_pod_exec, "web", "default",
+             command=["sh", "-c", "echo py-exec"], stderr=True, stdin=False, stdout=True,
+             tty=False)
+print(repr(out))
+print(repr(api.read_namespaced_pod_log("web", "default", tail_lines=1)))
+"""
+
+
+async def test_python_client(cluster: Cluster, web: str) -> None:
+    out = cluster.run(sys.executable, "-c", PYTHON_CLIENT, str(cluster.kubeconfig))
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.decode().splitlines()
+    assert first == repr("py-exec\n")
+    assert second.startswith("'line ")
+
+
+FOREIGN_CLIENT = """
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+ctx.check_hostname = False
+if len(sys.argv) > 4:
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+try:
+    urllib.request.urlopen(sys.argv[2], context=ctx, timeout=10)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except (ssl.SSLError, OSError) as e:
+    print("tls", type(e).__name__)
+"""
+
+
+async def test_agent_refuses_other_clients(cluster: Cluster, web: str) -> None:
+    tls = cluster.data / "srv" / "server" / "tls"
+    url = f"https://127.0.0.1:{cluster.kubelet_port}/containerLogs/{NAMESPACE}/{web}/app"
+    admin = cluster.run(
+        sys.executable, "-c", FOREIGN_CLIENT, str(tls / "server-ca.crt"), url,
+        str(tls / "client-admin.crt"), str(tls / "client-admin.key"),
+    )
+    assert admin.stdout.strip() == b"403", admin
+    anonymous = cluster.run(sys.executable, "-c", FOREIGN_CLIENT, str(tls / "server-ca.crt"), url)
+    assert anonymous.stdout.startswith(b"tls"), anonymous
