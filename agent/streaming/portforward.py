@@ -123,6 +123,19 @@ async def _pump_channel(ws: web.WebSocketResponse, reader: asyncio.StreamReader,
     await ws.close()
 
 
+async def _flush(fwd: _Forward) -> None:
+    """Write what the client sent to the connection (EOF after the client's FIN)."""
+    assert fwd.writer is not None
+    pending, fwd.pending = fwd.pending, []
+    for data in pending:
+        if data is None:
+            if fwd.writer.can_write_eof():
+                fwd.writer.write_eof()
+        else:
+            fwd.writer.write(data)
+    await fwd.writer.drain()
+
+
 @dataclass
 class _Forward:
     """One forwarded connection: its SPDY streams and, once connected, the socket."""
@@ -131,6 +144,8 @@ class _Forward:
     error_stream: int = 0
     data_stream: int = 0
     writer: asyncio.StreamWriter | None = None
+    #: what the client sent before the connection was made (``None``: its FIN)
+    pending: list[bytes | None] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -170,12 +185,13 @@ class _SpdyTunnel:
             await self._new_stream(frame)
         elif frame.kind == 0:
             fwd = self.by_stream.get(frame.stream)
-            if fwd is not None and fwd.writer is not None and frame.stream == fwd.data_stream:
+            if fwd is not None and frame.stream == fwd.data_stream:
                 if frame.data:
-                    fwd.writer.write(frame.data)
-                    await fwd.writer.drain()
-                if frame.flags & spdy.FLAG_FIN and fwd.writer.can_write_eof():
-                    fwd.writer.write_eof()
+                    fwd.pending.append(frame.data)
+                if frame.flags & spdy.FLAG_FIN:
+                    fwd.pending.append(None)
+                if fwd.writer is not None:
+                    await _flush(fwd)
         elif frame.kind == spdy.RST_STREAM:
             fwd = self.by_stream.get(frame.stream)
             if fwd is not None:
@@ -214,6 +230,7 @@ class _SpdyTunnel:
             await self.send(self.session.data(fwd.error_stream, message.encode(), fin=True))
             await self.send(self.session.data(fwd.data_stream, b"", fin=True))
             return
+        await _flush(fwd)
         with contextlib.suppress(ConnectionError):
             while data := await reader.read(CHUNK):
                 await self.send(self.session.data(fwd.data_stream, data))

@@ -166,7 +166,6 @@ async def version(request: web.Request) -> web.Response:
     return codec.respond(discovery.version_info())
 
 
-
 async def client_ca(request: web.Request) -> web.Response:
     """GET the client CA (agents verify the API server's client certificate with it): for
     nodes, and for whoever RBAC lets ``get`` the path."""

@@ -106,17 +106,16 @@ class NodeProxy:
         return response
 
     async def _upgrade(self, request: web.Request, url: str, query: str) -> web.StreamResponse:
-        client_ws = web.WebSocketResponse(max_msg_size=0)
-        ready = client_ws.can_prepare(request)
-        if not ready.ok:
-            raise status.bad_request(
-                "the streaming endpoints of edgek speak WebSocket only (SPDY is not supported)"
-            )
         protocols = [
             p.strip()
             for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
             if p.strip()
         ]
+        ready = web.WebSocketResponse(protocols=protocols).can_prepare(request)
+        if not ready.ok:
+            raise status.bad_request(
+                "the streaming endpoints of edgek speak WebSocket only (SPDY is not supported)"
+            )
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         headers = {k: v for k, v in headers.items() if not k.lower().startswith("sec-websocket")}
         try:

@@ -74,8 +74,14 @@ class Cluster:
         """kubectl inside the namespace, against the server."""
         cache = str(self.data / f"cache-{Path(binary).parent.name}")
         return self.run(
-            binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", cache, *args,
-            input=input, env=env,
+            binary,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cache-dir",
+            cache,
+            *args,
+            input=input,
+            env=env,
         )
 
 
@@ -97,10 +103,25 @@ def processes(
     port, kubelet_port = free_port(), free_port()
     log = (data / "server.log").open("ab")
     server = subprocess.Popen(
-        [*netns, sys.executable, "-m", "edgek", "server", "--data-dir", str(data / "srv"),
-         "--bind-address", "127.0.0.1", "--https-listen-port", str(port),
-         "--write-kubeconfig", str(data / "kubeconfig.yaml"), "--disable-agent"],
-        stdout=log, stderr=log, cwd=REPO,
+        [
+            *netns,
+            sys.executable,
+            "-m",
+            "edgek",
+            "server",
+            "--data-dir",
+            str(data / "srv"),
+            "--bind-address",
+            "127.0.0.1",
+            "--https-listen-port",
+            str(port),
+            "--write-kubeconfig",
+            str(data / "kubeconfig.yaml"),
+            "--disable-agent",
+        ],
+        stdout=log,
+        stderr=log,
+        cwd=REPO,
     )
     procs = [server]
     yield data, port, kubelet_port, procs
@@ -122,18 +143,38 @@ async def cluster(
     if not await client.image_exists(IMAGE):
         await import_directory(client, images_dir(service.layout.agent_dir))
     c = Cluster(netns, data, port, kubelet_port, client)
-    ready = lambda: c.kubeconfig.exists() and c.run(  # noqa: E731
-        "kubectl", "--kubeconfig", str(c.kubeconfig), "get", "--raw", "/readyz"
-    ).returncode == 0
+    ready = lambda: (
+        c.kubeconfig.exists()
+        and c.run(  # noqa: E731
+            "kubectl", "--kubeconfig", str(c.kubeconfig), "get", "--raw", "/readyz"
+        ).returncode
+        == 0
+    )
     await asyncio.to_thread(_wait, ready, "the server")
     token = (data / "srv" / "server" / "node-token").read_text().strip()
     log = (data / "node.log").open("ab")
     node = subprocess.Popen(
-        [*netns, sys.executable, "-m", "tests.agent.streaming_node", "--server",
-         f"https://127.0.0.1:{port}", "--token", token, "--data-dir", str(data / "node"),
-         "--node-name", NODE, "--podman-socket", str(service.socket), "--port",
-         str(kubelet_port)],
-        stdout=subprocess.PIPE, stderr=log, cwd=REPO,
+        [
+            *netns,
+            sys.executable,
+            "-m",
+            "tests.agent.streaming_node",
+            "--server",
+            f"https://127.0.0.1:{port}",
+            "--token",
+            token,
+            "--data-dir",
+            str(data / "node"),
+            "--node-name",
+            NODE,
+            "--podman-socket",
+            str(service.socket),
+            "--port",
+            str(kubelet_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        cwd=REPO,
     )
     procs.append(node)
     assert node.stdout is not None
@@ -159,8 +200,11 @@ async def make_pod(c: Cluster, name: str, containers: dict[str, list[list[str]]]
     assert out.returncode == 0, out.stderr
     pod = json.loads(out.stdout)
     pod_id = await c.client.pod_create(
-        {"name": labels.sandbox_name(pod), "labels": labels.pod_labels(pod, NODE),
-         "no_infra": False}
+        {
+            "name": labels.sandbox_name(pod),
+            "labels": labels.pod_labels(pod, NODE),
+            "no_infra": False,
+        }
     )
     for container, attempts in containers.items():
         for attempt, command in enumerate(attempts):
@@ -176,6 +220,9 @@ async def make_pod(c: Cluster, name: str, containers: dict[str, list[list[str]]]
             await c.client.container_start(ident)
             if attempt < len(attempts) - 1:
                 await c.client.container_wait(ident)
+    running = json.dumps({"status": {"phase": "Running"}})
+    out = c.kubectl("kubectl", "patch", "pod", name, "--subresource=status", "-p", running)
+    assert out.returncode == 0, out.stderr
     return dict(pod)
 
 
@@ -216,8 +263,17 @@ async def test_logs(cluster: Cluster, web: str, binary: str) -> None:
     limited = cluster.kubectl(binary, "logs", web, "--limit-bytes", "3").stdout
     assert limited == b"lin"
     follow = await asyncio.to_thread(
-        cluster.run, "timeout", "3", binary, "--kubeconfig", str(cluster.kubeconfig),
-        "logs", "-f", "--tail", "1", web,
+        cluster.run,
+        "timeout",
+        "3",
+        binary,
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "logs",
+        "-f",
+        "--tail",
+        "1",
+        web,
     )
     assert follow.stdout.count(b"\n") >= 2, follow
 
@@ -230,7 +286,9 @@ async def test_exec(cluster: Cluster, web: str, binary: str) -> None:
     piped = cluster.kubectl(binary, "exec", "-i", web, "--", "cat", input=b"from stdin\n")
     assert piped.stdout == b"from stdin\n", piped
     tty = await asyncio.to_thread(
-        cluster.run, "script", "-qec",
+        cluster.run,
+        "script",
+        "-qec",
         f"{binary} --kubeconfig {cluster.kubeconfig} exec -it {web} -- sh -c 'tty; exit 0'",
         "/dev/null",
     )
@@ -238,7 +296,24 @@ async def test_exec(cluster: Cluster, web: str, binary: str) -> None:
 
 
 @pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
-async def test_exec_spdy_fallback_is_refused_clearly(cluster: Cluster, web: str, binary: str) -> None:
+async def test_attach(cluster: Cluster, web: str, binary: str) -> None:
+    attached = await asyncio.to_thread(
+        cluster.run,
+        "timeout",
+        "3",
+        binary,
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "attach",
+        web,
+    )
+    assert attached.stdout.startswith(b"line "), attached
+
+
+@pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
+async def test_exec_spdy_fallback_is_refused_clearly(
+    cluster: Cluster, web: str, binary: str
+) -> None:
     out = cluster.kubectl(
         binary, "exec", web, "--", "true", env={"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
     )
@@ -263,9 +338,17 @@ async def test_cp_both_ways(cluster: Cluster, web: str, binary: str, tmp_path: P
 async def test_port_forward(cluster: Cluster, web: str, binary: str) -> None:
     local = free_port()
     forward = subprocess.Popen(
-        [*cluster.netns, binary, "--kubeconfig", str(cluster.kubeconfig), "port-forward",
-         f"pod/{web}", f"{local}:8080"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            *cluster.netns,
+            binary,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "port-forward",
+            f"pod/{web}",
+            f"{local}:8080",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         assert forward.stdout is not None
@@ -273,7 +356,10 @@ async def test_port_forward(cluster: Cluster, web: str, binary: str) -> None:
         assert b"Forwarding from" in line, forward.stderr.read() if forward.stderr else line
         for _ in range(2):  # two connections over the same session
             got = cluster.run("curl", "-s", "--max-time", "10", f"http://127.0.0.1:{local}/")
-            assert got.stdout == b"hello from httpd\n", got
+            if got.stdout != b"hello from httpd\n":
+                forward.terminate()
+                _, err = forward.communicate(timeout=10)
+                raise AssertionError(f"{got}\n{err.decode()}\n{cluster.logs()}")
     finally:
         forward.terminate()
         forward.wait(timeout=10)
@@ -328,8 +414,13 @@ async def test_agent_refuses_other_clients(cluster: Cluster, web: str) -> None:
     tls = cluster.data / "srv" / "server" / "tls"
     url = f"https://127.0.0.1:{cluster.kubelet_port}/containerLogs/{NAMESPACE}/{web}/app"
     admin = cluster.run(
-        sys.executable, "-c", FOREIGN_CLIENT, str(tls / "server-ca.crt"), url,
-        str(tls / "client-admin.crt"), str(tls / "client-admin.key"),
+        sys.executable,
+        "-c",
+        FOREIGN_CLIENT,
+        str(tls / "server-ca.crt"),
+        url,
+        str(tls / "client-admin.crt"),
+        str(tls / "client-admin.key"),
     )
     assert admin.stdout.strip() == b"403", admin
     anonymous = cluster.run(sys.executable, "-c", FOREIGN_CLIENT, str(tls / "server-ca.crt"), url)
