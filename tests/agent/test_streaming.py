@@ -94,15 +94,26 @@ def _wait(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _start(cmd: list[str], log: Path, stdout: int | None = None) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=stdout or out, stderr=out, cwd=REPO)
+
+
+def _readyz(kubeconfig: Path, netns: list[str]) -> bool:
+    if not kubeconfig.exists():
+        return False
+    cmd = [*netns, "kubectl", "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"]
+    return subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
+
+
 @pytest.fixture(scope="module")
 def processes(
-    netns: list[str], short_dirs: Callable[[], Path]
-) -> Iterator[tuple[Path, int, int, list[subprocess.Popen[bytes]]]]:
-    """The server (no agent of its own) in the namespace; the node is started later."""
+    netns: list[str], service: PodmanService, short_dirs: Callable[[], Path]
+) -> Iterator[tuple[Path, int, int]]:
+    """The server (no agent of its own) and the node process, in the namespace."""
     data = short_dirs()
     port, kubelet_port = free_port(), free_port()
-    log = (data / "server.log").open("ab")
-    server = subprocess.Popen(
+    server = _start(
         [
             *netns,
             sys.executable,
@@ -119,68 +130,59 @@ def processes(
             str(data / "kubeconfig.yaml"),
             "--disable-agent",
         ],
-        stdout=log,
-        stderr=log,
-        cwd=REPO,
+        data / "server.log",
     )
     procs = [server]
-    yield data, port, kubelet_port, procs
-    for proc in reversed(procs):
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    try:
+        _wait(lambda: _readyz(data / "kubeconfig.yaml", netns), "the server")
+        token = (data / "srv" / "server" / "node-token").read_text().strip()
+        node = _start(
+            [
+                *netns,
+                sys.executable,
+                "-m",
+                "tests.agent.streaming_node",
+                "--server",
+                f"https://127.0.0.1:{port}",
+                "--token",
+                token,
+                "--data-dir",
+                str(data / "node"),
+                "--node-name",
+                NODE,
+                "--podman-socket",
+                str(service.socket),
+                "--port",
+                str(kubelet_port),
+            ],
+            data / "node.log",
+            stdout=subprocess.PIPE,
+        )
+        procs.append(node)
+        assert node.stdout is not None
+        line = node.stdout.readline()
+        assert line.strip() == b"ready", (data / "node.log").read_text()[-3000:]
+        yield data, port, kubelet_port
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cluster(
-    netns: list[str], service: PodmanService, processes: Any
+    netns: list[str], service: PodmanService, processes: tuple[Path, int, int]
 ) -> AsyncIterator[Cluster]:
-    data, port, kubelet_port, procs = processes
+    """The running cluster, with a Podman client and the busybox image imported."""
+    data, port, kubelet_port = processes
     client = PodmanClient(service.socket)
     if not await client.image_exists(IMAGE):
         await import_directory(client, images_dir(service.layout.agent_dir))
-    c = Cluster(netns, data, port, kubelet_port, client)
-    ready = lambda: (
-        c.kubeconfig.exists()
-        and c.run(  # noqa: E731
-            "kubectl", "--kubeconfig", str(c.kubeconfig), "get", "--raw", "/readyz"
-        ).returncode
-        == 0
-    )
-    await asyncio.to_thread(_wait, ready, "the server")
-    token = (data / "srv" / "server" / "node-token").read_text().strip()
-    log = (data / "node.log").open("ab")
-    node = subprocess.Popen(
-        [
-            *netns,
-            sys.executable,
-            "-m",
-            "tests.agent.streaming_node",
-            "--server",
-            f"https://127.0.0.1:{port}",
-            "--token",
-            token,
-            "--data-dir",
-            str(data / "node"),
-            "--node-name",
-            NODE,
-            "--podman-socket",
-            str(service.socket),
-            "--port",
-            str(kubelet_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        cwd=REPO,
-    )
-    procs.append(node)
-    assert node.stdout is not None
-    line = await asyncio.to_thread(node.stdout.readline)
-    assert line.strip() == b"ready", (data / "node.log").read_text()[-3000:]
-    yield c
+    yield Cluster(netns, data, port, kubelet_port, client)
     await client.close()
 
 
@@ -337,32 +339,29 @@ async def test_cp_both_ways(cluster: Cluster, web: str, binary: str, tmp_path: P
 @pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
 async def test_port_forward(cluster: Cluster, web: str, binary: str) -> None:
     local = free_port()
-    forward = subprocess.Popen(
-        [
-            *cluster.netns,
-            binary,
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "port-forward",
-            f"pod/{web}",
-            f"{local}:8080",
-        ],
+    forward = await asyncio.create_subprocess_exec(
+        *cluster.netns,
+        binary,
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "port-forward",
+        f"pod/{web}",
+        f"{local}:8080",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        assert forward.stdout is not None
-        line = await asyncio.to_thread(forward.stdout.readline)
-        assert b"Forwarding from" in line, forward.stderr.read() if forward.stderr else line
+        assert forward.stdout is not None and forward.stderr is not None
+        line = await forward.stdout.readline()
+        assert b"Forwarding from" in line, await forward.stderr.read()
         for _ in range(2):  # two connections over the same session
-            got = cluster.run("curl", "-s", "--max-time", "10", f"http://127.0.0.1:{local}/")
-            if got.stdout != b"hello from httpd\n":
-                forward.terminate()
-                _, err = forward.communicate(timeout=10)
-                raise AssertionError(f"{got}\n{err.decode()}\n{cluster.logs()}")
+            got = await asyncio.to_thread(
+                cluster.run, "curl", "-s", "--max-time", "10", f"http://127.0.0.1:{local}/"
+            )
+            assert got.stdout == b"hello from httpd\n", (got, cluster.logs())
     finally:
         forward.terminate()
-        forward.wait(timeout=10)
+        await forward.wait()
 
 
 async def test_multi_container_pod_needs_a_container(cluster: Cluster) -> None:
