@@ -1,7 +1,8 @@
-"""Port-forward into a pod's network namespace, over a WebSocket in two protocols:
+"""Port-forward into a pod's network namespace, in three forms:
 
 - ``SPDY/3.1+portforward.k8s.io`` (kubectl 1.31+): the WebSocket's binary messages carry a
-  SPDY/3.1 session. Each forwarded connection is a pair of client streams, ``error`` and
+  SPDY/3.1 session; a plain SPDY/3.1 upgrade negotiating ``portforward.k8s.io`` (kubectl's
+  fallback) carries the same session on the raw connection. Each forwarded connection is a pair of client streams, ``error`` and
   ``data``, whose headers name the ``port`` and a shared ``requestid``; the data stream is
   spliced to a new connection to that port, errors go back as text on the error stream.
 - ``v4.channel.k8s.io`` (the Python client, ``?ports=a,b``): one connection per port;
@@ -21,15 +22,16 @@ import logging
 import os
 import socket
 import struct
-from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from agent.streaming import spdy
+from agent.streaming import spdy, upgrade
 
 log = logging.getLogger(__name__)
 
 SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
+#: The port-forward protocol negotiated on a plain SPDY upgrade.
+SPDY_PROTOCOL = "portforward.k8s.io"
 V4 = "v4.channel.k8s.io"
 CLONE_NEWNET = 0x40000000
 CHUNK = 32 * 1024
@@ -66,16 +68,20 @@ async def dial(pid: int, port: int) -> tuple[asyncio.StreamReader, asyncio.Strea
 
 async def serve(request: web.Request, pid: int) -> web.StreamResponse:
     """Upgrade ``request`` and forward until the client goes away."""
+    if upgrade.wants_spdy(request):
+        return await upgrade.serve_spdy(
+            request, (SPDY_PROTOCOL,), lambda conn, _protocol: forward_streams(conn, pid)
+        )
     ws = web.WebSocketResponse(protocols=(SPDY_TUNNEL, V4), max_msg_size=0, autoping=True)
-    if not ws.can_prepare(request).ok:
-        raise web.HTTPBadRequest(text="a WebSocket upgrade is required\n")
-    if ws.can_prepare(request).protocol == V4:
-        ports = _ports(request)
-        await ws.prepare(request)
+    ready = ws.can_prepare(request)
+    if not ready.ok:
+        raise web.HTTPBadRequest(text="a WebSocket or SPDY/3.1 upgrade is required\n")
+    ports = _ports(request) if ready.protocol == V4 else []
+    await ws.prepare(request)
+    if ready.protocol == V4:
         await _channels(ws, pid, ports)
     else:
-        await ws.prepare(request)
-        await _SpdyTunnel(ws, pid).run()
+        await spdy.run(upgrade.ws_chunks(ws), ws.send_bytes, lambda c: forward_streams(c, pid))
     return ws
 
 
@@ -123,122 +129,52 @@ async def _pump_channel(ws: web.WebSocketResponse, reader: asyncio.StreamReader,
     await ws.close()
 
 
-async def _flush(fwd: _Forward) -> None:
-    """Write what the client sent to the connection (EOF after the client's FIN)."""
-    assert fwd.writer is not None
-    pending, fwd.pending = fwd.pending, []
-    for data in pending:
-        if data is None:
-            if fwd.writer.can_write_eof():
-                fwd.writer.write_eof()
-        else:
-            fwd.writer.write(data)
-    await fwd.writer.drain()
-
-
-@dataclass
-class _Forward:
-    """One forwarded connection: its SPDY streams and, once connected, the socket."""
-
-    port: int
-    error_stream: int = 0
-    data_stream: int = 0
-    writer: asyncio.StreamWriter | None = None
-    #: what the client sent before the connection was made (``None``: its FIN)
-    pending: list[bytes | None] = field(default_factory=list)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-
-class _SpdyTunnel:
-    """The server side of a port-forward SPDY session carried in WebSocket messages."""
-
-    def __init__(self, ws: web.WebSocketResponse, pid: int) -> None:
-        self.ws = ws
-        self.pid = pid
-        self.session = spdy.Session()
-        self.forwards: dict[str, _Forward] = {}
-        self.by_stream: dict[int, _Forward] = {}
-        self._send_lock = asyncio.Lock()
-
-    async def send(self, frame: bytes) -> None:
-        """Send one frame (frames are never interleaved)."""
-        async with self._send_lock:
-            if not self.ws.closed:
-                await self.ws.send_bytes(frame)
-
-    async def run(self) -> None:
-        """Read frames until the client closes the WebSocket or the session breaks."""
-        try:
-            async for msg in self.ws:
-                if msg.type != WSMsgType.BINARY:
-                    continue
-                for frame in self.session.feed(msg.data):
-                    await self._handle(frame)
-        except spdy.ProtocolError as e:
-            log.warning("port-forward: %s", e)
-        finally:
-            for fwd in self.forwards.values():
-                self._close(fwd)
-
-    async def _handle(self, frame: spdy.Frame) -> None:
-        if frame.kind == spdy.SYN_STREAM:
-            await self._new_stream(frame)
-        elif frame.kind == 0:
-            fwd = self.by_stream.get(frame.stream)
-            if fwd is not None and frame.stream == fwd.data_stream:
-                if frame.data:
-                    fwd.pending.append(frame.data)
-                if frame.flags & spdy.FLAG_FIN:
-                    fwd.pending.append(None)
-                if fwd.writer is not None:
-                    await _flush(fwd)
-        elif frame.kind == spdy.RST_STREAM:
-            fwd = self.by_stream.get(frame.stream)
-            if fwd is not None:
-                self._close(fwd)
-        elif frame.kind == spdy.PING:
-            await self.send(self.session.ping(frame.data))
-        elif frame.kind == spdy.GOAWAY:
-            await self.ws.close()
-
-    async def _new_stream(self, frame: spdy.Frame) -> None:
-        headers = frame.headers
-        kind, request = headers.get("streamtype", ""), headers.get("requestid", "")
-        try:
-            port = int(headers.get("port", ""))
-        except ValueError:
-            await self.send(self.session.rst(frame.stream, spdy.RST_PROTOCOL_ERROR))
-            return
-        if kind not in ("error", "data"):
-            await self.send(self.session.rst(frame.stream, spdy.RST_PROTOCOL_ERROR))
-            return
-        await self.send(self.session.syn_reply(frame.stream, {}))
-        fwd = self.forwards.setdefault(request, _Forward(port))
-        self.by_stream[frame.stream] = fwd
-        if kind == "error":
-            fwd.error_stream = frame.stream
-        else:
-            fwd.data_stream = frame.stream
-        if fwd.error_stream and fwd.data_stream:
-            fwd.tasks.append(asyncio.create_task(self._connect(fwd)))
-
-    async def _connect(self, fwd: _Forward) -> None:
-        try:
-            reader, fwd.writer = await dial(self.pid, fwd.port)
-        except OSError as e:
-            message = f"error forwarding port {fwd.port} to pod: {e}"
-            await self.send(self.session.data(fwd.error_stream, message.encode(), fin=True))
-            await self.send(self.session.data(fwd.data_stream, b"", fin=True))
-            return
-        await _flush(fwd)
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(CHUNK):
-                await self.send(self.session.data(fwd.data_stream, data))
-        await self.send(self.session.data(fwd.data_stream, b"", fin=True))
-        await self.send(self.session.data(fwd.error_stream, b"", fin=True))
-
-    def _close(self, fwd: _Forward) -> None:
-        for task in fwd.tasks:
+async def forward_streams(conn: spdy.Connection, pid: int) -> None:
+    """The port-forward protocol on a SPDY session: pair each request's ``error`` and
+    ``data`` streams, then splice the data stream to a new connection to the port."""
+    pending: dict[str, dict[str, spdy.Stream]] = {}
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        while (stream := await conn.streams.get()) is not None:
+            kind = stream.headers.get("streamtype", "")
+            pair = pending.setdefault(stream.headers.get("requestid", ""), {})
+            pair[kind] = stream
+            if "error" in pair and "data" in pair:
+                del pending[stream.headers.get("requestid", "")]
+                tasks.append(asyncio.create_task(_forward(pair["data"], pair["error"], pid)))
+    finally:
+        for task in tasks:
             task.cancel()
-        if fwd.writer is not None:
-            fwd.writer.close()
+
+
+async def _forward(data: spdy.Stream, error: spdy.Stream, pid: int) -> None:
+    try:
+        port = int(data.headers.get("port", ""))
+        reader, writer = await dial(pid, port)
+    except (OSError, ValueError) as e:
+        message = f"error forwarding port {data.headers.get('port')} to pod: {e}"
+        await error.write(message.encode())
+        await error.close()
+        await data.close()
+        return
+    upload = asyncio.create_task(_upload(data, writer))
+    try:
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(CHUNK):
+                await data.write(chunk)
+        await data.close()
+        await error.close()
+        await upload
+    finally:
+        upload.cancel()
+        writer.close()
+
+
+async def _upload(data: spdy.Stream, writer: asyncio.StreamWriter) -> None:
+    """What the client sends on the data stream, to the connection (EOF after its FIN)."""
+    with contextlib.suppress(ConnectionError):
+        while (chunk := await data.read()) is not None:
+            writer.write(chunk)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()

@@ -9,9 +9,14 @@ dictionary. Flow control (WINDOW_UPDATE) is not enforced by Kubernetes' peers an
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import struct
 import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 VERSION = 3
 SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = (
@@ -25,8 +30,6 @@ SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDAT
     9,
 )
 FLAG_FIN = 0x01
-#: RST_STREAM status codes used here.
-RST_PROTOCOL_ERROR, RST_CANCEL = 1, 5
 
 _HEADER_NAMES = (
     "options head post put delete trace accept accept-charset accept-encoding accept-language "
@@ -155,14 +158,113 @@ class Session:
         flags = FLAG_FIN if fin else 0
         return _HEAD.pack(stream & 0x7FFFFFFF, flags, len(payload).to_bytes(3, "big")) + payload
 
-    def rst(self, stream: int, code: int) -> bytes:
-        """A RST_STREAM ending ``stream``."""
-        return self._frame(RST_STREAM, 0, struct.pack(">II", stream, code))
-
     def ping(self, ping_id: bytes) -> bytes:
         """The answer to a PING: the same id."""
         return self._frame(PING, 0, ping_id)
 
-    def goaway(self, last_stream: int) -> bytes:
-        """GOAWAY: no new streams after ``last_stream``."""
-        return self._frame(GOAWAY, 0, struct.pack(">II", last_stream, 0))
+
+
+Send = Callable[[bytes], Awaitable[None]]
+
+
+class Stream:
+    """One client-initiated stream: its headers, what arrives on it, and writing back."""
+
+    def __init__(self, conn: Connection, stream_id: int, headers: dict[str, str]) -> None:
+        self.conn = conn
+        self.id = stream_id
+        self.headers = headers
+        self._incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    async def read(self) -> bytes | None:
+        """The next data the client sent; None once it half-closed or reset the stream."""
+        return await self._incoming.get()
+
+    async def write(self, data: bytes) -> None:
+        """Send data on the stream (in frames of at most 64 KiB)."""
+        for start in range(0, len(data), 65536):
+            await self.conn.send(self.conn.session.data(self.id, data[start : start + 65536]))
+
+    async def close(self) -> None:
+        """Half-close the stream from this side (FIN)."""
+        if not self.closed:
+            self.closed = True
+            await self.conn.send(self.conn.session.data(self.id, b"", fin=True))
+
+
+class Connection:
+    """The server side of a SPDY session over any byte transport: :meth:`feed` what
+    arrives; new streams (already accepted with SYN_REPLY) come out of :attr:`streams`."""
+
+    def __init__(self, send: Send) -> None:
+        self.session = Session()
+        self._send = send
+        self._lock = asyncio.Lock()
+        self._streams: dict[int, Stream] = {}
+        #: accepted client streams, in arrival order; None when the session ended
+        self.streams: asyncio.Queue[Stream | None] = asyncio.Queue()
+
+    async def send(self, frame: bytes) -> None:
+        """Send one frame (frames are never interleaved)."""
+        async with self._lock:
+            await self._send(frame)
+
+    async def feed(self, data: bytes) -> None:
+        """Handle the frames completed by ``data`` (raises ProtocolError)."""
+        for frame in self.session.feed(data):
+            if frame.kind == SYN_STREAM:
+                stream = self._streams[frame.stream] = Stream(self, frame.stream, frame.headers)
+                await self.send(self.session.syn_reply(frame.stream, {}))
+                await self.streams.put(stream)
+                if frame.flags & FLAG_FIN:
+                    stream._incoming.put_nowait(None)
+            elif frame.kind == 0 and frame.stream in self._streams:
+                stream = self._streams[frame.stream]
+                if frame.data:
+                    stream._incoming.put_nowait(frame.data)
+                if frame.flags & FLAG_FIN:
+                    stream._incoming.put_nowait(None)
+            elif frame.kind == RST_STREAM and frame.stream in self._streams:
+                stream = self._streams.pop(frame.stream)
+                stream.closed = True
+                stream._incoming.put_nowait(None)
+            elif frame.kind == PING:
+                await self.send(self.session.ping(frame.data))
+
+    def end(self) -> None:
+        """The transport ended: every stream reads None."""
+        for stream in self._streams.values():
+            stream._incoming.put_nowait(None)
+        self.streams.put_nowait(None)
+
+
+async def run(
+    chunks: AsyncIterator[bytes], send: Send, handler: Callable[[Connection], Awaitable[None]]
+) -> None:
+    """Serve one session: feed ``chunks`` of the client's bytes to a :class:`Connection`
+    whose streams ``handler`` works with; ends when either the client or ``handler`` is
+    done (the other is cancelled)."""
+    conn = Connection(send)
+
+    async def pump() -> None:
+        async for data in chunks:
+            await conn.feed(data)
+
+    async def serve() -> None:
+        await handler(conn)
+
+    tasks = [asyncio.create_task(pump()), asyncio.create_task(serve())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        conn.end()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except (ProtocolError, ConnectionError) as e:
+                log.warning("spdy: %s", e)

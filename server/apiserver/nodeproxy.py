@@ -8,7 +8,8 @@ Logs are a plain streamed GET. Exec, attach and port-forward are WebSocket upgra
 agent is asked first with the client's subprotocols, then the client's WebSocket is
 accepted with the one the agent chose and messages are relayed both ways unchanged, so
 every channel protocol the agent speaks (v5/v4 channels, SPDY tunnelled in WebSocket)
-passes through. The SPDY/3.1 upgrade of older clients is refused with 400.
+passes through. A SPDY/3.1 upgrade (kubectl's fallback, older clients) is replayed to the
+agent on a connection of its own and, once both sides switched, bytes are copied.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import asyncio
 import contextlib
 import ssl
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from edgek import status
+from edgek import hijack, status
 from edgek.kinds import Kind
 
 #: Streaming subresources of pods, with the RBAC verb each needs. Exec, attach and
@@ -30,8 +31,17 @@ from edgek.kinds import Kind
 #: upstream with AuthorizePodWebsocketUpgradeCreatePermission, GET does not suffice).
 VERBS = {"log": "get", "exec": "create", "attach": "create", "portforward": "create"}
 _AGENT_PATHS = {"exec": "exec", "attach": "attach", "portforward": "portForward"}
+CONNECT_SECONDS = 10.0
 #: Request headers never passed on to the agent.
-_HOP_HEADERS = ("authorization", "connection", "upgrade", "host", "sec-websocket-key")
+_HOP_HEADERS = (
+    "authorization",
+    "connection",
+    "upgrade",
+    "host",
+    "sec-websocket-key",
+    "content-length",
+    "transfer-encoding",
+)
 
 
 class NodeProxy:
@@ -113,9 +123,9 @@ class NodeProxy:
         ]
         ready = web.WebSocketResponse(protocols=protocols).can_prepare(request)
         if not ready.ok:
-            raise status.bad_request(
-                "the streaming endpoints of edgek speak WebSocket only (SPDY is not supported)"
-            )
+            if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
+                return await self._splice(request, url, query)
+            raise status.bad_request("a WebSocket or SPDY/3.1 upgrade is required")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         headers = {k: v for k, v in headers.items() if not k.lower().startswith("sec-websocket")}
         try:
@@ -138,6 +148,83 @@ class NodeProxy:
                 await back if back.done() else await _cancelled(back)
                 await client_ws.close()
         return client_ws
+
+    async def _splice(self, request: web.Request, url: str, query: str) -> web.StreamResponse:
+        """A SPDY upgrade: replay the request to the agent over its own TLS connection and,
+        once it switched protocols, copy bytes both ways."""
+        parts = urlsplit(url)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    parts.hostname, parts.port, ssl=self.tls, server_hostname=parts.hostname
+                ),
+                CONNECT_SECONDS,
+            )
+        except (OSError, TimeoutError) as e:
+            raise _unreachable(e) from e
+        try:
+            head = [f"POST {parts.path}?{query} HTTP/1.1", f"Host: {parts.netloc}"]
+            head += [
+                f"{k}: {v}" for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS
+            ]
+            head += ["Connection: Upgrade", f"Upgrade: {request.headers['Upgrade']}"]
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            code, headers = await _read_head(reader)
+            if code != 101:
+                size = int(headers.get("content-length", "0") or 0)
+                body = await reader.readexactly(size) if size else b""
+                raise _agent_error(code, body.decode(errors="replace"))
+            switched = {
+                "Connection": "Upgrade",
+                "Upgrade": headers.get("upgrade", "SPDY/3.1"),
+            }
+            if "x-stream-protocol-version" in headers:
+                switched["X-Stream-Protocol-Version"] = headers["x-stream-protocol-version"]
+            response, client_reader, client_writer = await hijack.switch(request, switched)
+            await _pipe_both(reader, writer, client_reader, client_writer)
+            return response
+        finally:
+            writer.close()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status code and (lower-cased) headers of an HTTP/1.1 response."""
+    try:
+        lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        code = int(lines[0].split()[1])
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+        raise status.internal("the agent's answer to an upgrade is not HTTP") from None
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            key, value = line.split(":", 1)
+            headers[key.strip().lower()] = value.strip()
+    return code, headers
+
+
+async def _pipe_both(
+    reader_a: asyncio.StreamReader,
+    writer_a: asyncio.StreamWriter,
+    reader_b: asyncio.StreamReader,
+    writer_b: asyncio.StreamWriter,
+) -> None:
+    """Copy a to b and b to a until either side ends."""
+    tasks = [
+        asyncio.create_task(_pipe(reader_a, writer_b)),
+        asyncio.create_task(_pipe(reader_b, writer_a)),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            await _cancelled(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -336,9 +336,12 @@ async def test_cp_both_ways(cluster: Cluster, web: str, binary: str, tmp_path: P
     assert down.read_bytes() == local.read_bytes()
 
 
+@pytest.mark.parametrize("websockets", ["true", "false"])
 @pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
-async def test_port_forward(cluster: Cluster, web: str, binary: str) -> None:
+async def test_port_forward(cluster: Cluster, web: str, binary: str, websockets: str) -> None:
+    """Over WebSocket (SPDY tunnelled in it) and, forced, the SPDY/3.1 fallback."""
     local = free_port()
+    env = {**os.environ, "KUBECTL_PORT_FORWARD_WEBSOCKETS": websockets}
     forward = await asyncio.create_subprocess_exec(
         *cluster.netns,
         binary,
@@ -349,6 +352,7 @@ async def test_port_forward(cluster: Cluster, web: str, binary: str) -> None:
         f"{local}:8080",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=env,
     )
     try:
         assert forward.stdout is not None and forward.stderr is not None
