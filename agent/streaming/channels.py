@@ -15,8 +15,10 @@ from typing import Any
 
 V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
-#: What the agent speaks for exec and attach, most preferred first.
+#: What the agent speaks for exec and attach over WebSocket, most preferred first.
 PROTOCOLS = (V5, V4, "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
+#: ... and over SPDY/3.1 (one stream per channel; v5 is WebSocket only).
+SPDY_PROTOCOLS = PROTOCOLS[1:]
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 #: v5: the first byte of a close-channel message.
 CLOSE = 255

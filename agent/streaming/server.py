@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from aiohttp import WSMsgType, web
 
 from agent.bootstrap import SERVING_CERT, SERVING_KEY
 from agent.podman.client import ExecSession, PodmanClient, PodmanError
-from agent.streaming import channels, containers, portforward
+from agent.streaming import channels, containers, portforward, spdy, upgrade
 from edgek.apiclient import ApiClient
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,20 @@ CLIENT_CA_PATH = "/v1-edgek/client-ca.crt"
 #: How long to wait for an exec session's exit code after its output ended.
 EXIT_WAIT_SECONDS = 10.0
 
+#: How long a SPDY client has to open the streams its request asks for.
+STREAM_WAIT_SECONDS = 30.0
+
 Handler = Any
+
+
+@dataclass(frozen=True)
+class _Flags:
+    """Which streams an exec or attach request asks for."""
+
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    tty: bool
 
 
 @dataclass
@@ -166,57 +180,157 @@ class StreamingServer:
     # -- exec and attach ------------------------------------------------------------------
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
-        """Run ``command`` in the container over a channel WebSocket."""
+        """Run ``command`` in the container (WebSocket channels or SPDY streams)."""
         command = request.query.getall("command", [])
         if not command:
             raise web.HTTPBadRequest(text="you must specify at least 1 command\n")
         return await self._session(request, command)
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
-        """Attach to the container's main process over a channel WebSocket."""
+        """Attach to the container's main process (WebSocket channels or SPDY streams)."""
         return await self._session(request, None)
 
     async def _session(self, request: web.Request, command: list[str] | None) -> web.StreamResponse:
         ns, pod, name = (request.match_info[k] for k in ("namespace", "pod", "container"))
-        stdin, tty = _flag(request, "stdin"), _flag(request, "tty")
+        flags = _Flags(*(_flag(request, f) for f in ("stdin", "stdout", "stderr", "tty")))
         try:
             ident = await containers.running(self.client, ns, pod, name)
         except containers.NotFound as e:
             raise web.HTTPBadRequest(text=f"{e}\n") from None
+        if upgrade.wants_spdy(request):
+
+            async def over_spdy(conn: spdy.Connection, protocol: str) -> None:
+                await self._spdy_session(conn, protocol, ident, command, flags)
+
+            return await upgrade.serve_spdy(request, channels.SPDY_PROTOCOLS, over_spdy)
         ws = web.WebSocketResponse(protocols=channels.PROTOCOLS, max_msg_size=0, autoping=True)
         if not ws.can_prepare(request).ok:
-            raise web.HTTPBadRequest(text="a WebSocket upgrade is required\n")
+            raise web.HTTPBadRequest(text="a WebSocket or SPDY/3.1 upgrade is required\n")
         await ws.prepare(request)
         protocol = ws.ws_protocol or "channel.k8s.io"
+
+        async def send(channel: int, data: bytes) -> None:
+            if not ws.closed:
+                await ws.send_bytes(bytes([channel]) + data)
+
+        async def inbound(session: ExecSession, exec_id: str) -> None:
+            await self._from_ws(ws, session, exec_id, protocol)
+
         try:
-            if command is not None:
-                exec_id = await self.client.exec_create(ident, command, stdin=stdin, tty=tty)
-                session = await self.client.exec_start(exec_id, tty=tty)
-            else:
-                exec_id, session = "", await self.client.attach(ident, stdin=stdin, tty=tty)
-        except PodmanError as e:
-            await ws.send_bytes(bytes([channels.ERROR]) + channels.error_status(protocol, str(e)))
+            await self._run(ident, command, flags, protocol, send, inbound)
+        finally:
             await ws.close()
-            return ws
-        reader = asyncio.create_task(self._from_client(ws, session, exec_id, protocol))
+        return ws
+
+    async def _spdy_session(
+        self,
+        conn: spdy.Connection,
+        protocol: str,
+        ident: str,
+        command: list[str] | None,
+        flags: _Flags,
+    ) -> None:
+        """The session over SPDY: one client stream per channel, named by ``streamtype``."""
+        expected = {"error"}
+        expected |= {"stdin"} if flags.stdin else set()
+        expected |= {"stdout"} if flags.stdout else set()
+        expected |= {"stderr"} if flags.stderr and not flags.tty else set()
+        expected |= {"resize"} if flags.tty and protocol != "channel.k8s.io" else set()
+        streams: dict[str, spdy.Stream] = {}
+        async with asyncio.timeout(STREAM_WAIT_SECONDS):
+            while not expected <= streams.keys():
+                stream = await conn.streams.get()
+                if stream is None:
+                    return
+                streams[stream.headers.get("streamtype", "")] = stream
+        names = {channels.STDOUT: "stdout", channels.STDERR: "stderr", channels.ERROR: "error"}
+
+        async def send(channel: int, data: bytes) -> None:
+            stream = streams.get(names[channel])
+            if stream is not None:
+                await stream.write(data)
+
+        async def inbound(session: ExecSession, exec_id: str) -> None:
+            tasks = []
+            if "resize" in streams and exec_id:
+                tasks.append(asyncio.create_task(self._resizes(streams["resize"], exec_id)))
+            try:
+                if "stdin" in streams:
+                    while (data := await streams["stdin"].read()) is not None:
+                        await session.write(data)
+                    session.close_stdin()
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+
         try:
-            await _to_client(ws, session, _flag(request, "stdout"), _flag(request, "stderr"))
+            await self._run(ident, command, flags, protocol, send, inbound)
+        finally:
+            for stream in streams.values():
+                await stream.close()
+
+    async def _resizes(self, stream: spdy.Stream, exec_id: str) -> None:
+        """Terminal sizes (back-to-back JSON objects) from the resize stream."""
+        decoder, buffer = json.JSONDecoder(), ""
+        while (data := await stream.read()) is not None:
+            buffer += data.decode(errors="replace")
+            while buffer.strip():
+                try:
+                    size, end = decoder.raw_decode(buffer.lstrip())
+                except ValueError:
+                    break
+                buffer = buffer.lstrip()[end:]
+                await self._resize(exec_id, size)
+
+    async def _resize(self, exec_id: str, size: Any) -> None:
+        with contextlib.suppress(ValueError, TypeError, PodmanError, KeyError):
+            await self.client.exec_resize(exec_id, int(size["Height"]), int(size["Width"]))
+
+    async def _run(
+        self,
+        ident: str,
+        command: list[str] | None,
+        flags: _Flags,
+        protocol: str,
+        send: Callable[[int, bytes], Awaitable[None]],
+        inbound: Callable[[ExecSession, str], Awaitable[None]],
+    ) -> None:
+        """Start the exec (or attach) session, copy its output to ``send`` while
+        ``inbound`` feeds it, then send the exit status on the error channel."""
+        try:
             if command is not None:
-                code = await self._exit_code(exec_id)
-                status = channels.exit_status(protocol, command, code)
+                exec_id = await self.client.exec_create(
+                    ident, command, stdin=flags.stdin, tty=flags.tty
+                )
+                session = await self.client.exec_start(exec_id, tty=flags.tty)
             else:
-                status = channels.exit_status(protocol, [], 0)
+                exec_id = ""
+                session = await self.client.attach(ident, stdin=flags.stdin, tty=flags.tty)
+        except PodmanError as e:
+            await send(channels.ERROR, channels.error_status(protocol, str(e)))
+            return
+
+        async def feed() -> None:
+            await inbound(session, exec_id)
+
+        reader = asyncio.create_task(feed())
+        try:
+            wanted = {channels.STDOUT: flags.stdout, channels.STDERR: flags.stderr}
+            async for stream, data in session.output():
+                if wanted.get(stream) and data:
+                    await send(stream, data)
+            code = await self._exit_code(exec_id) if command is not None else 0
+            status = channels.exit_status(protocol, command or [], code)
             if status is not None:
-                await ws.send_bytes(bytes([channels.ERROR]) + status)
+                await send(channels.ERROR, status)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             await session.close()
-            await ws.close()
-        return ws
 
-    async def _from_client(
+    async def _from_ws(
         self, ws: web.WebSocketResponse, session: ExecSession, exec_id: str, protocol: str
     ) -> None:
         """stdin, resize and (v5) close messages from the client to the session."""
@@ -227,9 +341,8 @@ class StreamingServer:
             if channel == channels.STDIN:
                 await session.write(data)
             elif channel == channels.RESIZE and exec_id:
-                with contextlib.suppress(ValueError, PodmanError, KeyError):
-                    size = json.loads(data)
-                    await self.client.exec_resize(exec_id, int(size["Height"]), int(size["Width"]))
+                with contextlib.suppress(ValueError):
+                    await self._resize(exec_id, json.loads(data))
             elif channel == channels.CLOSE and protocol == channels.V5 and data[:1] == b"\0":
                 session.close_stdin()
         session.close_stdin()
@@ -253,16 +366,6 @@ class StreamingServer:
         except containers.NotFound as e:
             raise web.HTTPBadRequest(text=f"{e}\n") from None
         return await portforward.serve(request, pid)
-
-
-async def _to_client(
-    ws: web.WebSocketResponse, session: ExecSession, stdout: bool, stderr: bool
-) -> None:
-    """The session's output to the stdout/stderr channels, until it ends."""
-    wanted = {channels.STDOUT: stdout, channels.STDERR: stderr}
-    async for stream, data in session.output():
-        if wanted.get(stream) and data and not ws.closed:
-            await ws.send_bytes(bytes([stream]) + data)
 
 
 def _since(request: web.Request) -> str | None:

@@ -163,7 +163,6 @@ class Session:
         return self._frame(PING, 0, ping_id)
 
 
-
 Send = Callable[[bytes], Awaitable[None]]
 
 

@@ -280,21 +280,36 @@ async def test_logs(cluster: Cluster, web: str, binary: str) -> None:
     assert follow.stdout.count(b"\n") >= 2, follow
 
 
+@pytest.mark.parametrize("websockets", ["true", "false"])
 @pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
-async def test_exec(cluster: Cluster, web: str, binary: str) -> None:
-    out = cluster.kubectl(binary, "exec", web, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
-    assert out.returncode == 3, out
+async def test_exec(cluster: Cluster, web: str, binary: str, websockets: str) -> None:
+    """Over WebSocket (v5 channels) and, forced, the SPDY/3.1 fallback."""
+    env = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": websockets}
+    spdy_before = _spdy_upgrades(cluster)
+    out = cluster.kubectl(
+        binary, "exec", web, "--", "sh", "-c", "echo out; echo err >&2; exit 3", env=env
+    )
+    assert out.returncode == 3, (out, cluster.logs())
     assert out.stdout == b"out\n" and out.stderr.startswith(b"err\n")
-    piped = cluster.kubectl(binary, "exec", "-i", web, "--", "cat", input=b"from stdin\n")
+    piped = cluster.kubectl(binary, "exec", "-i", web, "--", "cat", input=b"from stdin\n", env=env)
     assert piped.stdout == b"from stdin\n", piped
     tty = await asyncio.to_thread(
         cluster.run,
         "script",
         "-qec",
-        f"{binary} --kubeconfig {cluster.kubeconfig} exec -it {web} -- sh -c 'tty; exit 0'",
+        f"{binary} --kubeconfig {cluster.kubeconfig} exec -it {web} -- sh -c 'tty; stty size'",
         "/dev/null",
+        env=env,
     )
     assert b"/dev/pts/" in tty.stdout, tty
+    spdy_cp = cluster.kubectl(binary, "cp", f"{web}:/www/index.html", "/dev/stdout", env=env)
+    assert b"hello from httpd" in spdy_cp.stdout, spdy_cp
+    assert (_spdy_upgrades(cluster) > spdy_before) == (websockets == "false")
+
+
+def _spdy_upgrades(cluster: Cluster) -> int:
+    """How many exec requests reached the agent as SPDY upgrades (POST; WebSocket: GET)."""
+    return (cluster.data / "node.log").read_text().count('"POST /exec/')
 
 
 @pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
@@ -310,16 +325,6 @@ async def test_attach(cluster: Cluster, web: str, binary: str) -> None:
         web,
     )
     assert attached.stdout.startswith(b"line "), attached
-
-
-@pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
-async def test_exec_spdy_fallback_is_refused_clearly(
-    cluster: Cluster, web: str, binary: str
-) -> None:
-    out = cluster.kubectl(
-        binary, "exec", web, "--", "true", env={"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
-    )
-    assert out.returncode != 0 and b"WebSocket" in out.stderr, out
 
 
 @pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
