@@ -156,24 +156,10 @@ class ApiClient:
         *,
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
+        raw: bool = False,
     ) -> Any:
-        """One JSON request; the decoded answer, or ApiClientError."""
-        raw = await self.request_bytes(method, path, body, params=params, content_type=content_type)
-        try:
-            return fastjson.loads(raw) if raw.strip() else None
-        except ValueError as e:
-            raise ApiClientError(f"cannot reach {self.server}: {e}") from e
-
-    async def request_bytes(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        params: dict[str, str] | None = None,
-        content_type: str = "application/json",
-    ) -> bytes:
-        """One request with a JSON body (if any); the answer's bytes, or ApiClientError."""
+        """One request with a JSON body (if any); the decoded JSON answer (``raw``: its
+        bytes), or ApiClientError."""
         one_shot = self._session is None
         session = self._session or self._new_session(1)
         data = None if body is None else fastjson.dumps(body)
@@ -185,8 +171,11 @@ class ApiClient:
                 ) as resp:
                     if resp.status >= 400:
                         raise await _response_error(resp)
-                    return await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as e:
+                    answer = await resp.read()
+                    if raw:
+                        return answer
+                    return fastjson.loads(answer) if answer.strip() else None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise ApiClientError(f"cannot reach {self.server}: {e or 'timed out'}") from e
         finally:
             if one_shot:

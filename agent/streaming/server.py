@@ -388,7 +388,8 @@ def _rfc3339(when: datetime) -> str:
 
 async def fetch_client_ca(client: ApiClient) -> bytes:
     """The cluster's client CA (PEM), from the API server, as the node's identity."""
-    return await client.request_bytes("GET", CLIENT_CA_PATH)
+    pem: bytes = await client.request("GET", CLIENT_CA_PATH, raw=True)
+    return pem
 
 
 async def start_streaming(

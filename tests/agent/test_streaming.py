@@ -54,6 +54,13 @@ class Cluster:
             for name in ("server.log", "node.log")
         )
 
+    def for_seconds(
+        self, seconds: int, binary: str, *args: str
+    ) -> subprocess.CompletedProcess[bytes]:
+        """kubectl inside the namespace, stopped after ``seconds`` (for ``-f``, attach)."""
+        kubeconfig = str(self.kubeconfig)
+        return self.run("timeout", str(seconds), binary, "--kubeconfig", kubeconfig, *args)
+
     @property
     def kubeconfig(self) -> Path:
         return self.data / "kubeconfig.yaml"
@@ -265,17 +272,7 @@ async def test_logs(cluster: Cluster, web: str, binary: str) -> None:
     limited = cluster.kubectl(binary, "logs", web, "--limit-bytes", "3").stdout
     assert limited == b"lin"
     follow = await asyncio.to_thread(
-        cluster.run,
-        "timeout",
-        "3",
-        binary,
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-        "logs",
-        "-f",
-        "--tail",
-        "1",
-        web,
+        cluster.for_seconds, 3, binary, "logs", "-f", "--tail", "1", web
     )
     assert follow.stdout.count(b"\n") >= 2, follow
 
@@ -314,16 +311,7 @@ def _spdy_upgrades(cluster: Cluster) -> int:
 
 @pytest.mark.parametrize("binary", sorted(KUBECTLS.values()))
 async def test_attach(cluster: Cluster, web: str, binary: str) -> None:
-    attached = await asyncio.to_thread(
-        cluster.run,
-        "timeout",
-        "3",
-        binary,
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-        "attach",
-        web,
-    )
+    attached = await asyncio.to_thread(cluster.for_seconds, 3, binary, "attach", web)
     assert attached.stdout.startswith(b"line "), attached
 
 
