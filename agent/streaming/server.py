@@ -65,14 +65,32 @@ class StreamingConfig:
     host: str | None = None
 
 
-def ssl_context(config: StreamingConfig) -> ssl.SSLContext:
-    """TLS server context: the serving certificate, client certificates required."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(config.serving_cert, config.serving_key)
-    ctx.load_verify_locations(cadata=config.client_ca_pem.decode())
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
+class ServingTLS:
+    """The TLS server context: the serving certificate, client certificates required.
+    :meth:`refresh` reads the certificate files again when they changed (the agent's
+    renewal rewrites them); connections made afterwards present the new certificate."""
+
+    def __init__(self, config: StreamingConfig) -> None:
+        self.config = config
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.load_verify_locations(cadata=config.client_ca_pem.decode())
+        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.context.load_cert_chain(config.serving_cert, config.serving_key)
+        self._version = config.serving_cert.stat().st_mtime_ns
+
+    def refresh(self) -> None:
+        """Load the certificate again if its file changed (keep the old one on errors)."""
+        try:
+            version = self.config.serving_cert.stat().st_mtime_ns
+            if version != self._version:
+                self.context.load_cert_chain(self.config.serving_cert, self.config.serving_key)
+                self._version = version
+        except (OSError, ssl.SSLError) as e:
+            log.warning("streaming: reloading the serving certificate: %s", e)
+
+
+TLS_KEY = web.AppKey("tls", ServingTLS)
 
 
 def _peer_common_name(request: web.Request) -> str:
@@ -86,7 +104,8 @@ def _peer_common_name(request: web.Request) -> str:
 
 @web.middleware
 async def only_apiserver(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """403 for any client but the API server."""
+    """403 for any client but the API server; a renewed serving certificate is picked up."""
+    request.app[TLS_KEY].refresh()
     user = _peer_common_name(request)
     if user != APISERVER_USER:
         log.warning("streaming: refused client %r", user)
@@ -115,12 +134,13 @@ class StreamingServer:
     def __init__(self, config: StreamingConfig, client: PodmanClient) -> None:
         self.config = config
         self.client = client
+        self.tls = ServingTLS(config)
         self._runner: web.AppRunner | None = None
-        self._sessions: set[asyncio.Task[Any]] = set()
 
     def app(self) -> web.Application:
         """The aiohttp application."""
         app = web.Application(middlewares=[only_apiserver])
+        app[TLS_KEY] = self.tls
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.logs)
         for verb in ("exec", "attach"):
             path = f"/{verb}/{{namespace}}/{{pod}}/{{container}}"
@@ -133,7 +153,7 @@ class StreamingServer:
         self._runner = web.AppRunner(self.app(), handle_signals=False, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(
-            self._runner, self.config.host, self.config.port, ssl_context=ssl_context(self.config)
+            self._runner, self.config.host, self.config.port, ssl_context=self.tls.context
         )
         await site.start()
         log.info("streaming: serving on port %d", self.config.port)

@@ -372,7 +372,7 @@ async def test_multi_container_pod_needs_a_container(cluster: Cluster) -> None:
 PYTHON_CLIENT = """
 import sys
 from kubernetes import client, config
-from kubernetes.stream import stream
+from kubernetes.stream import portforward, stream
 config.load_kube_config(sys.argv[1])
 api = client.CoreV1Api()
 out = stream(api.connect_get_namespaced_pod_exec, "web", "default",
@@ -380,15 +380,25 @@ out = stream(api.connect_get_namespaced_pod_exec, "web", "default",
              tty=False)
 print(repr(out))
 print(repr(api.read_namespaced_pod_log("web", "default", tail_lines=1)))
+forward = portforward(api.connect_get_namespaced_pod_portforward, "web", "default", ports="8080")
+sock = forward.socket(8080)
+sock.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+answer = b""
+while chunk := sock.recv(65536):
+    answer += chunk
+print(repr(answer.split(b"\\r\\n\\r\\n", 1)[1]))
+forward.close()
 """
 
 
 async def test_python_client(cluster: Cluster, web: str) -> None:
+    """Exec and port-forward over v4.channel.k8s.io, and logs."""
     out = cluster.run(sys.executable, "-c", PYTHON_CLIENT, str(cluster.kubeconfig))
     assert out.returncode == 0, out.stderr
-    first, second = out.stdout.decode().splitlines()
+    first, second, third = out.stdout.decode().splitlines()
     assert first == repr("py-exec\n")
     assert second.startswith("'line ")
+    assert third == repr(b"hello from httpd\n")
 
 
 FOREIGN_CLIENT = """

@@ -1,14 +1,21 @@
-"""SPDY/3.1 framing and the channel protocols' exit Status, without a network."""
+"""SPDY/3.1 framing, the channel protocols' exit Status and the streaming server's TLS
+context, without a network."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import ssl
 import struct
+import time
 import zlib
+from pathlib import Path
 
 import pytest
 
 from agent.streaming import channels, spdy
+from agent.streaming.server import ServingTLS, StreamingConfig
+from server.pki import PKI, ensure_pki
 
 
 def _syn_stream(stream: int, headers: dict[str, str], deflate: zlib._Compress) -> bytes:
@@ -64,3 +71,42 @@ def test_exit_status_by_protocol() -> None:
     }
     assert channels.exit_status("v3.channel.k8s.io", ["true"], 0) is None
     assert b"exit code 2" in (channels.exit_status("channel.k8s.io", ["false"], 2) or b"")
+
+
+def _handshake(server_ctx: ssl.SSLContext, pki: PKI) -> bytes:
+    """The certificate (DER) the API server's client sees in a handshake with ``server_ctx``
+    (over memory buffers)."""
+    client_ctx = ssl.create_default_context(cafile=str(pki.server_ca_cert))
+    client_ctx.check_hostname = False
+    client_ctx.load_cert_chain(pki.apiserver_client_cert, pki.apiserver_client_key)
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    done = [False, False]
+    for _ in range(10):
+        for i, side in enumerate((client, server)):
+            if not done[i]:
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    side.do_handshake()
+                    done[i] = True
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    assert all(done)
+    peer = client.getpeercert(binary_form=True)
+    assert peer is not None
+    return peer
+
+
+def test_serving_certificate_is_reloaded_after_renewal(tmp_path: Path) -> None:
+    pki = ensure_pki(tmp_path / "tls", dns_names=[], ip_addresses=[])
+    config = StreamingConfig(0, pki.serving_cert, pki.serving_key, pki.client_ca_cert.read_bytes())
+    tls = ServingTLS(config)
+    first = _handshake(tls.context, pki)
+    tls.refresh()
+    assert _handshake(tls.context, pki) == first
+    time.sleep(0.01)
+    pki.serving_cert.unlink()  # reissued with the same key on the next ensure
+    ensure_pki(tmp_path / "tls", dns_names=[], ip_addresses=[])
+    assert _handshake(tls.context, pki) == first  # until refreshed
+    tls.refresh()
+    assert _handshake(tls.context, pki) != first
