@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -180,15 +181,17 @@ class StreamingServer:
         limit = _int(request, "limitBytes")
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
-        sent = 0
+        sent, stamps = 0, _flag(request, "timestamps")
         with contextlib.suppress(ConnectionResetError):
             async for _stream, line in self.client.logs(
                 ident,
                 follow=_flag(request, "follow"),
-                timestamps=_flag(request, "timestamps"),
+                timestamps=stamps,
                 since=since,
                 tail=tail,
             ):
+                if stamps:
+                    line = kubelet_timestamp(line)
                 if limit is not None and sent + len(line) >= limit:
                     await response.write(line[: limit - sent])
                     break
@@ -400,6 +403,21 @@ def _since(request: web.Request) -> str | None:
         return _rfc3339(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise web.HTTPBadRequest(text=f"invalid sinceTime: {text!r}\n") from None
+
+
+_STAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d) ")
+
+
+def kubelet_timestamp(line: bytes) -> bytes:
+    """A log line with libpod's timestamp prefix (RFC 3339, any zone, fraction trimmed)
+    rewritten as the kubelet writes it: UTC with exactly nine fractional digits."""
+    found = _STAMP.match(line)
+    if found is None:
+        return line
+    seconds, fraction, zone = (g.decode() if g else "" for g in found.groups())
+    when = datetime.fromisoformat(seconds + ("+00:00" if zone == "Z" else zone)).astimezone(UTC)
+    stamp = f"{when:%Y-%m-%dT%H:%M:%S}.{fraction.ljust(9, '0')}Z "
+    return stamp.encode() + line[found.end() :]
 
 
 def _rfc3339(when: datetime) -> str:

@@ -108,11 +108,14 @@ class NodeProxy:
                     raise _agent_error(upstream.status, await upstream.text())
                 response = web.StreamResponse(headers={"Content-Type": "text/plain"})
                 await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
+                try:
+                    async for chunk in upstream.content.iter_any():
+                        await response.write(chunk)
+                    await response.write_eof()
+                except (ConnectionResetError, aiohttp.ClientError):
+                    pass  # the client (ends ``logs -f``) or the agent went away mid-stream
         except aiohttp.ClientError as e:
             raise _unreachable(e) from e
-        await response.write_eof()
         return response
 
     async def _upgrade(self, request: web.Request, url: str, query: str) -> web.StreamResponse:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -266,11 +267,17 @@ async def test_logs(cluster: Cluster, web: str, binary: str) -> None:
     tail = cluster.kubectl(binary, "logs", web, "--tail", "1").stdout
     assert tail.count(b"\n") == 1 and tail.startswith(b"line ")
     stamped = cluster.kubectl(binary, "logs", web, "--timestamps", "--tail", "1").stdout
-    assert stamped.split(b" ", 1)[0][:4].isdigit() and b" line " in stamped
+    assert re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z line \d+\n", stamped), stamped
     previous = cluster.kubectl(binary, "logs", web, "--previous")
     assert previous.stdout == b"first run\n", previous.stderr
     limited = cluster.kubectl(binary, "logs", web, "--limit-bytes", "3").stdout
     assert limited == b"lin"
+    recent = cluster.kubectl(binary, "logs", web, "--since", "1h")
+    assert recent.stdout.startswith(b"line 0\n"), recent
+    assert cluster.kubectl(binary, "logs", web, "--since", "1s").stdout.count(b"\n") <= 2
+    cut = stamped.split(b" ", 1)[0].decode()
+    since_time = cluster.kubectl(binary, "logs", web, "--since-time", cut, "--timestamps")
+    assert since_time.stdout.startswith(stamped), (since_time, stamped)
     follow = await asyncio.to_thread(
         cluster.for_seconds, 3, binary, "logs", "-f", "--tail", "1", web
     )

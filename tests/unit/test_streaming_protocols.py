@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.streaming import channels, spdy
-from agent.streaming.server import ServingTLS, StreamingConfig
+from agent.streaming.server import ServingTLS, StreamingConfig, kubelet_timestamp
 from server.pki import PKI, ensure_pki
 
 
@@ -110,3 +110,13 @@ def test_serving_certificate_is_reloaded_after_renewal(tmp_path: Path) -> None:
     assert _handshake(tls.context, pki) == first  # until refreshed
     tls.refresh()
     assert _handshake(tls.context, pki) != first
+
+
+def test_log_timestamps_as_the_kubelet_writes_them() -> None:
+    assert kubelet_timestamp(b"2026-12-08T05:06:02Z line 3\n") == (
+        b"2026-12-08T05:06:02.000000000Z line 3\n"
+    )
+    assert kubelet_timestamp(b"2026-12-08T06:06:02.12345+01:00 x") == (
+        b"2026-12-08T05:06:02.123450000Z x"
+    )
+    assert kubelet_timestamp(b"no stamp here\n") == b"no stamp here\n"
