@@ -246,7 +246,15 @@ async def _relay(source: Any, sink: Any) -> None:
             await sink.send_bytes(msg.data)
         elif msg.type == WSMsgType.TEXT:
             await sink.send_str(msg.data)
-    await sink.close(code=source.close_code or 1000)
+    await sink.close(code=_sendable(source.close_code))
+
+
+def _sendable(code: int | None) -> int:
+    """A close code that may go on the wire (1005, 1006 and 1015 only describe what
+    happened locally): the peer's, else 1000."""
+    if code is not None and (1000 <= code <= 1003 or 1007 <= code <= 1014 or code >= 3000):
+        return code
+    return 1000
 
 
 def _container(pod: dict[str, Any], name: str) -> str:
