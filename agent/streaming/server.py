@@ -197,7 +197,7 @@ class StreamingServer:
                     break
                 await response.write(line)
                 sent += len(line)
-        await response.write_eof()
+            await response.write_eof()
         return response
 
     # -- exec and attach ------------------------------------------------------------------

@@ -265,5 +265,7 @@ async def run(
                 await task
             except asyncio.CancelledError:
                 pass
-            except (ProtocolError, ConnectionError) as e:
+            except ProtocolError as e:
                 log.warning("spdy: %s", e)
+            except ConnectionError as e:  # the usual end: the client hung up
+                log.debug("spdy: %s", e)

@@ -48,10 +48,10 @@ class Cluster:
     kubelet_port: int
     client: PodmanClient
 
-    def logs(self) -> str:
-        """The ends of the server's and the node's logs (for failure messages)."""
+    def logs(self, tail: int = 3000) -> str:
+        """The ends of the server's and the node's logs."""
         return "".join(
-            f"--- {name}\n{(self.data / name).read_text()[-3000:]}\n"
+            f"--- {name}\n{(self.data / name).read_text()[-tail:]}\n"
             for name in ("server.log", "node.log")
         )
 
@@ -438,3 +438,10 @@ async def test_agent_refuses_other_clients(cluster: Cluster, web: str) -> None:
     assert admin.stdout.strip() == b"403", admin
     anonymous = cluster.run(sys.executable, "-c", FOREIGN_CLIENT, str(tls / "server-ca.crt"), url)
     assert anonymous.stdout.startswith(b"tls"), anonymous
+
+
+async def test_no_request_failed_on_either_side(cluster: Cluster) -> None:
+    """Run last: every session above (including clients that hung up: ``logs -f``, attach,
+    port-forward) ended without an error logged by the server or the node."""
+    logs = cluster.logs(tail=10**7)
+    assert "Traceback" not in logs, logs
