@@ -9,6 +9,7 @@ with the labels of :mod:`agent.labels` (no pod worker)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -374,6 +375,46 @@ async def test_multi_container_pod_needs_a_container(cluster: Cluster) -> None:
     assert b"a container name must be specified for pod two, choose one of: [a b]" in out.stderr
     bad = cluster.kubectl("kubectl", "logs", "two", "-c", "nope")
     assert b"container nope is not valid for pod two" in bad.stderr
+
+
+async def test_exec_needs_create_on_pods_exec(cluster: Cluster, web: str) -> None:
+    """RBAC: ``get`` on pods/exec is not enough (the WebSocket upgrade is a GET), ``create``
+    is; pods/log needs ``get``."""
+    k = functools.partial(cluster.kubectl, "kubectl")
+    for verbs, account in (("get", "reader"), ("get,create", "runner")):
+        assert k("create", "serviceaccount", account).returncode == 0
+        role = k("create", "role", account, f"--verb={verbs}", "--resource=pods,pods/exec,pods/log")
+        assert role.returncode == 0, role
+        binding = k(
+            "create",
+            "rolebinding",
+            account,
+            f"--role={account}",
+            f"--serviceaccount={NAMESPACE}:{account}",
+        )
+        assert binding.returncode == 0, binding
+    ca = str(cluster.data / "srv" / "server" / "tls" / "server-ca.crt")
+
+    def as_account(account: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+        token = k("create", "token", account).stdout.decode().strip()
+        return cluster.run(
+            "kubectl",
+            "--kubeconfig",
+            "/dev/null",
+            "--server",
+            f"https://127.0.0.1:{cluster.port}",
+            "--certificate-authority",
+            ca,
+            "--token",
+            token,
+            *args,
+        )
+
+    denied = as_account("reader", "exec", web, "--", "true")
+    assert b'cannot create resource "pods/exec"' in denied.stderr, denied
+    assert as_account("reader", "logs", web, "--tail", "1").stdout.startswith(b"line ")
+    allowed = as_account("runner", "exec", web, "--", "echo", "ok")
+    assert allowed.stdout == b"ok\n", allowed
 
 
 PYTHON_CLIENT = """
