@@ -57,7 +57,9 @@ class NodeProxy:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.tls),
+                # a fresh connection per request: a kept-alive one the agent has since
+                # closed would fail an upgrade, and make kubectl fall back to SPDY
+                connector=aiohttp.TCPConnector(ssl=self.tls, force_close=True),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
         return self._session
