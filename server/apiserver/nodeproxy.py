@@ -240,15 +240,16 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 
 async def _relay(source: Any, sink: Any) -> None:
     """Copy WebSocket messages from ``source`` to ``sink`` until ``source`` closes, then
-    close ``sink`` (with its code)."""
-    async for msg in source:
-        if sink.closed:
-            break
-        if msg.type == WSMsgType.BINARY:
-            await sink.send_bytes(msg.data)
-        elif msg.type == WSMsgType.TEXT:
-            await sink.send_str(msg.data)
-    await sink.close(code=_sendable(source.close_code))
+    close ``sink`` (with its code); a ``sink`` gone meanwhile ends the copy."""
+    with contextlib.suppress(ConnectionResetError):
+        async for msg in source:
+            if sink.closed:
+                break
+            if msg.type == WSMsgType.BINARY:
+                await sink.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await sink.send_str(msg.data)
+        await sink.close(code=_sendable(source.close_code))
 
 
 def _sendable(code: int | None) -> int:
