@@ -53,6 +53,18 @@ class _Flags:
     stderr: bool
     tty: bool
 
+    def spdy_streams(self, protocol: str) -> set[str]:
+        """The ``streamtype`` of each stream a SPDY client opens for these flags (with a
+        tty stderr is merged into stdout; resize came with v2)."""
+        wanted = {
+            "error": True,
+            "stdin": self.stdin,
+            "stdout": self.stdout,
+            "stderr": self.stderr and not self.tty,
+            "resize": self.tty and protocol != "channel.k8s.io",
+        }
+        return {name for name, on in wanted.items() if on}
+
 
 @dataclass
 class StreamingConfig:
@@ -254,11 +266,7 @@ class StreamingServer:
         flags: _Flags,
     ) -> None:
         """The session over SPDY: one client stream per channel, named by ``streamtype``."""
-        expected = {"error"}
-        expected |= {"stdin"} if flags.stdin else set()
-        expected |= {"stdout"} if flags.stdout else set()
-        expected |= {"stderr"} if flags.stderr and not flags.tty else set()
-        expected |= {"resize"} if flags.tty and protocol != "channel.k8s.io" else set()
+        expected = flags.spdy_streams(protocol)
         streams: dict[str, spdy.Stream] = {}
         async with asyncio.timeout(STREAM_WAIT_SECONDS):
             while not expected <= streams.keys():
@@ -274,24 +282,30 @@ class StreamingServer:
                 await stream.write(data)
 
         async def inbound(session: ExecSession, exec_id: str) -> None:
-            tasks = []
-            if "resize" in streams and exec_id:
-                tasks.append(asyncio.create_task(self._resizes(streams["resize"], exec_id)))
-            try:
-                if "stdin" in streams:
-                    while (data := await streams["stdin"].read()) is not None:
-                        await session.write(data)
-                    session.close_stdin()
-                await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:
-                    task.cancel()
+            await self._from_spdy(streams, session, exec_id)
 
         try:
             await self._run(ident, command, flags, protocol, send, inbound)
         finally:
             for stream in streams.values():
                 await stream.close()
+
+    async def _from_spdy(
+        self, streams: dict[str, spdy.Stream], session: ExecSession, exec_id: str
+    ) -> None:
+        """The stdin and resize streams to the session (stdin's FIN: EOF)."""
+        tasks = []
+        if "resize" in streams and exec_id:
+            tasks.append(asyncio.create_task(self._resizes(streams["resize"], exec_id)))
+        try:
+            if "stdin" in streams:
+                while (data := await streams["stdin"].read()) is not None:
+                    await session.write(data)
+                session.close_stdin()
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def _resizes(self, stream: spdy.Stream, exec_id: str) -> None:
         """Terminal sizes (back-to-back JSON objects) from the resize stream."""

@@ -256,33 +256,31 @@ async def api_dispatch(request: web.Request) -> web.StreamResponse:
             return codec.respond(doc)
     if (head == "api" and n < 3) or (head == "apis" and n < 4):
         raise _not_found()
-    if _is_streaming(segments) and state.node_proxy is not None:
-        namespace, name, sub = segments[3], segments[5], segments[6]
-        attrs = Attributes(
-            request[USER_KEY],
-            STREAMING_VERBS[sub],
-            True,
-            api_version="v1",
-            resource="pods",
-            subresource=sub,
-            namespace=namespace,
-            name=name,
-        )
-        authorize(state, attrs)
-        return await state.node_proxy.handle(request, namespace, name, sub)
     info = parse_resource_path(request.method, segments, dict(request.query), state.registry)
     authorize(state, resource_attributes(request, info))
     return await read_body(request) or await state.resources.handle(request, info)
 
 
-def _is_streaming(segments: list[str]) -> bool:
-    """``/api/v1/namespaces/<ns>/pods/<name>/(log|exec|attach|portforward)``."""
-    return (
-        len(segments) == 7
-        and segments[:3] == ["api", "v1", "namespaces"]
-        and segments[4] == "pods"
-        and segments[6] in STREAMING_VERBS
+async def stream_dispatch(request: web.Request) -> web.StreamResponse:
+    """``/api/v1/namespaces/<ns>/pods/<name>/(log|exec|attach|portforward)``: authorized
+    here, then proxied to the pod's agent."""
+    state = _state(request)
+    if state.node_proxy is None:
+        raise _not_found()
+    info = request.match_info
+    namespace, name, sub = info["namespace"], info["name"], info["sub"]
+    attrs = Attributes(
+        request[USER_KEY],
+        STREAMING_VERBS[sub],
+        True,
+        api_version="v1",
+        resource="pods",
+        subresource=sub,
+        namespace=namespace,
+        name=name,
     )
+    authorize(state, attrs)
+    return await state.node_proxy.handle(request, namespace, name, sub)
 
 
 def _not_found() -> ApiError:
@@ -315,6 +313,10 @@ def make_app(state: ApiServerState) -> web.Application:
     app.router.add_get(CLIENT_CA_PATH, client_ca)
     app.router.add_get(ENCRYPT_STATUS_PATH, encrypt_status)
     app.router.add_post(ENCRYPT_ROTATE_PATH, encrypt_rotate)
+    streaming = "|".join(STREAMING_VERBS)
+    app.router.add_route(
+        "*", f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{{sub:{streaming}}}", stream_dispatch
+    )
     app.router.add_route("*", "/api", api_dispatch)
     app.router.add_route("*", "/api/{tail:.*}", api_dispatch)
     app.router.add_route("*", "/apis", api_dispatch)

@@ -31,7 +31,7 @@ from agent.podman.client import PodmanClient
 from agent.podman.service import PodmanService
 from tests.agent.busybox_image import IMAGE
 from tests.agent.conftest import needs_podman
-from tests.conftest import REPO, free_port, kubectl_binaries
+from tests.helpers import REPO, free_port, kubectl_binaries
 
 pytestmark = [pytest.mark.e2e, needs_podman, pytest.mark.asyncio(loop_scope="module")]
 NODE = "stream-node"
