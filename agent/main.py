@@ -3,12 +3,14 @@ its status current and its Lease renewed, and keep the node's certificates renew
 
 :class:`Agent` is an object with :meth:`Agent.start` / :meth:`Agent.stop` so that
 ``edgek server`` can embed it for its own node; :func:`run_cli` is the thin process
-wrapper. The container runtime is not wired here: its version comes from an injectable
-callable (the Podman client plugs in there). The agent changes nothing on the host: it only
-reads host facts and talks HTTPS to the server.
+wrapper. The agent starts its own Podman service (:mod:`agent.podman.service`; or uses
+``--podman-socket``), imports the airgap images, makes the node's bridge network on its
+podCIDR and runs the node's pods (:mod:`agent.pods.manager`).
 
 State lives under ``<data-dir>/agent/``: the node identity from :mod:`agent.bootstrap`
-(keys 0600) and ``node-id`` for ``--with-node-id``.
+(keys 0600), ``node-id`` for ``--with-node-id``, the Podman service's storage, and
+``state/`` (the pods to run and the podCIDR, so a restart while the server is unreachable
+resumes the pods at once; the node registers in the background then).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from agent import bootstrap, host
+from agent.events import EventRecorder
+from agent.images import images_dir, import_directory
 from agent.nodeapi import patch_node_status, register_node, renew_lease
 from agent.nodestatus import (
     KUBELET_PORT,
@@ -45,6 +49,12 @@ from agent.nodestatus import (
     status_differs,
     transition_times,
 )
+from agent.podman.client import PodmanClient
+from agent.podman.service import PodmanService
+from agent.pods.manager import PodManager
+from agent.pods.network import ensure_network
+from agent.pods.state import PodStore
+from agent.pods.worker import WorkerContext
 from agent.registries import DEFAULT_PATH as REGISTRIES_PATH
 from edgek import KUBERNETES_VERSION, __version__
 from edgek.apiclient import ApiClient, ApiClientError
@@ -137,11 +147,6 @@ def node_name(config: AgentConfig) -> str:
     return f"{name}-{node_id}"
 
 
-async def runtime_not_wired() -> str:
-    """The runtime version until the Podman client is wired in."""
-    return "unknown"
-
-
 def _transient(error: ApiClientError) -> bool:
     return error.code == 0 or error.code == 429 or error.code >= 500
 
@@ -153,13 +158,13 @@ class Agent:
         self,
         config: AgentConfig,
         *,
-        runtime_version: RuntimeVersion = runtime_not_wired,
+        runtime_version: RuntimeVersion | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sampler: Callable[[Path], HostSample] = host.sample,
     ) -> None:
         config.check()
         self.config = config
-        self.runtime_version = runtime_version
+        self.runtime_version = runtime_version or self._podman_version
         self.clock = clock
         self.sampler = sampler
         self.name = ""
@@ -170,13 +175,24 @@ class Agent:
         self._kubeconfig_version = 0
         self._reported_at: datetime | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.service: PodmanService | None = None
+        self.podman: PodmanClient | None = None
+        self.events: EventRecorder | None = None
+        self.pods: PodManager | None = None
+
+    @property
+    def _cidr_file(self) -> Path:
+        return self.config.agent_dir / "state" / "pod-cidr"
 
     async def start(self) -> None:
-        """Join (or reuse the stored identity), register the Node, create its Lease and
-        start the loops. BootstrapError or ApiClientError when the node cannot join."""
+        """Start the runtime, join (or reuse the stored identity), register the Node,
+        create its Lease, start the loops and the pods. BootstrapError or ApiClientError
+        when the node cannot join. With a podCIDR recorded earlier the pods start at once
+        and registration goes on in the background (the server may be unreachable)."""
         cfg = self.config
         self.name = node_name(cfg)
         self.node_ips = cfg.node_ip or [await asyncio.to_thread(host.address_towards, cfg.server)]
+        await self._start_runtime()
         creds = await bootstrap.join(
             cfg.server,
             cfg.token,
@@ -187,22 +203,103 @@ class Agent:
         )
         self._kubeconfig = creds.kubeconfig
         await self._load_client()
+        self.events = EventRecorder(lambda: self.client, self.name, self.clock)
+        self.events.start()
+        self._tasks = [asyncio.create_task(bootstrap.keep_renewed(cfg.agent_dir, now=self.clock))]
+        cidr = await asyncio.to_thread(_read_text, self._cidr_file)
+        if cidr:
+            await self._start_pods(cidr)
+            self._tasks.append(asyncio.create_task(self._come_online()))
+        else:
+            await self._come_online()
+
+    async def _start_runtime(self) -> None:
+        """Start (or connect to) Podman and import the airgap images."""
+        cfg = self.config
+        socket_path: Path | str = cfg.podman_socket
+        if not socket_path:
+            self.service = PodmanService(cfg.agent_dir, cfg.container_runtime)
+            await self.service.start()
+            socket_path = self.service.socket
+        self.podman = PodmanClient(socket_path)
+        for result in await import_directory(self.podman, images_dir(cfg.agent_dir)):
+            if result.error:
+                log.error("agent: importing %s: %s", result.path, result.error)
+
+    async def _podman_version(self) -> str:
+        """The Podman service's version (raises when it does not answer)."""
+        if self.podman is None:
+            raise RuntimeError("podman is not started")
+        return str((await self.podman.version())["Version"])
+
+    async def _come_online(self) -> None:
+        """Register the Node and its Lease, start the node loops, then (once the node has a
+        podCIDR) the pods."""
         await self._retry("registering the node", self._register)
         await self._retry("creating the node lease", self._renew_lease)
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(self._lease_loop()),
             asyncio.create_task(self._status_loop()),
-            asyncio.create_task(bootstrap.keep_renewed(cfg.agent_dir, now=self.clock)),
         ]
-        log.info("agent: node %s registered with %s", self.name, cfg.server)
+        log.info("agent: node %s registered with %s", self.name, self.config.server)
+        if self.pods is None:
+            self._tasks.append(asyncio.create_task(self._start_pods_when_cidr()))
+
+    async def _start_pods_when_cidr(self) -> None:
+        """Wait for the node's podCIDR (the server's node IPAM gives it), then run pods."""
+        delay = RETRY_BASE
+        while True:
+            try:
+                assert self.client is not None
+                node = await self.client.request("GET", f"/api/v1/nodes/{self.name}")
+                cidr = str((node.get("spec") or {}).get("podCIDR") or "")
+            except ApiClientError as e:
+                log.info("agent: reading node %s: %s", self.name, e)
+                cidr = ""
+            if cidr:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+        await asyncio.to_thread(atomic_write, self._cidr_file, f"{cidr}\n".encode(), mode=0o600)
+        await self._start_pods(cidr)
+
+    async def _start_pods(self, cidr: str) -> None:
+        assert self.podman is not None and self.events is not None
+        network = await ensure_network(self.podman, self.name, cidr)
+        ctx = WorkerContext(
+            podman=self.podman,
+            api=lambda: self.client,
+            events=self.events,
+            node=self.name,
+            node_ips=self.node_ips,
+            network=network,
+            pods_dir=self.config.agent_dir / "pods",
+            clock=self.clock,
+        )
+        self.pods = PodManager(ctx, PodStore(self.config.agent_dir))
+        await self.pods.start()
+        log.info("agent: node %s runs pods on %s", self.name, cidr)
 
     async def stop(self) -> None:
-        """Cancel the loops and close the connections (the Node stays registered)."""
+        """Cancel the loops, stop following pods and close the connections (the Node stays
+        registered; the containers keep running, the next start adopts them)."""
         await cancel_and_wait(*self._tasks)
         self._tasks = []
+        if self.pods is not None:
+            await self.pods.stop()
+            self.pods = None
+        if self.events is not None:
+            await self.events.stop()
+            self.events = None
         if self.client is not None:
             await self.client.close()
             self.client = None
+        if self.podman is not None:
+            await self.podman.close()
+            self.podman = None
+        if self.service is not None:
+            await self.service.stop()
+            self.service = None
 
     async def _load_client(self) -> None:
         """(Re)open the API client from the node's kubeconfig when it is new or was
@@ -343,9 +440,16 @@ class Agent:
                 log.warning("agent: renewing the lease of node %s: %s", self.name, e)
 
 
-async def run_cli(config: AgentConfig, runtime_version: RuntimeVersion = runtime_not_wired) -> None:
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+async def run_cli(config: AgentConfig) -> None:
     """``edgek agent``: start, print one line, run until SIGTERM/SIGINT, then stop."""
-    agent = Agent(config, runtime_version=runtime_version)
+    agent = Agent(config)
     await run_until_signalled(
         agent.start(),
         agent.stop,

@@ -184,11 +184,14 @@ class Kubectl:
     kubeconfig: Path
     cache_dir: Path
     label: str = "kubectl"
+    #: Runs kubectl through this (``nsenter --net=...`` to reach a server in a namespace).
+    prefix: list[str] = field(default_factory=list)
 
     def run(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         cmd = [
+            *self.prefix,
             self.binary,
             "--kubeconfig",
             str(self.kubeconfig),

@@ -1,0 +1,258 @@
+"""The libpod specs the agent makes for a Pod: the PodSpecGenerator of its sandbox (the
+Podman pod whose infra container holds the namespaces) and the SpecGenerator of each
+container, from the pod, the container, its resolved environment and its mounts.
+
+Pure functions of their inputs: the worker resolves env and volumes, this module only
+translates Kubernetes fields to libpod's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent import labels
+from edgek.quantity import parse_quantity
+
+#: cgroup v1 CFS period the kubelet uses (100 ms) and the shares of one CPU.
+CPU_PERIOD = 100_000
+SHARES_PER_CPU = 1024
+MIN_SHARES = 2
+#: Where a container's termination message is read from when the pod does not say.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+
+
+class SpecError(Exception):
+    """The pod asks for something the agent will not run (``CreateContainerConfigError``)."""
+
+
+@dataclass
+class Mount:
+    """A mount of a container (what the volume manager resolves a volumeMount to)."""
+
+    destination: str
+    source: str
+    read_only: bool = False
+    kind: str = "bind"
+    options: list[str] = field(default_factory=list)
+
+
+def sandbox_spec(
+    pod: Mapping[str, Any], node: str, network: str, node_hostname: str = ""
+) -> dict[str, Any]:
+    """The PodSpecGenerator of ``pod``'s sandbox on ``network`` (or the host's network for
+    ``hostNetwork``): name and labels from :mod:`agent.labels`, hostname, host aliases,
+    hostPorts, and the host PID/IPC namespaces when asked."""
+    spec = pod.get("spec") or {}
+    host_network = bool(spec.get("hostNetwork"))
+    body: dict[str, Any] = {
+        "name": labels.sandbox_name(pod),
+        "labels": labels.pod_labels(pod, node),
+        "hostname": (node_hostname or node) if host_network else pod_hostname(pod),
+        "share": ["ipc", "net", "uts"],
+    }
+    if host_network:
+        body["netns"] = {"nsmode": "host"}
+    else:
+        body["netns"] = {"nsmode": "bridge"}
+        body["Networks"] = {network: {}}
+        body["portmappings"] = port_mappings(pod)
+    if spec.get("hostPID"):
+        body["pidns"] = {"nsmode": "host"}
+    if spec.get("hostIPC"):
+        body["share"] = ["net", "uts"]
+        body["ipcns"] = {"nsmode": "host"}
+    aliases = [
+        f"{name}:{alias['ip']}"
+        for alias in spec.get("hostAliases") or []
+        for name in alias.get("hostnames") or []
+    ]
+    if aliases:
+        body["hostadd"] = aliases
+    dns = spec.get("dnsConfig") or {}
+    if spec.get("dnsPolicy") == "None" or dns:
+        if dns.get("nameservers"):
+            body["dns_server"] = list(dns["nameservers"])
+        if dns.get("searches"):
+            body["dns_search"] = list(dns["searches"])
+        options = [
+            f"{o['name']}:{o['value']}" if o.get("value") else o["name"]
+            for o in dns.get("options") or []
+        ]
+        if options:
+            body["dns_option"] = options
+    return body
+
+
+def pod_hostname(pod: Mapping[str, Any]) -> str:
+    """The pod's hostname: ``spec.hostname`` or its name, cut to 63 characters as upstream."""
+    spec, meta = pod.get("spec") or {}, pod["metadata"]
+    name = str(spec.get("hostname") or meta["name"])
+    return name[:63].rstrip("-.")
+
+
+def port_mappings(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The hostPorts of every container of ``pod`` as libpod port mappings."""
+    spec = pod.get("spec") or {}
+    out = []
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for port in container.get("ports") or []:
+            if not port.get("hostPort"):
+                continue
+            mapping = {
+                "container_port": int(port["containerPort"]),
+                "host_port": int(port["hostPort"]),
+                "protocol": str(port.get("protocol") or "TCP").lower(),
+            }
+            if port.get("hostIP"):
+                mapping["host_ip"] = port["hostIP"]
+            out.append(mapping)
+    return out
+
+
+def _quantity(resources: Mapping[str, Any], kind: str, name: str) -> float | None:
+    value = (resources.get(kind) or {}).get(name)
+    if value is None:
+        return None
+    return float(parse_quantity(value))
+
+
+def resource_limits(container: Mapping[str, Any]) -> dict[str, Any]:
+    """cgroup limits as the kubelet sets them: CFS quota from the CPU limit, shares from the
+    CPU request (the limit when there is no request), the memory limit in bytes."""
+    resources = container.get("resources") or {}
+    cpu_limit = _quantity(resources, "limits", "cpu")
+    cpu_request = _quantity(resources, "requests", "cpu")
+    if cpu_request is None:
+        cpu_request = cpu_limit
+    memory = _quantity(resources, "limits", "memory")
+    out: dict[str, Any] = {}
+    cpu: dict[str, int] = {}
+    if cpu_request is not None:
+        cpu["shares"] = max(MIN_SHARES, math.floor(cpu_request * SHARES_PER_CPU))
+    if cpu_limit is not None:
+        cpu["quota"] = max(1000, math.ceil(cpu_limit * CPU_PERIOD))
+        cpu["period"] = CPU_PERIOD
+    if cpu:
+        out["cpu"] = cpu
+    if memory is not None:
+        out["memory"] = {"limit": int(memory), "swap": int(memory)}
+    return out
+
+
+def _security(pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, Any]:
+    """The effective security context: the container's over the pod's."""
+    pod_ctx = (pod.get("spec") or {}).get("securityContext") or {}
+    ctx = container.get("securityContext") or {}
+    merged = {
+        key: pod_ctx[key]
+        for key in ("runAsUser", "runAsGroup", "runAsNonRoot", "seLinuxOptions")
+        if key in pod_ctx
+    }
+    merged.update(ctx)
+    return merged
+
+
+def check_non_root(pod: Mapping[str, Any], container: Mapping[str, Any], image_user: str) -> None:
+    """SpecError when ``runAsNonRoot`` is set and the container would run as root (the
+    kubelet's messages)."""
+    ctx = _security(pod, container)
+    if not ctx.get("runAsNonRoot"):
+        return
+    uid = ctx.get("runAsUser")
+    if uid is not None:
+        if int(uid) == 0:
+            raise SpecError("container's runAsUser breaks non-root policy")
+        return
+    user = image_user.split(":", 1)[0]
+    if not user or user == "root" or user == "0":
+        raise SpecError("container has runAsNonRoot and image will run as root")
+    if not user.isdigit():
+        raise SpecError(
+            f"container has runAsNonRoot and image has non-numeric user ({user}), "
+            "cannot verify user is non-root"
+        )
+
+
+def container_spec(
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    *,
+    node: str,
+    attempt: int,
+    init: bool,
+    env: Sequence[tuple[str, str]],
+    mounts: Sequence[Mount],
+    command: list[str] | None,
+    args: list[str] | None,
+) -> dict[str, Any]:
+    """The SpecGenerator of one attempt of ``container`` in ``pod``'s sandbox. ``command``
+    and ``args`` are the expanded Kubernetes ones (None: the image's entrypoint / cmd)."""
+    name = container["name"]
+    spec = pod.get("spec") or {}
+    body: dict[str, Any] = {
+        "name": labels.container_name(pod, name, attempt),
+        "pod": labels.sandbox_name(pod),
+        "image": container["image"],
+        "labels": labels.container_labels(pod, node, name, attempt, init=init),
+        "env": dict(env),
+        "stdin": bool(container.get("stdin")),
+        "terminal": bool(container.get("tty")),
+        "mounts": [_mount(m) for m in mounts],
+        "resource_limits": resource_limits(container),
+    }
+    if command is not None:
+        body["entrypoint"] = command
+        body["command"] = args or []
+    elif args is not None:
+        body["command"] = args
+    if container.get("workingDir"):
+        body["work_dir"] = container["workingDir"]
+    ctx = _security(pod, container)
+    pod_ctx = spec.get("securityContext") or {}
+    if "runAsUser" in ctx or "runAsGroup" in ctx:
+        user = str(ctx.get("runAsUser", 0))
+        if "runAsGroup" in ctx:
+            user += f":{ctx['runAsGroup']}"
+        body["user"] = user
+    groups = [str(g) for g in pod_ctx.get("supplementalGroups") or []]
+    if pod_ctx.get("fsGroup") is not None:
+        groups.append(str(pod_ctx["fsGroup"]))
+    if groups:
+        body["groups"] = groups
+    if ctx.get("privileged"):
+        body["privileged"] = True
+    caps = ctx.get("capabilities") or {}
+    if caps.get("add"):
+        body["cap_add"] = [_cap(c) for c in caps["add"]]
+    if caps.get("drop"):
+        body["cap_drop"] = [_cap(c) for c in caps["drop"]]
+    if ctx.get("readOnlyRootFilesystem"):
+        body["read_only_filesystem"] = True
+    if ctx.get("allowPrivilegeEscalation") is False:
+        body["no_new_privileges"] = True
+    sysctls = {s["name"]: str(s["value"]) for s in pod_ctx.get("sysctls") or []}
+    if sysctls:
+        body["sysctl"] = sysctls
+    return body
+
+
+def _cap(name: str) -> str:
+    upper = name.upper()
+    return upper if upper.startswith("CAP_") or upper == "ALL" else f"CAP_{upper}"
+
+
+def _mount(mount: Mount) -> dict[str, Any]:
+    options = list(mount.options)
+    if mount.kind == "bind" and "rbind" not in options and "bind" not in options:
+        options.append("rbind")
+    if mount.read_only:
+        options.append("ro")
+    return {
+        "destination": mount.destination,
+        "source": mount.source,
+        "type": mount.kind,
+        "options": options,
+    }

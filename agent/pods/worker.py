@@ -1,0 +1,605 @@
+"""One pod's worker: a task per pod uid that converges Podman to the pod (level-triggered:
+every sync reads Podman's view of the pod, decides, acts, reports).
+
+A sync makes the sandbox (a Podman pod whose infra container holds the network namespace),
+runs the init containers one after the other, then the app containers, restarts what
+exited as the restartPolicy says (with CrashLoopBackOff), ends the pod at its
+activeDeadlineSeconds, and writes the status when it changed. A deleted pod is shut down
+gracefully (SIGTERM, SIGKILL after its grace period) and then removed from the API (grace
+period 0, uid precondition, as the kubelet does). Podman's containers are named per pod uid
+and attempt (:mod:`agent.labels`), so an attempt is never started twice and a restarted
+agent adopts what runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent import labels
+from agent.events import NORMAL, WARNING, EventRecorder, involved
+from agent.podman.client import PodmanClient, PodmanError
+from agent.pods import spec as specs
+from agent.pods.backoff import Backoff
+from agent.pods.status import TERMINAL_PHASES, Attempt, ContainerView, pod_status
+from edgek.apiclient import ApiClient, ApiClientError
+from edgek.timefmt import parse_time
+
+log = logging.getLogger("edgek.agent.pods")
+
+#: How often a worker syncs without being woken (Podman's events wake it sooner).
+RESYNC_SECONDS = 10.0
+DEFAULT_GRACE = 30
+#: Limits of a termination message (upstream: 4096 bytes from the file, the last 80 log
+#: lines and at most 2048 bytes from the logs).
+MESSAGE_BYTES = 4096
+LOG_LINES = 80
+LOG_BYTES = 2048
+_TIME = re.compile(r"^(.*?T\d\d:\d\d:\d\d)(\.\d+)?(.*)$")
+
+
+def podman_time(text: str | None) -> datetime | None:
+    """A timestamp from Podman's inspect (Go's RFC3339Nano, any offset); None for Go's
+    zero time."""
+    if not text or text.startswith("0001-"):
+        return None
+    match = _TIME.match(text)
+    if match is None:
+        return None
+    head, frac, zone = match.groups()
+    return parse_time(f"{head}{(frac or '')[:7]}{zone or 'Z'}")
+
+
+def attempt_of(doc: Mapping[str, Any]) -> Attempt:
+    """An :class:`Attempt` from a container's inspect document."""
+    cfg = doc.get("Config") or {}
+    lbl = cfg.get("Labels") or {}
+    state = doc.get("State") or {}
+    return Attempt(
+        id=doc["Id"],
+        name=lbl.get(labels.CONTAINER_NAME, ""),
+        attempt=int(lbl.get(labels.CONTAINER_ATTEMPT) or 0),
+        init=lbl.get(labels.CONTAINER_KIND) == "init",
+        running=bool(state.get("Running")) or state.get("Status") == "paused",
+        exit_code=int(state.get("ExitCode") or 0),
+        started_at=podman_time(state.get("StartedAt")),
+        finished_at=podman_time(state.get("FinishedAt"))
+        or (None if state.get("Running") else podman_time(doc.get("Created"))),
+        oom_killed=bool(state.get("OOMKilled")),
+        error=str(state.get("Error") or ""),
+        image=str(doc.get("ImageName") or ""),
+        image_id=str(doc.get("Image") or ""),
+    )
+
+
+@dataclass
+class WorkerContext:
+    """What every worker of one agent shares."""
+
+    podman: PodmanClient
+    api: Callable[[], ApiClient | None]
+    events: EventRecorder
+    node: str
+    node_ips: list[str]
+    network: str
+    pods_dir: Path
+    backoff: Backoff = field(default_factory=Backoff)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def _expand(text: str, env: Mapping[str, str]) -> str:
+    """``$(VAR)`` references in ``text`` (``$$`` escapes ``$``), unknown ones kept."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("$(", i) and (end := text.find(")", i + 2)) != -1:
+            name = text[i + 2 : end]
+            out.append(env.get(name, text[i : end + 1]))
+            i = end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+class PodWorker:
+    """The worker of one pod uid (see the module docstring)."""
+
+    def __init__(self, ctx: WorkerContext, pod: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.pod = pod
+        self.uid: str = pod["metadata"]["uid"]
+        self.gone = False
+        self.finished = False
+        self._wake = asyncio.Event()
+        self._reported: dict[str, Any] | None = None
+        self._details: dict[tuple[str, bool], Attempt] = {}
+        self._waiting: dict[str, tuple[str, str]] = {}
+        self._start_time: datetime | None = None
+        self._forced: tuple[str, str, str] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # -- driving --------------------------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        """``namespace/name`` of the pod."""
+        meta = self.pod["metadata"]
+        return f"{meta['namespace']}/{meta['name']}"
+
+    def update(self, pod: dict[str, Any]) -> None:
+        """A newer version of the pod; sync soon."""
+        self.pod = pod
+        self.wake()
+
+    def removed(self) -> None:
+        """The pod is gone from the API: stop what runs, then end."""
+        self.gone = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Sync now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Sync until the pod is shut down and removed."""
+        while not self.finished:
+            self._wake.clear()
+            try:
+                delay = await self.sync()
+            except (PodmanError, OSError) as e:
+                log.warning("pod %s: sync failed: %s", self.key, e)
+                delay = 1.0
+            if self.finished:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    # -- observing ------------------------------------------------------------------------
+
+    async def _attempts(self) -> dict[str, list[Attempt]]:
+        """The pod's containers in Podman by container name, oldest attempt first."""
+        listed = await self.ctx.podman.container_list(
+            labels.label_filter({labels.MANAGED_BY: self.ctx.node, labels.POD_UID: self.uid})
+        )
+        found: dict[str, list[Attempt]] = {}
+        for item in listed:
+            if item.get("IsInfra"):
+                continue
+            key = (item["Id"], item.get("State") == "running")
+            attempt = self._details.get(key)
+            if attempt is None:
+                try:
+                    attempt = attempt_of(await self.ctx.podman.container_inspect(item["Id"]))
+                except PodmanError as e:
+                    if e.status == 404:
+                        continue
+                    raise
+                if not attempt.running:
+                    attempt.message = await self._termination_message(attempt)
+                self._details[key] = attempt
+            found.setdefault(attempt.name, []).append(attempt)
+        for attempts in found.values():
+            attempts.sort(key=lambda a: a.attempt)
+        return found
+
+    def _message_file(self, container: str, attempt: int) -> Path:
+        return self.ctx.pods_dir / self.uid / "containers" / container / str(attempt)
+
+    async def _termination_message(self, attempt: Attempt) -> str:
+        container = self._container(attempt.name, attempt.init) or {}
+        path = self._message_file(attempt.name, attempt.attempt)
+        try:
+            data = await asyncio.to_thread(_read_head, path, MESSAGE_BYTES)
+        except OSError:
+            data = b""
+        policy = container.get("terminationMessagePolicy") or "File"
+        if not data and policy == "FallbackToLogsOnError" and attempt.exit_code != 0:
+            with contextlib.suppress(PodmanError):
+                lines = [d async for _, d in self.ctx.podman.logs(attempt.id, tail=LOG_LINES)]
+                data = b"".join(lines)[-LOG_BYTES:]
+        return data.decode(errors="replace")
+
+    def _container(self, name: str, init: bool) -> dict[str, Any] | None:
+        spec = self.pod.get("spec") or {}
+        for c in spec.get("initContainers" if init else "containers") or []:
+            if c["name"] == name:
+                return dict(c)
+        return None
+
+    async def _sandbox(self, create: bool) -> tuple[bool, list[str]]:
+        """(sandbox running, pod IPs); makes and starts the sandbox when ``create``."""
+        name = labels.sandbox_name(self.pod)
+        spec = self.pod.get("spec") or {}
+        podman = self.ctx.podman
+        try:
+            info = await podman.pod_inspect(name)
+        except PodmanError as e:
+            if e.status != 404 or not create:
+                if e.status == 404:
+                    return False, []
+                raise
+            body = specs.sandbox_spec(self.pod, self.ctx.node, self.ctx.network)
+            await podman.pod_create(body)
+            info = await podman.pod_inspect(name)
+        infra_id = info.get("InfraContainerID") or ""
+        infra = await podman.container_inspect(infra_id)
+        if not (infra.get("State") or {}).get("Running"):
+            if not create:
+                return False, []
+            await podman.container_start(infra_id)
+            infra = await podman.container_inspect(infra_id)
+        if spec.get("hostNetwork"):
+            return True, list(self.ctx.node_ips)
+        nets = (infra.get("NetworkSettings") or {}).get("Networks") or {}
+        ip = (nets.get(self.ctx.network) or {}).get("IPAddress") or ""
+        return True, [ip] if ip else []
+
+    # -- one sync -------------------------------------------------------------------------
+
+    async def sync(self) -> float:
+        """Converge once; returns the seconds until the next sync is due."""
+        meta = self.pod["metadata"]
+        if self.gone or meta.get("deletionTimestamp"):
+            await self._shut_down()
+            return RESYNC_SECONDS
+        now = self.ctx.clock()
+        current_phase = (self.pod.get("status") or {}).get("phase")
+        terminal = current_phase in TERMINAL_PHASES or self._forced is not None
+        attempts = await self._attempts()
+        sandbox_ok, ips = await self._sandbox(create=not terminal)
+        self._waiting = {}
+        due = RESYNC_SECONDS
+        if self._start_time is None:
+            started = (self.pod.get("status") or {}).get("startTime")
+            self._start_time = parse_time(started) if started else now
+        deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if deadline is not None and not terminal:
+            left = self._start_time.timestamp() + int(deadline) - now.timestamp()
+            if left <= 0:
+                await self._deadline_exceeded(attempts)
+                terminal = True
+                attempts = await self._attempts()
+            else:
+                due = min(due, left)
+        if not terminal and sandbox_ok:
+            wait = await self._converge(attempts, ips)
+            due = min(due, wait)
+            attempts = await self._attempts()
+        await self._report(attempts, sandbox_ok, ips)
+        return max(due, 0.05)
+
+    async def _converge(self, attempts: dict[str, list[Attempt]], ips: list[str]) -> float:
+        """Start what should run; returns the seconds until a back-off ends."""
+        spec = self.pod.get("spec") or {}
+        policy = spec.get("restartPolicy") or "Always"
+        due = RESYNC_SECONDS
+        app_started = any(attempts.get(c["name"]) for c in spec.get("containers") or [])
+        if not app_started:
+            for container in spec.get("initContainers") or []:
+                latest = _latest(attempts, container["name"])
+                if latest is None:
+                    await self._start(container, 0, init=True, ips=ips)
+                    return due
+                if latest.running:
+                    return due
+                if latest.exit_code == 0 and not latest.start_failed:
+                    continue
+                if policy == "Never":
+                    return due
+                return await self._restart(container, latest, init=True, ips=ips)
+        for container in spec.get("containers") or []:
+            latest = _latest(attempts, container["name"])
+            if latest is None:
+                await self._start(container, 0, init=False, ips=ips)
+                continue
+            if latest.running:
+                continue
+            failed = latest.exit_code != 0 or latest.start_failed
+            if policy == "Always" or (policy == "OnFailure" and failed):
+                due = min(due, await self._restart(container, latest, init=False, ips=ips))
+        return due
+
+    async def _restart(
+        self, container: dict[str, Any], latest: Attempt, *, init: bool, ips: list[str]
+    ) -> float:
+        """Start the next attempt of ``container`` unless it is in back-off (then it waits
+        with CrashLoopBackOff); returns the seconds until the back-off ends."""
+        key = (self.uid, container["name"])
+        now = self.ctx.clock().timestamp()
+        since = latest.finished_at.timestamp() if latest.finished_at else now
+        left = self.ctx.backoff.remaining(key, since, now)
+        if left > 0:
+            delay = int(self.ctx.backoff.delay(key, now))
+            meta = self.pod["metadata"]
+            message = (
+                f"back-off {_duration(delay)} restarting failed container={container['name']} "
+                f"pod={meta['name']}_{meta['namespace']}({self.uid})"
+            )
+            self._waiting[container["name"]] = ("CrashLoopBackOff", message)
+            self._event(
+                container,
+                init,
+                WARNING,
+                "BackOff",
+                "Back-off restarting failed container "
+                f"{container['name']} in pod {meta['name']}_{meta['namespace']}({self.uid})",
+            )
+            return left
+        self.ctx.backoff.next(key, now)
+        await self._start(container, latest.attempt + 1, init=init, ips=ips)
+        return RESYNC_SECONDS
+
+    def _event(
+        self, container: Mapping[str, Any] | None, init: bool, kind: str, reason: str, message: str
+    ) -> None:
+        name = container["name"] if container else ""
+        self.ctx.events.record(involved(self.pod, name, init), kind, reason, message)
+
+    async def _image(self, container: dict[str, Any], init: bool) -> bool:
+        """Whether the container's image is in the store (pulled when it may be)."""
+        image = container["image"]
+        podman = self.ctx.podman
+        if await podman.image_exists(image):
+            self._event(
+                container,
+                init,
+                NORMAL,
+                "Pulled",
+                f'Container image "{image}" already present on machine',
+            )
+            return True
+        if container.get("imagePullPolicy") == "Never":
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            self._waiting[container["name"]] = ("ErrImageNeverPull", message)
+            self._event(container, init, WARNING, "ErrImageNeverPull", message)
+            return False
+        self._event(container, init, NORMAL, "Pulling", f'Pulling image "{image}"')
+        try:
+            await podman.image_pull(image)
+        except PodmanError as e:
+            message = f'Failed to pull image "{image}": {e.message}'
+            self._waiting[container["name"]] = ("ErrImagePull", message)
+            self._event(container, init, WARNING, "Failed", message)
+            return False
+        self._event(container, init, NORMAL, "Pulled", f'Successfully pulled image "{image}"')
+        return True
+
+    async def _start(
+        self, container: dict[str, Any], attempt: int, *, init: bool, ips: list[str]
+    ) -> None:
+        """Create and start one attempt of ``container``; failures become the container's
+        waiting reason and a Failed event."""
+        name = container["name"]
+        if not await self._image(container, init):
+            return
+        env_pairs = [
+            (e["name"], _expand(str(e.get("value") or ""), {})) for e in container.get("env") or []
+        ]
+        env: dict[str, str] = {}
+        for key, value in env_pairs:
+            env[key] = _expand(value, env)
+        command = (
+            [_expand(a, env) for a in container["command"]] if container.get("command") else None
+        )
+        args = [_expand(a, env) for a in container["args"]] if container.get("args") else None
+        message_file = self._message_file(name, attempt)
+        await asyncio.to_thread(_touch, message_file)
+        mounts = [
+            specs.Mount(
+                container.get("terminationMessagePath") or specs.TERMINATION_MESSAGE_PATH,
+                str(message_file),
+            )
+        ]
+        body = specs.container_spec(
+            self.pod,
+            container,
+            node=self.ctx.node,
+            attempt=attempt,
+            init=init,
+            env=list(env.items()),
+            mounts=mounts,
+            command=command,
+            args=args,
+        )
+        podman = self.ctx.podman
+        try:
+            cid = await podman.container_create(body)
+        except PodmanError as e:
+            if e.status != 409:  # 409: made by an earlier sync; start it below
+                message = f"Error: {e.message}"
+                self._waiting[name] = ("CreateContainerError", message)
+                self._event(container, init, WARNING, "Failed", message)
+                return
+            cid = body["name"]
+        self._event(container, init, NORMAL, "Created", f"Created container {name}")
+        try:
+            await podman.container_start(cid)
+        except PodmanError as e:
+            self._event(container, init, WARNING, "Failed", f"Error: {e.message}")
+            log.info("pod %s: container %s failed to start: %s", self.key, name, e.message)
+            return
+        self._event(container, init, NORMAL, "Started", f"Started container {name}")
+
+    # -- ending ---------------------------------------------------------------------------
+
+    async def _stop_all(self, attempts: dict[str, list[Attempt]], grace: int) -> None:
+        """SIGTERM every running container, SIGKILL after ``grace`` seconds."""
+        running = [a for tries in attempts.values() for a in tries if a.running]
+
+        async def stop(attempt: Attempt) -> None:
+            container = self._container(attempt.name, attempt.init)
+            self._event(
+                container, attempt.init, NORMAL, "Killing", f"Stopping container {attempt.name}"
+            )
+            try:
+                if grace <= 0:
+                    await self.ctx.podman.container_kill(attempt.id)
+                else:
+                    await self.ctx.podman.container_stop(attempt.id, grace)
+            except PodmanError as e:
+                if e.status not in (304, 404, 409):
+                    raise
+
+        await asyncio.gather(*(stop(a) for a in running))
+
+    async def _deadline_exceeded(self, attempts: dict[str, list[Attempt]]) -> None:
+        message = "Pod was active on the node longer than the specified deadline"
+        self._forced = ("Failed", "DeadlineExceeded", message)
+        self._event(None, False, WARNING, "DeadlineExceeded", message)
+        await self._stop_all(attempts, self._grace())
+
+    def _grace(self) -> int:
+        meta, spec = self.pod["metadata"], self.pod.get("spec") or {}
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds")
+        return DEFAULT_GRACE if grace is None else int(grace)
+
+    async def _shut_down(self) -> None:
+        """Stop the containers, report the final status, delete the pod object (grace 0,
+        this uid only), remove the Podman pod and the pod's files; the worker ends."""
+        attempts = await self._attempts()
+        await self._stop_all(attempts, self._grace())
+        attempts = await self._attempts()
+        if not self.gone:
+            await self._report(attempts, False, [], terminal=True)
+            api = self.ctx.api()
+            if api is None:
+                return
+            meta = self.pod["metadata"]
+            options = {
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                "gracePeriodSeconds": 0,
+                "preconditions": {"uid": self.uid},
+            }
+            try:
+                await api.request(
+                    "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", options
+                )
+            except ApiClientError as e:
+                if e.code not in (404, 409):
+                    log.warning("pod %s: deleting: %s", self.key, e)
+                    return
+        with contextlib.suppress(PodmanError):
+            await self.ctx.podman.pod_remove(labels.sandbox_name(self.pod), force=True)
+        for tries in attempts.values():
+            for attempt in tries:
+                with contextlib.suppress(PodmanError):
+                    await self.ctx.podman.container_remove(attempt.id, force=True)
+        await asyncio.to_thread(_remove_tree, self.ctx.pods_dir / self.uid)
+        self.ctx.backoff.forget(self.uid)
+        self.finished = True
+        log.info("pod %s (%s) shut down", self.key, self.uid)
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def _views(self, attempts: dict[str, list[Attempt]], init: bool) -> list[ContainerView]:
+        spec = self.pod.get("spec") or {}
+        views = []
+        for container in spec.get("initContainers" if init else "containers") or []:
+            name = container["name"]
+            tries = attempts.get(name) or []
+            latest = tries[-1] if tries else None
+            previous = tries[-2] if len(tries) > 1 else None
+            reason, message = self._waiting.get(name, ("", ""))
+            running = latest is not None and latest.running and not reason
+            views.append(
+                ContainerView(
+                    name=name,
+                    image=container["image"],
+                    latest=latest,
+                    previous=previous,
+                    waiting_reason=reason,
+                    waiting_message=message,
+                    ready=running and not init,
+                    started=running,
+                )
+            )
+        return views
+
+    async def _report(
+        self,
+        attempts: dict[str, list[Attempt]],
+        sandbox_ok: bool,
+        ips: list[str],
+        *,
+        terminal: bool = False,
+    ) -> None:
+        """Write the status when it differs from what was written last."""
+        forced = self._forced or ("", "", "")
+        status = pod_status(
+            self.pod,
+            init=self._views(attempts, True),
+            containers=self._views(attempts, False),
+            sandbox_ready=sandbox_ok,
+            pod_ips=ips or _ips(self.pod),
+            host_ips=self.ctx.node_ips,
+            start_time=self._start_time,
+            now=self.ctx.clock(),
+            terminal=terminal,
+            forced_phase=forced[0],
+            reason=forced[1],
+            message=forced[2],
+        )
+        if status == self._reported:
+            return
+        api = self.ctx.api()
+        if api is None:
+            return
+        meta = self.pod["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+        try:
+            written = await api.patch(
+                path, {"metadata": {"uid": self.uid}, "status": status}, patch_type="strategic"
+            )
+        except ApiClientError as e:
+            if e.code == 404:
+                self.gone = True
+            log.debug("pod %s: status not written: %s", self.key, e)
+            return
+        self._reported = status
+        if isinstance(written, dict) and written.get("metadata", {}).get("uid") == self.uid:
+            self.pod = {**self.pod, "status": written.get("status") or {}}
+
+
+def _latest(attempts: Mapping[str, list[Attempt]], name: str) -> Attempt | None:
+    tries = attempts.get(name)
+    return tries[-1] if tries else None
+
+
+def _ips(pod: Mapping[str, Any]) -> list[str]:
+    return [i["ip"] for i in (pod.get("status") or {}).get("podIPs") or [] if i.get("ip")]
+
+
+def _duration(seconds: int) -> str:
+    """Go's time.Duration text for whole seconds (``10s``, ``5m0s``)."""
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def _read_head(path: Path, limit: int) -> bytes:
+    with path.open("rb") as f:
+        return f.read(limit)
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    os.chmod(path, 0o666)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
