@@ -128,6 +128,8 @@ class PodWorker:
         self._waiting: dict[str, tuple[str, str]] = {}
         self._start_time: datetime | None = None
         self._forced: tuple[str, str, str] | None = None
+        self._killed: set[str] = set()
+        self._start_errors: dict[str, str] = {}
         self.task: asyncio.Task[None] | None = None
 
     # -- driving --------------------------------------------------------------------------
@@ -188,11 +190,26 @@ class PodWorker:
                     raise
                 if not attempt.running:
                     attempt.message = await self._termination_message(attempt)
+                    attempt.error = attempt.error or self._start_errors.get(attempt.id, "")
+                    attempt.oom_killed = attempt.oom_killed or self._oom_killed(attempt)
                 self._details[key] = attempt
             found.setdefault(attempt.name, []).append(attempt)
         for attempts in found.values():
             attempts.sort(key=lambda a: a.attempt)
         return found
+
+    def _oom_killed(self, attempt: Attempt) -> bool:
+        """Whether a SIGKILL the agent did not send ended a memory-limited container: the
+        kernel's OOM killer (Podman 4.3 reports OOMKilled from cgroup v2's memory.events
+        only; on cgroup v1 hosts this is how the kill is recognised)."""
+        container = self._container(attempt.name, attempt.init) or {}
+        limits = (container.get("resources") or {}).get("limits") or {}
+        return (
+            attempt.exit_code == 137
+            and "memory" in limits
+            and attempt.id not in self._killed
+            and not attempt.start_failed
+        )
 
     def _message_file(self, container: str, attempt: int) -> Path:
         return self.ctx.pods_dir / self.uid / "containers" / container / str(attempt)
@@ -427,6 +444,7 @@ class PodWorker:
         try:
             await podman.container_start(cid)
         except PodmanError as e:
+            self._start_errors[cid] = e.message
             self._event(container, init, WARNING, "Failed", f"Error: {e.message}")
             log.info("pod %s: container %s failed to start: %s", self.key, name, e.message)
             return
@@ -443,6 +461,7 @@ class PodWorker:
             self._event(
                 container, attempt.init, NORMAL, "Killing", f"Stopping container {attempt.name}"
             )
+            self._killed.add(attempt.id)
             try:
                 if grace <= 0:
                     await self.ctx.podman.container_kill(attempt.id)

@@ -5,6 +5,7 @@ namespace of the test's (see :mod:`tests.agent.agentcluster`)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -131,3 +132,130 @@ def test_restart_never_exit_7_fails(cluster: AgentCluster) -> None:
     assert cs["state"]["terminated"]["exitCode"] == 7
     assert cs["state"]["terminated"]["reason"] == "Error"
     assert cs["restartCount"] == 0
+
+
+def test_memory_limit_ends_as_oom_killed(cluster: AgentCluster) -> None:
+    """A 32Mi memory limit ends a 200 MB allocation: terminated OOMKilled."""
+    limited = box(
+        "hog",
+        "dd if=/dev/zero of=/dev/null bs=200M count=1",
+        resources={"limits": {"memory": "32Mi"}},
+    )
+    cluster.apply(pod("oom", limited, restartPolicy="Never"))
+    p = cluster.wait_pod(NS, "oom", lambda p: phase(p) == "Failed", "phase Failed")
+    terminated = container_status(p)["state"]["terminated"]
+    assert terminated["reason"] == "OOMKilled", terminated
+    assert terminated["exitCode"] == 137
+
+
+def test_init_container_runs_before_the_main_one(cluster: AgentCluster) -> None:
+    """The init container finishes before the main container starts; Initialized is True."""
+    init = box("setup", "sleep 1; echo ready > /dev/termination-log")
+    cluster.apply(pod("inits", box("main", "sleep 3600"), initContainers=[init]))
+    p = cluster.wait_pod(NS, "inits", lambda p: phase(p) == "Running", "phase Running")
+    first = container_status(p, "setup", init=True)["state"]["terminated"]
+    assert first["exitCode"] == 0 and first["reason"] == "Completed"
+    assert first["message"] == "ready\n"
+    main = container_status(p, "main")["state"]["running"]
+    assert first["finishedAt"] <= main["startedAt"]
+    assert condition(p, "Initialized") == "True"
+
+
+def test_job_completes(cluster: AgentCluster) -> None:
+    """A Job's pod exits 0: the pod Succeeded and the Job completes."""
+    cluster.apply(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "once", "namespace": NS},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [box("work", "echo done")],
+                    }
+                }
+            },
+        }
+    )
+    cluster.kubectl("wait", "--for=condition=complete", "job/once", "-n", NS, "--timeout=60s")
+    (p,) = cluster.pods(NS, "job-name=once")
+    assert phase(p) == "Succeeded"
+    assert container_status(p)["state"]["terminated"]["reason"] == "Completed"
+
+
+def test_missing_binary_is_a_start_error_and_the_agent_keeps_serving(
+    cluster: AgentCluster,
+) -> None:
+    """A command that does not exist: a Failed event, the container terminated with
+    StartError (exit 128) as lastState while it backs off; other pods still start."""
+    cluster.apply(pod("nobin", {"name": "main", "image": IMAGE, "command": ["/no/such"]}))
+
+    def failed_once(p: dict[str, Any]) -> bool:
+        cs = container_status(p)
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        return last.get("reason") == "StartError"
+
+    p = cluster.wait_pod(NS, "nobin", failed_once, "a StartError", 60)
+    last = container_status(p)["lastState"]["terminated"]
+    assert last["exitCode"] == 128
+    assert "/no/such" in last["message"]
+    failed = [
+        e
+        for e in cluster.events(NS)
+        if e["involvedObject"]["name"] == "nobin" and e["reason"] == "Failed"
+    ]
+    assert failed and failed[0]["type"] == "Warning"
+    assert failed[0]["source"] == {"component": "kubelet", "host": "edge1"}
+    cluster.apply(pod("after-nobin", box("main", "sleep 3600")))
+    cluster.wait_pod(NS, "after-nobin", lambda p: phase(p) == "Running", "phase Running")
+
+
+def test_delete_sends_sigterm_then_removes_the_pod(cluster: AgentCluster) -> None:
+    """Deleting a pod: its container gets SIGTERM (its trap's exit code is in the final
+    status), then the agent removes the pod object."""
+    cluster.apply(pod("term", box("main", "trap 'exit 42' TERM; while :; do sleep 0.1; done")))
+    cluster.wait_pod(NS, "term", lambda p: phase(p) == "Running", "phase Running")
+    watch = subprocess.Popen(
+        [
+            *cluster.kubectl.prefix,
+            cluster.kubectl.binary,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "get",
+            "pod",
+            "term",
+            "-n",
+            NS,
+            "-w",
+            "-o",
+            "json",
+            "--output-watch-events",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        cluster.kubectl("delete", "pod", "term", "-n", NS, "--wait=true", "--timeout=60s")
+        assert time.monotonic() - started < 5  # SIGTERM ended it, no grace period spent
+    finally:
+        watch.terminate()
+        out, _ = watch.communicate(timeout=10)
+    decoder, seen, at = json.JSONDecoder(), [], 0
+    while at < len(out.strip()):
+        event, at = decoder.raw_decode(out, at)
+        seen.append(event)
+        while at < len(out) and out[at].isspace():
+            at += 1
+    exits = [
+        cs["state"]["terminated"]["exitCode"]
+        for e in seen
+        for cs in (e["object"].get("status") or {}).get("containerStatuses") or []
+        if "terminated" in cs["state"]
+    ]
+    assert 42 in exits
+    assert seen[-1]["type"] == "DELETED"
+    killing = [e for e in cluster.events(NS) if e["involvedObject"]["name"] == "term"]
+    assert "Killing" in {e["reason"] for e in killing}
