@@ -204,7 +204,7 @@ class AgentCluster:
         )
         return res.returncode, res.stdout
 
-    def podman(self, *args: str) -> str:
+    def podman(self, *args: str, check: bool = True) -> str:
         """A podman command on the agent's own storage (its service must run)."""
         sock = self.agent_dir / "agent" / "podman.sock"
         res = subprocess.run(
@@ -213,8 +213,12 @@ class AgentCluster:
             text=True,
             timeout=60,
         )
-        assert res.returncode == 0, res.stderr
-        return res.stdout
+        assert res.returncode == 0 or not check, res.stderr
+        return res.stdout if res.returncode == 0 else ""
+
+    def wait_runtime(self) -> None:
+        """Wait until the agent's Podman service answers."""
+        wait_for(lambda: self.podman("version", check=False), "the agent's Podman", 60)
 
     def stop(self) -> None:
         """Stop the agent and the server, then remove every container of the agent."""

@@ -16,6 +16,7 @@ import pytest
 from tests.agent.agentcluster import AgentCluster, condition, container_status
 from tests.agent.busybox_image import IMAGE
 from tests.agent.conftest import needs_podman
+from tests.e2e.cluster import wait_for
 
 pytestmark = [pytest.mark.e2e, needs_podman]
 NS = "default"
@@ -259,3 +260,63 @@ def test_delete_sends_sigterm_then_removes_the_pod(cluster: AgentCluster) -> Non
     assert seen[-1]["type"] == "DELETED"
     killing = [e for e in cluster.events(NS) if e["involvedObject"]["name"] == "term"]
     assert "Killing" in {e["reason"] for e in killing}
+
+
+def attempts(cluster: AgentCluster, name: str) -> list[int]:
+    """The attempts of a pod's containers in the agent's Podman (their name's suffix)."""
+    out = cluster.podman(
+        "ps", "-a", "--filter", f"label=io.kubernetes.pod.name={name}", "--format", "{{.Names}}"
+    )
+    return sorted(int(n.rsplit("_", 1)[1]) for n in out.split() if n.startswith("k8s_main_"))
+
+
+def test_agent_restart_adopts_running_pods(cluster: AgentCluster) -> None:
+    """A restarted agent keeps the running containers: same container IDs, same
+    restartCount, no new attempt."""
+    cluster.apply(pod("steady", box("main", "sleep 3600")))
+    before = cluster.wait_pod(NS, "steady", lambda p: phase(p) == "Running", "phase Running")
+    started = container_status(before)
+    cluster.agent.stop()
+    cluster.start_agent()
+    time.sleep(3)  # a few syncs of the new agent
+    after = cluster.pod(NS, "steady")
+    assert after is not None and phase(after) == "Running"
+    now = container_status(after)
+    assert now["containerID"] == started["containerID"]
+    assert now["restartCount"] == started["restartCount"] == 0
+    assert now["state"] == started["state"]
+    assert attempts(cluster, "steady") == [0]
+
+
+def test_autonomy_while_the_server_is_away(cluster: AgentCluster) -> None:
+    """Server stopped: a failing container is restarted by the agent, also after the agent
+    itself restarted while the server is still down; server back: the status catches up.
+    A pod force-deleted while the agent was down is removed from the node when it returns.
+    Attempts are numbered per start, so the count proves no attempt started twice."""
+    cluster.apply(pod("edge", box("main", "sleep 2; exit 1")))
+    cluster.apply(pod("doomed", box("main", "sleep 3600")))
+    cluster.wait_pod(NS, "doomed", lambda p: phase(p) == "Running", "phase Running")
+    cluster.wait_pod(NS, "edge", lambda p: container_status(p).get("restartCount"), "a restart")
+    cluster.server.stop()
+    seen = attempts(cluster, "edge")
+    wait_for(lambda: attempts(cluster, "edge")[-1] > seen[-1], "a restart while offline", 40)
+    cluster.agent.stop()
+    cluster.start_agent(wait_ready=False)
+    cluster.wait_runtime()
+    seen = attempts(cluster, "edge")
+    wait_for(
+        lambda: attempts(cluster, "edge")[-1] > seen[-1], "a restart by the restarted agent", 60
+    )
+    assert attempts(cluster, "edge") == list(range(attempts(cluster, "edge")[-1] + 1))
+    cluster.start_server()
+
+    def caught_up(p: dict[str, Any]) -> bool:
+        return (
+            int(container_status(p).get("restartCount") or 0) >= attempts(cluster, "edge")[-1] - 1
+        )
+
+    cluster.wait_pod(NS, "edge", caught_up, "the status to catch up", 60)
+    cluster.agent.stop()
+    cluster.kubectl("delete", "pod", "doomed", "-n", NS, "--grace-period=0", "--force")
+    cluster.start_agent()
+    wait_for(lambda: not attempts(cluster, "doomed"), "the deleted pod removed from the node", 60)
