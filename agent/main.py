@@ -9,14 +9,16 @@ podCIDR and runs the node's pods (:mod:`agent.pods.manager`).
 
 State lives under ``<data-dir>/agent/``: the node identity from :mod:`agent.bootstrap`
 (keys 0600), ``node-id`` for ``--with-node-id``, the Podman service's storage, and
-``state/`` (the pods to run and the podCIDR, so a restart while the server is unreachable
+``state/`` (the pods to run and the podCIDR of the cluster, so a restart while the server is unreachable
 resumes the pods at once; the node registers in the background then).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
+import json
 import logging
 import platform
 import random
@@ -49,7 +51,7 @@ from agent.nodestatus import (
     status_differs,
     transition_times,
 )
-from agent.podman.client import PodmanClient
+from agent.podman.client import PodmanClient, PodmanError
 from agent.podman.service import PodmanService
 from agent.pods.manager import PodManager
 from agent.pods.network import ensure_network
@@ -179,10 +181,12 @@ class Agent:
         self.podman: PodmanClient | None = None
         self.events: EventRecorder | None = None
         self.pods: PodManager | None = None
+        self._cluster = ""
 
     @property
-    def _cidr_file(self) -> Path:
-        return self.config.agent_dir / "state" / "pod-cidr"
+    def _node_file(self) -> Path:
+        """The node's podCIDR as last read, and the cluster it belongs to."""
+        return self.config.agent_dir / "state" / "node.json"
 
     async def start(self) -> None:
         """Start the runtime, join (or reuse the stored identity), register the Node,
@@ -206,7 +210,9 @@ class Agent:
         self.events = EventRecorder(lambda: self.client, self.name, self.clock)
         self.events.start()
         self._tasks = [asyncio.create_task(bootstrap.keep_renewed(cfg.agent_dir, now=self.clock))]
-        cidr = await asyncio.to_thread(_read_text, self._cidr_file)
+        self._cluster = hashlib.sha256(cfg.server.encode() + creds.ca_pem).hexdigest()
+        known = await asyncio.to_thread(_read_json, self._node_file)
+        cidr = str(known.get("podCIDR") or "") if known.get("cluster") == self._cluster else ""
         if cidr:
             await self._start_pods(cidr)
             self._tasks.append(asyncio.create_task(self._come_online()))
@@ -260,8 +266,17 @@ class Agent:
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
-        await asyncio.to_thread(atomic_write, self._cidr_file, f"{cidr}\n".encode(), mode=0o600)
-        await self._start_pods(cidr)
+        record = json.dumps({"cluster": self._cluster, "podCIDR": cidr}).encode()
+        await asyncio.to_thread(atomic_write, self._node_file, record, mode=0o600)
+        delay = RETRY_BASE
+        while True:
+            try:
+                await self._start_pods(cidr)
+                return
+            except PodmanError as e:
+                log.error("agent: cannot make the pod network on %s: %s", cidr, e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
     async def _start_pods(self, cidr: str) -> None:
         assert self.podman is not None and self.events is not None
@@ -440,11 +455,12 @@ class Agent:
                 log.warning("agent: renewing the lease of node %s: %s", self.name, e)
 
 
-def _read_text(path: Path) -> str:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        return ""
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 async def run_cli(config: AgentConfig) -> None:

@@ -1,6 +1,7 @@
 """The agent's Podman bridge network: the node's ``spec.podCIDR`` as its subnet, the
 first address as the gateway on the node's bridge, so every pod IP is reachable from the
-node (until cluster networking routes between nodes)."""
+node (until cluster networking routes between nodes). The network and its bridge are named
+after the node, so agents sharing a Podman service or a network namespace do not collide."""
 
 from __future__ import annotations
 
@@ -12,12 +13,10 @@ from agent.podman.client import PodmanClient, PodmanError
 
 log = logging.getLogger("edgek.agent.pods")
 
-NETWORK = "edgek"
-
 
 def bridge_name(node: str) -> str:
-    """The bridge interface of a node's network: ``ek`` and a hash of the node name (unique
-    when several agents share a network namespace; at most 15 characters)."""
+    """The name of a node's network and of its bridge interface: ``ek`` and a hash of the
+    node name (at most 15 characters, as interface names must be)."""
     return "ek" + hashlib.sha256(node.encode()).hexdigest()[:10]
 
 
@@ -30,24 +29,19 @@ def subnet(cidr: str) -> dict[str, str]:
 async def ensure_network(client: PodmanClient, node: str, cidr: str) -> str:
     """Make (or keep) the node's bridge network on ``cidr``; returns its name. A network on
     another subnet (the node got a new podCIDR) is replaced."""
-    wanted = subnet(cidr)
+    wanted, name = subnet(cidr), bridge_name(node)
     try:
-        current = await client.network_inspect(NETWORK)
+        current = await client.network_inspect(name)
     except PodmanError as e:
         if e.status != 404:
             raise
     else:
         have = [{k: s.get(k) for k in ("subnet", "gateway")} for s in current.get("subnets") or []]
-        if have == [wanted] and current.get("network_interface") == bridge_name(node):
-            return NETWORK
-        log.warning("pod network %s is on %s; replacing it with %s", NETWORK, have, wanted)
-        await client.network_remove(NETWORK, force=True)
+        if have == [wanted]:
+            return name
+        log.warning("pod network %s is on %s; replacing it with %s", name, have, wanted)
+        await client.network_remove(name, force=True)
     await client.network_create(
-        {
-            "name": NETWORK,
-            "driver": "bridge",
-            "network_interface": bridge_name(node),
-            "subnets": [wanted],
-        }
+        {"name": name, "driver": "bridge", "network_interface": name, "subnets": [wanted]}
     )
-    return NETWORK
+    return name

@@ -1,15 +1,17 @@
-"""``edgek agent`` as a process against real servers (no Podman: the runtime is not wired
-yet): it joins with the node token, registers a Ready Node with its labels, taints,
+"""``edgek agent`` as a process against real servers, on a Podman service of the test's
+inside a network namespace (``--podman-socket``; pods are tests/agent/test_pods.py's): it joins with the node token, registers a Ready Node with its labels, taints,
 addresses, node info and capacity, renews its Lease, reuses its identity on restart and
 bootstraps again for a new cluster CA; token-mode sim nodes do the same. Flags come from
 the command line, environment variables, a token file and a config file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +19,35 @@ from typing import Any
 
 import pytest
 
+from agent.podman.service import PodmanService
+from tests.agent.conftest import needs_podman
+from tests.agent.netns import isolated_netns
 from tests.e2e.cluster import KUBECTL, EdgekProcess, Sim, wait_for
 from tests.helpers import REPO, Kubectl, ServerProcess, start_server
 
 
-def agent_process(*args: str, env: dict[str, str] | None = None) -> EdgekProcess:
-    """An ``edgek agent`` subprocess; its one line says the node joined."""
-    return EdgekProcess("agent", *args, env=env)
+@pytest.fixture
+def podman_socket() -> Iterator[str]:
+    """A Podman service inside an isolated network namespace for a test's agents (one per
+    test: the nodes of different clusters get the same podCIDRs; a short data dir: unix
+    socket paths are limited to 108 bytes)."""
+    root = Path(tempfile.mkdtemp(prefix="eka"))
+    with isolated_netns() as prefix:
+        service = PodmanService(root / "agent", command_prefix=prefix)
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(service.start())
+        try:
+            yield str(service.socket)
+        finally:
+            loop.run_until_complete(service.stop())
+            loop.close()
+            subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
+
+
+def agent_process(socket: str, *args: str, env: dict[str, str] | None = None) -> EdgekProcess:
+    """An ``edgek agent`` subprocess on the Podman service at ``socket``; its one line says
+    the node joined."""
+    return EdgekProcess("agent", "--podman-socket", socket, *args, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +111,9 @@ def check_registered_node(obj: dict[str, Any]) -> None:
         assert status["allocatable"][resource]
 
 
+@needs_podman
 def test_agent_registers_a_ready_node_and_renews_its_lease(
-    servers: list[ServerProcess], tmp_path: Path
+    servers: list[ServerProcess], tmp_path: Path, podman_socket: str
 ) -> None:
     server = servers[0]
     k = kubectl(server, tmp_path)
@@ -112,7 +137,7 @@ def test_agent_registers_a_ready_node_and_renews_its_lease(
         "--container-runtime",
         "runc",
     ]
-    agent = agent_process(*args)
+    agent = agent_process(podman_socket, *args)
     try:
         assert "node edge-a joined" in agent.summary()
         wide = k("get", "nodes", "-o", "wide")
@@ -149,7 +174,7 @@ def test_agent_registers_a_ready_node_and_renews_its_lease(
 
     # a restart reuses the stored identity: no new CSR, same node
     csrs = csr_count(k)
-    again = agent_process(*args)
+    again = agent_process(podman_socket, *args)
     try:
         assert "node edge-a joined" in again.summary()
         assert csr_count(k) == csrs
@@ -157,12 +182,14 @@ def test_agent_registers_a_ready_node_and_renews_its_lease(
         again.stop()
 
 
+@needs_podman
 def test_new_cluster_ca_makes_agent_and_sim_bootstrap_again(
-    servers: list[ServerProcess], tmp_path: Path
+    servers: list[ServerProcess], tmp_path: Path, podman_socket: str
 ) -> None:
     data = tmp_path / "data"
     for server in servers:
         agent = agent_process(
+            podman_socket,
             "--server",
             server.url,
             "--token",
@@ -200,14 +227,16 @@ def test_new_cluster_ca_makes_agent_and_sim_bootstrap_again(
             sim.stop()
 
 
+@needs_podman
 def test_flags_from_env_token_file_and_config_file(
-    servers: list[ServerProcess], tmp_path: Path
+    servers: list[ServerProcess], tmp_path: Path, podman_socket: str
 ) -> None:
     server = servers[0]
     k = kubectl(server, tmp_path)
     token_file = tmp_path / "token"
     token_file.write_text(token_of(server) + "\n")
     from_env = agent_process(
+        podman_socket,
         "--token-file",
         str(token_file),
         "--data-dir",
@@ -228,7 +257,9 @@ def test_flags_from_env_token_file_and_config_file(
         "node-label: [site=north, tier=gateway]\n"
         "with-node-id: true\n"
     )
-    from_config = agent_process("--config", str(config), env={"EDGEK_TOKEN": token_of(server)})
+    from_config = agent_process(
+        podman_socket, "--config", str(config), env={"EDGEK_TOKEN": token_of(server)}
+    )
     try:
         line = from_config.summary()
         name = line.split("node ", 1)[1].split()[0]
