@@ -16,6 +16,7 @@ resumes the pods at once; the node registers in the background then).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import json
@@ -55,9 +56,14 @@ from agent.podman.client import PodmanClient, PodmanError
 from agent.podman.service import PodmanService
 from agent.pods.manager import PodManager
 from agent.pods.network import ensure_network
+from agent.pods.objects import ApiObjects
 from agent.pods.state import PodStore
 from agent.pods.worker import WorkerContext
+from agent.probes import exec_capture
+from agent.pull import ImagePuller
 from agent.registries import DEFAULT_PATH as REGISTRIES_PATH
+from agent.registries import Registries
+from agent.registries import load as load_registries
 from edgek import KUBERNETES_VERSION, __version__
 from edgek.apiclient import ApiClient, ApiClientError
 from edgek.kubeconfig import atomic_write
@@ -182,6 +188,7 @@ class Agent:
         self.events: EventRecorder | None = None
         self.pods: PodManager | None = None
         self._cluster = ""
+        self.registries = Registries()
 
     @property
     def _node_file(self) -> Path:
@@ -222,9 +229,12 @@ class Agent:
     async def _start_runtime(self) -> None:
         """Start (or connect to) Podman and import the airgap images."""
         cfg = self.config
+        self.registries = await asyncio.to_thread(load_registries, cfg.private_registry)
         socket_path: Path | str = cfg.podman_socket
         if not socket_path:
-            self.service = PodmanService(cfg.agent_dir, cfg.container_runtime)
+            self.service = PodmanService(
+                cfg.agent_dir, cfg.container_runtime, registries=self.registries
+            )
             await self.service.start()
             socket_path = self.service.socket
         self.podman = PodmanClient(socket_path)
@@ -289,6 +299,8 @@ class Agent:
             node_ips=self.node_ips,
             network=network,
             pods_dir=self.config.agent_dir / "pods",
+            puller=ImagePuller(self.podman, self.registries, ApiObjects(lambda: self.client)),
+            exec_fn=functools.partial(exec_capture, self.podman),
             clock=self.clock,
         )
         self.pods = PodManager(ctx, PodStore(self.config.agent_dir))

@@ -31,6 +31,8 @@ from agent.podman.client import PodmanClient, PodmanError
 from agent.pods import spec as specs
 from agent.pods.backoff import Backoff
 from agent.pods.status import TERMINAL_PHASES, Attempt, ContainerView, pod_status
+from agent.probes import ExecFn, ProbeSet, run_hook
+from agent.pull import ImagePuller, ImagePullError
 from edgek.apiclient import ApiClient, ApiClientError
 from edgek.timefmt import parse_time
 
@@ -92,6 +94,8 @@ class WorkerContext:
     node_ips: list[str]
     network: str
     pods_dir: Path
+    puller: ImagePuller
+    exec_fn: ExecFn
     backoff: Backoff = field(default_factory=Backoff)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -130,6 +134,11 @@ class PodWorker:
         self._forced: tuple[str, str, str] | None = None
         self._killed: set[str] = set()
         self._start_errors: dict[str, str] = {}
+        self._pull_failed: dict[str, float] = {}
+        self._probed: dict[str, str] = {}
+        self.probes = ProbeSet(
+            pod, exec_fn=ctx.exec_fn, on_change=self.wake, on_event=self._probe_event
+        )
         self.task: asyncio.Task[None] | None = None
 
     # -- driving --------------------------------------------------------------------------
@@ -156,17 +165,37 @@ class PodWorker:
 
     async def run(self) -> None:
         """Sync until the pod is shut down and removed."""
-        while not self.finished:
-            self._wake.clear()
-            try:
-                delay = await self.sync()
-            except (PodmanError, OSError) as e:
-                log.warning("pod %s: sync failed: %s", self.key, e)
-                delay = 1.0
-            if self.finished:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+        try:
+            while not self.finished:
+                self._wake.clear()
+                try:
+                    delay = await self.sync()
+                except (PodmanError, OSError) as e:
+                    log.warning("pod %s: sync failed: %s", self.key, e)
+                    delay = 1.0
+                if self.finished:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+        finally:
+            await self.probes.stop()
+
+    def _probe_event(self, container: str, kind: str, reason: str, message: str) -> None:
+        self._event(self._container(container, False), False, kind, reason, message)
+
+    def _feed_probes(self, attempts: dict[str, list[Attempt]], ips: list[str]) -> None:
+        """Tell the probes which app containers run (a new attempt starts them over)."""
+        for container in (self.pod.get("spec") or {}).get("containers") or []:
+            name = container["name"]
+            latest = _latest(attempts, name)
+            if latest is not None and latest.running:
+                if self._probed.get(name) != latest.id:
+                    self._probed[name] = latest.id
+                    started = latest.started_at or self.ctx.clock()
+                    ip = ips[0] if ips else ""
+                    self.probes.container_started(name, latest.id, ip, started.timestamp())
+            elif self._probed.pop(name, None) is not None:
+                self.probes.container_stopped(name)
 
     # -- observing ------------------------------------------------------------------------
 
@@ -291,9 +320,11 @@ class PodWorker:
             else:
                 due = min(due, left)
         if not terminal and sandbox_ok:
+            self._feed_probes(attempts, ips)
             wait = await self._converge(attempts, ips)
             due = min(due, wait)
             attempts = await self._attempts()
+        self._feed_probes(attempts, ips)
         await self._report(attempts, sandbox_ok, ips)
         return max(due, 0.05)
 
@@ -322,11 +353,22 @@ class PodWorker:
                 await self._start(container, 0, init=False, ips=ips)
                 continue
             if latest.running:
+                await self._check_liveness(container, latest)
                 continue
             failed = latest.exit_code != 0 or latest.start_failed
             if policy == "Always" or (policy == "OnFailure" and failed):
                 due = min(due, await self._restart(container, latest, init=False, ips=ips))
         return due
+
+    async def _check_liveness(self, container: dict[str, Any], latest: Attempt) -> None:
+        """Kill a running container whose liveness or startup probe failed (the
+        restartPolicy then decides about the next attempt)."""
+        message = self.probes.liveness_failed(container["name"])
+        if message is None:
+            return
+        grace = self.probes.termination_grace(container["name"])
+        self._event(container, False, NORMAL, "Killing", message)
+        await self._stop(latest, self._grace() if grace is None else grace)
 
     async def _restart(
         self, container: dict[str, Any], latest: Attempt, *, init: bool, ips: list[str]
@@ -365,32 +407,29 @@ class PodWorker:
         self.ctx.events.record(involved(self.pod, name, init), kind, reason, message)
 
     async def _image(self, container: dict[str, Any], init: bool) -> bool:
-        """Whether the container's image is in the store (pulled when it may be)."""
-        image = container["image"]
-        podman = self.ctx.podman
-        if await podman.image_exists(image):
-            self._event(
-                container,
-                init,
-                NORMAL,
-                "Pulled",
-                f'Container image "{image}" already present on machine',
-            )
-            return True
-        if container.get("imagePullPolicy") == "Never":
-            message = f'Container image "{image}" is not present with pull policy of Never'
-            self._waiting[container["name"]] = ("ErrImageNeverPull", message)
-            self._event(container, init, WARNING, "ErrImageNeverPull", message)
+        """Whether the container's image is there (pulled as its policy says); repeated
+        pull failures wait in ImagePullBackOff."""
+        name, image = container["name"], container["image"]
+        key = (self.uid, f"image:{name}")
+        now = self.ctx.clock().timestamp()
+        failed_at = self._pull_failed.get(name)
+        if failed_at is not None and self.ctx.backoff.remaining(key, failed_at, now) > 0:
+            message = f'Back-off pulling image "{image}"'
+            self._waiting[name] = ("ImagePullBackOff", message)
+            self._event(container, init, NORMAL, "BackOff", message)
             return False
-        self._event(container, init, NORMAL, "Pulling", f'Pulling image "{image}"')
+
+        def event(kind: str, reason: str, message: str) -> None:
+            self._event(container, init, kind, reason, message)
+
         try:
-            await podman.image_pull(image)
-        except PodmanError as e:
-            message = f'Failed to pull image "{image}": {e.message}'
-            self._waiting[container["name"]] = ("ErrImagePull", message)
-            self._event(container, init, WARNING, "Failed", message)
+            await self.ctx.puller.ensure(self.pod, container, event)
+        except ImagePullError as e:
+            self._waiting[name] = (e.reason, e.message)
+            self._pull_failed[name] = now
+            self.ctx.backoff.next(key, now)
             return False
-        self._event(container, init, NORMAL, "Pulled", f'Successfully pulled image "{image}"')
+        self._pull_failed.pop(name, None)
         return True
 
     async def _start(
@@ -449,27 +488,62 @@ class PodWorker:
             log.info("pod %s: container %s failed to start: %s", self.key, name, e.message)
             return
         self._event(container, init, NORMAL, "Started", f"Started container {name}")
+        hook = (container.get("lifecycle") or {}).get("postStart")
+        if hook:
+            failure = await run_hook(
+                hook,
+                pod_ip=ips[0] if ips else "",
+                container_id=cid,
+                exec_fn=self.ctx.exec_fn,
+                limit=0,
+                container=container,
+                pod=self.pod,
+            )
+            if failure is not None:
+                self._event(container, init, WARNING, "FailedPostStartHook", failure)
+                started = attempt_of(await self.ctx.podman.container_inspect(cid))
+                await self._stop(started, self._grace())
 
     # -- ending ---------------------------------------------------------------------------
 
+    async def _stop(self, attempt: Attempt, grace: int, ips: list[str] | None = None) -> None:
+        """Run the container's preStop hook within ``grace`` seconds, then SIGTERM it and
+        SIGKILL it when the rest of the grace period is over."""
+        container = self._container(attempt.name, attempt.init) or {"name": attempt.name}
+        self._killed.add(attempt.id)
+        began = asyncio.get_running_loop().time()
+        hook = (container.get("lifecycle") or {}).get("preStop")
+        if hook and grace > 0:
+            failure = await run_hook(
+                hook,
+                pod_ip=(ips or _ips(self.pod) or [""])[0],
+                container_id=attempt.id,
+                exec_fn=self.ctx.exec_fn,
+                limit=grace,
+                container=container,
+                pod=self.pod,
+            )
+            if failure is not None:
+                self._event(container, attempt.init, WARNING, "FailedPreStopHook", failure)
+        left = grace - int(asyncio.get_running_loop().time() - began)
+        try:
+            if left <= 0:
+                await self.ctx.podman.container_kill(attempt.id)
+            else:
+                await self.ctx.podman.container_stop(attempt.id, left)
+        except PodmanError as e:
+            if e.status not in (304, 404, 409):
+                raise
+
     async def _stop_all(self, attempts: dict[str, list[Attempt]], grace: int) -> None:
-        """SIGTERM every running container, SIGKILL after ``grace`` seconds."""
+        """Stop every running container (:meth:`_stop`) at the same time."""
         running = [a for tries in attempts.values() for a in tries if a.running]
 
         async def stop(attempt: Attempt) -> None:
             container = self._container(attempt.name, attempt.init)
-            self._event(
-                container, attempt.init, NORMAL, "Killing", f"Stopping container {attempt.name}"
-            )
-            self._killed.add(attempt.id)
-            try:
-                if grace <= 0:
-                    await self.ctx.podman.container_kill(attempt.id)
-                else:
-                    await self.ctx.podman.container_stop(attempt.id, grace)
-            except PodmanError as e:
-                if e.status not in (304, 404, 409):
-                    raise
+            message = f"Stopping container {attempt.name}"
+            self._event(container, attempt.init, NORMAL, "Killing", message)
+            await self._stop(attempt, grace)
 
         await asyncio.gather(*(stop(a) for a in running))
 
@@ -489,6 +563,7 @@ class PodWorker:
     async def _shut_down(self) -> None:
         """Stop the containers, report the final status, delete the pod object (grace 0,
         this uid only), remove the Podman pod and the pod's files; the worker ends."""
+        self.probes.terminating()
         attempts = await self._attempts()
         await self._stop_all(attempts, self._grace())
         attempts = await self._attempts()
@@ -543,8 +618,8 @@ class PodWorker:
                     previous=previous,
                     waiting_reason=reason,
                     waiting_message=message,
-                    ready=running and not init,
-                    started=running,
+                    ready=running and not init and self.probes.ready(name),
+                    started=running and (init or self.probes.started(name)),
                 )
             )
         return views

@@ -139,9 +139,10 @@ def agent(
     setup_logging(logging.DEBUG if debug else logging.INFO)
     from agent.bootstrap import BootstrapError
     from agent.main import run_cli
+    from agent.registries import RegistriesError
     from edgek.apiclient import ApiClientError
 
     try:
         asyncio.run(run_cli(cfg))
-    except (ApiClientError, BootstrapError, OSError) as e:
+    except (ApiClientError, BootstrapError, OSError, RegistriesError) as e:
         fail(f"agent: {e}")
