@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from agent import bootstrap, host
+from agent.containergc import ContainerGC
 from agent.events import EventRecorder
+from agent.imagegc import ImageGC
 from agent.images import images_dir, import_directory
 from agent.nodeapi import patch_node_status, register_node, renew_lease
 from agent.nodestatus import (
@@ -81,6 +83,9 @@ STATUS_UPDATE_SECONDS = 10.0
 RETRY_BASE = 0.2
 RETRY_MAX = 7.0
 CONTAINER_RUNTIMES = ("auto", "crun", "runc")
+#: The kubelet's garbage collection periods: dead containers every minute, images every 5.
+CONTAINER_GC_SECONDS = 60.0
+IMAGE_GC_SECONDS = 300.0
 
 #: The container runtime's version (``podman version``); raising means it is down.
 RuntimeVersion = Callable[[], Awaitable[str]]
@@ -189,6 +194,8 @@ class Agent:
         self.pods: PodManager | None = None
         self._cluster = ""
         self.registries = Registries()
+        #: Images imported from the airgap directory: image GC never removes them.
+        self.airgap_images: set[str] = set()
 
     @property
     def _node_file(self) -> Path:
@@ -241,6 +248,7 @@ class Agent:
         for result in await import_directory(self.podman, images_dir(cfg.agent_dir)):
             if result.error:
                 log.error("agent: importing %s: %s", result.path, result.error)
+            self.airgap_images.update(result.names)
 
     async def _podman_version(self) -> str:
         """The Podman service's version (raises when it does not answer)."""
@@ -303,8 +311,15 @@ class Agent:
             exec_fn=functools.partial(exec_capture, self.podman),
             clock=self.clock,
         )
-        self.pods = PodManager(ctx, PodStore(self.config.agent_dir))
-        await self.pods.start()
+        pods = self.pods = PodManager(ctx, PodStore(self.config.agent_dir))
+        await pods.start()
+        storage = Path((await self.podman.info())["store"]["graphRoot"])
+        containers = ContainerGC(self.podman, self.name, lambda: set(pods.workers))
+        images = ImageGC(self.podman, storage, pinned=lambda: set(self.airgap_images))
+        self._tasks += [
+            asyncio.create_task(_every(CONTAINER_GC_SECONDS, "container GC", containers.collect)),
+            asyncio.create_task(_every(IMAGE_GC_SECONDS, "image GC", images.collect)),
+        ]
         log.info("agent: node %s runs pods on %s", self.name, cidr)
 
     async def stop(self) -> None:
@@ -465,6 +480,16 @@ class Agent:
             except ApiClientError as e:
                 retry = min(retry * 2 or RETRY_BASE, RETRY_MAX)
                 log.warning("agent: renewing the lease of node %s: %s", self.name, e)
+
+
+async def _every(period: float, what: str, step: Callable[[], Awaitable[object]]) -> None:
+    """Run ``step`` every ``period`` seconds (the first time after one period)."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await step()
+        except (PodmanError, OSError) as e:
+            log.warning("agent: %s: %s", what, e)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

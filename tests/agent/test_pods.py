@@ -212,10 +212,14 @@ def test_missing_binary_is_a_start_error_and_the_agent_keeps_serving(
     cluster.wait_pod(NS, "after-nobin", lambda p: phase(p) == "Running", "phase Running")
 
 
-def test_delete_sends_sigterm_then_removes_the_pod(cluster: AgentCluster) -> None:
-    """Deleting a pod: its container gets SIGTERM (its trap's exit code is in the final
-    status), then the agent removes the pod object."""
-    cluster.apply(pod("term", box("main", "trap 'exit 42' TERM; while :; do sleep 0.1; done")))
+def test_delete_runs_prestop_then_sigterm_then_removes_the_pod(cluster: AgentCluster) -> None:
+    """Deleting a pod: the preStop hook runs, then the container gets SIGTERM (both write
+    to the termination log, the trap's exit code is in the final status), then the agent
+    removes the pod object."""
+    log = "/dev/termination-log"
+    script = f"trap 'echo term >> {log}; exit 42' TERM; while :; do sleep 0.1; done"
+    prestop = {"exec": {"command": ["sh", "-c", f"echo prestop >> {log}"]}}
+    cluster.apply(pod("term", box("main", script, lifecycle={"preStop": prestop})))
     cluster.wait_pod(NS, "term", lambda p: phase(p) == "Running", "phase Running")
     watch = subprocess.Popen(
         [
@@ -250,13 +254,14 @@ def test_delete_sends_sigterm_then_removes_the_pod(cluster: AgentCluster) -> Non
         seen.append(event)
         while at < len(out) and out[at].isspace():
             at += 1
-    exits = [
-        cs["state"]["terminated"]["exitCode"]
+    ends = [
+        cs["state"]["terminated"]
         for e in seen
         for cs in (e["object"].get("status") or {}).get("containerStatuses") or []
         if "terminated" in cs["state"]
     ]
-    assert 42 in exits
+    assert ends and ends[-1]["exitCode"] == 42
+    assert ends[-1]["message"] == "prestop\nterm\n"
     assert seen[-1]["type"] == "DELETED"
     killing = [e for e in cluster.events(NS) if e["involvedObject"]["name"] == "term"]
     assert "Killing" in {e["reason"] for e in killing}
@@ -320,3 +325,63 @@ def test_autonomy_while_the_server_is_away(cluster: AgentCluster) -> None:
     cluster.kubectl("delete", "pod", "doomed", "-n", NS, "--grace-period=0", "--force")
     cluster.start_agent()
     wait_for(lambda: not attempts(cluster, "doomed"), "the deleted pod removed from the node", 60)
+
+
+def test_liveness_failure_restarts_the_container(cluster: AgentCluster) -> None:
+    """A failing liveness probe: Unhealthy and Killing events, the container restarted."""
+    probe = {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}
+    cluster.apply(pod("unwell", box("main", "sleep 3600", livenessProbe=probe)))
+    p = cluster.wait_pod(
+        NS, "unwell", lambda p: container_status(p).get("restartCount"), "a restart", 60
+    )
+    assert container_status(p)["lastState"]["terminated"]["exitCode"] in (137, 143)
+    reasons = {e["reason"] for e in cluster.events(NS) if e["involvedObject"]["name"] == "unwell"}
+    assert {"Unhealthy", "Killing"} <= reasons
+
+
+def test_readiness_gates_ready_and_endpoints(cluster: AgentCluster) -> None:
+    """Not Ready (and not in the Service's ready addresses) until the readiness probe
+    passes."""
+    probe = {"exec": {"command": ["test", "-e", "/tmp/ready"]}, "periodSeconds": 1}
+    script = "sleep 4; touch /tmp/ready; sleep 3600"
+    manifest = pod("gated", box("main", script, readinessProbe=probe))
+    manifest["metadata"]["labels"] = {"app": "gated"}
+    cluster.apply(manifest)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "gated", "namespace": NS},
+            "spec": {"selector": {"app": "gated"}, "ports": [{"port": 80}]},
+        }
+    )
+    p = cluster.wait_pod(NS, "gated", lambda p: phase(p) == "Running", "phase Running")
+    assert condition(p, "Ready") == "False"
+    assert container_status(p)["started"] and not container_status(p)["ready"]
+    p = cluster.wait_pod(NS, "gated", lambda p: condition(p, "Ready") == "True", "Ready", 30)
+
+    def ready_address() -> bool:
+        endpoints = json.loads(cluster.kubectl("get", "endpoints", "gated", "-n", NS, "-o", "json"))
+        ips = [a["ip"] for s in endpoints.get("subsets") or [] for a in s.get("addresses") or []]
+        return p["status"]["podIP"] in ips
+
+    wait_for(ready_address, "the pod among the ready endpoints", 30)
+
+
+def test_garbage_image_backs_off(cluster: AgentCluster) -> None:
+    """An image that cannot be pulled: ErrImagePull, then ImagePullBackOff, with a Failed
+    event; the pod stays Pending."""
+    cluster.apply(pod("garbage", {"name": "main", "image": "registry.invalid/nope:1"}))
+
+    def backing_off(p: dict[str, Any]) -> bool:
+        waiting = (container_status(p).get("state") or {}).get("waiting") or {}
+        return waiting.get("reason") == "ImagePullBackOff"
+
+    p = cluster.wait_pod(NS, "garbage", backing_off, "ImagePullBackOff", 60)
+    assert phase(p) == "Pending"
+    failed = [
+        e
+        for e in cluster.events(NS)
+        if e["involvedObject"]["name"] == "garbage" and e["reason"] == "Failed"
+    ]
+    assert failed and 'Failed to pull image "registry.invalid/nope:1"' in failed[0]["message"]
