@@ -60,6 +60,7 @@ from agent.pods.manager import PodManager
 from agent.pods.network import ensure_network
 from agent.pods.objects import ApiObjects
 from agent.pods.state import PodStore
+from agent.pods.static import StaticPods, manifests_dir
 from agent.pods.worker import WorkerContext
 from agent.probes import exec_capture
 from agent.pull import ImagePuller
@@ -316,7 +317,11 @@ class Agent:
         storage = Path((await self.podman.info())["store"]["graphRoot"])
         containers = ContainerGC(self.podman, self.name, lambda: set(pods.workers))
         images = ImageGC(self.podman, storage, pinned=lambda: set(self.airgap_images))
+        static = StaticPods(
+            manifests_dir(self.config.agent_dir), pods, lambda: self.client, lambda: self.node_uid
+        )
         self._tasks += [
+            asyncio.create_task(static.run(), name="static-pods"),
             asyncio.create_task(_every(CONTAINER_GC_SECONDS, "container GC", containers.collect)),
             asyncio.create_task(_every(IMAGE_GC_SECONDS, "image GC", images.collect)),
         ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,9 @@ from edgek.tasks import cancel_and_wait
 
 log = logging.getLogger("edgek.agent.pods")
 
+#: The annotation of a mirror pod (a static pod's copy in the API).
+MIRROR = "kubernetes.io/config.mirror"
+
 RETRY_MAX = 10.0
 
 
@@ -37,6 +41,10 @@ class PodManager:
         self.ctx = ctx
         self.store = store
         self.workers: dict[str, PodWorker] = {}
+        #: uids of the static pods (run from files, not from the API).
+        self.static: set[str] = set()
+        #: Called when a mirror pod changed in the API (the static pods check theirs).
+        self.mirror_changed: Callable[[], None] = lambda: None
         self._tasks: list[asyncio.Task[None]] = []
         self.listed = asyncio.Event()
 
@@ -59,6 +67,22 @@ class PodManager:
 
     # -- workers --------------------------------------------------------------------------
 
+    def add_static(self, pod: dict[str, Any]) -> None:
+        """Run a static pod (see :mod:`agent.pods.static`)."""
+        self.static.add(pod["metadata"]["uid"])
+        self._upsert(pod, save=False)
+
+    def remove_static(self, uid: str) -> None:
+        """Stop a static pod whose manifest is gone."""
+        self.static.discard(uid)
+        self._removed(uid)
+
+    def mirror_seen(self, uid: str, mirror_uid: str) -> None:
+        """The mirror pod of static pod ``uid`` is ``mirror_uid``: its status goes there."""
+        worker = self.workers.get(uid)
+        if worker is not None and worker.mirror_uid != mirror_uid:
+            worker.report_to(mirror_uid)
+
     def _upsert(self, pod: dict[str, Any], save: bool = True) -> None:
         uid = pod["metadata"]["uid"]
         worker = self.workers.get(uid)
@@ -66,6 +90,7 @@ class PodManager:
             worker.update(pod)
         else:
             worker = PodWorker(self.ctx, pod)
+            worker.static = uid in self.static
             self.workers[uid] = worker
             worker.task = asyncio.create_task(self._run(worker), name=f"pod-{uid}")
         if save:
@@ -108,8 +133,8 @@ class PodManager:
         if api is None:
             raise ApiClientError("no API client yet")
         listed = await api.request("GET", "/api/v1/pods", params=self._params())
-        pods = listed.get("items") or []
-        seen = {p["metadata"]["uid"] for p in pods}
+        pods = [p for p in listed.get("items") or [] if not _mirror(p)]
+        seen = {p["metadata"]["uid"] for p in pods} | self.static
         for uid in [u for u in self.workers if u not in seen]:
             log.info("pod %s was deleted while the agent did not watch", uid)
             self._removed(uid)
@@ -124,6 +149,9 @@ class PodManager:
         assert api is not None
         async for event in api.watch("/api/v1/pods", version, params=self._params()):
             pod = event.get("object") or {}
+            if _mirror(pod):
+                self.mirror_changed()
+                continue
             if event.get("type") == "DELETED":
                 self._removed(pod["metadata"]["uid"])
             elif event.get("type") in ("ADDED", "MODIFIED"):
@@ -155,6 +183,11 @@ class PodManager:
             except (PodmanError, OSError, ValueError, aiohttp.ClientError) as e:
                 log.debug("podman events broke (%s); following again", e)
             await asyncio.sleep(1)
+
+
+def _mirror(pod: dict[str, Any]) -> bool:
+    """Whether ``pod`` is the mirror of a static pod (the static pod runs, not it)."""
+    return MIRROR in ((pod.get("metadata") or {}).get("annotations") or {})
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

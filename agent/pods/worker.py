@@ -126,6 +126,9 @@ class PodWorker:
         self.uid: str = pod["metadata"]["uid"]
         self.gone = False
         self.finished = False
+        #: For a static pod: the uid of its mirror pod in the API ("" until there is one).
+        self.mirror_uid = ""
+        self.static = False
         self._wake = asyncio.Event()
         self._reported: dict[str, Any] | None = None
         self._details: dict[tuple[str, bool], Attempt] = {}
@@ -157,6 +160,12 @@ class PodWorker:
     def removed(self) -> None:
         """The pod is gone from the API: stop what runs, then end."""
         self.gone = True
+        self.wake()
+
+    def report_to(self, mirror_uid: str) -> None:
+        """A static pod's (new) mirror pod: write the whole status there."""
+        self.mirror_uid = mirror_uid
+        self._reported = None
         self.wake()
 
     def wake(self) -> None:
@@ -651,21 +660,22 @@ class PodWorker:
         if status == self._reported:
             return
         api = self.ctx.api()
-        if api is None:
+        target = self.mirror_uid if self.static else self.uid
+        if api is None or not target:
             return
         meta = self.pod["metadata"]
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
         try:
             written = await api.patch(
-                path, {"metadata": {"uid": self.uid}, "status": status}, patch_type="strategic"
+                path, {"metadata": {"uid": target}, "status": status}, patch_type="strategic"
             )
         except ApiClientError as e:
-            if e.code == 404:
+            if e.code == 404 and not self.static:
                 self.gone = True
             log.debug("pod %s: status not written: %s", self.key, e)
             return
         self._reported = status
-        if isinstance(written, dict) and written.get("metadata", {}).get("uid") == self.uid:
+        if isinstance(written, dict) and written.get("metadata", {}).get("uid") == target:
             self.pod = {**self.pod, "status": written.get("status") or {}}
 
 

@@ -436,6 +436,8 @@ class NodeGraph:
         verb, sub = attrs.verb, attrs.subresource
         if sub == "" and verb in _READ:
             return ALLOW
+        if sub == "" and verb == "create":  # mirror pods only: see _admit_mirror_pod
+            return ALLOW
         if (sub, verb) in _BOUND_POD_WRITES:
             return self._related(node, "pod", attrs)
         return NO_OPINION
@@ -553,11 +555,40 @@ class _Request:
         return self.pods(self.namespace, name) if self.pods is not None else None
 
 
+def _admit_mirror_pod(node: str, pod: dict[str, Any]) -> str | None:
+    """A node creates only mirror pods of its static pods (upstream NodeRestriction): the
+    mirror annotation, bound to itself, owned by its Node alone, referencing no API objects."""
+    if MIRROR_POD_ANNOTATION not in (meta(pod).get("annotations") or {}):
+        return (
+            f'pod does not have "{MIRROR_POD_ANNOTATION}" annotation, node "{node}" can only '
+            "create mirror pods"
+        )
+    if _spec(pod).get("nodeName") != node:
+        return f'node "{node}" can only create pods with spec.nodeName set to itself'
+    owners = meta(pod).get("ownerReferences") or []
+    if len(owners) != 1:
+        return f'node "{node}" can only create pods with a single owner reference set to itself'
+    owner = owners[0]
+    if (owner.get("apiVersion"), owner.get("kind"), owner.get("name")) != ("v1", "Node", node):
+        return f'node "{node}" can only create pods with an owner reference set to itself'
+    if _spec(pod).get("serviceAccountName"):
+        return f'node "{node}" can not create pods that use service accounts'
+    for what, names in (
+        ("secrets", pod_secret_names(pod)),
+        ("configmaps", pod_configmap_names(pod)),
+        ("persistentvolumeclaims", pod_claim_names(pod)),
+    ):
+        if names:
+            return f'node "{node}" can not create pods that reference {what}'
+    return None
+
+
 def _admit_pod(r: _Request) -> str | None:
     if r.subresource == "":
         if r.op == "delete":
             return _admit_pod_delete(r)
-        # Mirror pods (static pods reported by the node) do not exist in edgek.
+        if r.op == "create":
+            return _admit_mirror_pod(r.node, r.obj or {})
         return f'node "{r.node}" can not {r.op} pods'
     if r.subresource == "status":
         return _admit_pod_status(r)

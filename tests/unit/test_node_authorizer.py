@@ -284,7 +284,9 @@ def test_pods(graph: NodeGraph) -> None:
     assert graph.authorize(evict).allowed
     evict_other = attrs(NODE_A, "create", "pods", "db", "apps", subresource="eviction")
     assert not graph.authorize(evict_other).allowed
-    for verb, sub in [("create", ""), ("update", ""), ("deletecollection", ""), ("get", "exec")]:
+    # creating pods is allowed; admission lets only mirror pods through
+    assert graph.authorize(attrs(NODE_A, "create", "pods", "", "apps")).allowed
+    for verb, sub in [("update", ""), ("deletecollection", ""), ("get", "exec")]:
         decision = graph.authorize(attrs(NODE_A, verb, "pods", "web", "apps", subresource=sub))
         assert not decision.allowed and decision.no_opinion
 
@@ -579,7 +581,22 @@ def test_admit_pod_writes() -> None:
     assert admit("delete", "pods", None, other) == (
         'node "node-a" can only delete pods with spec.nodeName set to itself'
     )
-    assert admit("create", "pods", own) is not None  # no mirror pods in edgek
+    assert "can only create mirror pods" in (admit("create", "pods", own) or "")
+    mirror = copy.deepcopy(own)
+    mirror["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "hash"}
+    mirror["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "Node", "name": "node-a", "uid": "n", "controller": True}
+    ]
+    assert admit("create", "pods", mirror) is None
+    elsewhere = copy.deepcopy(mirror)
+    elsewhere["spec"]["nodeName"] = "node-b"
+    assert "spec.nodeName set to itself" in (admit("create", "pods", elsewhere) or "")
+    unowned = copy.deepcopy(mirror)
+    unowned["metadata"]["ownerReferences"] = []
+    assert "single owner reference" in (admit("create", "pods", unowned) or "")
+    secretive = copy.deepcopy(mirror)
+    secretive["spec"]["volumes"] = [{"name": "s", "secret": {"secretName": "s"}}]
+    assert "reference secrets" in (admit("create", "pods", secretive) or "")
     assert admit("update", "pods", own, own) is not None
     stored = {("apps", "web"): own, ("apps", "db"): other}
 
