@@ -1,6 +1,6 @@
 """The node's own API writes, shared by ``edgek agent`` and ``edgek sim``: register the
-Node (or take over the existing one, as the kubelet does on restart), report its status and
-renew its Lease."""
+Node (or take over the existing one, as the kubelet does on restart), report its status,
+renew its Lease and remove the pods it finished."""
 
 from __future__ import annotations
 
@@ -48,3 +48,20 @@ async def renew_lease(
         if e.code != 404:
             raise
         await client.request("POST", LEASES, lease_object(name, node_uid, duration, now))
+
+
+async def delete_pod(client: ApiClient, namespace: str, name: str, uid: str) -> None:
+    """Remove a pod object for good (grace period 0), only the incarnation ``uid``, as the
+    kubelet does once a pod's containers are gone; a pod gone already, or replaced by
+    another of that name, is fine."""
+    options = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "gracePeriodSeconds": 0,
+        "preconditions": {"uid": uid},
+    }
+    try:
+        await client.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", options)
+    except ApiClientError as e:
+        if e.code not in (404, 409):
+            raise

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import bootstrap as agent_bootstrap
-from agent.nodeapi import patch_node_status, register_node, renew_lease
+from agent.nodeapi import delete_pod, patch_node_status, register_node, renew_lease
 from agent.nodestatus import STATUS_REPORT_SECONDS
 from agent.simobjects import (
     MAX_NODES,
@@ -589,17 +589,7 @@ class Simulator:
             await self._write_status(node, run, Stage.KILLED, now)
             if run.key not in self.pods:
                 return
-        options = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "gracePeriodSeconds": 0,
-            "preconditions": {"uid": run.uid},
-        }
-        try:
-            await node.client.request("DELETE", _pod_path(run), options)
-        except ApiClientError as e:
-            if e.code not in (404, 409):  # gone already, or another pod by that name now
-                raise
+        await delete_pod(node.client, run.namespace, run.name, run.uid)
         self._finish(run)
         log.debug("sim pod %s on %s: deleted", run.key, node.name)
 

@@ -28,6 +28,7 @@ from agent.nodestatus import (
     node_info,
     standard_labels,
 )
+from agent.pods.status import pod_condition
 from edgek import KUBERNETES_VERSION
 from edgek.timefmt import format_time
 
@@ -278,17 +279,7 @@ def container_id(run: PodRun, container: str, restart: int) -> str:
 def _condition(
     run: PodRun, kind: str, status: str, now: str, reason: str = "", message: str = ""
 ) -> dict[str, Any]:
-    previous = run.conditions.get(kind)
-    moved = previous[1] if previous and previous[0] == status and previous[1] else now
-    # Empty reason/message are sent as null: in a strategic merge patch that removes them.
-    return {
-        "type": kind,
-        "status": status,
-        "lastProbeTime": None,
-        "lastTransitionTime": moved,
-        "reason": reason or None,
-        "message": message or None,
-    }
+    return pod_condition(kind, status, now, run.conditions.get(kind), reason, message)
 
 
 def _terminated(run: PodRun, name: str, exit_code: int, finished: datetime) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from agent.nodeapi import delete_pod
 from agent.pods.manager import MIRROR, PodManager
 from edgek.apiclient import ApiClient, ApiClientError
 
@@ -223,9 +224,5 @@ class StaticPods:
             log.debug("deleting mirror pod %s: %s", pod["metadata"]["name"], e)
 
     async def _delete(self, api: ApiClient, pod: dict[str, Any], uid: str) -> None:
-        options = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
-        try:
-            await api.request("DELETE", self._path(pod), options)
-        except ApiClientError as e:
-            if e.code not in (404, 409):
-                raise
+        meta = pod["metadata"]
+        await delete_pod(api, meta["namespace"], meta["name"], uid)

@@ -185,21 +185,36 @@ def phase(
     return "Running"
 
 
-def _condition(
-    kind: str, ok: bool, now: str, previous: Mapping[str, Any], reason: str = "", message: str = ""
+def pod_condition(
+    kind: str,
+    status: str,
+    now: str,
+    previous: tuple[str, str] | None = None,
+    reason: str = "",
+    message: str = "",
 ) -> dict[str, Any]:
-    status = "True" if ok else "False"
-    old = previous.get(kind) or {}
-    moved = old.get("lastTransitionTime") if old.get("status") == status else None
+    """One pod condition; it keeps the transition time of ``previous`` (status, time) while
+    its status is the same. Shared with ``edgek sim``'s statuses."""
+    moved = previous[1] if previous and previous[0] == status and previous[1] else now
     # Empty reason/message are sent as null: in a strategic merge patch that removes them.
     return {
         "type": kind,
         "status": status,
         "lastProbeTime": None,
-        "lastTransitionTime": moved or now,
-        "reason": (reason if not ok else "") or None,
-        "message": (message if not ok else "") or None,
+        "lastTransitionTime": moved,
+        "reason": reason or None,
+        "message": message or None,
     }
+
+
+def _condition(
+    kind: str, ok: bool, now: str, current: Mapping[str, Any], reason: str = "", message: str = ""
+) -> dict[str, Any]:
+    old = current.get(kind) or {}
+    previous = (str(old.get("status") or ""), str(old.get("lastTransitionTime") or ""))
+    if ok:
+        return pod_condition(kind, "True", now, previous)
+    return pod_condition(kind, "False", now, previous, reason, message)
 
 
 def pod_conditions(

@@ -27,6 +27,7 @@ from typing import Any
 
 from agent import labels
 from agent.events import NORMAL, WARNING, EventRecorder, involved
+from agent.nodeapi import delete_pod
 from agent.podman.client import PodmanClient, PodmanError
 from agent.pods import spec as specs
 from agent.pods.backoff import Backoff
@@ -582,20 +583,11 @@ class PodWorker:
             if api is None:
                 return
             meta = self.pod["metadata"]
-            options = {
-                "apiVersion": "v1",
-                "kind": "DeleteOptions",
-                "gracePeriodSeconds": 0,
-                "preconditions": {"uid": self.uid},
-            }
             try:
-                await api.request(
-                    "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", options
-                )
+                await delete_pod(api, meta["namespace"], meta["name"], self.uid)
             except ApiClientError as e:
-                if e.code not in (404, 409):
-                    log.warning("pod %s: deleting: %s", self.key, e)
-                    return
+                log.warning("pod %s: deleting: %s", self.key, e)
+                return
         with contextlib.suppress(PodmanError):
             await self.ctx.podman.pod_remove(labels.sandbox_name(self.pod), force=True)
         for tries in attempts.values():
