@@ -83,13 +83,10 @@ class ServerConfig:
     secrets_encryption: bool = field(
         default=False, metadata=flag("Encrypt Secret values at rest (AES-GCM).")
     )
-    #: Read by nothing until the agent exists (DESIGN.md: the server runs one unless set).
+    #: The server runs an agent for its own node unless set (server/agentembed.py).
     disable_agent: bool = field(
         default=False,
-        metadata=flag(
-            "Run the control plane without the embedded agent (no effect yet: there is "
-            "no embedded agent)."
-        ),
+        metadata=flag("Run the control plane without the embedded agent (no pods run here)."),
     )
     #: Built-in loops switched off (``--disable``), by controller name.
     disable: list[str] = field(

@@ -9,11 +9,12 @@ import logging
 import signal
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 import datastore
+from agent.main import Agent
 from edgek.kinds import Registry
 from edgek.kubeconfig import admin_kubeconfig, data_dir_kubeconfig, write_kubeconfig
 from server.apiserver.app import ApiServerState, make_app
@@ -27,6 +28,9 @@ from server.pki import PKI, ensure_pki, split_sans
 from server.storage.objectstore import ObjectStore, WriteOptions, key_prefix
 from server.storage.reencrypt import SecretsEncryptionAdmin
 from server.wiring import ControlPlane, Credentials, assemble
+
+if TYPE_CHECKING:
+    from agent.main import Agent
 
 log = logging.getLogger("edgek.server")
 
@@ -288,9 +292,20 @@ async def serve_forever(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    agent: asyncio.Task[Agent | None] | None = None
     try:
         await server.start()
+        if not config.disable_agent:
+            from server.agentembed import start_agent  # the agent's code only when it runs
+
+            agent = asyncio.create_task(start_agent(config), name="embedded-agent")
         await stop.wait()
     finally:
         log.info("edgek server stopping")
+        if agent is not None:
+            if agent.done() and agent.exception() is None and (started := agent.result()):
+                await started.stop()
+            else:
+                agent.cancel()
+                await asyncio.gather(agent, return_exceptions=True)
         await server.stop()

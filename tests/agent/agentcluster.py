@@ -57,18 +57,23 @@ class NsProcess:
         self.proc = None
 
     def tail(self) -> str:
-        """The end of its log."""
+        """The end of its log ("" before it ran)."""
+        if not self.log.exists():
+            return ""
         return self.log.read_text(errors="replace")[-4000:]
 
 
 class AgentCluster:
     """The server, the agent and kubectl in one namespace (see the module docstring)."""
 
-    def __init__(self, prefix: list[str], root: Path, busybox_tar: Path) -> None:
+    def __init__(
+        self, prefix: list[str], root: Path, busybox_tar: Path, embedded: bool = False
+    ) -> None:
+        """``embedded``: the server runs the agent itself (no ``--disable-agent``)."""
         self.prefix = prefix
         self.root = root
         self.server_dir = root / "server"
-        self.agent_dir = root / "agent-data"
+        self.agent_dir = self.server_dir if embedded else root / "agent-data"
         images = self.agent_dir / "agent" / "images"
         images.mkdir(parents=True)
         shutil.copy(busybox_tar, images / busybox_tar.name)
@@ -88,7 +93,7 @@ class AgentCluster:
                 str(PORT),
                 "--write-kubeconfig",
                 str(self.kubeconfig),
-                "--disable-agent",
+                *([] if embedded else ["--disable-agent"]),
             ],
             root / "server.log",
         )
@@ -131,11 +136,11 @@ class AgentCluster:
         if wait_ready:
             wait_for(self.node_ready, "the node to be Ready", 90)
 
-    def node_ready(self) -> bool:
+    def node_ready(self, name: str = NODE) -> bool:
         """Whether the node is registered, Ready, with a podCIDR."""
-        if not self.agent.running():
+        if self.agent.proc is not None and not self.agent.running():
             raise AssertionError(f"agent exited: {self.agent.tail()}")
-        res = self.kubectl.run("get", "node", NODE, "-o", "json", check=False)
+        res = self.kubectl.run("get", "node", name, "-o", "json", check=False)
         if res.returncode != 0:
             return False
         node = json.loads(res.stdout)

@@ -65,6 +65,7 @@ def test_config_file_sets_flags(tmp_path: Path) -> None:
     cfg.write_text(
         f"data-dir: {data}\nbind-address: 127.0.0.1\nhttps-listen-port: {port}\n"
         f"write-kubeconfig: {data / 'kubeconfig.yaml'}\ntls-san: [edge.example]\n"
+        "disable-agent: true\n"
     )
     srv = ServerProcess(data, port, tmp_path / "log")
     log = srv.log_path.open("ab")
