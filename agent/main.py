@@ -54,11 +54,12 @@ from agent.nodestatus import (
     status_differs,
     transition_times,
 )
+from agent.objectsource import ObjectSource
+from agent.podconfig.volumes import VolumeManager
 from agent.podman.client import PodmanClient, PodmanError
 from agent.podman.service import PodmanService
 from agent.pods.manager import PodManager
 from agent.pods.network import ensure_network
-from agent.pods.objects import ApiObjects
 from agent.pods.state import PodStore
 from agent.pods.static import StaticPods, manifests_dir
 from agent.pods.worker import WorkerContext
@@ -300,6 +301,12 @@ class Agent:
     async def _start_pods(self, cidr: str) -> None:
         assert self.podman is not None and self.events is not None
         network = await ensure_network(self.podman, self.name, cidr)
+        cfg = self.config
+        objects = ObjectSource(lambda: self.client, cfg.agent_dir / "state")
+        sample = await asyncio.to_thread(self.sampler, cfg.agent_dir)
+        volumes = VolumeManager(
+            cfg.agent_dir / "pods", objects, self.name, allocatable=allocatable(sample, MAX_PODS)
+        )
         ctx = WorkerContext(
             podman=self.podman,
             api=lambda: self.client,
@@ -307,8 +314,10 @@ class Agent:
             node=self.name,
             node_ips=self.node_ips,
             network=network,
-            pods_dir=self.config.agent_dir / "pods",
-            puller=ImagePuller(self.podman, self.registries, ApiObjects(lambda: self.client)),
+            pods_dir=cfg.agent_dir / "pods",
+            objects=objects,
+            volumes=volumes,
+            puller=ImagePuller(self.podman, self.registries, objects),
             exec_fn=functools.partial(exec_capture, self.podman),
             clock=self.clock,
         )
@@ -321,6 +330,7 @@ class Agent:
             manifests_dir(self.config.agent_dir), pods, lambda: self.client, lambda: self.node_uid
         )
         self._tasks += [
+            asyncio.create_task(objects.run(), name="objects"),
             asyncio.create_task(static.run(), name="static-pods"),
             asyncio.create_task(_every(CONTAINER_GC_SECONDS, "container GC", containers.collect)),
             asyncio.create_task(_every(IMAGE_GC_SECONDS, "image GC", images.collect)),

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from agent import labels
+from agent.podconfig.volumes import references
 from agent.podman.client import PodmanError
 from agent.pods.state import PodStore
 from agent.pods.worker import PodWorker, WorkerContext
@@ -32,6 +33,7 @@ log = logging.getLogger("edgek.agent.pods")
 MIRROR = "kubernetes.io/config.mirror"
 
 RETRY_MAX = 10.0
+VOLUME_REFRESH_SECONDS = 60.0
 
 
 class PodManager:
@@ -55,6 +57,8 @@ class PodManager:
         self._tasks = [
             asyncio.create_task(self._follow_api(), name="pods-watch"),
             asyncio.create_task(self._follow_podman(), name="pods-podman-events"),
+            asyncio.create_task(self._follow_objects(), name="pods-objects"),
+            asyncio.create_task(self._refresh_volumes(), name="pods-volumes"),
         ]
 
     async def stop(self) -> None:
@@ -168,6 +172,22 @@ class PodManager:
             with contextlib.suppress(PodmanError):
                 await podman.pod_remove(item["Id"], force=True)
 
+    # -- volume contents ------------------------------------------------------------------
+
+    async def _follow_objects(self) -> None:
+        """Rewrite the volumes of the pods that use a ConfigMap or Secret that changed."""
+        async for key in self.ctx.objects.changed():
+            for worker in list(self.workers.values()):
+                if references(worker.pod, *key):
+                    await _refresh(worker)
+
+    async def _refresh_volumes(self) -> None:
+        """Refresh every pod's volumes once a minute (token renewal, missed changes)."""
+        while True:
+            await asyncio.sleep(VOLUME_REFRESH_SECONDS)
+            for worker in list(self.workers.values()):
+                await _refresh(worker)
+
     # -- Podman ---------------------------------------------------------------------------
 
     async def _follow_podman(self) -> None:
@@ -183,6 +203,11 @@ class PodManager:
             except (PodmanError, OSError, ValueError, aiohttp.ClientError) as e:
                 log.debug("podman events broke (%s); following again", e)
             await asyncio.sleep(1)
+
+
+async def _refresh(worker: PodWorker) -> None:
+    if worker.volumes_ready and not worker.finished:
+        await worker.ctx.volumes.refresh(worker.pod)
 
 
 def _mirror(pod: dict[str, Any]) -> bool:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent import labels
+from agent.podconfig.volumes import Mount
 from edgek.quantity import parse_quantity
 
 #: cgroup v1 CFS period the kubelet uses (100 ms) and the shares of one CPU.
@@ -26,17 +26,6 @@ TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 class SpecError(Exception):
     """The pod asks for something the agent will not run (``CreateContainerConfigError``)."""
-
-
-@dataclass
-class Mount:
-    """A mount of a container (what the volume manager resolves a volumeMount to)."""
-
-    destination: str
-    source: str
-    read_only: bool = False
-    kind: str = "bind"
-    options: list[str] = field(default_factory=list)
 
 
 def sandbox_spec(
@@ -248,7 +237,7 @@ def _mount(mount: Mount) -> dict[str, Any]:
     options = list(mount.options)
     if mount.kind == "bind" and "rbind" not in options and "bind" not in options:
         options.append("rbind")
-    if mount.read_only:
+    if mount.read_only and "ro" not in options:
         options.append("ro")
     return {
         "destination": mount.destination,

@@ -28,6 +28,9 @@ from typing import Any
 from agent import labels
 from agent.events import NORMAL, WARNING, EventRecorder, involved
 from agent.nodeapi import delete_pod
+from agent.objectsource import ObjectSource
+from agent.podconfig.env import ContainerConfigError, container_env, expand
+from agent.podconfig.volumes import Mount, VolumeError, VolumeManager
 from agent.podman.client import PodmanClient, PodmanError
 from agent.pods import spec as specs
 from agent.pods.backoff import Backoff
@@ -42,6 +45,8 @@ log = logging.getLogger("edgek.agent.pods")
 #: How often a worker syncs without being woken (Podman's events wake it sooner).
 RESYNC_SECONDS = 10.0
 DEFAULT_GRACE = 30
+#: How soon volumes that could not be set up are tried again.
+VOLUME_RETRY_SECONDS = 2.0
 #: Limits of a termination message (upstream: 4096 bytes from the file, the last 80 log
 #: lines and at most 2048 bytes from the logs).
 MESSAGE_BYTES = 4096
@@ -95,27 +100,12 @@ class WorkerContext:
     node_ips: list[str]
     network: str
     pods_dir: Path
+    objects: ObjectSource
+    volumes: VolumeManager
     puller: ImagePuller
     exec_fn: ExecFn
     backoff: Backoff = field(default_factory=Backoff)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-
-def _expand(text: str, env: Mapping[str, str]) -> str:
-    """``$(VAR)`` references in ``text`` (``$$`` escapes ``$``), unknown ones kept."""
-    out, i = [], 0
-    while i < len(text):
-        if text.startswith("$$", i):
-            out.append("$")
-            i += 2
-        elif text.startswith("$(", i) and (end := text.find(")", i + 2)) != -1:
-            name = text[i + 2 : end]
-            out.append(env.get(name, text[i : end + 1]))
-            i = end + 1
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
 
 
 class PodWorker:
@@ -139,6 +129,7 @@ class PodWorker:
         self._killed: set[str] = set()
         self._start_errors: dict[str, str] = {}
         self._pull_failed: dict[str, float] = {}
+        self._volumes_ready = False
         self._probed: dict[str, str] = {}
         self.probes = ProbeSet(
             pod, exec_fn=ctx.exec_fn, on_change=self.wake, on_event=self._probe_event
@@ -162,6 +153,11 @@ class PodWorker:
         """The pod is gone from the API: stop what runs, then end."""
         self.gone = True
         self.wake()
+
+    @property
+    def volumes_ready(self) -> bool:
+        """Whether the pod's volumes were set up."""
+        return self._volumes_ready
 
     def report_to(self, mirror_uid: str) -> None:
         """A static pod's (new) mirror pod: write the whole status there."""
@@ -329,7 +325,14 @@ class PodWorker:
                 attempts = await self._attempts()
             else:
                 due = min(due, left)
-        if not terminal and sandbox_ok:
+        if not terminal and sandbox_ok and not self._volumes_ready:
+            try:
+                await self.ctx.volumes.setup(self.pod)
+                self._volumes_ready = True
+            except VolumeError as e:
+                self._event(None, False, WARNING, e.reason, e.message)
+                due = min(due, VOLUME_RETRY_SECONDS)
+        if not terminal and sandbox_ok and self._volumes_ready:
             self._feed_probes(attempts, ips)
             wait = await self._converge(attempts, ips)
             due = min(due, wait)
@@ -416,9 +419,9 @@ class PodWorker:
         name = container["name"] if container else ""
         self.ctx.events.record(involved(self.pod, name, init), kind, reason, message)
 
-    async def _image(self, container: dict[str, Any], init: bool) -> bool:
-        """Whether the container's image is there (pulled as its policy says); repeated
-        pull failures wait in ImagePullBackOff."""
+    async def _image(self, container: dict[str, Any], init: bool) -> str:
+        """The id of the container's image once it is there (pulled as its policy says),
+        "" when not; repeated pull failures wait in ImagePullBackOff."""
         name, image = container["name"], container["image"]
         key = (self.uid, f"image:{name}")
         now = self.ctx.clock().timestamp()
@@ -427,20 +430,20 @@ class PodWorker:
             message = f'Back-off pulling image "{image}"'
             self._waiting[name] = ("ImagePullBackOff", message)
             self._event(container, init, NORMAL, "BackOff", message)
-            return False
+            return ""
 
         def event(kind: str, reason: str, message: str) -> None:
             self._event(container, init, kind, reason, message)
 
         try:
-            await self.ctx.puller.ensure(self.pod, container, event)
+            image_id = await self.ctx.puller.ensure(self.pod, container, event)
         except ImagePullError as e:
             self._waiting[name] = (e.reason, e.message)
             self._pull_failed[name] = now
             self.ctx.backoff.next(key, now)
-            return False
+            return ""
         self._pull_failed.pop(name, None)
-        return True
+        return image_id
 
     async def _start(
         self, container: dict[str, Any], attempt: int, *, init: bool, ips: list[str]
@@ -448,26 +451,47 @@ class PodWorker:
         """Create and start one attempt of ``container``; failures become the container's
         waiting reason and a Failed event."""
         name = container["name"]
-        if not await self._image(container, init):
+        image_id = await self._image(container, init)
+        if not image_id:
             return
-        env_pairs = [
-            (e["name"], _expand(str(e.get("value") or ""), {})) for e in container.get("env") or []
-        ]
-        env: dict[str, str] = {}
-        for key, value in env_pairs:
-            env[key] = _expand(value, env)
-        command = (
-            [_expand(a, env) for a in container["command"]] if container.get("command") else None
-        )
-        args = [_expand(a, env) for a in container["args"]] if container.get("args") else None
-        message_file = self._message_file(name, attempt)
-        await asyncio.to_thread(_touch, message_file)
-        mounts = [
-            specs.Mount(
-                container.get("terminationMessagePath") or specs.TERMINATION_MESSAGE_PATH,
-                str(message_file),
+        image = await self.ctx.podman.image_inspect(image_id)
+        try:
+            specs.check_non_root(
+                self.pod, container, str((image.get("Config") or {}).get("User") or "")
             )
-        ]
+        except specs.SpecError as e:
+            self._waiting[name] = ("CreateContainerConfigError", str(e))
+            self._event(container, init, WARNING, "Failed", f"Error: {e}")
+            return
+
+        def warn(reason: str, message: str) -> None:
+            self._event(container, init, WARNING, reason, message)
+
+        message_file = self._message_file(name, attempt)
+        try:
+            env = dict(
+                await container_env(
+                    self.pod,
+                    container,
+                    objects=self.ctx.objects,
+                    node_ips=self.ctx.node_ips,
+                    pod_ips=ips,
+                    allocatable=self.ctx.volumes.allocatable,
+                    warn=warn,
+                )
+            )
+            mounts = self.ctx.volumes.mounts(self.pod, container, env)
+        except ContainerConfigError as e:
+            self._waiting[name] = (e.reason, e.message)
+            self._event(container, init, WARNING, "Failed", f"Error: {e.message}")
+            return
+        command = (
+            [expand(a, env) for a in container["command"]] if container.get("command") else None
+        )
+        args = [expand(a, env) for a in container["args"]] if container.get("args") else None
+        await asyncio.to_thread(_touch, message_file)
+        path = container.get("terminationMessagePath") or specs.TERMINATION_MESSAGE_PATH
+        mounts.append(Mount(path, str(message_file), read_only=False))
         body = specs.container_spec(
             self.pod,
             container,
@@ -577,6 +601,7 @@ class PodWorker:
         attempts = await self._attempts()
         await self._stop_all(attempts, self._grace())
         attempts = await self._attempts()
+        await self.ctx.volumes.teardown(self.uid)
         if not self.gone:
             await self._report(attempts, False, [], terminal=True)
             api = self.ctx.api()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agent.events import involved
+from agent.podconfig.volumes import Mount
 from agent.pods import spec as specs
 from agent.pods.backoff import Backoff
 from agent.pods.network import bridge_name, subnet
@@ -22,7 +23,7 @@ from agent.pods.status import (
     pod_conditions,
     terminated,
 )
-from agent.pods.worker import _expand, attempt_of, podman_time
+from agent.pods.worker import attempt_of, podman_time
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -76,7 +77,7 @@ def test_container_spec_security_command_and_labels() -> None:
         attempt=2,
         init=False,
         env=[("A", "1")],
-        mounts=[specs.Mount("/dev/termination-log", "/var/x", read_only=True)],
+        mounts=[Mount("/dev/termination-log", "/var/x", read_only=True)],
         command=["sh"],
         args=None,
     )
@@ -275,7 +276,6 @@ def test_podman_inspect_helpers() -> None:
     a = attempt_of(doc)
     assert (a.name, a.attempt, a.init, a.exit_code) == ("c", 4, True, 127)
     assert a.start_failed and a.finished_at == T0.replace(second=0)
-    assert _expand("$(A)-$(B)-$$(A)-$(", {"A": "1"}) == "1-$(B)-$(A)-$("
 
 
 def test_network_and_event_helpers() -> None:
