@@ -427,3 +427,105 @@ def test_static_pod_and_its_mirror(cluster: AgentCluster) -> None:
     (manifests / "web.yaml").unlink()
     wait_for(lambda: cluster.pod(NS, name) is None, "the mirror pod deleted", 60)
     wait_for(lambda: not attempts(cluster, name), "the static pod stopped", 60)
+
+
+def test_config_env_volumes_and_token(cluster: AgentCluster) -> None:
+    """env from a ConfigMap, a Secret, fieldRefs and envFrom with a prefix, $(VAR)
+    expansion, a ConfigMap volume with defaultMode, an emptyDir shared between an init
+    container and the main one, and the projected token, which the API server accepts."""
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": NS},
+            "data": {"color": "blue", "size": "L"},
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "sec", "namespace": NS},
+            "stringData": {"pw": "hunter2"},
+        }
+    )
+    env = [
+        {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "color"}}},
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw"}}},
+        {"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "BOTH", "value": "$(COLOR)-$(ME)"},
+    ]
+    script = (
+        "cat /shared/hello; echo $COLOR $PW $ME $BOTH $CFG_size; "
+        '[ -n "$IP" ] && echo ip; stat -c %a /cfg/..data/color; '
+        "cat /var/run/secrets/kubernetes.io/serviceaccount/token > /dev/termination-log"
+    )
+    main = box(
+        "main",
+        f"({script}) > /shared/out; cat /shared/out",
+        env=env,
+        envFrom=[{"prefix": "CFG_", "configMapRef": {"name": "cfg"}}],
+        volumeMounts=[
+            {"name": "shared", "mountPath": "/shared"},
+            {"name": "cfg", "mountPath": "/cfg"},
+        ],
+    )
+    init = box(
+        "init",
+        "echo from-init > /shared/hello",
+        volumeMounts=[{"name": "shared", "mountPath": "/shared"}],
+    )
+    manifest = pod(
+        "configured",
+        main,
+        restartPolicy="Never",
+        initContainers=[init],
+        volumes=[
+            {"name": "shared", "emptyDir": {}},
+            {"name": "cfg", "configMap": {"name": "cfg", "defaultMode": 0o600}},
+        ],
+    )
+    cluster.apply(manifest)
+    p = cluster.wait_pod(NS, "configured", lambda p: phase(p) in ("Succeeded", "Failed"), "done")
+    terminated = container_status(p)["state"]["terminated"]
+    assert phase(p) == "Succeeded", terminated
+    token = terminated["message"]
+    whoami = cluster.kubectl.run(
+        "--token",
+        token,
+        "--kubeconfig",
+        "/dev/null",
+        "--server",
+        "https://127.0.0.1:6443",
+        "--insecure-skip-tls-verify",
+        "auth",
+        "whoami",
+        "-o",
+        "json",
+        check=False,
+    )
+    assert "system:serviceaccount:default:default" in whoami.stdout, whoami.stderr
+    logs = cluster.podman("logs", f"k8s_main_configured_{NS}_{p['metadata']['uid']}_0").split("\n")
+    assert logs[0] == "from-init"
+    assert logs[1] == "blue hunter2 configured blue-configured L"
+    assert logs[2] == "ip"
+    assert logs[3] == "600"
+
+
+def test_missing_config_map_key_is_a_config_error(cluster: AgentCluster) -> None:
+    """A reference to a key a ConfigMap lacks: CreateContainerConfigError with an event."""
+    ref = {"configMapKeyRef": {"name": "cfg-missing", "key": "nope"}}
+    cluster.apply(pod("badref", box("main", "sleep 3600", env=[{"name": "X", "valueFrom": ref}])))
+
+    def config_error(p: dict[str, Any]) -> bool:
+        waiting = (container_status(p).get("state") or {}).get("waiting") or {}
+        return waiting.get("reason") == "CreateContainerConfigError"
+
+    cluster.wait_pod(NS, "badref", config_error, "CreateContainerConfigError", 60)
+    failed = [
+        e
+        for e in cluster.events(NS)
+        if e["involvedObject"]["name"] == "badref" and e["reason"] == "Failed"
+    ]
+    assert failed and failed[0]["message"].startswith("Error: ")
