@@ -529,3 +529,50 @@ def test_missing_config_map_key_is_a_config_error(cluster: AgentCluster) -> None
         if e["involvedObject"]["name"] == "badref" and e["reason"] == "Failed"
     ]
     assert failed and failed[0]["message"].startswith("Error: ")
+
+
+def test_active_deadline_fails_the_pod(cluster: AgentCluster) -> None:
+    """activeDeadlineSeconds: the pod is stopped and Failed with DeadlineExceeded."""
+    cluster.apply(pod("late", box("main", "sleep 3600"), activeDeadlineSeconds=2))
+    p = cluster.wait_pod(NS, "late", lambda p: phase(p) == "Failed", "phase Failed", 60)
+    assert p["status"]["reason"] == "DeadlineExceeded"
+    assert "terminated" in container_status(p)["state"]
+
+
+def test_config_map_update_reaches_the_volume(cluster: AgentCluster) -> None:
+    """A ConfigMap change is written to the running pod's volume (within a resync)."""
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "live", "namespace": NS},
+        "data": {"v": "one"},
+    }
+    cluster.apply(cm)
+    reader = box(
+        "main",
+        "while :; do cat /cfg/v > /dev/termination-log; sleep 0.5; done",
+        volumeMounts=[{"name": "cfg", "mountPath": "/cfg"}],
+    )
+    manifest = pod("reader", reader, volumes=[{"name": "cfg", "configMap": {"name": "live"}}])
+    cluster.apply(manifest)
+    p = cluster.wait_pod(NS, "reader", lambda p: phase(p) == "Running", "phase Running")
+    cluster.apply({**cm, "data": {"v": "two"}})
+    path = cluster.agent_dir / "agent" / "pods" / p["metadata"]["uid"] / "containers" / "main" / "0"
+    wait_for(lambda: path.read_text() == "two", "the new value in the volume", 90)
+
+
+def test_host_network_pod_uses_the_node_address(cluster: AgentCluster) -> None:
+    """hostNetwork: the pod's IP is the node's, its httpd answers on the node's address."""
+    httpd = {
+        "name": "main",
+        "image": IMAGE,
+        "command": ["httpd", "-f", "-p", "18080", "-h", "/etc"],
+    }
+    cluster.apply(pod("hostnet", httpd, hostNetwork=True))
+    p = cluster.wait_pod(NS, "hostnet", lambda p: phase(p) == "Running", "phase Running")
+    assert p["status"]["podIP"] == p["status"]["hostIP"]
+    wait_for(
+        lambda: cluster.fetch(f"http://{p['status']['podIP']}:18080/passwd")[0] == 0,
+        "httpd on the node's address",
+        15,
+    )
