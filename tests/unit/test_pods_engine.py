@@ -3,13 +3,14 @@ Podman timestamps and ``$(VAR)`` expansion."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from agent.events import involved
+from agent.events import WARNING, EventRecorder, involved
 from agent.podconfig.volumes import Mount
 from agent.pods import spec as specs
 from agent.pods.backoff import Backoff
@@ -24,6 +25,7 @@ from agent.pods.status import (
     terminated,
 )
 from agent.pods.worker import attempt_of, podman_time
+from edgek.apiclient import ApiClient
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -285,3 +287,42 @@ def test_network_and_event_helpers() -> None:
     ref = involved(pod(), "c", init=True)
     assert ref["fieldPath"] == "spec.initContainers{c}" and ref["uid"] == "u1"
     assert "fieldPath" not in involved(pod())
+
+
+class _FakeApi:
+    """Records the event writes of an EventRecorder."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        self.calls.append((method, path, body))
+        return body
+
+    async def patch(self, path: str, body: Any, *, patch_type: str = "merge") -> Any:
+        self.calls.append(("PATCH", path, body))
+        return body
+
+
+@pytest.mark.asyncio
+async def test_events_are_aggregated() -> None:
+    """The same event twice: one Event created, then its count and lastTimestamp bumped;
+    another message is another Event."""
+    api = _FakeApi()
+    recorder = EventRecorder(lambda: cast(ApiClient, api), "n1", clock=lambda: T0)
+    recorder.start()
+    ref = involved(pod(), "c")
+    for message in ("back-off", "back-off", "other"):
+        recorder.record(ref, WARNING, "BackOff", message)
+    for _ in range(100):
+        if len(api.calls) == 3:
+            break
+        await asyncio.sleep(0.01)
+    await recorder.stop()
+    (m1, path1, first), (m2, path2, bump), (m3, _, other) = api.calls
+    assert (m1, path1) == ("POST", "/api/v1/namespaces/ns/events")
+    assert first["source"] == {"component": "kubelet", "host": "n1"}
+    assert first["count"] == 1 and first["involvedObject"]["fieldPath"] == "spec.containers{c}"
+    assert (m2, path2) == ("PATCH", f"/api/v1/namespaces/ns/events/{first['metadata']['name']}")
+    assert bump == {"count": 2, "lastTimestamp": "2026-01-02T03:04:05Z"}
+    assert m3 == "POST" and other["message"] == "other"
