@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from agent import labels
 from agent.events import NORMAL, WARNING, EventRecorder, involved
 from agent.nodeapi import delete_pod
@@ -176,9 +178,12 @@ class PodWorker:
                 self._wake.clear()
                 try:
                     delay = await self.sync()
-                except (PodmanError, OSError) as e:
+                except (PodmanError, OSError, aiohttp.ClientError, ApiClientError) as e:
                     log.warning("pod %s: sync failed: %s", self.key, e)
                     delay = 1.0
+                except Exception:  # a bug must not end the pod's worker: log it, go on
+                    log.exception("pod %s: sync failed", self.key)
+                    delay = RESYNC_SECONDS
                 if self.finished:
                     return
                 with contextlib.suppress(TimeoutError):
