@@ -303,6 +303,19 @@ class PodWorker:
         ip = (nets.get(self.ctx.network) or {}).get("IPAddress") or ""
         return True, [ip] if ip else []
 
+    async def _release_sandbox(self) -> None:
+        """Stop a finished pod's infra container: its address goes back to the pool (the
+        Podman pod stays, with the containers' logs, until the pod is deleted)."""
+        try:
+            info = await self.ctx.podman.pod_inspect(labels.sandbox_name(self.pod))
+            infra_id = info.get("InfraContainerID") or ""
+            infra = await self.ctx.podman.container_inspect(infra_id)
+            if (infra.get("State") or {}).get("Running"):
+                await self.ctx.podman.container_kill(infra_id)
+        except PodmanError as e:
+            if e.status not in (404, 409):
+                raise
+
     # -- one sync -------------------------------------------------------------------------
 
     async def sync(self) -> float:
@@ -315,6 +328,8 @@ class PodWorker:
         current_phase = (self.pod.get("status") or {}).get("phase")
         terminal = current_phase in TERMINAL_PHASES or self._forced is not None
         attempts = await self._attempts()
+        if terminal and not any(a.running for tries in attempts.values() for a in tries):
+            await self._release_sandbox()
         sandbox_ok, ips = await self._sandbox(create=not terminal)
         self._waiting = {}
         due = RESYNC_SECONDS

@@ -183,6 +183,15 @@ def test_job_completes(cluster: AgentCluster) -> None:
     (p,) = cluster.pods(NS, "job-name=once")
     assert phase(p) == "Succeeded"
     assert container_status(p)["state"]["terminated"]["reason"] == "Completed"
+    # the finished pod's sandbox is stopped: its address is free again
+    sandbox = f"k8s_{p['metadata']['name']}_{NS}_{p['metadata']['uid']}"
+
+    def released() -> bool:
+        infra = cluster.podman("pod", "inspect", sandbox, "--format", "{{.InfraContainerID}}")
+        state = cluster.podman("inspect", infra.strip(), "--format", "{{.State.Running}}")
+        return state.strip() == "false"
+
+    wait_for(released, "the sandbox stopped", 30)
 
 
 def test_missing_binary_is_a_start_error_and_the_agent_keeps_serving(
