@@ -533,7 +533,7 @@ class PodWorker:
                 self._event(container, init, WARNING, "Failed", message)
                 return
             cid = body["name"]
-        self._event(container, init, NORMAL, "Created", f"Created container {name}")
+        self._event(container, init, NORMAL, "Created", f"Created container: {name}")
         try:
             await podman.container_start(cid)
         except PodmanError as e:
@@ -553,8 +553,9 @@ class PodWorker:
                 container=container,
                 pod=self.pod,
             )
-            if failure is not None:
-                self._event(container, init, WARNING, "FailedPostStartHook", failure)
+            if failure is not None:  # the message stays out of the event, as upstream's
+                log.info("pod %s: postStart of %s failed: %s", self.key, name, failure)
+                self._event(container, init, WARNING, "FailedPostStartHook", "PostStartHook failed")
                 started = attempt_of(await self.ctx.podman.container_inspect(cid))
                 await self._stop(started, self._grace())
 

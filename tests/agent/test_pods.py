@@ -585,3 +585,19 @@ def test_host_network_pod_uses_the_node_address(cluster: AgentCluster) -> None:
         "httpd on the node's address",
         15,
     )
+
+
+def test_failed_post_start_hook_kills_the_container(cluster: AgentCluster) -> None:
+    """A postStart hook that fails: a FailedPostStartHook event, the container killed and
+    started again."""
+    hook = {"postStart": {"exec": {"command": ["false"]}}}
+    cluster.apply(pod("hooked", box("main", "sleep 3600", lifecycle=hook)))
+    cluster.wait_pod(
+        NS, "hooked", lambda p: container_status(p).get("restartCount"), "a restart", 60
+    )
+    events = [e for e in cluster.events(NS) if e["involvedObject"]["name"] == "hooked"]
+    hooks = [e for e in events if e["reason"] == "FailedPostStartHook"]
+    assert hooks and hooks[0]["message"] == "PostStartHook failed"
+    assert any(
+        e["reason"] == "Created" and e["message"] == "Created container: main" for e in events
+    )
