@@ -41,6 +41,8 @@ class Attempt:
     image: str = ""
     image_id: str = ""
     message: str = ""
+    #: Created and never started (a failed start leaves it so too).
+    created: bool = False
 
     @property
     def start_failed(self) -> bool:

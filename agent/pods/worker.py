@@ -80,6 +80,7 @@ def attempt_of(doc: Mapping[str, Any]) -> Attempt:
         attempt=int(lbl.get(labels.CONTAINER_ATTEMPT) or 0),
         init=lbl.get(labels.CONTAINER_KIND) == "init",
         running=bool(state.get("Running")) or state.get("Status") == "paused",
+        created=state.get("Status") == "created",
         exit_code=int(state.get("ExitCode") or 0),
         started_at=podman_time(state.get("StartedAt")),
         finished_at=podman_time(state.get("FinishedAt"))
@@ -373,6 +374,9 @@ class PodWorker:
                 if latest is None:
                     await self._start(container, 0, init=True, ips=ips)
                     return due
+                if self._never_started(latest):
+                    await self._run_created(container, latest.id, init=True, ips=ips)
+                    return due
                 if latest.running:
                     return due
                 if latest.exit_code == 0 and not latest.start_failed:
@@ -385,6 +389,9 @@ class PodWorker:
             if latest is None:
                 await self._start(container, 0, init=False, ips=ips)
                 continue
+            if self._never_started(latest):
+                await self._run_created(container, latest.id, init=False, ips=ips)
+                continue
             if latest.running:
                 await self._check_liveness(container, latest)
                 continue
@@ -392,6 +399,11 @@ class PodWorker:
             if policy == "Always" or (policy == "OnFailure" and failed):
                 due = min(due, await self._restart(container, latest, init=False, ips=ips))
         return due
+
+    def _never_started(self, attempt: Attempt) -> bool:
+        """A container created but not started (the agent stopped in between): it is
+        started now; one whose start failed is a failure (restartPolicy, back-off)."""
+        return attempt.created and attempt.id not in self._start_errors
 
     async def _check_liveness(self, container: dict[str, Any], latest: Attempt) -> None:
         """Kill a running container whose liveness or startup probe failed (the
@@ -532,10 +544,17 @@ class PodWorker:
                 self._waiting[name] = ("CreateContainerError", message)
                 self._event(container, init, WARNING, "Failed", message)
                 return
-            cid = body["name"]
+            cid = str((await podman.container_inspect(body["name"]))["Id"])
         self._event(container, init, NORMAL, "Created", f"Created container: {name}")
+        await self._run_created(container, cid, init=init, ips=ips)
+
+    async def _run_created(
+        self, container: dict[str, Any], cid: str, *, init: bool, ips: list[str]
+    ) -> None:
+        """Start a created container, then run its postStart hook (a failed hook kills it)."""
+        name = container["name"]
         try:
-            await podman.container_start(cid)
+            await self.ctx.podman.container_start(cid)
         except PodmanError as e:
             self._start_errors[cid] = e.message
             self._event(container, init, WARNING, "Failed", f"Error: {e.message}")

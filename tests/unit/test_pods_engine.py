@@ -273,11 +273,16 @@ def test_podman_inspect_helpers() -> None:
                 "io.edgek.container.kind": "init",
             }
         },
-        "State": {"Running": False, "ExitCode": 127, "StartedAt": "0001-01-01T00:00:00Z"},
+        "State": {
+            "Status": "created",
+            "Running": False,
+            "ExitCode": 127,
+            "StartedAt": "0001-01-01T00:00:00Z",
+        },
     }
     a = attempt_of(doc)
     assert (a.name, a.attempt, a.init, a.exit_code) == ("c", 4, True, 127)
-    assert a.start_failed and a.finished_at == T0.replace(second=0)
+    assert a.start_failed and a.created and a.finished_at == T0.replace(second=0)
 
 
 def test_network_and_event_helpers() -> None:
