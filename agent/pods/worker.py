@@ -125,7 +125,8 @@ class PodWorker:
         self.static = False
         self._wake = asyncio.Event()
         self._reported: dict[str, Any] | None = None
-        self._details: dict[tuple[str, bool], Attempt] = {}
+        #: Inspected containers by (id, state): a container's details change with its state.
+        self._details: dict[tuple[str, str], Attempt] = {}
         self._waiting: dict[str, tuple[str, str]] = {}
         self._start_time: datetime | None = None
         self._forced: tuple[str, str, str] | None = None
@@ -217,10 +218,12 @@ class PodWorker:
             labels.label_filter({labels.MANAGED_BY: self.ctx.node, labels.POD_UID: self.uid})
         )
         found: dict[str, list[Attempt]] = {}
+        seen = {item["Id"] for item in listed}
+        self._details = {k: v for k, v in self._details.items() if k[0] in seen}
         for item in listed:
             if item.get("IsInfra"):
                 continue
-            key = (item["Id"], item.get("State") == "running")
+            key = (item["Id"], str(item.get("State") or ""))
             attempt = self._details.get(key)
             if attempt is None:
                 try:
