@@ -601,3 +601,13 @@ def test_failed_post_start_hook_kills_the_container(cluster: AgentCluster) -> No
     assert any(
         e["reason"] == "Created" and e["message"] == "Created container: main" for e in events
     )
+
+
+def test_delete_kills_after_the_grace_period(cluster: AgentCluster) -> None:
+    """A container that ignores SIGTERM is killed when the pod's grace period is over."""
+    stubborn = box("main", "trap '' TERM; while :; do sleep 0.1; done")
+    cluster.apply(pod("stubborn", stubborn, terminationGracePeriodSeconds=2))
+    cluster.wait_pod(NS, "stubborn", lambda p: phase(p) == "Running", "phase Running")
+    started = time.monotonic()
+    cluster.kubectl("delete", "pod", "stubborn", "-n", NS, "--wait=true", "--timeout=60s")
+    assert 1.5 < time.monotonic() - started < 15
