@@ -83,7 +83,7 @@ class ServerConfig:
     secrets_encryption: bool = field(
         default=False, metadata=flag("Encrypt Secret values at rest (AES-GCM).")
     )
-    #: The server runs an agent for its own node unless set (server/agentembed.py).
+    #: The server runs an agent for its own node unless set (edgek/cmd/server.py).
     disable_agent: bool = field(
         default=False,
         metadata=flag("Run the control plane without the embedded agent (no pods run here)."),

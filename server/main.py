@@ -9,12 +9,12 @@ import logging
 import signal
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
 import datastore
-from agent.main import Agent
 from edgek.kinds import Registry
 from edgek.kubeconfig import admin_kubeconfig, data_dir_kubeconfig, write_kubeconfig
 from server.apiserver.app import ApiServerState, make_app
@@ -28,9 +28,6 @@ from server.pki import PKI, ensure_pki, split_sans
 from server.storage.objectstore import ObjectStore, WriteOptions, key_prefix
 from server.storage.reencrypt import SecretsEncryptionAdmin
 from server.wiring import ControlPlane, Credentials, assemble
-
-if TYPE_CHECKING:
-    from agent.main import Agent
 
 log = logging.getLogger("edgek.server")
 
@@ -285,27 +282,31 @@ def release_free_memory() -> None:
         trim(0)
 
 
-async def serve_forever(config: ServerConfig) -> None:
-    """Run the server until SIGTERM/SIGINT."""
+#: Started once the server is up (the command line's embedded agent); returns what stops it,
+#: or None when it did not start.
+Companion = Callable[[], Coroutine[Any, Any, Callable[[], Awaitable[None]] | None]]
+
+
+async def serve_forever(config: ServerConfig, companion: Companion | None = None) -> None:
+    """Run the server until SIGTERM/SIGINT, with ``companion`` started beside it once it is
+    up and stopped before it."""
     server = Server(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    agent: asyncio.Task[Agent | None] | None = None
+    beside: asyncio.Task[Callable[[], Awaitable[None]] | None] | None = None
     try:
         await server.start()
-        if not config.disable_agent:
-            from server.agentembed import start_agent  # the agent's code only when it runs
-
-            agent = asyncio.create_task(start_agent(config), name="embedded-agent")
+        if companion is not None:
+            beside = asyncio.create_task(companion(), name="companion")
         await stop.wait()
     finally:
         log.info("edgek server stopping")
-        if agent is not None:
-            if agent.done() and agent.exception() is None and (started := agent.result()):
-                await started.stop()
+        if beside is not None:
+            if beside.done() and beside.exception() is None and (halt := beside.result()):
+                await halt()
             else:
-                agent.cancel()
-                await asyncio.gather(agent, return_exceptions=True)
+                beside.cancel()
+                await asyncio.gather(beside, return_exceptions=True)
         await server.stop()

@@ -5,8 +5,10 @@ command's own."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +17,9 @@ import typer
 from edgek.cmd.common import fail, setup_logging, tune_gc
 from edgek.config import ConfigError, load_config, merge
 from server.config import ServerConfig, ServerOption, server_options
+
+log = logging.getLogger("edgek.server")
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 
 
 def server(**given: Any) -> None:
@@ -29,10 +34,40 @@ def server(**given: Any) -> None:
     from server.main import serve_forever
 
     tune_gc()
+    companion = None if cfg.disable_agent else functools.partial(_start_agent, cfg)
     try:
-        asyncio.run(serve_forever(cfg))
+        asyncio.run(serve_forever(cfg, companion))
     except (OSError, ValueError) as e:
         fail(f"cannot start server: {e}")
+
+
+async def _start_agent(cfg: ServerConfig) -> Callable[[], Awaitable[None]] | None:
+    """The agent the server runs for its own node (unless ``--disable-agent``), as k3s
+    does: the same ``Agent`` as ``edgek agent``, joining with the node token over the local
+    URL, state under the same data dir. The server labels the node
+    ``node-role.kubernetes.io/control-plane`` (a node may not set node-role labels on
+    itself). Returns its ``stop``; None (logged) when it cannot start, e.g. without Podman:
+    the control plane runs on."""
+    from agent.bootstrap import BootstrapError
+    from agent.main import Agent, AgentConfig
+    from agent.podman.service import PodmanServiceError
+    from edgek.apiclient import ApiClient, ApiClientError
+    from edgek.kubeconfig import data_dir_kubeconfig
+
+    token_file = cfg.data_dir / "server" / "node-token"
+    token = (await asyncio.to_thread(token_file.read_text)).strip()
+    agent = Agent(AgentConfig(server=cfg.local_url, token=token, data_dir=cfg.data_dir))
+    try:
+        await agent.start()
+        admin = ApiClient.from_kubeconfig(data_dir_kubeconfig(cfg.data_dir))
+        labels = {"metadata": {"labels": {CONTROL_PLANE_LABEL: "true"}}}
+        await admin.patch(f"/api/v1/nodes/{agent.name}", labels, patch_type="strategic")
+    except (ApiClientError, BootstrapError, PodmanServiceError, OSError) as e:
+        log.error("the embedded agent did not start: %s (--disable-agent runs none)", e)
+        await agent.stop()
+        return None
+    log.info("embedded agent: node %s runs pods", agent.name)
+    return agent.stop
 
 
 def _flag_value(option: ServerOption, value: Any) -> Any:
