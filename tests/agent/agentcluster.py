@@ -114,7 +114,8 @@ class AgentCluster:
         wait_for(ready, "the server to be ready", 60)
 
     def start_agent(self, wait_ready: bool = True) -> None:
-        """Start the agent; with ``wait_ready`` wait for its Node to be Ready."""
+        """Start the agent and wait for its Podman; with ``wait_ready`` also for its Node
+        to be Ready (a restarted agent's Node may still be Ready from before)."""
         token = (self.server_dir / "server" / "node-token").read_text().strip()
         self.agent.args = [
             *self.prefix,
@@ -133,8 +134,15 @@ class AgentCluster:
             "--debug",
         ]
         self.agent.start()
+        self.wait_runtime()
         if wait_ready:
             wait_for(self.node_ready, "the node to be Ready", 90)
+
+    def pod_starts(self) -> int:
+        """How many times an agent of this cluster started running pods (its log says)."""
+        if not self.agent.log.exists():
+            return 0
+        return self.agent.log.read_text(errors="replace").count(" runs pods on ")
 
     def node_ready(self, name: str = NODE) -> bool:
         """Whether the node is registered, Ready, with a podCIDR."""

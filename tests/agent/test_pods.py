@@ -290,8 +290,10 @@ def test_agent_restart_adopts_running_pods(cluster: AgentCluster) -> None:
     cluster.apply(pod("steady", box("main", "sleep 3600")))
     before = cluster.wait_pod(NS, "steady", lambda p: phase(p) == "Running", "phase Running")
     started = container_status(before)
+    runs = cluster.pod_starts()
     cluster.agent.stop()
     cluster.start_agent()
+    wait_for(lambda: cluster.pod_starts() > runs, "the new agent running pods", 60)
     time.sleep(3)  # a few syncs of the new agent
     after = cluster.pod(NS, "steady")
     assert after is not None and phase(after) == "Running"
@@ -316,7 +318,6 @@ def test_autonomy_while_the_server_is_away(cluster: AgentCluster) -> None:
     wait_for(lambda: attempts(cluster, "edge")[-1] > seen[-1], "a restart while offline", 40)
     cluster.agent.stop()
     cluster.start_agent(wait_ready=False)
-    cluster.wait_runtime()
     seen = attempts(cluster, "edge")
     wait_for(
         lambda: attempts(cluster, "edge")[-1] > seen[-1], "a restart by the restarted agent", 60
