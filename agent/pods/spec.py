@@ -180,7 +180,6 @@ def container_spec(
     """The SpecGenerator of one attempt of ``container`` in ``pod``'s sandbox. ``command``
     and ``args`` are the expanded Kubernetes ones (None: the image's entrypoint / cmd)."""
     name = container["name"]
-    spec = pod.get("spec") or {}
     body: dict[str, Any] = {
         "name": labels.container_name(pod, name, attempt),
         "pod": labels.sandbox_name(pod),
@@ -199,33 +198,35 @@ def container_spec(
         body["command"] = args
     if container.get("workingDir"):
         body["work_dir"] = container["workingDir"]
+    body.update(security_fields(pod, container))
+    return body
+
+
+def security_fields(pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, Any]:
+    """The SpecGenerator fields of the effective securityContext: user, groups (fsGroup,
+    supplementalGroups), privileged, capabilities, read-only root, no_new_privileges,
+    sysctls."""
     ctx = _security(pod, container)
-    pod_ctx = spec.get("securityContext") or {}
+    pod_ctx = (pod.get("spec") or {}).get("securityContext") or {}
+    out: dict[str, Any] = {}
     if "runAsUser" in ctx or "runAsGroup" in ctx:
-        user = str(ctx.get("runAsUser", 0))
-        if "runAsGroup" in ctx:
-            user += f":{ctx['runAsGroup']}"
-        body["user"] = user
+        group = f":{ctx['runAsGroup']}" if "runAsGroup" in ctx else ""
+        out["user"] = f"{ctx.get('runAsUser', 0)}{group}"
     groups = [str(g) for g in pod_ctx.get("supplementalGroups") or []]
     if pod_ctx.get("fsGroup") is not None:
         groups.append(str(pod_ctx["fsGroup"]))
-    if groups:
-        body["groups"] = groups
-    if ctx.get("privileged"):
-        body["privileged"] = True
     caps = ctx.get("capabilities") or {}
-    if caps.get("add"):
-        body["cap_add"] = [_cap(c) for c in caps["add"]]
-    if caps.get("drop"):
-        body["cap_drop"] = [_cap(c) for c in caps["drop"]]
-    if ctx.get("readOnlyRootFilesystem"):
-        body["read_only_filesystem"] = True
-    if ctx.get("allowPrivilegeEscalation") is False:
-        body["no_new_privileges"] = True
-    sysctls = {s["name"]: str(s["value"]) for s in pod_ctx.get("sysctls") or []}
-    if sysctls:
-        body["sysctl"] = sysctls
-    return body
+    candidates = {
+        "groups": groups,
+        "privileged": bool(ctx.get("privileged")),
+        "cap_add": [_cap(c) for c in caps.get("add") or []],
+        "cap_drop": [_cap(c) for c in caps.get("drop") or []],
+        "read_only_filesystem": bool(ctx.get("readOnlyRootFilesystem")),
+        "no_new_privileges": ctx.get("allowPrivilegeEscalation") is False,
+        "sysctl": {s["name"]: str(s["value"]) for s in pod_ctx.get("sysctls") or []},
+    }
+    out.update({key: value for key, value in candidates.items() if value})
+    return out
 
 
 def _cap(name: str) -> str:

@@ -133,8 +133,28 @@ def container_status(view: ContainerView) -> dict[str, Any]:
     return out
 
 
-def _stopped_ok(view: ContainerView) -> bool:
-    return view.latest is not None and not view.latest.running and not view.waiting_reason
+def completed(attempt: Attempt | None) -> bool:
+    """Whether an attempt ran and exited 0."""
+    return (
+        attempt is not None
+        and not attempt.running
+        and attempt.exit_code == 0
+        and not attempt.start_failed
+    )
+
+
+def _init_phase(
+    policy: str, init: Sequence[ContainerView], containers: Sequence[ContainerView]
+) -> str:
+    """Pending while init containers have not all completed (Failed for a failed one
+    under restartPolicy Never), "" once they did or app containers were started."""
+    for view in init:
+        if completed(view.latest):
+            continue
+        if policy == "Never" and view.latest is not None and not view.latest.running:
+            return "Failed"
+        return "" if any(c.latest is not None for c in containers) else "Pending"
+    return ""
 
 
 def phase(
@@ -147,40 +167,18 @@ def phase(
     """The pod phase from its containers (upstream ``getPhase``); ``terminal``: the pod is
     being shut down, so containers that will not run again decide Succeeded or Failed."""
     policy = spec.get("restartPolicy") or "Always"
-    for view in init:
-        latest = view.latest
-        if (
-            latest is not None
-            and not latest.running
-            and latest.exit_code == 0
-            and not (latest.start_failed)
-        ):
-            continue
-        if policy == "Never" and latest is not None and not latest.running:
-            return "Failed"
-        if not any(c.latest is not None for c in containers):
-            return "Pending"
-        break
-    running = stopped = succeeded = waiting = 0
-    for view in containers:
-        latest = view.latest
-        if latest is None:
-            waiting += 1
-        elif latest.running and not view.waiting_reason:
-            running += 1
-        else:
-            stopped += 1
-            if not latest.running and not latest.start_failed and latest.exit_code == 0:
-                succeeded += 1
-    if waiting:
+    if early := _init_phase(policy, init, containers):
+        return early
+    if any(view.latest is None for view in containers):
         return "Pending"
+    running = sum(1 for v in containers if v.latest and v.latest.running and not v.waiting_reason)
     if running:
         return "Running"
-    if not stopped:
+    if not containers:
         return "Pending"
     if policy == "Always" and not terminal:
         return "Running"
-    if stopped == succeeded:
+    if all(completed(v.latest) for v in containers):
         return "Succeeded"
     if policy == "Never" or terminal:
         return "Failed"
@@ -232,11 +230,7 @@ def pod_conditions(
     ``current`` while its status is unchanged."""
     stamp = format_time(now)
     previous = {c.get("type", ""): c for c in current}
-    incomplete = [
-        v.name
-        for v in init
-        if not (v.latest is not None and not v.latest.running and v.latest.exit_code == 0)
-    ]
+    incomplete = [v.name for v in init if not completed(v.latest)]
     started_app = any(v.latest is not None for v in containers)
     initialized = not incomplete or started_app
     unready = [v.name for v in containers if not v.ready]

@@ -36,7 +36,7 @@ from agent.podconfig.volumes import Mount, VolumeError, VolumeManager
 from agent.podman.client import PodmanClient, PodmanError
 from agent.pods import spec as specs
 from agent.pods.backoff import Backoff
-from agent.pods.status import TERMINAL_PHASES, Attempt, ContainerView, pod_status
+from agent.pods.status import TERMINAL_PHASES, Attempt, ContainerView, completed, pod_status
 from agent.probes import ExecFn, ProbeSet, run_hook
 from agent.pull import ImagePuller, ImagePullError
 from edgek.apiclient import ApiClient, ApiClientError
@@ -368,40 +368,46 @@ class PodWorker:
     async def _converge(self, attempts: dict[str, list[Attempt]], ips: list[str]) -> float:
         """Start what should run; returns the seconds until a back-off ends."""
         spec = self.pod.get("spec") or {}
+        if not any(attempts.get(c["name"]) for c in spec.get("containers") or []):
+            waiting = await self._converge_init(attempts, ips)
+            if waiting is not None:
+                return waiting
         policy = spec.get("restartPolicy") or "Always"
         due = RESYNC_SECONDS
-        app_started = any(attempts.get(c["name"]) for c in spec.get("containers") or [])
-        if not app_started:
-            for container in spec.get("initContainers") or []:
-                latest = _latest(attempts, container["name"])
-                if latest is None:
-                    await self._start(container, 0, init=True, ips=ips)
-                    return due
-                if self._never_started(latest):
-                    await self._run_created(container, latest.id, init=True, ips=ips)
-                    return due
-                if latest.running:
-                    return due
-                if latest.exit_code == 0 and not latest.start_failed:
-                    continue
-                if policy == "Never":
-                    return due
-                return await self._restart(container, latest, init=True, ips=ips)
         for container in spec.get("containers") or []:
             latest = _latest(attempts, container["name"])
             if latest is None:
                 await self._start(container, 0, init=False, ips=ips)
-                continue
-            if self._never_started(latest):
+            elif self._never_started(latest):
                 await self._run_created(container, latest.id, init=False, ips=ips)
-                continue
-            if latest.running:
+            elif latest.running:
                 await self._check_liveness(container, latest)
-                continue
-            failed = latest.exit_code != 0 or latest.start_failed
-            if policy == "Always" or (policy == "OnFailure" and failed):
+            elif policy == "Always" or (
+                policy == "OnFailure" and (latest.exit_code != 0 or latest.start_failed)
+            ):
                 due = min(due, await self._restart(container, latest, init=False, ips=ips))
         return due
+
+    async def _converge_init(
+        self, attempts: dict[str, list[Attempt]], ips: list[str]
+    ) -> float | None:
+        """Run the init containers one after the other; None once all completed, else the
+        seconds until the next sync is due."""
+        policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
+        for container in (self.pod.get("spec") or {}).get("initContainers") or []:
+            latest = _latest(attempts, container["name"])
+            if latest is None:
+                await self._start(container, 0, init=True, ips=ips)
+            elif self._never_started(latest):
+                await self._run_created(container, latest.id, init=True, ips=ips)
+            elif latest.running or (policy == "Never" and not completed(latest)):
+                pass  # running, or failed for good (the phase says Failed)
+            elif not completed(latest):
+                return await self._restart(container, latest, init=True, ips=ips)
+            else:
+                continue
+            return RESYNC_SECONDS
+        return None
 
     def _never_started(self, attempt: Attempt) -> bool:
         """A container created but not started (the agent stopped in between): it is

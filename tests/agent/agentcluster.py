@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import REPO, Kubectl
 from tests.e2e.cluster import KUBECTL, wait_for
+from tests.helpers import REPO, Kubectl
 
 PORT = 6443
 URL = f"https://127.0.0.1:{PORT}"
