@@ -68,6 +68,7 @@ from agent.pull import ImagePuller
 from agent.registries import DEFAULT_PATH as REGISTRIES_PATH
 from agent.registries import Registries
 from agent.registries import load as load_registries
+from agent.streaming.server import StreamingServer, start_streaming
 from edgek import KUBERNETES_VERSION, __version__
 from edgek.apiclient import ApiClient, ApiClientError
 from edgek.kubeconfig import atomic_write
@@ -194,6 +195,7 @@ class Agent:
         self.podman: PodmanClient | None = None
         self.events: EventRecorder | None = None
         self.pods: PodManager | None = None
+        self.streaming: StreamingServer | None = None
         self._cluster = ""
         self.registries = Registries()
         #: Images imported from the airgap directory: image GC never removes them.
@@ -268,8 +270,25 @@ class Agent:
             asyncio.create_task(self._status_loop()),
         ]
         log.info("agent: node %s registered with %s", self.name, self.config.server)
+        self._tasks.append(asyncio.create_task(self._serve_streaming()))
         if self.pods is None:
             self._tasks.append(asyncio.create_task(self._start_pods_when_cidr()))
+
+    async def _serve_streaming(self) -> None:
+        """Serve logs, exec, attach and port-forward on the kubelet port (the client CA
+        comes from the server; retried while it cannot be had or the port is taken)."""
+        delay = RETRY_BASE
+        while True:
+            try:
+                assert self.client is not None and self.podman is not None
+                self.streaming = await start_streaming(
+                    self.client, self.config.agent_dir, self.config.kubelet_port, self.podman
+                )
+                return
+            except (ApiClientError, OSError) as e:
+                log.warning("agent: streaming on port %d: %s", self.config.kubelet_port, e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX * 4)
 
     async def _start_pods_when_cidr(self) -> None:
         """Wait for the node's podCIDR (the server's node IPAM gives it), then run pods."""
@@ -342,6 +361,9 @@ class Agent:
         registered; the containers keep running, the next start adopts them)."""
         await cancel_and_wait(*self._tasks)
         self._tasks = []
+        if self.streaming is not None:
+            await self.streaming.stop()
+            self.streaming = None
         if self.pods is not None:
             await self.pods.stop()
             self.pods = None

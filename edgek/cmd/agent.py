@@ -38,7 +38,7 @@ def _token(values: dict[str, Any]) -> str:
 
 def _agent_config(values: dict[str, Any]) -> AgentConfig:
     from agent.main import AgentConfig
-    from agent.nodestatus import parse_labels, parse_taints
+    from agent.nodestatus import KUBELET_PORT, parse_labels, parse_taints
     from agent.registries import DEFAULT_PATH as REGISTRIES_PATH
 
     try:
@@ -54,6 +54,7 @@ def _agent_config(values: dict[str, Any]) -> AgentConfig:
             with_node_id=str(values.get("with-node-id", False)).lower() in ("1", "true", "yes"),
             podman_socket=str(values.get("podman-socket") or ""),
             container_runtime=str(values.get("container-runtime") or "auto"),
+            kubelet_port=int(values.get("kubelet-port") or KUBELET_PORT),
             private_registry=Path(values.get("private-registry") or REGISTRIES_PATH),
         )
         config.check()
@@ -106,6 +107,10 @@ def agent(
     container_runtime: Annotated[
         str | None, typer.Option(help="OCI runtime: auto, crun or runc (default auto).")
     ] = None,
+    kubelet_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the agent's logs/exec/port-forward server (default 10250)."),
+    ] = None,
     private_registry: Annotated[
         Path | None,
         typer.Option(
@@ -129,6 +134,7 @@ def agent(
         "with-node-id": with_node_id,
         "podman-socket": podman_socket,
         "container-runtime": container_runtime,
+        "kubelet-port": kubelet_port,
         "private-registry": private_registry,
     }
     try:

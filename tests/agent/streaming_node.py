@@ -1,6 +1,7 @@
 """A node for the streaming tests, run as a process inside the test's network namespace:
-an :class:`agent.main.Agent` (registers the Node) plus its streaming server on an existing
-Podman service. Prints ``ready`` once both run; stops on SIGTERM."""
+an :class:`agent.main.Agent` on an existing Podman service that registers the Node and
+serves streaming but runs no pods (the tests make the pods' containers themselves). Prints
+``ready`` once both run; stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,9 +11,22 @@ import logging
 from pathlib import Path
 
 from agent.main import Agent, AgentConfig
-from agent.podman.client import PodmanClient
-from agent.streaming.server import start_streaming
 from edgek.tasks import run_until_signalled
+
+
+class StreamingNode(Agent):
+    """An Agent that runs no pods; ``serving`` is set once its streaming server runs."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        super().__init__(config)
+        self.serving = asyncio.Event()
+
+    async def _start_pods(self, cidr: str) -> None:
+        """Nothing: the tests' containers are made directly in Podman."""
+
+    async def _serve_streaming(self) -> None:
+        await super()._serve_streaming()
+        self.serving.set()
 
 
 async def main() -> None:
@@ -30,23 +44,15 @@ async def main() -> None:
         node_name=args.node_name,
         node_ip=["127.0.0.1"],
         kubelet_port=args.port,
+        podman_socket=args.podman_socket,
     )
-    agent = Agent(config)
-    podman = PodmanClient(args.podman_socket)
-    servers = []
+    agent = StreamingNode(config)
 
     async def start() -> None:
         await agent.start()
-        assert agent.client is not None
-        servers.append(await start_streaming(agent.client, config.agent_dir, args.port, podman))
+        await agent.serving.wait()
 
-    async def stop() -> None:
-        for server in servers:
-            await server.stop()
-        await agent.stop()
-        await podman.close()
-
-    await run_until_signalled(start(), stop, lambda: print("ready", flush=True))
+    await run_until_signalled(start(), agent.stop, lambda: print("ready", flush=True))
 
 
 if __name__ == "__main__":

@@ -612,3 +612,17 @@ def test_delete_kills_after_the_grace_period(cluster: AgentCluster) -> None:
     started = time.monotonic()
     cluster.kubectl("delete", "pod", "stubborn", "-n", NS, "--wait=true", "--timeout=60s")
     assert 1.5 < time.monotonic() - started < 15
+
+
+def test_logs_and_exec_through_the_agent(cluster: AgentCluster) -> None:
+    """The agent serves streaming for the pods it runs: kubectl logs and exec (its exit
+    code reaches kubectl)."""
+    cluster.apply(pod("talker", box("main", "echo hello from talker; sleep 3600")))
+    cluster.wait_pod(NS, "talker", lambda p: phase(p) == "Running", "phase Running")
+    wait_for(
+        lambda: "hello from talker" in cluster.kubectl.run("logs", "talker", check=False).stdout,
+        "the pod's log",
+        30,
+    )
+    done = cluster.kubectl.run("exec", "talker", "--", "sh", "-c", "echo in; exit 3", check=False)
+    assert done.returncode == 3 and done.stdout == "in\n", done.stderr
