@@ -23,7 +23,7 @@ from agent.podman.service import PodmanService
 from tests.agent.conftest import needs_podman
 from tests.agent.netns import isolated_netns
 from tests.e2e.cluster import KUBECTL, EdgekProcess, Sim, wait_for
-from tests.helpers import REPO, Kubectl, ServerProcess, start_server
+from tests.helpers import REPO, Kubectl, ServerProcess, free_port, start_server
 
 
 @pytest.fixture
@@ -45,9 +45,10 @@ def podman_socket() -> Iterator[str]:
 
 
 def agent_process(socket: str, *args: str, env: dict[str, str] | None = None) -> EdgekProcess:
-    """An ``edgek agent`` subprocess on the Podman service at ``socket``; its one line says
-    the node joined."""
-    return EdgekProcess("agent", "--podman-socket", socket, *args, env=env)
+    """An ``edgek agent`` subprocess on the Podman service at ``socket`` with a free
+    streaming port; its one line says the node joined."""
+    port = str(free_port())  # the streaming port: no fixed port on the test machine
+    return EdgekProcess("agent", "--podman-socket", socket, "--kubelet-port", port, *args, env=env)
 
 
 @pytest.fixture(scope="module")
