@@ -1,14 +1,16 @@
 """What the agent reads about its host (nothing here changes the host): CPUs, memory and
-the agent filesystem's usage, OS image, machine and boot ids, and the address the host
-uses towards the server."""
+the agent filesystem's usage, OS image, machine and boot ids, and the node's address."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import os
 import shlex
 import socket
+import struct
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -86,3 +88,45 @@ def address_towards(server_url: str) -> str:
         if not ipaddress.ip_address(address).is_unspecified:
             return address
     return "127.0.0.1"
+
+
+#: ioctl that reads an interface's IPv4 address (linux/sockios.h).
+_SIOCGIFADDR = 0x8915
+
+
+def interface_ipv4(name: str) -> str | None:
+    """The IPv4 address of interface ``name``; None when it has none."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("256s", name.encode()[:15])
+        return socket.inet_ntoa(fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, request)[20:24])
+    return None
+
+
+def default_route_interface(route_table: str = "/proc/net/route") -> str | None:
+    """The interface of the IPv4 default route (the lowest metric); None without one."""
+    best: tuple[int, str] | None = None
+    for line in _read(route_table).splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 6 and fields[1] == "00000000" and fields[7] == "00000000":
+            metric = int(fields[6])
+            if best is None or metric < best[0]:
+                best = (metric, fields[0])
+    return best[1] if best else None
+
+
+def node_address(
+    server_url: str,
+    *,
+    route_table: str = "/proc/net/route",
+    address_of: Callable[[str], str | None] = interface_ipv4,
+) -> str:
+    """The address the node reports as its InternalIP: the one it uses towards the server,
+    unless that is loopback (a server on this machine, e.g. the agent ``edgek server``
+    embeds), then the address of the default route's interface, as k3s chooses it;
+    loopback only when the host has no default route."""
+    address = address_towards(server_url)
+    if not ipaddress.ip_address(address).is_loopback:
+        return address
+    interface = default_route_interface(route_table)
+    chosen = address_of(interface) if interface else None
+    return chosen or address

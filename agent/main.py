@@ -213,7 +213,7 @@ class Agent:
         and registration goes on in the background (the server may be unreachable)."""
         cfg = self.config
         self.name = node_name(cfg)
-        self.node_ips = cfg.node_ip or [await asyncio.to_thread(host.address_towards, cfg.server)]
+        self.node_ips = cfg.node_ip or [await asyncio.to_thread(host.node_address, cfg.server)]
         await self._start_runtime()
         creds = await bootstrap.join(
             cfg.server,

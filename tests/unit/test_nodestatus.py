@@ -198,3 +198,26 @@ def test_host_facts(tmp_path: Path) -> None:
     assert host.os_image()
     assert host.address_towards("https://127.0.0.1:6443") == "127.0.0.1"
     assert host.address_towards("https://[::1]:6443") in ("::1", "127.0.0.1")
+
+
+def test_node_address_prefers_the_default_route_interface_over_loopback(tmp_path: Path) -> None:
+    table = tmp_path / "route"
+    table.write_text(
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "eth1\t00000000\t0101A8C0\t0003\t0\t0\t200\t00000000\n"
+        "eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\n"
+        "eth0\t0000000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\n"
+    )
+    addresses = {"eth0": "10.0.0.5", "eth1": "192.168.1.5"}
+    assert host.default_route_interface(str(table)) == "eth0"
+    assert (
+        host.node_address(
+            "https://127.0.0.1:6443", route_table=str(table), address_of=addresses.get
+        )
+        == "10.0.0.5"
+    )
+    # no default route: loopback stays; a server elsewhere: the address towards it
+    assert host.node_address("https://127.0.0.1:6443", route_table=str(tmp_path / "none")) == (
+        "127.0.0.1"
+    )
+    assert host.interface_ipv4("lo") == "127.0.0.1"
