@@ -88,6 +88,48 @@ class ServerConfig:
         default=False,
         metadata=flag("Run the control plane without the embedded agent (no pods run here)."),
     )
+    #: The embedded agent's own settings, as ``edgek agent`` takes them (edgek/cmd/server.py).
+    node_name: str = field(
+        default="", metadata=flag("Embedded agent: node name (default: hostname).")
+    )
+    node_ip: list[str] = field(
+        default_factory=list,
+        metadata=flag("Embedded agent: node InternalIP (repeatable; default: detected)."),
+    )
+    node_external_ip: list[str] = field(
+        default_factory=list, metadata=flag("Embedded agent: node ExternalIP (repeatable).")
+    )
+    node_label: list[str] = field(
+        default_factory=list,
+        metadata=flag("Embedded agent: label k=v to register with (repeatable)."),
+    )
+    node_taint: list[str] = field(
+        default_factory=list,
+        metadata=flag("Embedded agent: taint key=value:Effect to register with (repeatable)."),
+    )
+    with_node_id: bool = field(
+        default=False,
+        metadata=flag("Embedded agent: append a stable random id to the node name."),
+    )
+    podman_socket: str = field(
+        default="",
+        metadata=flag("Embedded agent: use this Podman service socket instead of its own."),
+    )
+    container_runtime: str = field(
+        default="auto",
+        metadata=flag("Embedded agent: OCI runtime auto, crun or runc (default auto)."),
+    )
+    kubelet_port: int = field(
+        default=10250,
+        metadata=flag("Embedded agent: port of its logs/exec/port-forward server (default 10250)."),
+    )
+    private_registry: Path = field(
+        default=Path("/etc/edgek/registries.yaml"),
+        metadata=flag(
+            "Embedded agent: private registry configuration, k3s registries.yaml format "
+            "(default /etc/edgek/registries.yaml)."
+        ),
+    )
     #: Built-in loops switched off (``--disable``), by controller name.
     disable: list[str] = field(
         default_factory=list,

@@ -36,7 +36,9 @@ def _token(values: dict[str, Any]) -> str:
     return ""
 
 
-def _agent_config(values: dict[str, Any]) -> AgentConfig:
+def agent_config(values: dict[str, Any]) -> AgentConfig:
+    """The AgentConfig of flag/config-file ``values`` (by flag name); a one-line error and
+    exit 1 for a bad one."""
     from agent.main import AgentConfig
     from agent.nodestatus import KUBELET_PORT, parse_labels, parse_taints
     from agent.registries import DEFAULT_PATH as REGISTRIES_PATH
@@ -141,7 +143,7 @@ def agent(
         values = merge(flags, load_config(config), set(flags))
     except ConfigError as e:
         fail(str(e))
-    cfg = _agent_config(values)
+    cfg = agent_config(values)
     setup_logging(logging.DEBUG if debug else logging.INFO)
     from agent.bootstrap import BootstrapError
     from agent.main import run_cli

@@ -5,18 +5,22 @@ command's own."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edgek.cmd.common import fail, setup_logging, tune_gc
 from edgek.config import ConfigError, load_config, merge
 from server.config import ServerConfig, ServerOption, server_options
+
+if TYPE_CHECKING:
+    from agent.main import AgentConfig
 
 log = logging.getLogger("edgek.server")
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
@@ -34,14 +38,44 @@ def server(**given: Any) -> None:
     from server.main import serve_forever
 
     tune_gc()
-    companion = None if cfg.disable_agent else functools.partial(_start_agent, cfg)
+    companion = None
+    if not cfg.disable_agent:
+        companion = functools.partial(_start_agent, cfg, _embedded_agent_config(cfg))
     try:
         asyncio.run(serve_forever(cfg, companion))
     except (OSError, ValueError) as e:
         fail(f"cannot start server: {e}")
 
 
-async def _start_agent(cfg: ServerConfig) -> Callable[[], Awaitable[None]] | None:
+#: The ``edgek agent`` options the server takes for its embedded agent (same names).
+EMBEDDED_AGENT_OPTIONS = (
+    "node-name",
+    "node-ip",
+    "node-external-ip",
+    "node-label",
+    "node-taint",
+    "with-node-id",
+    "podman-socket",
+    "container-runtime",
+    "kubelet-port",
+    "private-registry",
+)
+
+
+def _embedded_agent_config(cfg: ServerConfig) -> AgentConfig:
+    """The embedded agent's settings, checked before anything starts (a bad one is the
+    one-line error of ``edgek agent``); its token is the node token, read once it exists."""
+    from edgek.cmd.agent import agent_config
+
+    values = {name: getattr(cfg, name.replace("-", "_")) for name in EMBEDDED_AGENT_OPTIONS}
+    return agent_config(
+        {**values, "server": cfg.local_url, "token": "<node-token>", "data-dir": cfg.data_dir}
+    )
+
+
+async def _start_agent(
+    cfg: ServerConfig, agent_cfg: AgentConfig
+) -> Callable[[], Awaitable[None]] | None:
     """The agent the server runs for its own node (unless ``--disable-agent``), as k3s
     does: the same ``Agent`` as ``edgek agent``, joining with the node token over the local
     URL, state under the same data dir. The server labels the node
@@ -49,14 +83,14 @@ async def _start_agent(cfg: ServerConfig) -> Callable[[], Awaitable[None]] | Non
     itself). Returns its ``stop``; None (logged) when it cannot start, e.g. without Podman:
     the control plane runs on."""
     from agent.bootstrap import BootstrapError
-    from agent.main import Agent, AgentConfig
+    from agent.main import Agent
     from agent.podman.service import PodmanServiceError
     from edgek.apiclient import ApiClient, ApiClientError
     from edgek.kubeconfig import data_dir_kubeconfig
 
     token_file = cfg.data_dir / "server" / "node-token"
     token = (await asyncio.to_thread(token_file.read_text)).strip()
-    agent = Agent(AgentConfig(server=cfg.local_url, token=token, data_dir=cfg.data_dir))
+    agent = Agent(dataclasses.replace(agent_cfg, token=token))
     try:
         await agent.start()
         admin = ApiClient.from_kubeconfig(data_dir_kubeconfig(cfg.data_dir))

@@ -85,3 +85,35 @@ def test_settings_read_into_field_types(tmp_path: Path) -> None:
     assert cfg.token_file == Path("t")
     with pytest.raises(ValueError, match="invalid value for --https-listen-port: 'x'"):
         ServerConfig.from_settings({"https-listen-port": "x"})
+
+
+def test_server_passes_the_agent_options_to_its_embedded_agent(tmp_path: Path) -> None:
+    from edgek.cmd.server import EMBEDDED_AGENT_OPTIONS, _embedded_agent_config
+
+    names = {option.name for option in server_options()}
+    assert set(EMBEDDED_AGENT_OPTIONS) <= names
+    cfg = ServerConfig.from_settings(
+        {
+            "data-dir": str(tmp_path),
+            "node-name": "pi1",
+            "node-ip": ["192.168.5.10"],
+            "node-label": ["zone=a"],
+            "node-taint": ["edge=true:NoSchedule"],
+            "kubelet-port": "10260",
+            "private-registry": str(tmp_path / "reg.yaml"),
+        }
+    )
+    agent = _embedded_agent_config(cfg)
+    assert (agent.node_name, agent.node_ip, agent.kubelet_port) == ("pi1", ["192.168.5.10"], 10260)
+    assert agent.node_labels == {"zone": "a"}
+    assert agent.node_taints == [{"key": "edge", "value": "true", "effect": "NoSchedule"}]
+    assert agent.private_registry == tmp_path / "reg.yaml" and agent.data_dir == tmp_path
+    assert agent.server == cfg.local_url
+
+
+def test_server_refuses_a_bad_embedded_agent_option_in_one_line(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["server", "--data-dir", str(tmp_path), "--node-taint", "nocolon"]
+    )
+    assert res.exit_code == 1
+    assert "taint" in res.output and len(res.output.strip().splitlines()) == 1

@@ -352,9 +352,9 @@ async def test_pull_secrets_and_registries_yaml_credentials_are_sent_per_host() 
 
 def test_agent_private_registry_setting() -> None:
     """``--private-registry`` (or the config file key) points elsewhere than the default."""
-    from edgek.cmd.agent import _agent_config
+    from edgek.cmd.agent import agent_config
 
     base = {"server": "https://server:6443", "token": "K10abc::server:secret"}
-    assert _agent_config(base).private_registry == Path("/etc/edgek/registries.yaml")
-    other = _agent_config({**base, "private-registry": "/opt/reg.yaml"})
+    assert agent_config(base).private_registry == Path("/etc/edgek/registries.yaml")
+    other = agent_config({**base, "private-registry": "/opt/reg.yaml"})
     assert other.private_registry == Path("/opt/reg.yaml")
