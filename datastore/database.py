@@ -14,6 +14,7 @@ named in ``datastore.statements``. Two implementations run them behind one inter
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sqlite3
 import tempfile
@@ -148,6 +149,7 @@ async def connect_engine(url: str) -> Database:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     if _backend(url) in _POSTGRES:
+        require_driver("asyncpg", "postgres")
         parsed = sa.make_url(url).set(drivername="postgresql+asyncpg")
         return await _EngineDatabase.open(create_async_engine(parsed), None)
     path, temp_dir = _sqlite_path(url)
@@ -158,6 +160,16 @@ async def connect_engine(url: str) -> Database:
     except BaseException:
         _remove(temp_dir)
         raise
+
+
+def require_driver(module: str, extra: str) -> None:
+    """Raise ValueError (one line naming the ``edgek[extra]`` to install) when
+    ``module`` cannot be imported."""
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"the {extra} datastore needs {module}, which is not installed: "
+            f"pip install 'edgek[{extra}]'"
+        )
 
 
 def _sqlite_path(url: str) -> tuple[Path, Path | None]:

@@ -56,6 +56,16 @@ class ServerConfig:
     datastore_endpoint: str = field(
         default="", metadata=flag("Datastore URL (default SQLite under <data-dir>/server/db/).")
     )
+    datastore_snapshot_schedule_cron: str = field(
+        default="0 */12 * * *",
+        metadata=flag(
+            "Cron schedule of datastore snapshots into <data-dir>/server/db/snapshots/ "
+            "(SQLite; default every 12 hours; empty: none)."
+        ),
+    )
+    datastore_snapshot_retention: int = field(
+        default=5, metadata=flag("Scheduled datastore snapshots kept (default 5).")
+    )
     cluster_cidr: str = field(
         default="10.42.0.0/16", metadata=flag("Pod network (default 10.42.0.0/16).")
     )
@@ -202,9 +212,13 @@ class ServerConfig:
     @property
     def datastore_url(self) -> str:
         """The datastore endpoint; SQLite under ``<data-dir>/server/db/`` by default."""
-        if self.datastore_endpoint:
-            return self.datastore_endpoint
-        return f"sqlite:///{(self.server_dir / 'db' / 'state.db').resolve()}"
+        path = self.sqlite_path
+        return self.datastore_endpoint if path is None else f"sqlite:///{path.resolve()}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file of the default datastore; None with an endpoint."""
+        return None if self.datastore_endpoint else sqlite_file(self.data_dir)
 
     @property
     def local_url(self) -> str:
@@ -213,6 +227,11 @@ class ServerConfig:
         if ":" in host:
             host = f"[{host}]"
         return f"https://{host}:{self.https_listen_port}"
+
+
+def sqlite_file(data_dir: Path) -> Path:
+    """The default datastore's SQLite file in a data dir."""
+    return data_dir / "server" / "db" / "state.db"
 
 
 @dataclass(frozen=True)

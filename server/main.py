@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
 import signal
 import socket
 import time
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 import datastore
+from datastore import snapshot
 from edgek.kinds import Registry
 from edgek.kubeconfig import admin_kubeconfig, data_dir_kubeconfig, write_kubeconfig
 from server.apiserver.app import ApiServerState, make_app
@@ -27,6 +29,7 @@ from server.controllers import builtin
 from server.pki import PKI, ensure_pki, split_sans
 from server.storage.objectstore import ObjectStore, WriteOptions, key_prefix
 from server.storage.reencrypt import SecretsEncryptionAdmin
+from server.storage.snapshots import SnapshotSchedule
 from server.wiring import ControlPlane, Credentials, assemble
 
 log = logging.getLogger("edgek.server")
@@ -43,6 +46,8 @@ class Server:
         self.plane: ControlPlane | None = None
         self.runner: web.AppRunner | None = None
         self.listener: asyncio.Server | None = None
+        self.snapshots: SnapshotSchedule | None = None
+        self._db_lock: int | None = None
 
     async def start(self) -> None:
         """Check the settings and credentials, open the datastore, build the control plane
@@ -52,7 +57,18 @@ class Server:
         started = time.monotonic()
         builtin.check_disable(cfg.disable)
         pki, credentials = _credentials(cfg)
+        if cfg.sqlite_path is not None:
+            # one server per database; ``edgek datastore restore`` refuses a held one
+            self._db_lock = snapshot.lock_database(cfg.sqlite_path)
+            if cfg.datastore_snapshot_schedule_cron:
+                self.snapshots = SnapshotSchedule(
+                    cfg.sqlite_path,
+                    cfg.datastore_snapshot_schedule_cron,
+                    cfg.datastore_snapshot_retention,
+                )
         self.store = await _open_datastore(cfg)
+        if self.snapshots is not None:
+            self.snapshots.start()
         self.plane = plane = await assemble(self.store, cfg, credentials=credentials)
         await _seed(plane, cfg)
         await _start_loops(plane)
@@ -106,7 +122,10 @@ class Server:
         return state
 
     async def stop(self) -> None:
-        """Stop the loops, event recorder, clock and identity, the listener, the datastore."""
+        """Stop the loops, event recorder, clock and identity, the listener, the datastore
+        and its snapshot schedule."""
+        if self.snapshots is not None:
+            await self.snapshots.stop()
         plane = self.plane
         if plane is not None:
             for manager in plane.managers:
@@ -122,6 +141,9 @@ class Server:
             await self.runner.cleanup()
         if self.store is not None:
             await self.store.close()
+        if self._db_lock is not None:
+            os.close(self._db_lock)
+            self._db_lock = None
 
 
 def _credentials(cfg: ServerConfig) -> tuple[PKI, Credentials]:

@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 
 from edgek import KUBERNETES_VERSION, __version__
-from edgek.cmd import agent, certificate, images, secrets, server, sim, token
+from edgek.cmd import (
+    agent,
+    certificate,
+    datastore,
+    images,
+    kubectl,
+    secrets,
+    server,
+    sim,
+    token,
+)
 
 app = typer.Typer(
     name="edgek",
@@ -41,6 +51,10 @@ app.command(name="agent")(agent.agent)
 app.add_typer(secrets.app, name="secrets-encrypt")
 app.add_typer(certificate.app, name="certificate")
 app.add_typer(images.app, name="images")
+app.add_typer(datastore.app, name="datastore")
+app.command(name="kubectl", context_settings=kubectl.KUBECTL_SETTINGS, add_help_option=False)(
+    kubectl.kubectl
+)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ def server(**given: Any) -> None:
     except (ConfigError, ValueError) as e:
         fail(str(e))
     setup_logging(logging.DEBUG if given["debug"] else logging.INFO)
+    from datastore.snapshot import SnapshotError
     from server.main import serve_forever
 
     tune_gc()
@@ -43,7 +44,7 @@ def server(**given: Any) -> None:
         companion = functools.partial(_start_agent, cfg, _embedded_agent_config(cfg))
     try:
         asyncio.run(serve_forever(cfg, companion))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SnapshotError) as e:
         fail(f"cannot start server: {e}")
 
 
