@@ -14,11 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 
 from edgek.tasks import cancel_and_wait
 
 log = logging.getLogger("edgek.workqueue")
+
+#: The started queues, for ``depths``.
+_RUNNING: weakref.WeakSet[KeyQueue] = weakref.WeakSet()
+
+
+def depths() -> dict[str, int]:
+    """Keys waiting (not being reconciled) in the started queues, by queue name (the
+    ``workqueue_depth`` metric)."""
+    found: dict[str, int] = {}
+    for queue in list(_RUNNING):
+        found[queue.name] = found.get(queue.name, 0) + len(queue._queued)
+    return found
 
 
 class KeyQueue:
@@ -96,10 +109,12 @@ class KeyQueue:
         return True
 
     def start(self) -> None:
+        _RUNNING.add(self)
         for i in range(self.workers):
             self._tasks.append(asyncio.create_task(self._run(), name=f"{self.name}-{i}"))
 
     async def stop(self) -> None:
+        _RUNNING.discard(self)
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,8 @@ from aiohttp import web
 from edgek import status
 from edgek.status import ApiError
 from server.apiserver import codec, discovery
+from server.apiserver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.apiserver.metrics import INFO_KEY, Metrics
 from server.apiserver.nodeproxy import VERBS as STREAMING_VERBS
 from server.apiserver.nodeproxy import NodeProxy
 from server.apiserver.openapi import OpenAPI
@@ -74,9 +77,27 @@ class ApiServerState:
         self.server_address = server_address
         self.ca_bundle = ca_bundle
         self.ready = False
+        self.metrics = Metrics()
 
 
 STATE_KEY = web.AppKey("state", ApiServerState)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request by its labels and status code, and time it."""
+    started = time.perf_counter()
+    code = 500
+    try:
+        response = await handler(request)
+        code = response.status
+        return response
+    except web.HTTPException as e:
+        code = e.status
+        raise
+    finally:
+        metrics = _state(request).metrics
+        metrics.record(metrics.labels(request), code, time.perf_counter() - started)
 
 
 @web.middleware
@@ -160,6 +181,12 @@ async def health(request: web.Request) -> web.Response:
 
 async def cacerts(request: web.Request) -> web.Response:
     return web.Response(body=_state(request).ca_bundle, content_type="text/plain")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus text format (authorized as a non-resource path)."""
+    text = _state(request).metrics.exposition()
+    return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def version(request: web.Request) -> web.Response:
@@ -257,8 +284,23 @@ async def api_dispatch(request: web.Request) -> web.StreamResponse:
     if (head == "api" and n < 3) or (head == "apis" and n < 4):
         raise _not_found()
     info = parse_resource_path(request.method, segments, dict(request.query), state.registry)
+    request[INFO_KEY] = info
     authorize(state, resource_attributes(request, info))
-    return await read_body(request) or await state.resources.handle(request, info)
+    return await _serve_resource(request, state, info)
+
+
+async def _serve_resource(
+    request: web.Request, state: ApiServerState, info: RequestInfo
+) -> web.StreamResponse:
+    """Serve an authorized resource request; a watch is counted in
+    apiserver_registered_watchers while it lasts."""
+    if info.verb != "watch":
+        return await read_body(request) or await state.resources.handle(request, info)
+    state.metrics.watching(info, 1)
+    try:
+        return await read_body(request) or await state.resources.handle(request, info)
+    finally:
+        state.metrics.watching(info, -1)
 
 
 async def stream_dispatch(request: web.Request) -> web.StreamResponse:
@@ -296,7 +338,12 @@ async def _close_node_proxy(app: web.Application) -> None:
 def make_app(state: ApiServerState) -> web.Application:
     """The API server application (serve it over TLS only)."""
     app = web.Application(
-        middlewares=[http_version_middleware, error_middleware, auth_middleware],
+        middlewares=[
+            http_version_middleware,
+            metrics_middleware,
+            error_middleware,
+            auth_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[STATE_KEY] = state
@@ -305,6 +352,7 @@ def make_app(state: ApiServerState) -> web.Application:
         app.router.add_get(path, health)
     app.router.add_get("/cacerts", cacerts)
     app.router.add_get("/version", version)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi/v3", openapi_v3)
     app.router.add_get("/openapi/v3/{path:.+}", openapi_v3)
     app.router.add_get("/openapi/v2", openapi_v2)

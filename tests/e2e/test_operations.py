@@ -1,20 +1,31 @@
 """Operations on a running server: datastore snapshot and restore, ``edgek kubectl``,
-the one-line error of a missing optional part."""
+``/metrics``, the one-line error of a missing optional part."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import ssl
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
-from tests.helpers import REPO, ServerProcess, free_port, start_server
+from tests.helpers import (
+    REPO,
+    Kubectl,
+    ServerProcess,
+    free_port,
+    kubectl_binaries,
+    object_names,
+    start_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +99,7 @@ def test_snapshot_under_writes_restores_every_acknowledged_object(
     second.start()
     try:
         listed = _core(second.kubeconfig).list_namespaced_config_map("default")
-        names = {cm.metadata.name for cm in listed.items}
+        names = set(object_names(listed))
     finally:
         second.stop()
     assert set(before) <= names
@@ -128,3 +139,28 @@ def test_postgres_without_asyncpg_is_a_one_line_error(tmp_path: Path) -> None:
         "edgek: cannot start server: the postgres datastore needs asyncpg, which is not "
         "installed: pip install 'edgek[postgres]'"
     )
+
+
+def test_metrics_for_authorized_clients_only(srv: ServerProcess, tmp_path: Path) -> None:
+    kubectl = Kubectl(next(iter(kubectl_binaries().values())), srv.kubeconfig, tmp_path / "c")
+    kubectl("get", "configmaps", "-A")
+    text = kubectl("get", "--raw", "/metrics")
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert any(
+        line.startswith("apiserver_request_total{")
+        and 'verb="LIST"' in line
+        and 'resource="configmaps"' in line
+        and 'code="200"' in line
+        for line in samples
+    )
+    assert "# TYPE apiserver_request_duration_seconds histogram" in text
+    assert any(line.startswith("apiserver_request_duration_seconds_bucket{") for line in samples)
+    assert any(line.startswith("workqueue_depth{") for line in samples)
+    assert any(line.startswith("process_resident_memory_bytes ") for line in samples)
+    anonymous = urllib.request.Request(f"{srv.url}/metrics")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(anonymous, context=ctx, timeout=10)
+    assert refused.value.code in (401, 403)
