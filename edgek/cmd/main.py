@@ -10,6 +10,7 @@ from edgek import KUBERNETES_VERSION, __version__
 from edgek.cmd import (
     agent,
     certificate,
+    checkconfig,
     datastore,
     images,
     kubectl,
@@ -52,6 +53,7 @@ app.add_typer(secrets.app, name="secrets-encrypt")
 app.add_typer(certificate.app, name="certificate")
 app.add_typer(images.app, name="images")
 app.add_typer(datastore.app, name="datastore")
+app.command(name="check-config")(checkconfig.check_config)
 app.command(name="kubectl", context_settings=kubectl.KUBECTL_SETTINGS, add_help_option=False)(
     kubectl.kubectl
 )

@@ -164,3 +164,30 @@ def test_metrics_for_authorized_clients_only(srv: ServerProcess, tmp_path: Path)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(anonymous, context=ctx, timeout=10)
     assert refused.value.code in (401, 403)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="probing the OCI runtimes needs root")
+def test_check_config_on_this_host_and_a_host_without_memory_cgroup(tmp_path: Path) -> None:
+    res = edgek("check-config")
+    lines = res.stdout.splitlines()
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert any(line.split()[:2] == ["ok", "cgroups"] for line in lines)
+    assert any(line.split()[:3] == ["ok", "memory", "cgroup"] for line in lines)
+    runtimes = [line.split() for line in lines if line.split()[1:2] == ["runtime"]]
+    assert {r[2] for r in runtimes if len(r) > 2} >= {"crun", "runc"}  # each one reported
+    assert ["ok", "runtime"] in [r[:2] for r in runtimes]
+    # a host whose kernel has the memory controller disabled (Raspberry Pi OS's default)
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text(
+        "41 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    (proc / "cgroups").write_text("#subsys_name\thierarchy\tnum_cgroups\tenabled\n")
+    (proc / "modules").write_text("")
+    (tmp_path / "sys" / "fs" / "cgroup").mkdir(parents=True)
+    (tmp_path / "sys" / "fs" / "cgroup" / "cgroup.controllers").write_text("cpu io pids\n")
+    pi = edgek("check-config", "--root", str(tmp_path))
+    assert pi.returncode == 1
+    assert "cgroup_memory=1 cgroup_enable=memory" in pi.stdout
+    assert "/boot/firmware/cmdline.txt" in pi.stdout
+    assert "blocker" in pi.stderr
