@@ -5,7 +5,9 @@ Paths as the kubelet serves them: ``/containerLogs/<ns>/<pod>/<container>``,
 ``/exec/<ns>/<pod>/<container>``, ``/attach/<ns>/<pod>/<container>`` and
 ``/portForward/<ns>/<pod>``. TLS with the node's serving certificate (from its
 kubelet-serving CSR); a client certificate from the cluster's client CA is required and
-only the API server's identity (CN :data:`APISERVER_USER`) is served.
+only the API server's identity (CN :data:`APISERVER_USER`) is served, except ``/metrics``
+(the process's Prometheus metrics, ``edgek/metrics.py``), which any client certificate from
+that CA may read (a scraper's).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aiohttp import WSMsgType, web
 from agent.bootstrap import SERVING_CERT, SERVING_KEY
 from agent.podman.client import ExecSession, PodmanClient, PodmanError
 from agent.streaming import channels, containers, portforward, spdy, upgrade
+from edgek import metrics
 from edgek.apiclient import ApiClient
 
 log = logging.getLogger(__name__)
@@ -117,14 +120,21 @@ def _peer_common_name(request: web.Request) -> str:
 
 @web.middleware
 async def only_apiserver(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """403 for any client but the API server; a renewed serving certificate is picked up."""
+    """403 for any client but the API server (any client certificate for ``/metrics``); a
+    renewed serving certificate is picked up."""
     request.app[TLS_KEY].refresh()
     user = _peer_common_name(request)
-    if user != APISERVER_USER:
+    if user != APISERVER_USER and not (user and request.path == "/metrics"):
         log.warning("streaming: refused client %r", user)
         return web.Response(status=403, text=f"Forbidden (user={user or 'unknown'})\n")
     response: web.StreamResponse = await handler(request)
     return response
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the agent process's work queues and resources."""
+    text = "".join(metrics.common_families())
+    return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -159,6 +169,7 @@ class StreamingServer:
             path = f"/{verb}/{{namespace}}/{{pod}}/{{container}}"
             app.router.add_route("*", path, self.exec if verb == "exec" else self.attach)
         app.router.add_route("*", "/portForward/{namespace}/{pod}", self.port_forward)
+        app.router.add_get("/metrics", serve_metrics)
         return app
 
     async def start(self) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from edgek import status
+from edgek.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from edgek.status import ApiError
 from server.apiserver import codec, discovery
-from server.apiserver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.apiserver.metrics import INFO_KEY, Metrics
 from server.apiserver.nodeproxy import VERBS as STREAMING_VERBS
 from server.apiserver.nodeproxy import NodeProxy

@@ -485,6 +485,33 @@ async def test_agent_refuses_other_clients(cluster: Cluster, web: str) -> None:
     assert anonymous.stdout.startswith(b"tls"), anonymous
 
 
+METRICS_CLIENT = """
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+ctx.check_hostname = False
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+with urllib.request.urlopen(sys.argv[2], context=ctx, timeout=10) as r:
+    print(r.status, r.headers["Content-Type"])
+    print(r.read().decode())
+"""
+
+
+async def test_agent_metrics_for_any_client_certificate(cluster: Cluster) -> None:
+    tls = cluster.data / "srv" / "server" / "tls"
+    url = f"https://127.0.0.1:{cluster.kubelet_port}/metrics"
+    ca, cert, key = (
+        str(tls / n) for n in ("server-ca.crt", "client-admin.crt", "client-admin.key")
+    )
+    scraped = cluster.run(sys.executable, "-c", METRICS_CLIENT, ca, url, cert, key)
+    assert scraped.returncode == 0, scraped.stderr
+    head, _, body = scraped.stdout.decode().partition("\n")
+    assert head == "200 text/plain; version=0.0.4; charset=utf-8"
+    assert "# TYPE process_resident_memory_bytes gauge" in body
+    assert any(line.startswith("process_cpu_seconds_total ") for line in body.splitlines())
+    anonymous = cluster.run(sys.executable, "-c", FOREIGN_CLIENT, ca, url)
+    assert anonymous.stdout.startswith(b"tls"), anonymous
+
+
 async def test_no_request_failed_on_either_side(cluster: Cluster) -> None:
     """Run last: every session above (including clients that hung up: ``logs -f``, attach,
     port-forward) ended without an error logged by the server or the node."""
