@@ -42,7 +42,9 @@ def take(db: Path, directory: Path, name: str = "snapshot") -> Path:
     if not db.is_file():
         raise SnapshotError(f"no datastore at {db}")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = directory / f"{name}-{time.time_ns() // 1_000_000}{SUFFIX}"
+    stamp = time.time_ns() // 1_000_000
+    while (target := directory / f"{name}-{stamp}{SUFFIX}").exists():
+        stamp += 1  # two in the same millisecond
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
     conn = sqlite3.connect(db, timeout=30)
