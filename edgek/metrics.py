@@ -25,11 +25,12 @@ Sample = tuple[str, str, float]
 
 def labels(names: Iterable[str], values: Iterable[str]) -> str:
     """``{name="value",...}`` with the values escaped."""
-    inner = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
+    inner = ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values, strict=True))
     return "{" + inner + "}"
 
 
-def _escape(value: str) -> str:
+def escape(value: str) -> str:
+    """Backslash, double quote and newline escaped (label values; logfmt values)."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+
+from edgek.metrics import escape
 
 KubeconfigOpt = Annotated[
     Path, typer.Option("--kubeconfig", help="Admin kubeconfig (default /etc/edgek/edgek.yaml).")
@@ -28,13 +32,55 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+#: syslog priorities of the logging levels, the ``<N>`` prefix journald reads
+_PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``time=... level=info logger=edgek.server msg="..."`` lines (logfmt, as k3s logs);
+    under journald (``journald``) the time is left to the journal and a ``<N>`` syslog
+    priority prefix carries the level."""
+
+    def __init__(self, journald: bool) -> None:
+        super().__init__()
+        self.journald = journald
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line (a traceback, if any, follows it)."""
+        level = record.levelname.lower()
+        line = f"level={level} logger={record.name} msg={_quoted(record.getMessage())}"
+        if self.journald:
+            line = f"<{_PRIORITIES.get(record.levelno, 2)}>{line}"
+        else:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            line = f"time={stamp}.{int(record.msecs):03d}Z {line}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _quoted(text: str) -> str:
+    if text and not any(c in text for c in ' "=\\\n'):
+        return text
+    return f'"{escape(text)}"'
+
+
+def _on_journald() -> bool:
+    """Whether stderr is systemd's journal stream (``$JOURNAL_STREAM`` names its device and
+    inode)."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+        return (st.st_dev, st.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError):
+        return False
+
+
 def setup_logging(level: int) -> None:
-    """Log lines with time, level and logger to stderr."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    """Structured (logfmt) log lines to stderr, journald-friendly when it is the journal."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter(_on_journald()))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def tune_gc() -> None:
