@@ -680,6 +680,7 @@ def test_sqlite_urls_read_as_sqlalchemy_reads_them(
 async def test_urls() -> None:
     with pytest.raises(ValueError, match="unsupported datastore url"):
         await Datastore.open("mysql://db/edgek")
-    # PostgreSQL goes through SQLAlchemy's engine with asyncpg (not installed here).
-    with pytest.raises(ModuleNotFoundError, match="asyncpg"):
+    # PostgreSQL goes through SQLAlchemy's engine with asyncpg (not installed here): a
+    # one-line error naming the extra to install
+    with pytest.raises(ValueError, match=r"needs asyncpg.*'edgek\[postgres\]'"):
         await Datastore.open("postgresql://edgek@localhost/edgek")

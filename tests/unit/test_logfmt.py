@@ -15,7 +15,7 @@ def _record(message: str, level: int = logging.INFO) -> logging.LogRecord:
 def test_terminal_lines_carry_time_level_logger_and_quoted_message() -> None:
     line = LogfmtFormatter(journald=False).format(_record('ready: url="x"\nnext'))
     assert re.fullmatch(
-        r'time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=info logger=edgek.server '
+        r"time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=info logger=edgek.server "
         r'msg="ready: url=\\"x\\"\\nnext"',
         line,
     ), line
