@@ -191,3 +191,18 @@ def test_check_config_on_this_host_and_a_host_without_memory_cgroup(tmp_path: Pa
     assert "cgroup_memory=1 cgroup_enable=memory" in pi.stdout
     assert "/boot/firmware/cmdline.txt" in pi.stdout
     assert "blocker" in pi.stderr
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(srv: ServerProcess) -> None:
+    res = edgek(
+        "server",
+        "--data-dir",
+        str(srv.data_dir),
+        "--write-kubeconfig",
+        str(srv.data_dir / "second.yaml"),
+        "--https-listen-port",
+        str(free_port()),
+        "--disable-agent",
+    )
+    assert res.returncode == 1
+    assert "is in use by a running server" in res.stderr.strip().splitlines()[-1]
