@@ -33,6 +33,7 @@ from typing import Any
 
 from agent import bootstrap, host
 from agent.containergc import ContainerGC
+from agent.dns.node import NodeDns
 from agent.events import EventRecorder
 from agent.imagegc import ImageGC
 from agent.images import images_dir, import_directory
@@ -116,6 +117,11 @@ class AgentConfig:
     lease_seconds: int = LEASE_SECONDS
     status_update_seconds: float = STATUS_UPDATE_SECONDS
     status_report_seconds: float = STATUS_REPORT_SECONDS
+    #: The cluster DNS address pods resolve with, served by this node (agent/dns/).
+    cluster_dns: str = "10.43.0.10"
+    cluster_domain: str = "cluster.local"
+    #: Node components switched off (``--disable``): ``dns``.
+    disable: list[str] = field(default_factory=list)
 
     @property
     def agent_dir(self) -> Path:
@@ -196,6 +202,7 @@ class Agent:
         self.events: EventRecorder | None = None
         self.pods: PodManager | None = None
         self.streaming: StreamingServer | None = None
+        self.dns: NodeDns | None = None
         self._cluster = ""
         self.registries = Registries()
         #: Images imported from the airgap directory: image GC never removes them.
@@ -322,6 +329,10 @@ class Agent:
         network = await ensure_network(self.podman, self.name, cidr)
         cfg = self.config
         objects = ObjectSource(lambda: self.client, cfg.agent_dir / "state")
+        dns = None if "dns" in cfg.disable else (cfg.cluster_dns, cfg.cluster_domain)
+        if dns is not None:
+            self.dns = NodeDns(lambda: self.client, *dns, cidr)
+            await self.dns.start()
         sample = await asyncio.to_thread(self.sampler, cfg.agent_dir)
         volumes = VolumeManager(
             cfg.agent_dir / "pods", objects, self.name, allocatable=allocatable(sample, MAX_PODS)
@@ -338,6 +349,7 @@ class Agent:
             volumes=volumes,
             puller=ImagePuller(self.podman, self.registries, objects),
             exec_fn=functools.partial(exec_capture, self.podman),
+            cluster_dns=dns,
             clock=self.clock,
         )
         pods = self.pods = PodManager(ctx, PodStore(self.config.agent_dir))
@@ -367,6 +379,9 @@ class Agent:
         if self.pods is not None:
             await self.pods.stop()
             self.pods = None
+        if self.dns is not None:
+            await self.dns.stop()
+            self.dns = None
         if self.events is not None:
             await self.events.stop()
             self.events = None

@@ -27,6 +27,10 @@ def _octal(text: str) -> int:
     return int(str(text), 8)
 
 
+#: ``--disable`` values that switch off a part of the embedded agent rather than a loop.
+AGENT_COMPONENTS = frozenset({"dns"})
+
+
 @dataclass
 class ServerConfig:
     """The server's settings (the command line, a config file, or tests build one)."""
@@ -72,10 +76,12 @@ class ServerConfig:
     service_cidr: str = field(
         default="10.43.0.0/16", metadata=flag("Service network (default 10.43.0.0/16).")
     )
-    #: Kept for the node-local cluster DNS to come (DESIGN.md); nothing reads it yet.
+    #: The cluster DNS the agents serve node-locally (agent/dns/).
     cluster_domain: str = field(
-        default="cluster.local",
-        metadata=flag("Cluster DNS domain (default cluster.local); not used yet."),
+        default="cluster.local", metadata=flag("Cluster DNS domain (default cluster.local).")
+    )
+    cluster_dns: str = field(
+        default="10.43.0.10", metadata=flag("Cluster DNS address pods use (default 10.43.0.10).")
     )
     datastore_compact_interval: float = field(
         default=300.0, metadata=flag("Seconds between datastore compactions (default 300).")

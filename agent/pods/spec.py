@@ -29,11 +29,15 @@ class SpecError(Exception):
 
 
 def sandbox_spec(
-    pod: Mapping[str, Any], node: str, network: str, node_hostname: str = ""
+    pod: Mapping[str, Any],
+    node: str,
+    network: str,
+    node_hostname: str = "",
+    cluster_dns: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The PodSpecGenerator of ``pod``'s sandbox on ``network`` (or the host's network for
     ``hostNetwork``): name and labels from :mod:`agent.labels`, hostname, host aliases,
-    hostPorts, and the host PID/IPC namespaces when asked."""
+    hostPorts, the host PID/IPC namespaces when asked, and the resolver (:func:`pod_dns`)."""
     spec = pod.get("spec") or {}
     host_network = bool(spec.get("hostNetwork"))
     body: dict[str, Any] = {
@@ -60,18 +64,40 @@ def sandbox_spec(
     ]
     if aliases:
         body["hostadd"] = aliases
+    body.update(pod_dns(pod, cluster_dns))
+    return body
+
+
+def pod_dns(pod: Mapping[str, Any], cluster_dns: tuple[str, str] | None) -> dict[str, Any]:
+    """The libpod resolver settings of ``pod``, as the kubelet writes its resolv.conf:
+    ``ClusterFirst`` (the default; ``Default`` for a hostNetwork pod) and
+    ``ClusterFirstWithHostNet`` use the cluster DNS ``(address, domain)`` with the search
+    path ``<ns>.svc.<domain> svc.<domain> <domain>`` and ``ndots:5``; ``Default`` keeps the
+    node's; ``dnsConfig`` is added to either, or is all there is for ``None``. No cluster
+    DNS (``--disable dns``): the node's."""
+    spec = pod.get("spec") or {}
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    if policy == "ClusterFirst" and spec.get("hostNetwork"):
+        policy = "Default"
+    servers: list[str] = []
+    searches: list[str] = []
+    options: dict[str, str] = {}
+    if cluster_dns is not None and policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        address, domain = cluster_dns
+        namespace = (pod.get("metadata") or {}).get("namespace") or "default"
+        servers, searches = [address], [f"{namespace}.svc.{domain}", f"svc.{domain}", domain]
+        options["ndots"] = "5"
     dns = spec.get("dnsConfig") or {}
-    if spec.get("dnsPolicy") == "None" or dns:
-        if dns.get("nameservers"):
-            body["dns_server"] = list(dns["nameservers"])
-        if dns.get("searches"):
-            body["dns_search"] = list(dns["searches"])
-        options = [
-            f"{o['name']}:{o['value']}" if o.get("value") else o["name"]
-            for o in dns.get("options") or []
-        ]
-        if options:
-            body["dns_option"] = options
+    servers += dns.get("nameservers") or []
+    searches += [s for s in dns.get("searches") or [] if s not in searches]
+    options.update({o["name"]: o.get("value") or "" for o in dns.get("options") or []})
+    body: dict[str, Any] = {}
+    if servers:
+        body["dns_server"] = servers
+    if searches:
+        body["dns_search"] = searches
+    if options:
+        body["dns_option"] = [f"{k}:{v}" if v else k for k, v in options.items()]
     return body
 
 

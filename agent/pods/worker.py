@@ -107,6 +107,8 @@ class WorkerContext:
     volumes: VolumeManager
     puller: ImagePuller
     exec_fn: ExecFn
+    #: The cluster DNS (address, domain) pods resolve with; None: the node's resolvers.
+    cluster_dns: tuple[str, str] | None = None
     backoff: Backoff = field(default_factory=Backoff)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -291,7 +293,9 @@ class PodWorker:
                 if e.status == 404:
                     return False, []
                 raise
-            body = specs.sandbox_spec(self.pod, self.ctx.node, self.ctx.network)
+            body = specs.sandbox_spec(
+                self.pod, self.ctx.node, self.ctx.network, cluster_dns=self.ctx.cluster_dns
+            )
             await podman.pod_create(body)
             info = await podman.pod_inspect(name)
         infra_id = info.get("InfraContainerID") or ""

@@ -58,6 +58,9 @@ def agent_config(values: dict[str, Any]) -> AgentConfig:
             container_runtime=str(values.get("container-runtime") or "auto"),
             kubelet_port=int(values.get("kubelet-port") or KUBELET_PORT),
             private_registry=Path(values.get("private-registry") or REGISTRIES_PATH),
+            cluster_dns=str(values.get("cluster-dns") or "10.43.0.10"),
+            cluster_domain=str(values.get("cluster-domain") or "cluster.local"),
+            disable=[v for item in _as_list(values.get("disable")) for v in item.split(",") if v],
         )
         config.check()
     except ValueError as e:
@@ -120,6 +123,15 @@ def agent(
             "(default /etc/edgek/registries.yaml)."
         ),
     ] = None,
+    cluster_dns: Annotated[
+        str | None, typer.Option(help="Cluster DNS address pods use (default 10.43.0.10).")
+    ] = None,
+    cluster_domain: Annotated[
+        str | None, typer.Option(help="Cluster DNS domain (default cluster.local).")
+    ] = None,
+    disable: Annotated[
+        list[str] | None, typer.Option(help="Node component to switch off: dns (repeatable).")
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Verbose logging.")] = False,
 ) -> None:
     """Run a node agent: join the cluster and register this device as a node."""
@@ -138,6 +150,9 @@ def agent(
         "container-runtime": container_runtime,
         "kubelet-port": kubelet_port,
         "private-registry": private_registry,
+        "cluster-dns": cluster_dns,
+        "cluster-domain": cluster_domain,
+        "disable": disable,
     }
     try:
         values = merge(flags, load_config(config), set(flags))

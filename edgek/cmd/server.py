@@ -17,7 +17,7 @@ import typer
 
 from edgek.cmd.common import fail, setup_logging, tune_gc
 from edgek.config import ConfigError, load_config, merge
-from server.config import ServerConfig, ServerOption, server_options
+from server.config import AGENT_COMPONENTS, ServerConfig, ServerOption, server_options
 
 if TYPE_CHECKING:
     from agent.main import AgentConfig
@@ -60,6 +60,8 @@ EMBEDDED_AGENT_OPTIONS = (
     "container-runtime",
     "kubelet-port",
     "private-registry",
+    "cluster-dns",
+    "cluster-domain",
 )
 
 
@@ -70,7 +72,13 @@ def _embedded_agent_config(cfg: ServerConfig) -> AgentConfig:
 
     values = {name: getattr(cfg, name.replace("-", "_")) for name in EMBEDDED_AGENT_OPTIONS}
     return agent_config(
-        {**values, "server": cfg.local_url, "token": "<node-token>", "data-dir": cfg.data_dir}
+        {
+            **values,
+            "server": cfg.local_url,
+            "token": "<node-token>",
+            "data-dir": cfg.data_dir,
+            "disable": [d for d in cfg.disable if d in AGENT_COMPONENTS],
+        }
     )
 
 

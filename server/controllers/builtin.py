@@ -3,6 +3,7 @@ Every loop's ``name`` is a value of ``edgek server --disable``."""
 
 from __future__ import annotations
 
+from server.config import AGENT_COMPONENTS
 from server.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from server.controllers.cronjob import CronJobController
 from server.controllers.csr import CSRController
@@ -62,7 +63,7 @@ def scheduler_loops() -> list[type[Controller]]:
 
 def check_disable(disable: list[str]) -> None:
     """ValueError when ``--disable`` names a loop that does not exist."""
-    known = {loop.name for loop in controller_loops() + scheduler_loops()}
+    known = {loop.name for loop in controller_loops() + scheduler_loops()} | AGENT_COMPONENTS
     unknown = sorted(set(disable) - known)
     if unknown:
         raise ValueError(

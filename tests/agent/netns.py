@@ -3,13 +3,19 @@ in it has a link out of the machine."""
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 _names = itertools.count()
+T = TypeVar("T")
+#: setns(2)'s namespace type of a network namespace.
+CLONE_NEWNET = 0x40000000
 
 
 @contextmanager
@@ -23,3 +29,29 @@ def isolated_netns() -> Iterator[list[str]]:
         yield ["nsenter", f"--net=/run/netns/{name}"]
     finally:
         subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def run_in_netns(name_prefix: list[str], fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a new thread that has entered the namespace of ``name_prefix`` (as
+    yielded by :func:`isolated_netns`): every socket it creates lives in that namespace."""
+    path = name_prefix[1].removeprefix("--net=")
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(path) as ns:
+            if libc.setns(ns.fileno(), CLONE_NEWNET) != 0:
+                errors.append(OSError(ctypes.get_errno(), "setns"))
+                return
+        try:
+            result.append(fn())
+        except BaseException as e:  # re-raised in the caller
+            errors.append(e)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
