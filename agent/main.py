@@ -120,6 +120,8 @@ class AgentConfig:
     #: The cluster DNS address pods resolve with, served by this node (agent/dns/).
     cluster_dns: str = "10.43.0.10"
     cluster_domain: str = "cluster.local"
+    #: The resolv.conf whose nameservers are the DNS's upstreams (loopback ones skipped).
+    resolv_conf: Path = Path("/etc/resolv.conf")
     #: Node components switched off (``--disable``): ``dns``.
     disable: list[str] = field(default_factory=list)
 
@@ -331,7 +333,7 @@ class Agent:
         objects = ObjectSource(lambda: self.client, cfg.agent_dir / "state")
         dns = None if "dns" in cfg.disable else (cfg.cluster_dns, cfg.cluster_domain)
         if dns is not None:
-            self.dns = NodeDns(lambda: self.client, *dns, cidr)
+            self.dns = NodeDns(lambda: self.client, *dns, cidr, cfg.resolv_conf)
             await self.dns.start()
         sample = await asyncio.to_thread(self.sampler, cfg.agent_dir)
         volumes = VolumeManager(

@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from agent.dns.rules import apply_rules
 from agent.dns.server import DNS_PORT, DnsServer, WatchCache, upstream_resolvers
@@ -27,10 +28,12 @@ class NodeDns:
         cluster_dns: str,
         domain: str,
         pod_cidr: str,
+        resolv_conf: Path = Path("/etc/resolv.conf"),
     ) -> None:
         self.cluster_dns, self.domain = cluster_dns, domain
         self.listen = str(ipaddress.ip_network(pod_cidr, strict=False).network_address + 1)
         self.cache = WatchCache(client, domain)
+        self.resolv_conf = resolv_conf
         self.server: DnsServer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -39,7 +42,7 @@ class NodeDns:
         the node runs pods without cluster DNS (no port 53), or pods reach it only at the
         gateway address (no DNAT)."""
         self._task = asyncio.create_task(self.cache.run(), name="dns-cache")
-        upstreams = await asyncio.to_thread(upstream_resolvers)
+        upstreams = await asyncio.to_thread(upstream_resolvers, self.resolv_conf)
         server = DnsServer(lambda: self.cache.zone, upstreams, self.listen, DNS_PORT)
         try:
             await server.start()

@@ -60,6 +60,7 @@ def agent_config(values: dict[str, Any]) -> AgentConfig:
             private_registry=Path(values.get("private-registry") or REGISTRIES_PATH),
             cluster_dns=str(values.get("cluster-dns") or "10.43.0.10"),
             cluster_domain=str(values.get("cluster-domain") or "cluster.local"),
+            resolv_conf=Path(values.get("resolv-conf") or "/etc/resolv.conf"),
             disable=[v for item in _as_list(values.get("disable")) for v in item.split(",") if v],
         )
         config.check()
@@ -129,6 +130,10 @@ def agent(
     cluster_domain: Annotated[
         str | None, typer.Option(help="Cluster DNS domain (default cluster.local).")
     ] = None,
+    resolv_conf: Annotated[
+        Path | None,
+        typer.Option(help="resolv.conf naming the cluster DNS's upstream resolvers."),
+    ] = None,
     disable: Annotated[
         list[str] | None, typer.Option(help="Node component to switch off: dns (repeatable).")
     ] = None,
@@ -152,6 +157,7 @@ def agent(
         "private-registry": private_registry,
         "cluster-dns": cluster_dns,
         "cluster-domain": cluster_domain,
+        "resolv-conf": resolv_conf,
         "disable": disable,
     }
     try:

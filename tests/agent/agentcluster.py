@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,18 @@ class AgentCluster:
     """The server, the agent and kubectl in one namespace (see the module docstring)."""
 
     def __init__(
-        self, prefix: list[str], root: Path, busybox_tar: Path, embedded: bool = False
+        self,
+        prefix: list[str],
+        root: Path,
+        busybox_tar: Path,
+        embedded: bool = False,
+        node: str = NODE,
     ) -> None:
-        """``embedded``: the server runs the agent itself (no ``--disable-agent``)."""
+        """``embedded``: the server runs the agent itself (no ``--disable-agent``);
+        ``node``: the agent's node name (its Podman network, and so its share of the
+        machine-wide IPAM database, is named after it)."""
         self.prefix = prefix
+        self.node = node
         self.root = root
         self.server_dir = root / "server"
         self.agent_dir = self.server_dir if embedded else root / "agent-data"
@@ -113,9 +121,10 @@ class AgentCluster:
 
         wait_for(ready, "the server to be ready", 60)
 
-    def start_agent(self, wait_ready: bool = True) -> None:
-        """Start the agent and wait for its Podman; with ``wait_ready`` also for its Node
-        to be Ready (a restarted agent's Node may still be Ready from before)."""
+    def start_agent(self, wait_ready: bool = True, extra: Sequence[str] = ()) -> None:
+        """Start the agent (with ``extra`` flags) and wait for its Podman; with
+        ``wait_ready`` also for its Node to be Ready (a restarted agent's Node may still be
+        Ready from before)."""
         token = (self.server_dir / "server" / "node-token").read_text().strip()
         self.agent.args = [
             *self.prefix,
@@ -130,8 +139,9 @@ class AgentCluster:
             "--data-dir",
             str(self.agent_dir),
             "--node-name",
-            NODE,
+            self.node,
             "--debug",
+            *extra,
         ]
         self.agent.start()
         self.wait_runtime()
@@ -144,8 +154,9 @@ class AgentCluster:
             return 0
         return self.agent.log.read_text(errors="replace").count(" runs pods on ")
 
-    def node_ready(self, name: str = NODE) -> bool:
-        """Whether the node is registered, Ready, with a podCIDR."""
+    def node_ready(self, name: str = "") -> bool:
+        """Whether the node (default: the agent's) is registered, Ready, with a podCIDR."""
+        name = name or self.node
         if self.agent.proc is not None and not self.agent.running():
             raise AssertionError(f"agent exited: {self.agent.tail()}")
         res = self.kubectl.run("get", "node", name, "-o", "json", check=False)
