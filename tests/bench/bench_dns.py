@@ -40,7 +40,7 @@ def zone_objects(count: int) -> list[dict[str, Any]]:
     ]
 
 
-class _Floor:
+class _Floor(asyncio.DatagramProtocol):
     """Answers every datagram with a fixed reply."""
 
     def connection_made(self, transport: Any) -> None:
@@ -48,12 +48,6 @@ class _Floor:
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.transport.sendto(data[:2] + b"\x81\x80" + data[4:], addr)
-
-    def error_received(self, exc: Exception) -> None:
-        pass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pass
 
 
 async def serve(kind: str, services: int) -> None:
