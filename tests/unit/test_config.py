@@ -111,6 +111,28 @@ def test_server_passes_the_agent_options_to_its_embedded_agent(tmp_path: Path) -
     assert agent.server == cfg.local_url
 
 
+def test_server_passes_cluster_dns_settings_and_disable_dns(tmp_path: Path) -> None:
+    from edgek.cmd.server import _embedded_agent_config
+    from server.controllers.builtin import check_disable
+
+    cfg = ServerConfig.from_settings(
+        {
+            "data-dir": str(tmp_path),
+            "cluster-dns": "10.43.0.53",
+            "cluster-domain": "edge.local",
+            "disable": ["dns", "scheduler"],
+        }
+    )
+    check_disable(cfg.disable)  # dns is the agent's, scheduler a loop: both known
+    agent = _embedded_agent_config(cfg)
+    assert (agent.cluster_dns, agent.cluster_domain, agent.disable) == (
+        "10.43.0.53",
+        "edge.local",
+        ["dns"],
+    )
+    assert _embedded_agent_config(ServerConfig(data_dir=tmp_path)).disable == []
+
+
 def test_server_refuses_a_bad_embedded_agent_option_in_one_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(
         app, ["server", "--data-dir", str(tmp_path), "--node-taint", "nocolon"]
