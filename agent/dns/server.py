@@ -267,7 +267,7 @@ class DnsServer:
                 log.debug("dns: upstream %s: %s", upstream, e or "timeout")
             finally:
                 transport.close()
-        return error_response(data, SERVFAIL)
+        return _servfail(data)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -285,6 +285,14 @@ class DnsServer:
             pass
         finally:
             writer.close()
+
+
+def _servfail(data: bytes) -> bytes | None:
+    """SERVFAIL to a query, with its question (some resolvers drop an answer without)."""
+    try:
+        return build_response(parse_query(data), SERVFAIL, authoritative=False)
+    except WireError:
+        return error_response(data, SERVFAIL)
 
 
 class _Reply(asyncio.DatagramProtocol):

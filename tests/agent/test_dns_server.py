@@ -141,6 +141,7 @@ def test_forwards_other_names_and_fails_without_upstream(netns: list[str]) -> No
             upstream.close()
             failed = await udp("127.0.0.1", server.port, query)
             assert (failed.id, failed.rcode) == (21, wire.SERVFAIL)
+            assert not failed.flags & wire.AA
         finally:
             await server.stop()
 
