@@ -333,7 +333,8 @@ class Agent:
         objects = ObjectSource(lambda: self.client, cfg.agent_dir / "state")
         dns = None if "dns" in cfg.disable else (cfg.cluster_dns, cfg.cluster_domain)
         if dns is not None:
-            self.dns = NodeDns(lambda: self.client, *dns, cidr, cfg.resolv_conf)
+            state = cfg.agent_dir / "state" / "dns.json"
+            self.dns = NodeDns(lambda: self.client, *dns, cidr, cfg.resolv_conf, state)
             await self.dns.start()
         sample = await asyncio.to_thread(self.sampler, cfg.agent_dir)
         volumes = VolumeManager(

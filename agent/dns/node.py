@@ -29,10 +29,11 @@ class NodeDns:
         domain: str,
         pod_cidr: str,
         resolv_conf: Path = Path("/etc/resolv.conf"),
+        state_file: Path | None = None,
     ) -> None:
         self.cluster_dns, self.domain = cluster_dns, domain
         self.listen = str(ipaddress.ip_network(pod_cidr, strict=False).network_address + 1)
-        self.cache = WatchCache(client, domain)
+        self.cache = WatchCache(client, domain, state_file)
         self.resolv_conf = resolv_conf
         self.server: DnsServer | None = None
         self._task: asyncio.Task[None] | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import json
 import logging
 import socket
 import struct
@@ -29,6 +30,7 @@ from agent.dns.wire import (
 )
 from agent.dns.zone import Zone
 from edgek.apiclient import ApiClient, ApiClientError
+from edgek.kubeconfig import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ FORWARD_TIMEOUT = 2.0
 RELIST_SECONDS = 5.0
 #: Linux's IP_FREEBIND (bind to an address not configured yet).
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+#: Seconds after the last change before the cache is saved.
+SAVE_DELAY = 1.0
 RESOURCES = {
     "services": "/api/v1/services",
     "endpointslices": "/apis/discovery.k8s.io/v1/endpointslices",
@@ -74,11 +78,16 @@ def upstream_resolvers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str
 class WatchCache:
     """Services and EndpointSlices of the whole cluster, by list and watch; the zone is
     rebuilt lazily after a change. While the API server is unreachable the last view is
-    kept (and answered from)."""
+    kept (and answered from); with a ``state_file`` it is also saved (a second after the
+    last change) and loaded at start, so an agent restarted offline answers too."""
 
-    def __init__(self, client: Callable[[], ApiClient | None], domain: str) -> None:
+    def __init__(
+        self, client: Callable[[], ApiClient | None], domain: str, state_file: Path | None = None
+    ) -> None:
         self._client = client
         self.domain = domain
+        self.state_file = state_file
+        self._save: asyncio.TimerHandle | None = None
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
             resource: {} for resource in RESOURCES
         }
@@ -98,8 +107,34 @@ class WatchCache:
         return self._zone
 
     async def run(self) -> None:
-        """Follow both resources until cancelled."""
-        await asyncio.gather(*(self._follow(r) for r in RESOURCES))
+        """Load the saved view, then follow both resources until cancelled."""
+        if self.state_file is not None:
+            saved = await asyncio.to_thread(_load, self.state_file)
+            for resource, items in saved.items():
+                if resource in RESOURCES and not self.objects[resource]:
+                    self.objects[resource] = {_key(obj): obj for obj in items}
+            self._zone = None
+        try:
+            await asyncio.gather(*(self._follow(r) for r in RESOURCES))
+        finally:
+            if self._save is not None:
+                self._save.cancel()
+
+    def _changed(self) -> None:
+        self._zone = None
+        if self.state_file is None:
+            return
+        if self._save is not None:
+            self._save.cancel()
+        self._save = asyncio.get_running_loop().call_later(SAVE_DELAY, self._write)
+
+    def _write(self) -> None:
+        assert self.state_file is not None
+        view = {r: list(objects.values()) for r, objects in self.objects.items()}
+        try:
+            atomic_write(self.state_file, json.dumps(view).encode())
+        except OSError as e:
+            log.warning("dns: cannot save the cache to %s: %s", self.state_file, e)
 
     async def _follow(self, resource: str) -> None:
         while True:
@@ -118,7 +153,7 @@ class WatchCache:
     async def _list(self, client: ApiClient, resource: str) -> str:
         body = await client.request("GET", RESOURCES[resource])
         self.objects[resource] = {_key(obj): obj for obj in body.get("items") or []}
-        self._zone = None
+        self._changed()
         self._listed.add(resource)
         if self._listed == set(RESOURCES):
             self.synced.set()
@@ -130,7 +165,15 @@ class WatchCache:
             self.objects[resource].pop(_key(obj), None)
         else:
             self.objects[resource][_key(obj)] = obj
-        self._zone = None
+        self._changed()
+
+
+def _load(path: Path) -> dict[str, list[dict[str, Any]]]:
+    try:
+        view = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return view if isinstance(view, dict) else {}
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:

@@ -250,9 +250,13 @@ class FakeApi:
         raise ApiClientError("connection refused", 0)
 
 
-async def test_watch_cache_follows_and_keeps_its_view() -> None:
+async def test_watch_cache_follows_and_keeps_its_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.dns.server.SAVE_DELAY", 0.01)
+    state = tmp_path / "dns.json"
     api = FakeApi()
-    cache = WatchCache(lambda: api, D)  # type: ignore[arg-type,return-value]
+    cache = WatchCache(lambda: api, D, state)  # type: ignore[arg-type,return-value]
     task = asyncio.create_task(cache.run())
     try:
         await asyncio.wait_for(cache.synced.wait(), 5)
@@ -269,6 +273,25 @@ async def test_watch_cache_follows_and_keeps_its_view() -> None:
             "10.43.0.30"
         ]
         assert cache.zone.lookup("web.shop.svc.cluster.local", wire.A).rcode == wire.NXDOMAIN
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # an agent restarted while the API server is unreachable answers from the saved view
+    for _ in range(100):
+        if state.exists() and "10.43.0.30" in state.read_text():
+            break
+        await asyncio.sleep(0.01)
+    offline = WatchCache(lambda: None, D, state)
+    task = asyncio.create_task(offline.run())
+    try:
+        for _ in range(100):
+            if offline.zone.lookup("api.shop.svc.cluster.local", wire.A).answers:
+                break
+            await asyncio.sleep(0.01)
+        assert ips(offline.zone.lookup("api.shop.svc.cluster.local", wire.A).answers) == [
+            "10.43.0.30"
+        ]
+        assert not offline.synced.is_set()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
