@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,7 @@ import aiohttp  # noqa: E402
 from tests.agent.agentcluster import URL, AgentCluster  # noqa: E402
 from tests.agent.busybox_image import IMAGE, write_busybox_archive  # noqa: E402
 from tests.agent.netns import isolated_netns  # noqa: E402
-from tests.bench.podman_floor import bench_podman, pod_start_floor, podman_cli  # noqa: E402
+from tests.bench.podman_floor import bench_podman, pod_start_floor  # noqa: E402
 from tests.bench.procstats import cpu_seconds, pct, rss_mb  # noqa: E402
 from tests.helpers import ssl_context  # noqa: E402
 
@@ -163,7 +164,9 @@ def run_agent(pods: int, idle: float, root: Path) -> dict[str, Any]:
     tar = root / "busybox.tar"
     write_busybox_archive(tar)
     with isolated_netns() as prefix:
-        cluster = AgentCluster(prefix, root, tar)  # short: Podman caps the runroot path
+        # root is short (Podman caps the runroot path); a node name of its own keeps the
+        # pod network's host-wide IPAM state apart from any other agent's
+        cluster = AgentCluster(prefix, root, tar, node=f"bench{os.getpid()}")
         try:
             cluster.start_server()
             cluster.start_agent()
@@ -182,16 +185,39 @@ def run_agent(pods: int, idle: float, root: Path) -> dict[str, Any]:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 cluster.podman("pod", "rm", "-af", "-t", "0", check=False)
             cluster.stop()
+            kill_conmons_under(root)
             unmount_under(root)
 
 
 async def run_floor(pods: int) -> list[float]:
     """The floor: podman pod create + podman run -d per pod, on a fresh Podman."""
     async with bench_podman() as service:
+        storage = service.layout.dir("storage")
         times = await pod_start_floor(service, pods)
-        # the API's pod removal leaves the CLI-made containers running: remove them the same way
-        await podman_cli(service, "pod", "rm", "-af", "-t", "0")
-        return times
+    # the containers ``podman run -d`` made outlive their removal through the API
+    kill_conmons_under(storage)
+    return times
+
+
+def kill_conmons_under(path: Path) -> None:
+    """SIGKILL what the conmon processes of containers stored under ``path`` supervise,
+    then those conmons."""
+    conmons = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            if (
+                entry.name.isdigit()
+                and args[0].endswith(b"/conmon")
+                and any(a.startswith(f"{path}/".encode()) for a in args)
+            ):
+                conmons.append(int(entry.name))
+    for pid in conmons:
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            for child in children:
+                os.kill(int(child), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
 
 
 def report(result: dict[str, Any], floor: list[float]) -> None:

@@ -49,8 +49,7 @@ async def bench_podman() -> AsyncIterator[PodmanService]:
             await asyncio.to_thread(subprocess.run, umount, check=False)
 
 
-async def podman_cli(service: PodmanService, *args: str) -> None:
-    """Run a podman command on the service's storage (the CLI, as a user would)."""
+async def _podman(service: PodmanService, *args: str) -> None:
     # not a pipe: conmon, forked by ``podman run -d``, would hold it open
     err = await asyncio.to_thread(tempfile.TemporaryFile)
     try:
@@ -77,8 +76,8 @@ async def pod_start_floor(
     for i in range(pods):
         name = f"floor-{i}"
         started = time.perf_counter()
-        await podman_cli(service, "pod", "create", "--name", name, "--network", network)
-        await podman_cli(service, "run", "-d", "--pod", name, image, "sleep", "3600")
+        await _podman(service, "pod", "create", "--name", name, "--network", network)
+        await _podman(service, "run", "-d", "--pod", name, image, "sleep", "3600")
         times.append(time.perf_counter() - started)
     async with PodmanClient(service.socket) as client:
         for i in range(pods):
