@@ -35,7 +35,7 @@ from tests.agent.agentcluster import URL, AgentCluster  # noqa: E402
 from tests.agent.busybox_image import IMAGE, write_busybox_archive  # noqa: E402
 from tests.agent.netns import isolated_netns  # noqa: E402
 from tests.bench.podman_floor import bench_podman, pod_start_floor  # noqa: E402
-from tests.bench.procstats import cpu_seconds, pct, rss_mb  # noqa: E402
+from tests.bench.procstats import cpu_seconds, interpreter_rss_mb, pct, rss_mb  # noqa: E402
 from tests.helpers import ssl_context  # noqa: E402
 
 NAMESPACE = "default"
@@ -233,16 +233,7 @@ def report(result: dict[str, Any], floor: list[float]) -> None:
     for key in ("agent_idle_cpu_pct", "podman_idle_cpu_pct"):
         if key in result:
             print(f"{key}: {result[key]:.2f} %")
-    print(f"interpreter idle RSS floor: {interpreter_rss():.1f} MB")
-
-
-def interpreter_rss() -> float:
-    """RSS of a bare interpreter that imported asyncio (the RSS floor)."""
-    code = "import asyncio, time; print(open('/proc/self/status').read())"
-    status = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    return next(int(v.split()[1]) for v in status.splitlines() if v.startswith("VmRSS")) / 1024
+    print(f"interpreter idle RSS floor: {interpreter_rss_mb(sys.executable):.1f} MB")
 
 
 def main() -> None:

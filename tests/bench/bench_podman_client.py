@@ -99,16 +99,6 @@ def _figures(imported: float, rss_import: float, lat: list[float], rate: float) 
     }
 
 
-def _base_rss_mb(python: str) -> float:
-    status = subprocess.run(
-        [python, "-c", "import asyncio; print(open('/proc/self/status').read())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return next(int(v.split()[1]) for v in status.splitlines() if v.startswith("VmRSS")) / 1024
-
-
 def _worker(python: str, kind: str, socket: str, container: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(
@@ -127,6 +117,7 @@ async def main(python: str, rounds: int) -> None:
     from agent.podman.client import PodmanClient
     from tests.agent.busybox_image import IMAGE
     from tests.bench.podman_floor import bench_podman
+    from tests.bench.procstats import interpreter_rss_mb
 
     async with bench_podman() as service, PodmanClient(service.socket) as client:
         pod = await client.pod_create({"name": "bench", "netns": {"nsmode": "none"}})
@@ -134,7 +125,9 @@ async def main(python: str, rounds: int) -> None:
             {"name": "bench-main", "pod": pod, "image": IMAGE, "command": ["sleep", "3600"]}
         )
         await client.pod_start(pod)
-        print(f"interpreter + asyncio: {await asyncio.to_thread(_base_rss_mb, python):.1f} MB")
+        print(
+            f"interpreter + asyncio: {await asyncio.to_thread(interpreter_rss_mb, python):.1f} MB"
+        )
         for kind in ("aiohttp", "podman-py"):
             runs = [
                 await asyncio.to_thread(_worker, python, kind, str(service.socket), ctr)

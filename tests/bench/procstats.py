@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -26,3 +27,11 @@ def pct(values: list[float], p: float) -> float:
     """The ``p`` quantile (0..1) of ``values``, nearest rank."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def interpreter_rss_mb(python: str) -> float:
+    """RSS of a bare ``python`` that imported asyncio, MB (the floor of a process's RSS)."""
+    code = "import asyncio; print(open('/proc/self/status').read())"
+    status = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    lines = status.stdout.splitlines()
+    return next(int(v.split()[1]) for v in lines if v.startswith("VmRSS")) / 1024
