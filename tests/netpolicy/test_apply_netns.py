@@ -168,7 +168,7 @@ def test_ip_block_except(hosts: str) -> None:
 
 def test_egress_policy_blocks_a_destination(hosts: str) -> None:
     tag = hosts.removesuffix("-node")
-    to_pods = {"to": [{"namespaceSelector": {}}]}
+    to_pods: dict[str, Any] = {"to": [{"namespaceSelector": {}}]}
     enforce(hosts, [web_policy(policyTypes=["Egress"], egress=[to_pods])])
     assert connects(tag, "web", PODS["a"][1]) and not connects(tag, "web", OUTSIDE)
     assert connects(tag, "a", WEB)  # ingress is not isolated; replies pass
