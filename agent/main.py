@@ -75,6 +75,7 @@ from edgek.apiclient import ApiClient, ApiClientError
 from edgek.kubeconfig import atomic_write
 from edgek.names import is_dns1123_subdomain
 from edgek.tasks import cancel_and_wait, run_until_signalled
+from netpolicy.controller import PolicyController
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class AgentConfig:
     cluster_domain: str = "cluster.local"
     #: The resolv.conf whose nameservers are the DNS's upstreams (loopback ones skipped).
     resolv_conf: Path = Path("/etc/resolv.conf")
-    #: Node components switched off (``--disable``): ``dns``.
+    #: Node components switched off (``--disable``): ``dns``, ``network-policy``.
     disable: list[str] = field(default_factory=list)
 
     @property
@@ -369,6 +370,9 @@ class Agent:
             asyncio.create_task(_every(CONTAINER_GC_SECONDS, "container GC", containers.collect)),
             asyncio.create_task(_every(IMAGE_GC_SECONDS, "image GC", images.collect)),
         ]
+        if "network-policy" not in self.config.disable:
+            policies = PolicyController(lambda: self.client, self.name)
+            self._tasks.append(asyncio.create_task(policies.run(), name="network-policy"))
         log.info("agent: node %s runs pods on %s", self.name, cidr)
 
     async def stop(self) -> None:

@@ -28,7 +28,7 @@ def _octal(text: str) -> int:
 
 
 #: ``--disable`` values that switch off a part of the embedded agent rather than a loop.
-AGENT_COMPONENTS = frozenset({"dns"})
+AGENT_COMPONENTS = frozenset({"dns", "network-policy"})
 
 
 @dataclass
