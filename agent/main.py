@@ -371,7 +371,10 @@ class Agent:
             asyncio.create_task(_every(IMAGE_GC_SECONDS, "image GC", images.collect)),
         ]
         if "network-policy" not in self.config.disable:
-            policies = PolicyController(lambda: self.client, self.name)
+            connect = functools.partial(
+                ApiClient.from_kubeconfig, self._kubeconfig, connection_limit=1
+            )
+            policies = PolicyController(connect, self.name)
             self._tasks.append(asyncio.create_task(policies.run(), name="network-policy"))
         log.info("agent: node %s runs pods on %s", self.name, cidr)
 

@@ -37,11 +37,14 @@ async def _run(*argv: str, stdin: str = "") -> str:
     return out.decode()
 
 
-async def _filter_table() -> tuple[set[str], bool]:
-    """Our chains now in the filter table, and whether FORWARD jumps to the top one."""
-    text = await _run("iptables-save", "-t", "filter")
-    chains = {line[1:].split()[0] for line in text.splitlines() if line.startswith(":")}
-    hooked = f"-A {HOOK}" in text.splitlines()
+async def _filter_table() -> tuple[set[str], int]:
+    """Our chains now in the filter table, and how FORWARD jumps to the top one: 0 not at
+    all, 1 as its first rule, -1 further down (after rules that may accept first, such as
+    netavark's, which inserts its own at the top when a network comes up)."""
+    lines = (await _run("iptables-save", "-t", "filter")).splitlines()
+    chains = {line[1:].split()[0] for line in lines if line.startswith(":")}
+    forward = [line for line in lines if line.startswith("-A FORWARD ")]
+    hooked = 0 if f"-A {HOOK}" not in forward else 1 if forward[0] == f"-A {HOOK}" else -1
     return {c for c in chains if is_policy_chain(c)}, hooked
 
 
@@ -57,13 +60,16 @@ def bridge_filtering() -> None:
 
 
 async def apply(ruleset: Ruleset) -> None:
-    """Make the kernel's policy chains and sets exactly ``ruleset``'s."""
+    """Make the kernel's policy chains and sets exactly ``ruleset``'s, with FORWARD jumping
+    to them first."""
     bridge_filtering()
     await _run("ipset", "restore", stdin=ruleset.ipset_restore())
     existing, hooked = await _filter_table()
     text = ruleset.iptables_restore(existing)
-    if not hooked:
-        text = text.replace("COMMIT\n", f"-I {HOOK}\nCOMMIT\n")
+    if hooked != 1:
+        hook = ([f"-D {HOOK}"] if hooked else []) + [f"-I FORWARD 1 -j {TOP_CHAIN}"]
+        hook_lines = "".join(f"{line}\n" for line in hook)
+        text = text.replace("COMMIT\n", f"{hook_lines}COMMIT\n")
     await _run("iptables-restore", "--noflush", stdin=text)
     stale = sorted(await _our_sets() - set(ruleset.sets))
     if stale:

@@ -1,5 +1,7 @@
 """The node's NetworkPolicy loop: list + watch of NetworkPolicies, Pods and Namespaces (the
-node may read all three), and after every change (coalesced over ``settle`` seconds) the
+node may read all three; each on a client of its own from ``connect``, so that the agent's
+small connection pool is not held by the watches, made anew at every re-list, at least every
+``RELIST_SECONDS``, so that a renewed node certificate is picked up), and after every change (coalesced over ``settle`` seconds) the
 ruleset for this node's pods is built (:func:`netpolicy.policy.build`) and applied
 (:func:`netpolicy.apply.apply`) when it differs from the last one applied. A failed apply is
 retried; the kernel's rules stay in place while the agent is down or offline.
@@ -24,6 +26,9 @@ RESOURCES = {
     "namespaces": "/api/v1/namespaces",
 }
 RETRY_MAX = 30.0
+RELIST_SECONDS = 600.0
+#: Rules are re-applied this often even without a change (the FORWARD jump must stay first).
+RESYNC_SECONDS = 30.0
 
 
 def _key(obj: dict[str, Any]) -> str:
@@ -36,13 +41,13 @@ class PolicyController:
 
     def __init__(
         self,
-        api: Callable[[], ApiClient | None],
+        connect: Callable[[], ApiClient],
         node: str,
         *,
         apply: Callable[[Ruleset], Awaitable[None]] = kernel.apply,
         settle: float = 0.2,
     ) -> None:
-        self.api = api
+        self.connect = connect
         self.node = node
         self.apply = apply
         self.settle = settle
@@ -61,32 +66,33 @@ class PolicyController:
     async def _follow(self, resource: str) -> None:
         delay = 0.5
         while True:
+            client = self.connect()
+            client.open()
             try:
-                version = await self._list(resource)
+                version = await self._list(client, resource)
                 delay = 0.5
-                await self._watch(resource, version)
+                async with asyncio.timeout(RELIST_SECONDS):
+                    await self._watch(client, resource, version)
+            except TimeoutError:
+                pass  # time to re-list with a fresh client
             except ApiClientError as e:
                 if e.code != 410:
                     log.info("network policy: %s: %s; retrying in %.1fs", resource, e, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
+            finally:
+                await client.close()
 
-    def _client(self) -> ApiClient:
-        api = self.api()
-        if api is None:
-            raise ApiClientError("no API client yet")
-        return api
-
-    async def _list(self, resource: str) -> str:
-        listed = await self._client().request("GET", RESOURCES[resource])
+    async def _list(self, client: ApiClient, resource: str) -> str:
+        listed = await client.request("GET", RESOURCES[resource])
         self.objects[resource] = {_key(o): o for o in listed.get("items") or []}
         self.listed.add(resource)
         self.changed.set()
         return str((listed.get("metadata") or {}).get("resourceVersion") or "")
 
-    async def _watch(self, resource: str, version: str) -> None:
+    async def _watch(self, client: ApiClient, resource: str, version: str) -> None:
         store = self.objects[resource]
-        async for event in self._client().watch(RESOURCES[resource], version):
+        async for event in client.watch(RESOURCES[resource], version):
             obj = event.get("object") or {}
             if event.get("type") == "DELETED":
                 store.pop(_key(obj), None)
@@ -108,7 +114,11 @@ class PolicyController:
     async def _sync_loop(self) -> None:
         delay = 1.0
         while True:
-            await self.changed.wait()
+            try:
+                async with asyncio.timeout(RESYNC_SECONDS):
+                    await self.changed.wait()
+            except TimeoutError:
+                self.applied = None
             await asyncio.sleep(self.settle)
             self.changed.clear()
             if len(self.listed) < len(RESOURCES):

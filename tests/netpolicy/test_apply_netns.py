@@ -153,6 +153,12 @@ def test_default_deny_then_allow_from_one_namespace(hosts: str) -> None:
     enforce(hosts, [web_policy(policyTypes=["Ingress"])])
     assert not connects(tag, "a", WEB) and not connects(tag, OUTSIDE, WEB)
     assert connects(tag, "a", PODS["b"][1])  # b is not selected
+    # a rule inserted above ours (as netavark does) is put below again at the next apply
+    accept = ["iptables", "-I", "FORWARD", "-s", "10.42.0.0/24", "-j", "ACCEPT"]
+    subprocess.run([*_enter(hosts), *accept], check=True)
+    assert connects(tag, "a", WEB)
+    enforce(hosts, [web_policy(policyTypes=["Ingress"])])
+    assert not connects(tag, "a", WEB)
     from_a = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}}
     enforce(hosts, [web_policy(ingress=[{"from": [from_a], "ports": [{"port": "http"}]}])])
     assert connects(tag, "a", WEB) and not connects(tag, "b", WEB)
