@@ -43,6 +43,7 @@ EGRESS_PREFIX = "EDGEK-NPE-"
 SET_PREFIX = "EDGEK-NP-"
 TMP_SET_PREFIX = "EDGEK-NPT-"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
+NAME_LABEL = "kubernetes.io/metadata.name"
 REJECT = "-j REJECT --reject-with icmp-port-unreachable"
 
 Obj = Mapping[str, Any]
@@ -136,6 +137,13 @@ def live_pod(pod: Obj) -> bool:
         and not (pod.get("spec") or {}).get("hostNetwork")
         and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
     )
+
+
+def namespace_labels(namespace: Obj) -> dict[str, str]:
+    """A namespace's labels with ``kubernetes.io/metadata.name``, which upstream API servers
+    always set to the name (selectors that pick namespaces by name rely on it)."""
+    name = str(_meta(namespace).get("name", ""))
+    return {**(_meta(namespace).get("labels") or {}), NAME_LABEL: name}
 
 
 def _pod_ip(pod: Obj) -> str:
@@ -278,9 +286,7 @@ def build(
     """The ruleset enforcing ``policies`` on the pods named (``namespace/name``) in
     ``local_pods``; ``pods`` and ``namespaces`` are the whole cluster's."""
     live = tuple(p for p in pods if live_pod(p))
-    cluster = Cluster(
-        live, {str(_meta(ns).get("name")): _meta(ns).get("labels") or {} for ns in namespaces}
-    )
+    cluster = Cluster(live, {str(_meta(ns).get("name")): namespace_labels(ns) for ns in namespaces})
     builder = _Builder(cluster)
     top = ["-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"]
     chains: dict[str, list[str]] = {}

@@ -97,7 +97,7 @@ def settles(cluster: AgentCluster, expected: dict[tuple[str, str], bool]) -> Non
         import subprocess
         print("DBGLOG", [l for l in cluster.agent.log.read_text().splitlines() if "netpol" in l or "policy" in l][-20:])
         print("DBGIPT", subprocess.run([*cluster.prefix, "iptables-save"], capture_output=True, text=True).stdout)
-        print("DBGSYS", subprocess.run([*cluster.prefix, "sysctl", "net.bridge.bridge-nf-call-iptables"], capture_output=True, text=True).stdout)
+        print("DBGSYS", subprocess.run([*cluster.prefix, "ipset", "list"], capture_output=True, text=True).stdout)
         raise
 
 

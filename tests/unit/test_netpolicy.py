@@ -34,8 +34,8 @@ def pod(
 
 
 def namespace(name: str, **labels: str) -> dict[str, Any]:
-    """A namespace with its name label, as the API server sets it."""
-    return {"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}}}
+    """A namespace (without the name label: the generator adds it)."""
+    return {"metadata": {"name": name, "labels": labels}}
 
 
 def policy(
@@ -260,6 +260,12 @@ def test_namespace_selector_allows_only_that_namespace() -> None:
     assert not allowed([allow], CLIENT, WEB) and not allowed([allow], OUTSIDE, WEB)
     every = policy("shop", "from-all-ns", {}, ingress=[{"from": [{"namespaceSelector": {}}]}])
     assert allowed([every], CLIENT, WEB) and not allowed([every], OUTSIDE, WEB)
+
+
+def test_namespaces_are_selected_by_their_name_label() -> None:
+    by_name = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "other"}}}
+    allow = policy("shop", "by-name", {}, ingress=[{"from": [by_name]}])
+    assert allowed([allow], CLIENT, WEB) and not allowed([allow], API, WEB)
 
 
 def test_namespace_and_pod_selector_in_one_peer_is_an_and() -> None:
