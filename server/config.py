@@ -150,8 +150,8 @@ class ServerConfig:
     disable: list[str] = field(
         default_factory=list,
         metadata=flag(
-            "Built-in loop to switch off, e.g. scheduler, nodelifecycle (repeatable, or "
-            "comma-separated)."
+            "Built-in loop or agent part to switch off, e.g. scheduler, nodelifecycle, "
+            "network-policy (repeatable, or comma-separated)."
         ),
     )
     #: Node lifecycle: how long a node may go without a Lease renewal before it is

@@ -3,6 +3,7 @@ ipset semantics they use, against packets; and golden snippets of the restore te
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import shlex
 from dataclasses import dataclass
@@ -10,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from edgek.apiclient import ApiClient
+from edgek.tasks import cancel_and_wait
+from netpolicy.controller import PolicyController
 from netpolicy.policy import Ruleset, build
 
 LOCAL = {"shop/web", "shop/db", "other/client"}
@@ -485,3 +489,44 @@ def test_same_inputs_give_the_same_ruleset() -> None:
     again = build(list(reversed(policies)), list(reversed(PODS)), NAMESPACES, LOCAL)
     assert first.iptables_restore() == again.iptables_restore()
     assert first.ipset_restore() == again.ipset_restore()
+
+
+async def test_controller_applies_only_a_full_view_and_only_changes() -> None:
+    applied: list[Ruleset] = []
+
+    async def record(ruleset: Ruleset) -> None:
+        applied.append(ruleset)
+
+    def no_client() -> ApiClient:
+        raise AssertionError("not used")
+
+    controller = PolicyController(no_client, "node-1", apply=record, settle=0)
+    controller.objects["pods"] = {
+        f"{p['metadata']['namespace']}/{p['metadata']['name']}": {
+            **p,
+            "spec": {
+                **p["spec"],
+                "nodeName": "node-1" if p["status"]["podIP"].startswith("10.42.0.") else "node-2",
+            },
+        }
+        for p in PODS
+    }
+    controller.objects["networkpolicies"] = {"shop/deny": DENY_INGRESS}
+    controller.listed = {"pods", "networkpolicies"}  # namespaces not listed yet
+    task = asyncio.create_task(controller._sync_loop())
+    try:
+        controller.changed.set()
+        await asyncio.sleep(0.05)
+        assert applied == []
+        controller.listed.add("namespaces")
+        controller.changed.set()
+        await asyncio.sleep(0.05)
+        controller.changed.set()  # nothing changed: not applied again
+        await asyncio.sleep(0.05)
+    finally:
+        await cancel_and_wait(task)
+    assert len(applied) == 1
+    jumps = applied[0].chains["EDGEK-NETPOL"][1:]
+    assert [j.split()[1] for j in jumps] == [
+        "10.42.0.10/32"
+    ]  # shop/web is local, shop/remote is not
