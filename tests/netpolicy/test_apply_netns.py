@@ -192,3 +192,38 @@ def test_remove_restores_everything(hosts: str) -> None:
         [*_enter(hosts), "ipset", "list", "-n"], capture_output=True, text=True, check=True
     ).stdout
     assert "EDGEK" not in save and "EDGEK" not in sets
+
+
+def test_every_match_kind_is_accepted_by_the_kernel(hosts: str) -> None:
+    """Ranges, UDP, SCTP, named ports both ways and ipBlocks: iptables-restore and ipset
+    restore take the generated texts."""
+    ports = [
+        {"port": "http"},
+        {"protocol": "UDP", "port": 5000, "endPort": 5010},
+        {"protocol": "SCTP", "port": 9},
+    ]
+    peers = [
+        {"podSelector": {}},
+        {"ipBlock": {"cidr": "192.168.0.0/16", "except": ["192.168.6.0/24"]}},
+    ]
+    enforce(
+        hosts,
+        [
+            web_policy(
+                policyTypes=["Ingress", "Egress"],
+                ingress=[{"from": peers, "ports": ports}],
+                egress=[{"to": peers, "ports": ports}],
+            )
+        ],
+    )
+    save = subprocess.run(
+        [*_enter(hosts), "iptables-save", "-t", "filter"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--dport 5000:5010" in save and "-p sctp" in save and "dst,dst" in save
+    tag = hosts.removesuffix("-node")
+    assert connects(tag, OUTSIDE, WEB) and not connects(tag, EXCEPTED, WEB)
+    assert not connects(tag, "a", WEB)  # podSelector peers are of the policy's namespace
+    assert not connects(tag, "web", OUTSIDE)  # a named port is only ever a pod's port
