@@ -135,7 +135,8 @@ def agent(
         typer.Option(help="resolv.conf naming the cluster DNS's upstream resolvers."),
     ] = None,
     disable: Annotated[
-        list[str] | None, typer.Option(help="Node component to switch off: dns, network-policy (repeatable).")
+        list[str] | None,
+        typer.Option(help="Node component to switch off: dns, network-policy (repeatable)."),
     ] = None,
     debug: Annotated[bool, typer.Option(help="Verbose logging.")] = False,
 ) -> None:

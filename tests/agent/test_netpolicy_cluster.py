@@ -25,13 +25,9 @@ PODS = {"shop": "web", "team-a": "client", "team-b": "client"}
 def cluster(
     netns: list[str], busybox_tar: Path, short_dirs: Callable[[], Path]
 ) -> Iterator[AgentCluster]:
-    """One server and one agent; an httpd pod (named port ``http``) in each namespace. A
-    cluster CIDR of its own: netavark's IPAM database is host-wide (/run/containers/networks)
-    and the other tests' node (same name, same bridge network) may have leaked addresses
-    of 10.42.0.0/24 there."""
-    c = AgentCluster(
-        netns, short_dirs(), busybox_tar, server_args=("--cluster-cidr", "10.77.0.0/16")
-    )
+    """One server and one agent (a node name of its own: netavark's IPAM database is
+    machine-wide, per network); an httpd pod (named port ``http``) in each namespace."""
+    c = AgentCluster(netns, short_dirs(), busybox_tar, node="netpol1")
     try:
         c.start_server()
         c.start_agent()
@@ -132,7 +128,7 @@ def test_allow_from_one_namespace(cluster: AgentCluster) -> None:
 
 
 def test_ip_block_except(cluster: AgentCluster) -> None:
-    node = json.loads(cluster.kubectl("get", "node", "edge1", "-o", "json"))
+    node = json.loads(cluster.kubectl("get", "node", cluster.node, "-o", "json"))
     block = {"cidr": node["spec"]["podCIDR"], "except": [f"{ip(cluster, 'team-b')}/32"]}
     cluster.apply(policy("shop", "block", ingress=[{"from": [{"ipBlock": block}]}]))
     settles(cluster, {("team-a", "shop"): True, ("team-b", "shop"): False})
