@@ -76,6 +76,7 @@ from edgek.kubeconfig import atomic_write
 from edgek.names import is_dns1123_subdomain
 from edgek.tasks import cancel_and_wait, run_until_signalled
 from netpolicy.controller import PolicyController
+from netpolicy.podnet import PodNetwork
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +331,7 @@ class Agent:
     async def _start_pods(self, cidr: str) -> None:
         assert self.podman is not None and self.events is not None
         network = await ensure_network(self.podman, self.name, cidr)
+        self._tasks.append(asyncio.create_task(PodNetwork(self.name, self._list_nodes).run()))
         cfg = self.config
         objects = ObjectSource(lambda: self.client, cfg.agent_dir / "state")
         dns = None if "dns" in cfg.disable else (cfg.cluster_dns, cfg.cluster_domain)
@@ -404,6 +406,12 @@ class Agent:
         if self.service is not None:
             await self.service.stop()
             self.service = None
+
+    async def _list_nodes(self) -> list[dict[str, Any]]:
+        """Every Node (for the routes between the nodes' pod networks)."""
+        if self.client is None:
+            raise ApiClientError("not connected")
+        return list((await self.client.request("GET", "/api/v1/nodes"))["items"])
 
     async def _load_client(self) -> None:
         """(Re)open the API client from the node's kubeconfig when it is new or was

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from netpolicy.backend import BACKENDS
+
 
 def flag(
     help: str, *, hidden: bool = False, parse: Callable[[str], Any] | None = None
@@ -25,6 +27,12 @@ def flag(
 
 def _octal(text: str) -> int:
     return int(str(text), 8)
+
+
+def _backend(text: str) -> str:
+    if text not in BACKENDS:
+        raise ValueError(f"network backend {text!r}: one of {', '.join(BACKENDS)}")
+    return text
 
 
 #: ``--disable`` values that switch off a part of the embedded agent rather than a loop.
@@ -75,6 +83,14 @@ class ServerConfig:
     )
     service_cidr: str = field(
         default="10.43.0.0/16", metadata=flag("Service network (default 10.43.0.0/16).")
+    )
+    #: The pod network between nodes, cluster-wide: written on every Node by node IPAM.
+    network_backend: str = field(
+        default="host-gw",
+        metadata=flag(
+            "Pod network between nodes: host-gw, vxlan or none (default host-gw).",
+            parse=_backend,
+        ),
     )
     #: The cluster DNS the agents serve node-locally (agent/dns/).
     cluster_domain: str = field(

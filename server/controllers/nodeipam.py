@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from edgek.status import ApiError
+from netpolicy.backend import BACKEND_ANNOTATION, CLUSTER_CIDR_ANNOTATION
 from server.controllers.runtime import Controller, ControllerContext
 
 log = logging.getLogger("edgek.controllers.nodeipam")
@@ -111,6 +112,11 @@ class NodeIpamController(Controller):
                     cidrs.occupy(service)
         self.nodes = ctx.cache("", "nodes")
         self.kind = ctx.kind("", "nodes")
+        #: The cluster-wide pod network settings every Node carries for its agent.
+        self.annotations = {
+            BACKEND_ANNOTATION: config.network_backend,
+            CLUSTER_CIDR_ANNOTATION: config.cluster_cidr,
+        }
         # what each node holds, by name, as this controller has accounted it
         self._held: dict[str, list[Network]] = {}
         self.nodes.on_event(self._node_event)
@@ -126,8 +132,13 @@ class NodeIpamController(Controller):
         name = new["metadata"]["name"]
         if name not in self._held:
             self._account(name, _pod_cidrs(new))
-        if not _pod_cidrs(new):
+        if not _pod_cidrs(new) or not self._annotated(new):
             self.queue.enqueue(name)
+
+    def _annotated(self, node: dict[str, Any]) -> bool:
+        """Whether the node carries the cluster's network settings (for its agent)."""
+        have = node["metadata"].get("annotations") or {}
+        return all(have.get(k) == v for k, v in self.annotations.items())
 
     def _account(self, name: str, cidrs: list[str]) -> None:
         """Record the subnets a node already has (at start, or set by someone else)."""
@@ -167,8 +178,16 @@ class NodeIpamController(Controller):
 
     async def reconcile(self, key: str) -> None:
         node = self.nodes.get("", key)
-        if node is None or _pod_cidrs(node) or node["metadata"].get("deletionTimestamp"):
+        if node is None or node["metadata"].get("deletionTimestamp"):
             return
+        if _pod_cidrs(node):
+            if not self._annotated(node):
+                await self._annotate(key)
+            return
+        await self._assign(key, node)
+
+    async def _assign(self, key: str, node: dict[str, Any]) -> None:
+        """Give the node its podCIDRs (and the cluster's network settings)."""
         wanted = self._held.get(key)  # allocated before; the cache has not caught up yet
         if wanted is None:
             wanted = self._allocate(node)
@@ -180,6 +199,7 @@ class NodeIpamController(Controller):
             if current is None or _pod_cidrs(current):
                 return None
             spec = current.setdefault("spec", {})
+            current["metadata"].setdefault("annotations", {}).update(self.annotations)
             spec["podCIDR"] = texts[0]
             spec["podCIDRs"] = texts
             return current
@@ -202,6 +222,21 @@ class NodeIpamController(Controller):
         if _pod_cidrs(result) != texts:  # someone else set different ones meanwhile
             self._release(key)
             self._account(key, _pod_cidrs(result))
+
+    async def _annotate(self, key: str) -> None:
+        """Write the cluster's network settings on a node that has its podCIDR."""
+
+        async def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None or self._annotated(current):
+                return None
+            current["metadata"].setdefault("annotations", {}).update(self.annotations)
+            return current
+
+        try:
+            await self.ctx.objects.modify(self.kind, "", key, mutate, self.write_options())
+        except ApiError as e:
+            if e.code != 404:
+                raise
 
 
 def _pod_cidrs(node: dict[str, Any]) -> list[str]:
