@@ -109,7 +109,7 @@ def masquerade_ruleset(cluster_cidr: str) -> str:
     )
 
 
-def _jumps_missing(saved: str) -> str:
+def missing_jumps(saved: str) -> str:
     """The restore input that inserts the jumps to edgek's chains that ``saved`` (the
     output of ``iptables-save``) lacks, first in their built-in chains."""
     out = []
@@ -133,7 +133,7 @@ def apply_masquerade(cluster_cidr: str) -> None:
         capture_output=True,
     )
     saved = subprocess.run(["iptables-save"], text=True, check=True, capture_output=True).stdout
-    if jumps := _jumps_missing(saved):
+    if jumps := missing_jumps(saved):
         subprocess.run(
             ["iptables-restore", "--noflush"],
             input=jumps,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from netpolicy.backend import BACKEND_ANNOTATION, CLUSTER_CIDR_ANNOTATION
 from server.config import ServerConfig
 from server.controllers.nodeipam import CidrSet, NodeIpamController, parse_cluster_cidrs
 from server.storage.objectstore import DeleteOptions
@@ -99,3 +100,24 @@ def test_parse_cluster_cidrs() -> None:
     assert [str(n) for n in parse_cluster_cidrs("10.42.0.0/16")] == ["10.42.0.0/16"]
     with pytest.raises(ValueError):
         parse_cluster_cidrs("10.42.0.0/16,10.43.0.0/16")
+
+
+async def test_nodes_carry_the_cluster_network_settings(tmp_path: Path) -> None:
+    """A new node gets the backend and cluster CIDR with its podCIDR; a node that had its
+    podCIDR from an earlier run (before the flag) gets them added."""
+    cfg = ServerConfig(data_dir=tmp_path, network_backend="vxlan")
+    h = await Harness.open(tmp_path, cfg)
+    try:
+        await add_node(h, "old", "10.42.0.0/24")
+        await h.start(NodeIpamController)
+        await add_node(h, "new")
+        await h.settle()
+        for name in ("old", "new"):
+            node = await h.get("", "nodes", "", name)
+            assert node is not None
+            annotations = node["metadata"]["annotations"]
+            assert annotations[BACKEND_ANNOTATION] == "vxlan"
+            assert annotations[CLUSTER_CIDR_ANNOTATION] == "10.42.0.0/16"
+        assert await cidrs(h, "old") == ("10.42.0.0/24", ["10.42.0.0/24"])
+    finally:
+        await h.close()
