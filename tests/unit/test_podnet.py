@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netpolicy.podnet import missing_jumps, host_gw_routes, masquerade_ruleset
+from netpolicy.podnet import host_gw_routes, masquerade_ruleset, missing_jumps
 
 
 def node(name: str, cidr: str = "", ip: str = "", **meta: Any) -> dict[str, Any]:
