@@ -331,7 +331,9 @@ class Agent:
     async def _start_pods(self, cidr: str) -> None:
         assert self.podman is not None and self.events is not None
         network = await ensure_network(self.podman, self.name, cidr)
-        self._tasks.append(asyncio.create_task(PodNetwork(self.name, self._list_nodes).run()))
+        self._tasks.append(
+            asyncio.create_task(PodNetwork(self.name, self._list_nodes, self._annotate).run())
+        )
         cfg = self.config
         objects = ObjectSource(lambda: self.client, cfg.agent_dir / "state")
         dns = None if "dns" in cfg.disable else (cfg.cluster_dns, cfg.cluster_domain)
@@ -412,6 +414,14 @@ class Agent:
         if self.client is None:
             raise ApiClientError("not connected")
         return list((await self.client.request("GET", "/api/v1/nodes"))["items"])
+
+    async def _annotate(self, annotations: dict[str, str]) -> None:
+        """Merge ``annotations`` into the Node."""
+        if self.client is None:
+            raise ApiClientError("not connected")
+        await self.client.patch(
+            f"/api/v1/nodes/{self.name}", {"metadata": {"annotations": annotations}}
+        )
 
     async def _load_client(self) -> None:
         """(Re)open the API client from the node's kubeconfig when it is new or was

@@ -8,3 +8,8 @@ from __future__ import annotations
 BACKENDS = ("host-gw", "vxlan", "none")
 BACKEND_ANNOTATION = "edgek.io/network-backend"
 CLUSTER_CIDR_ANNOTATION = "edgek.io/cluster-cidr"
+#: The VXLAN backend: the VNI and UDP port (``--vxlan-vni``, ``--vxlan-port``), and each
+#: node's own VTEP MAC (written by its agent).
+VXLAN_VNI_ANNOTATION = "edgek.io/vxlan-vni"
+VXLAN_PORT_ANNOTATION = "edgek.io/vxlan-port"
+VTEP_MAC_ANNOTATION = "edgek.io/vtep-mac"

@@ -92,6 +92,8 @@ class ServerConfig:
             parse=_backend,
         ),
     )
+    vxlan_vni: int = field(default=1, metadata=flag("VXLAN network identifier (default 1)."))
+    vxlan_port: int = field(default=8472, metadata=flag("VXLAN UDP port (default 8472)."))
     #: The cluster DNS the agents serve node-locally (agent/dns/).
     cluster_domain: str = field(
         default="cluster.local", metadata=flag("Cluster DNS domain (default cluster.local).")

@@ -15,7 +15,12 @@ import logging
 from typing import Any
 
 from edgek.status import ApiError
-from netpolicy.backend import BACKEND_ANNOTATION, CLUSTER_CIDR_ANNOTATION
+from netpolicy.backend import (
+    BACKEND_ANNOTATION,
+    CLUSTER_CIDR_ANNOTATION,
+    VXLAN_PORT_ANNOTATION,
+    VXLAN_VNI_ANNOTATION,
+)
 from server.controllers.runtime import Controller, ControllerContext
 
 log = logging.getLogger("edgek.controllers.nodeipam")
@@ -116,6 +121,8 @@ class NodeIpamController(Controller):
         self.annotations = {
             BACKEND_ANNOTATION: config.network_backend,
             CLUSTER_CIDR_ANNOTATION: config.cluster_cidr,
+            VXLAN_VNI_ANNOTATION: str(config.vxlan_vni),
+            VXLAN_PORT_ANNOTATION: str(config.vxlan_port),
         }
         # what each node holds, by name, as this controller has accounted it
         self._held: dict[str, list[Network]] = {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from netpolicy.podnet import host_gw_routes, masquerade_ruleset, missing_jumps
+from netpolicy.backend import VTEP_MAC_ANNOTATION
+from netpolicy.podnet import host_gw_routes, masquerade_ruleset, missing_jumps, vxlan_peers
 
 
 def node(name: str, cidr: str = "", ip: str = "", **meta: Any) -> dict[str, Any]:
@@ -56,3 +57,11 @@ def test_jumps_are_inserted_only_when_missing() -> None:
     assert missing_jumps(saved) == "*filter\n-I FORWARD 1 -j EDGEK-FORWARD\nCOMMIT\n"
     both = saved.replace("*filter\n", "*filter\n-A FORWARD -j EDGEK-FORWARD\n")
     assert missing_jumps(both) == ""
+
+
+def test_vxlan_peers_are_the_other_nodes_that_published_their_vtep() -> None:
+    with_mac = node("peer", "10.42.1.0/24", "192.168.2.11")
+    with_mac["metadata"]["annotations"] = {VTEP_MAC_ANNOTATION: "aa:bb:cc:dd:ee:01"}
+    nodes = [node("me", "10.42.0.0/24", "192.168.1.10"), with_mac]
+    nodes.append(node("nomac", "10.42.2.0/24", "192.168.2.12"))
+    assert vxlan_peers(nodes, "me") == {"10.42.1.0/24": ("192.168.2.11", "aa:bb:cc:dd:ee:01")}
