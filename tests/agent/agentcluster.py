@@ -111,15 +111,7 @@ class AgentCluster:
     def start_server(self) -> None:
         """Start the server and wait until it answers."""
         self.server.start()
-
-        def ready() -> bool:
-            if not self.server.running():
-                raise AssertionError(f"server exited: {self.server.tail()}")
-            if not self.kubeconfig.exists():
-                return False
-            return self.kubectl.run("get", "--raw", "/readyz", check=False).returncode == 0
-
-        wait_for(ready, "the server to be ready", 60)
+        wait_server_ready(self.server, self.kubeconfig, self.kubectl)
 
     def start_agent(self, wait_ready: bool = True, extra: Sequence[str] = ()) -> None:
         """Start the agent (with ``extra`` flags) and wait for its Podman; with
@@ -162,9 +154,7 @@ class AgentCluster:
         res = self.kubectl.run("get", "node", name, "-o", "json", check=False)
         if res.returncode != 0:
             return False
-        node = json.loads(res.stdout)
-        ready = [c for c in node["status"].get("conditions") or [] if c["type"] == "Ready"]
-        return bool(ready and ready[0]["status"] == "True" and node["spec"].get("podCIDR"))
+        return ready_with_cidr(json.loads(res.stdout))
 
     def apply(self, manifest: dict[str, Any]) -> None:
         """``kubectl apply`` one object."""
@@ -248,27 +238,50 @@ class AgentCluster:
         """Stop the agent and the server, then remove every container of the agent."""
         self.agent.stop()
         self.server.stop()
-        cleanup = [
-            "podman",
-            "--root",
-            str(self.agent_dir / "agent" / "podman" / "storage"),
-            "--runroot",
-            str(self.agent_dir / "agent" / "podman" / "run"),
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ]
-        subprocess.run(
-            [*self.prefix, *cleanup, "pod", "rm", "-af", "-t", "0"],
-            capture_output=True,
-            check=False,
-            timeout=120,
-            env={
-                **os.environ,
-                "CONTAINERS_CONF": str(self.agent_dir / "agent" / "podman" / "containers.conf"),
-            },
-        )
+        remove_pods(self.prefix, self.agent_dir)
+
+
+def wait_server_ready(server: NsProcess, kubeconfig: Path, kubectl: Kubectl) -> None:
+    """Wait until the started server answers /readyz (its log when it exits)."""
+
+    def ready() -> bool:
+        if not server.running():
+            raise AssertionError(f"server exited: {server.tail()}")
+        if not kubeconfig.exists():
+            return False
+        return kubectl.run("get", "--raw", "/readyz", check=False).returncode == 0
+
+    wait_for(ready, "the server to be ready", 60)
+
+
+def ready_with_cidr(node: dict[str, Any]) -> bool:
+    """Whether the Node is Ready and has its podCIDR."""
+    ready = [c for c in node["status"].get("conditions") or [] if c["type"] == "Ready"]
+    return bool(ready and ready[0]["status"] == "True" and node["spec"].get("podCIDR"))
+
+
+def remove_pods(prefix: list[str], agent_dir: Path) -> None:
+    """Remove every pod of the agent's Podman storage (its service stopped), in the
+    namespace ``prefix`` enters."""
+    podman = agent_dir / "agent" / "podman"
+    cleanup = [
+        "podman",
+        "--root",
+        str(podman / "storage"),
+        "--runroot",
+        str(podman / "run"),
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+    ]
+    subprocess.run(
+        [*prefix, *cleanup, "pod", "rm", "-af", "-t", "0"],
+        capture_output=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "CONTAINERS_CONF": str(podman / "containers.conf")},
+    )
 
 
 def condition(pod: dict[str, Any], kind: str) -> str:

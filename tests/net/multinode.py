@@ -13,11 +13,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.agent.agentcluster import NsProcess
+from tests.agent.agentcluster import NsProcess, ready_with_cidr, remove_pods, wait_server_ready
 from tests.e2e.cluster import KUBECTL, wait_for
 from tests.helpers import Kubectl
 
@@ -162,18 +163,7 @@ class MultiNodeCluster:
     def start(self) -> None:
         """Start the server, then every agent; wait until every node is Ready."""
         self.server.start()
-
-        def ready() -> bool:
-            if not self.server.running():
-                raise AssertionError(f"server exited: {self.server.tail()}")
-            if not self.kubeconfig.exists():
-                return False
-            return self.kubectl.run("get", "--raw", "/readyz", check=False).returncode == 0
-
-        try:
-            wait_for(ready, "the server to be ready", 60)
-        except AssertionError:
-            raise AssertionError(f"server not ready: {self.server.tail()}") from None
+        wait_server_ready(self.server, self.kubeconfig, self.kubectl)
         for node in self.nodes:
             images = self.agent_dir(node) / "agent" / "images"
             images.mkdir(parents=True, exist_ok=True)
@@ -215,10 +205,7 @@ class MultiNodeCluster:
         if agent.proc is not None and not agent.running():
             raise AssertionError(f"agent {name} exited: {agent.tail()}")
         node = self.node(name)
-        if node is None:
-            return False
-        ready = [c for c in node["status"].get("conditions") or [] if c["type"] == "Ready"]
-        return bool(ready and ready[0]["status"] == "True" and node["spec"].get("podCIDR"))
+        return node is not None and ready_with_cidr(node)
 
     def apply(self, manifest: dict[str, Any]) -> None:
         """``kubectl apply`` one object."""
@@ -262,27 +249,26 @@ class MultiNodeCluster:
             agent.stop()
         self.server.stop()
         for node, host in self.nodes.items():
-            podman = self.agent_dir(node) / "agent" / "podman"
-            subprocess.run(
-                [
-                    *host.prefix,
-                    "podman",
-                    "--root",
-                    str(podman / "storage"),
-                    "--runroot",
-                    str(podman / "run"),
-                    "--cgroup-manager",
-                    "cgroupfs",
-                    "--events-backend",
-                    "file",
-                    "pod",
-                    "rm",
-                    "-af",
-                    "-t",
-                    "0",
-                ],
-                capture_output=True,
-                check=False,
-                timeout=120,
-                env={**os.environ, "CONTAINERS_CONF": str(podman / "containers.conf")},
-            )
+            remove_pods(host.prefix, self.agent_dir(node))
+
+
+@contextmanager
+def running_cluster(
+    subnets: list[str],
+    root: Path,
+    busybox_tar: Path,
+    agent_subnets: list[int],
+    server_args: list[str] | None = None,
+) -> Iterator[MultiNodeCluster]:
+    """A started :class:`MultiNodeCluster` on a new :class:`Network` of ``subnets``; all
+    stopped and deleted at the end."""
+    network = Network(subnets)
+    try:
+        cluster = MultiNodeCluster(network, root, busybox_tar, agent_subnets, server_args)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        network.delete()

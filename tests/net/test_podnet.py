@@ -13,7 +13,7 @@ import pytest
 
 from tests.agent.busybox_image import IMAGE
 from tests.net.conftest import needs_podman
-from tests.net.multinode import MultiNodeCluster, Network
+from tests.net.multinode import MultiNodeCluster, running_cluster
 
 pytestmark = [pytest.mark.e2e, needs_podman]
 NS = "default"
@@ -22,16 +22,8 @@ NS = "default"
 @pytest.fixture(scope="module")
 def cluster(busybox_tar: Path, short_dirs: Callable[[], Path]) -> Iterator[MultiNodeCluster]:
     """A server and two agents (node0, node1) on one subnet, host-gw."""
-    network = Network(["192.168.50"])
-    try:
-        c = MultiNodeCluster(network, short_dirs(), busybox_tar, [0, 0])
-        try:
-            c.start()
-            yield c
-        finally:
-            c.stop()
-    finally:
-        network.delete()
+    with running_cluster(["192.168.50"], short_dirs(), busybox_tar, [0, 0]) as c:
+        yield c
 
 
 def httpd(name: str, node: str) -> dict[str, Any]:

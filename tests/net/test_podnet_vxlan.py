@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.net.conftest import needs_podman
-from tests.net.multinode import MultiNodeCluster, Network
+from tests.net.multinode import MultiNodeCluster, running_cluster
 from tests.net.test_podnet import NS, edgek_routes, fetch_ok, httpd
 
 pytestmark = [pytest.mark.e2e, needs_podman]
@@ -19,22 +19,14 @@ pytestmark = [pytest.mark.e2e, needs_podman]
 @pytest.fixture(scope="module")
 def cluster(busybox_tar: Path, short_dirs: Callable[[], Path]) -> Iterator[MultiNodeCluster]:
     """A server and node0 on one subnet, node1 on another, VXLAN (VNI 7, port 4789)."""
-    network = Network(["192.168.52", "192.168.53"])
-    try:
-        c = MultiNodeCluster(
-            network,
-            short_dirs(),
-            busybox_tar,
-            [0, 1],
-            ["--network-backend", "vxlan", "--vxlan-vni", "7", "--vxlan-port", "4789"],
-        )
-        try:
-            c.start()
-            yield c
-        finally:
-            c.stop()
-    finally:
-        network.delete()
+    with running_cluster(
+        ["192.168.52", "192.168.53"],
+        short_dirs(),
+        busybox_tar,
+        [0, 1],
+        ["--network-backend", "vxlan", "--vxlan-vni", "7", "--vxlan-port", "4789"],
+    ) as c:
+        yield c
 
 
 def test_vxlan_pod_reaches_pod_on_a_node_of_another_subnet(cluster: MultiNodeCluster) -> None:
