@@ -88,21 +88,9 @@ class AgentCluster:
         self.kubeconfig = self.server_dir / "kubeconfig.yaml"
         self.server = NsProcess(
             prefix,
-            [
-                sys.executable,
-                "-m",
-                "edgek",
-                "server",
-                "--data-dir",
-                str(self.server_dir),
-                "--bind-address",
-                "127.0.0.1",
-                "--https-listen-port",
-                str(PORT),
-                "--write-kubeconfig",
-                str(self.kubeconfig),
-                *([] if embedded else ["--disable-agent"]),
-            ],
+            server_command(
+                self.server_dir, "127.0.0.1", *([] if embedded else ["--disable-agent"])
+            ),
             root / "server.log",
         )
         self.agent = NsProcess(prefix, [], root / "agent.log")
@@ -239,6 +227,26 @@ class AgentCluster:
         self.agent.stop()
         self.server.stop()
         remove_pods(self.prefix, self.agent_dir)
+
+
+def server_command(data_dir: Path, address: str, *flags: str) -> list[str]:
+    """``edgek server`` on ``address``:PORT with its data dir, kubeconfig
+    ``<data_dir>/kubeconfig.yaml`` and ``flags``."""
+    return [
+        sys.executable,
+        "-m",
+        "edgek",
+        "server",
+        "--data-dir",
+        str(data_dir),
+        "--bind-address",
+        address,
+        "--https-listen-port",
+        str(PORT),
+        "--write-kubeconfig",
+        str(data_dir / "kubeconfig.yaml"),
+        *flags,
+    ]
 
 
 def wait_server_ready(server: NsProcess, kubeconfig: Path, kubectl: Kubectl) -> None:

@@ -18,11 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.agent.agentcluster import NsProcess, ready_with_cidr, remove_pods, wait_server_ready
+from tests.agent.agentcluster import (
+    PORT,
+    NsProcess,
+    ready_with_cidr,
+    remove_pods,
+    server_command,
+    wait_server_ready,
+)
 from tests.e2e.cluster import KUBECTL, wait_for
 from tests.helpers import Kubectl
-
-PORT = 6443
 
 
 def ip(*args: str) -> None:
@@ -124,26 +129,16 @@ class MultiNodeCluster:
         self.kubeconfig = self.server_dir / "kubeconfig.yaml"
         self.server = NsProcess(
             self.server_host.prefix,
-            [
-                sys.executable,
-                "-m",
-                "edgek",
-                "server",
-                "--data-dir",
-                str(self.server_dir),
-                "--bind-address",
+            server_command(
+                self.server_dir,
                 self.server_host.address,
-                "--https-listen-port",
-                str(PORT),
-                "--write-kubeconfig",
-                str(self.kubeconfig),
                 "--tls-san",
                 self.server_host.address,
                 "--advertise-address",
                 self.server_host.address,
                 "--disable-agent",
                 *(server_args or []),
-            ],
+            ),
             root / "server.log",
         )
         self.kubectl = Kubectl(
