@@ -218,15 +218,16 @@ def masquerade_ruleset(cluster_cidr: str) -> str:
 
 
 def missing_jumps(saved: str) -> str:
-    """The restore input that inserts the jumps to edgek's chains that ``saved`` (the
-    output of ``iptables-save``) lacks, first in their built-in chains."""
+    """The restore input that adds the jumps to edgek's chains that ``saved`` (the output
+    of ``iptables-save``) lacks: first in nat POSTROUTING (ahead of Podman's masquerade),
+    last in FORWARD (after the NetworkPolicy chain, which must see the traffic first)."""
     out = []
-    for table, chain, ours in (
-        ("nat", "POSTROUTING", "EDGEK-POSTROUTING"),
-        ("filter", "FORWARD", "EDGEK-FORWARD"),
+    for table, chain, ours, rule in (
+        ("nat", "POSTROUTING", "EDGEK-POSTROUTING", "-I POSTROUTING 1"),
+        ("filter", "FORWARD", "EDGEK-FORWARD", "-A FORWARD"),
     ):
         if f"-A {chain} -j {ours}" not in saved:
-            out += [f"*{table}", f"-I {chain} 1 -j {ours}", "COMMIT"]
+            out += [f"*{table}", f"{rule} -j {ours}", "COMMIT"]
     return "\n".join([*out, ""]) if out else ""
 
 

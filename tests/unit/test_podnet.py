@@ -54,7 +54,7 @@ def test_ruleset_keeps_cluster_traffic_unnatted_and_masquerades_the_rest() -> No
 
 def test_jumps_are_inserted_only_when_missing() -> None:
     saved = "*nat\n-A POSTROUTING -j EDGEK-POSTROUTING\nCOMMIT\n*filter\nCOMMIT\n"
-    assert missing_jumps(saved) == "*filter\n-I FORWARD 1 -j EDGEK-FORWARD\nCOMMIT\n"
+    assert missing_jumps(saved) == "*filter\n-A FORWARD -j EDGEK-FORWARD\nCOMMIT\n"
     both = saved.replace("*filter\n", "*filter\n-A FORWARD -j EDGEK-FORWARD\n")
     assert missing_jumps(both) == ""
 
