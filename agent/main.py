@@ -330,7 +330,7 @@ class Agent:
 
     async def _start_pods(self, cidr: str) -> None:
         assert self.podman is not None and self.events is not None
-        network = await ensure_network(self.podman, self.name, cidr)
+        network = await ensure_network(self.podman, self.name, self.config.agent_dir, cidr)
         self._tasks.append(
             asyncio.create_task(PodNetwork(self.name, self._list_nodes, self._annotate).run())
         )

@@ -287,8 +287,9 @@ def test_podman_inspect_helpers() -> None:
 
 def test_network_and_event_helpers() -> None:
     assert subnet("10.42.3.0/24") == {"subnet": "10.42.3.0/24", "gateway": "10.42.3.1"}
-    assert len(bridge_name("a-very-long-node-name.example.com")) <= 15
-    assert bridge_name("a") != bridge_name("b")
+    assert len(bridge_name("a-very-long-node-name.example.com", Path("/var/lib/edgek"))) <= 15
+    assert bridge_name("a", Path("/d")) != bridge_name("b", Path("/d"))
+    assert bridge_name("a", Path("/d1")) != bridge_name("a", Path("/d2"))
     ref = involved(pod(), "c", init=True)
     assert ref["fieldPath"] == "spec.initContainers{c}" and ref["uid"] == "u1"
     assert "fieldPath" not in involved(pod())
