@@ -264,21 +264,28 @@ def _comment(port: _Port, what: str) -> str:
 
 def _add_port(rs: Ruleset, port: _Port, node: NodeFacts) -> None:
     """The rules of one service port."""
-    svc = chain_name("SVC", port.key, port.protocol)
     eps = usable(port.endpoints)
     local = [ep for ep in eps if ep.node == node.name]
     cluster_eps = local if port.int_local else eps
-    ext_eps = local if port.ext_local else eps
-    services = rs.chain("nat", SERVICES)
-    reject = rs.chain("filter", SERVICES)
+    _add_cluster(rs, port, node, cluster_eps, bool(eps))
+    if port.external_ips or port.node_port:
+        _add_external(rs, port, node, cluster_eps, local if port.ext_local else eps)
+
+
+def _add_cluster(
+    rs: Ruleset, port: _Port, node: NodeFacts, cluster_eps: list[Endpoint], any_eps: bool
+) -> None:
+    """ClusterIP: the SVC chain and its entries, or the reject (drop when only a Local
+    policy leaves no endpoint here)."""
+    svc = chain_name("SVC", port.key, port.protocol)
     for ip in port.cluster_ips:
         if cluster_eps:
-            services.append(
+            rs.chain("nat", SERVICES).append(
                 f"{_comment(port, 'cluster IP')} {_match(port, ip, port.port)} -j {svc}"
             )
         else:
-            verdict = "DROP" if eps else "REJECT --reject-with icmp-port-unreachable"
-            reject.append(
+            verdict = "DROP" if any_eps else "REJECT --reject-with icmp-port-unreachable"
+            rs.chain("filter", SERVICES).append(
                 f"{_comment(port, 'has no endpoints')} {_match(port, ip, port.port)} -j {verdict}"
             )
     if cluster_eps:
@@ -289,23 +296,30 @@ def _add_port(rs: Ruleset, port: _Port, node: NodeFacts) -> None:
                 f"! -s {node.cluster_cidr} -j {MARK_MASQ}"
             )
         _balance(rs, chain, port, cluster_eps)
-    has_external = bool(port.external_ips or port.node_port)
-    if not has_external:
-        return
+
+
+def _add_external(
+    rs: Ruleset, port: _Port, node: NodeFacts, cluster_eps: list[Endpoint], ext_eps: list[Endpoint]
+) -> None:
+    """NodePort, externalIPs and LoadBalancer IPs: the EXT chain and its entries."""
     if not ext_eps:
+        drop = rs.chain("filter", SERVICES)
         for ip in port.external_ips:
-            reject.append(
+            drop.append(
                 f"{_comment(port, 'has no local endpoints')} {_match(port, ip, port.port)} -j DROP"
             )
         if port.node_port:
-            reject.append(
+            drop.append(
                 f"{_comment(port, 'has no local endpoints')} -m addrtype --dst-type LOCAL "
                 f"-p {port.protocol} -m {port.protocol} --dport {port.node_port} -j DROP"
             )
         return
+    svc = chain_name("SVC", port.key, port.protocol)
     ext = chain_name("EXT", port.key, port.protocol)
     for ip in port.external_ips:
-        services.append(f"{_comment(port, 'external IP')} {_match(port, ip, port.port)} -j {ext}")
+        rs.chain("nat", SERVICES).append(
+            f"{_comment(port, 'external IP')} {_match(port, ip, port.port)} -j {ext}"
+        )
     if port.node_port:
         rs.chain("nat", NODEPORTS).append(
             f"{_comment(port, 'node port')} -p {port.protocol} -m {port.protocol} "
@@ -313,8 +327,10 @@ def _add_port(rs: Ruleset, port: _Port, node: NodeFacts) -> None:
         )
     chain = rs.chain("nat", ext)
     if not port.ext_local:
-        chain.extend([f"-j {MARK_MASQ}", f"-j {svc}"] if cluster_eps else [f"-j {MARK_MASQ}"])
-        if not cluster_eps:  # internal policy Local left the SVC chain out: balance here
+        chain.append(f"-j {MARK_MASQ}")
+        if cluster_eps:
+            chain.append(f"-j {svc}")
+        else:  # internal policy Local left the SVC chain out: balance here
             _balance(rs, chain, port, ext_eps)
         return
     # Local: pods and the node itself may still go anywhere; outside clients keep their IP
