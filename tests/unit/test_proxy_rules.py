@@ -247,7 +247,7 @@ def test_endpoints_merge_across_slices_and_ports_by_name() -> None:
 def test_chain_names_are_stable_and_short() -> None:
     assert chain_name("SVC", KEY, "tcp") == SVC
     assert len(SVC) <= 28
-    assert SVC != chain_name("SVC", KEY, "udp")
+    assert chain_name("SVC", KEY, "udp") != SVC
 
 
 def test_same_input_any_order_same_ruleset() -> None:
