@@ -69,6 +69,7 @@ from agent.pull import ImagePuller
 from agent.registries import DEFAULT_PATH as REGISTRIES_PATH
 from agent.registries import Registries
 from agent.registries import load as load_registries
+from agent.serviceproxy import ServiceProxy
 from agent.streaming.server import StreamingServer, start_streaming
 from edgek import KUBERNETES_VERSION, __version__
 from edgek.apiclient import ApiClient, ApiClientError
@@ -77,6 +78,7 @@ from edgek.names import is_dns1123_subdomain
 from edgek.tasks import cancel_and_wait, run_until_signalled
 from netpolicy.controller import PolicyController
 from netpolicy.podnet import PodNetwork
+from netpolicy.proxy import NodeFacts
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,8 @@ class AgentConfig:
     resolv_conf: Path = Path("/etc/resolv.conf")
     #: Node components switched off (``--disable``): ``dns``, ``network-policy``.
     disable: list[str] = field(default_factory=list)
+    #: Program the service proxy's iptables rules (when the iptables tools are installed).
+    service_proxy: bool = True
 
     @property
     def agent_dir(self) -> Path:
@@ -239,6 +243,9 @@ class Agent:
         self.events = EventRecorder(lambda: self.client, self.name, self.clock)
         self.events.start()
         self._tasks = [asyncio.create_task(bootstrap.keep_renewed(cfg.agent_dir, now=self.clock))]
+        if cfg.service_proxy and ServiceProxy.available():
+            proxy = ServiceProxy(lambda: self.client, NodeFacts(self.name))
+            self._tasks.append(asyncio.create_task(proxy.run(), name="service-proxy"))
         self._cluster = hashlib.sha256(cfg.server.encode() + creds.ca_pem).hexdigest()
         known = await asyncio.to_thread(_read_json, self._node_file)
         cidr = str(known.get("podCIDR") or "") if known.get("cluster") == self._cluster else ""
