@@ -72,12 +72,17 @@ class Applier:
         return "".join([await run([*self.prefix, "iptables-save", "-t", t]) for t in TABLES])
 
     async def apply(self, rs: Ruleset, full: bool = False) -> str:
-        """Make the tables hold ``rs``; with ``full`` (and on the first apply) every edgek
-        chain is rewritten, otherwise only those that differ from the last apply. Returns
-        the restore text written."""
-        present, hooked = parse_save(await self.save())
-        unchanged: dict[str, set[str]] = {}
+        """Make the tables hold ``rs``; with ``full`` (and on the first apply) the tables are
+        read and every edgek chain is rewritten, otherwise only the chains that differ from
+        the last apply are (the tables are taken to hold what it wrote; the periodic full
+        sync repairs anything changed behind edgek's back). Returns the restore text."""
         last = None if full else self._last
+        if last is None:
+            present, hooked = parse_save(await self.save())
+        else:  # the tables hold what the last apply wrote: no need to read them back
+            present = {t: set(chains) for t, chains in last.tables.items()}
+            hooked = expected_hooks()
+        unchanged: dict[str, set[str]] = {}
         if last is not None:
             for table, chains in rs.tables.items():
                 before = last.tables.get(table, {})

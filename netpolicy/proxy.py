@@ -31,8 +31,9 @@ also deletes edgek's chains which no longer apply (see :mod:`netpolicy.iptables`
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-import ipaddress
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,11 +113,12 @@ class _Port:
     endpoints: list[Endpoint]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def chain_name(kind: str, *parts: str) -> str:
     """``EDGEK-<kind>-`` and 16 characters of a hash of the parts (as upstream names its
     chains: base32 of a SHA-256), so names are stable across restarts and ≤ 28 characters."""
     digest = hashlib.sha256("/".join(parts).encode()).digest()
-    return f"{PREFIX}{kind}-{base64.b32encode(digest).decode()[:16]}"
+    return f"{PREFIX}{kind}-{base64.b32encode(digest[:10]).decode()}"
 
 
 def usable(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
@@ -158,8 +160,11 @@ def slice_endpoints(slices: Iterable[Mapping[str, Any]]) -> dict[str, list[Endpo
     }
 
 
-def _ep_sort(key: tuple[str, int]) -> tuple[int, int]:
-    return int(ipaddress.ip_address(key[0])), key[1]
+def _ep_sort(key: tuple[str, int]) -> tuple[bytes, str, int]:
+    try:
+        return socket.inet_pton(socket.AF_INET, key[0]), "", key[1]
+    except OSError:
+        return b"", key[0], key[1]
 
 
 def service_ports(svc: Mapping[str, Any], slices: Iterable[Mapping[str, Any]]) -> list[_Port]:
@@ -202,26 +207,76 @@ def service_ports(svc: Mapping[str, Any], slices: Iterable[Mapping[str, Any]]) -
 
 
 def _ipv4(ip: object) -> bool:
-    if not isinstance(ip, str) or not ip or ip == "None":
+    if not isinstance(ip, str):
         return False
     try:
-        return ipaddress.ip_address(ip).version == 4
-    except ValueError:
+        socket.inet_pton(socket.AF_INET, ip)
+    except OSError:
         return False
+    return True
+
+
+#: Per-service rule fragments of the last build, by :func:`_fragment_key`.
+Cache = dict[tuple[Any, ...], Ruleset]
 
 
 def build(
     services: Iterable[Mapping[str, Any]],
     slices: Iterable[Mapping[str, Any]],
     node: NodeFacts,
+    cache: Cache | None = None,
 ) -> Ruleset:
-    """The whole ruleset for these Services and EndpointSlices on this node."""
+    """The whole ruleset for these Services and EndpointSlices on this node. With a
+    ``cache`` (kept by the caller between builds), the rules of a service whose object and
+    slices have the same resourceVersions as last time are reused rather than rebuilt."""
     by_service: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for es in slices:
         meta = es.get("metadata") or {}
         owner = (meta.get("labels") or {}).get("kubernetes.io/service-name")
         if owner:
             by_service.setdefault((meta.get("namespace", ""), owner), []).append(es)
+    rs = _base()
+    keyed = sorted(
+        services,
+        key=lambda s: ((s.get("metadata") or {}).get("namespace", ""), s["metadata"]["name"]),
+    )
+    used: Cache = {}
+    for svc in keyed:
+        meta = svc["metadata"]
+        own = by_service.get((meta.get("namespace", ""), meta["name"]), [])
+        key = _fragment_key(svc, own, node)
+        fragment = cache.get(key) if cache is not None and key else None
+        if fragment is None:
+            fragment = Ruleset()
+            for port in service_ports(svc, own):
+                _add_port(fragment, port, node)
+        if key:
+            used[key] = fragment
+        for table, chains in fragment.tables.items():
+            for chain, rules in chains.items():
+                rs.chain(table, chain).extend(rules)
+    if cache is not None:
+        cache.clear()
+        cache.update(used)
+    rs.chain("nat", SERVICES).append(
+        "-m comment --comment edgek-nodeports -m addrtype --dst-type LOCAL -j " + NODEPORTS
+    )
+    return rs
+
+
+def _fragment_key(
+    svc: Mapping[str, Any], slices: list[Mapping[str, Any]], node: NodeFacts
+) -> tuple[Any, ...]:
+    """What a service's rules depend on, as resourceVersions; empty when one is missing."""
+    versions = [str((o.get("metadata") or {}).get("resourceVersion") or "") for o in [svc, *slices]]
+    if not all(versions):
+        return ()
+    meta = svc["metadata"]
+    return (node, meta.get("namespace", ""), meta["name"], versions[0], *sorted(versions[1:]))
+
+
+def _base() -> Ruleset:
+    """The top-level chains with their fixed rules."""
     rs = Ruleset()
     for table, hooks in HOOKS.items():
         for _, chain, _ in hooks:
@@ -237,18 +292,6 @@ def build(
     )
     rs.chain("filter", FORWARD).append(
         f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -m comment --comment edgek-forward -j ACCEPT"
-    )
-    keyed = sorted(
-        services,
-        key=lambda s: ((s.get("metadata") or {}).get("namespace", ""), s["metadata"]["name"]),
-    )
-    for svc in keyed:
-        meta = svc["metadata"]
-        own = by_service.get((meta.get("namespace", ""), meta["name"]), [])
-        for port in service_ports(svc, own):
-            _add_port(rs, port, node)
-    rs.chain("nat", SERVICES).append(
-        "-m comment --comment edgek-nodeports -m addrtype --dst-type LOCAL -j " + NODEPORTS
     )
     return rs
 

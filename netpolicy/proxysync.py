@@ -4,7 +4,8 @@
 EndpointSlice changes; its loop builds the ruleset from the current objects and applies it,
 at most once per ``min_interval`` (kube-proxy's ``minSyncPeriod``; changes arriving in
 between are folded into the next sync) and in full (every edgek chain rewritten, repairing
-anything changed behind its back) at least every ``full_interval``. A failed sync is retried
+anything changed behind its back) at least every ``full_interval``. The rules of services whose objects did not change are
+reused from the previous build. A failed sync is retried
 after ``min_interval``.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from netpolicy.iptables import Applier, IptablesError
-from netpolicy.proxy import NodeFacts, build
+from netpolicy.proxy import Cache, NodeFacts, build
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class ProxySyncer:
         self.syncs = 0
         self._dirty = asyncio.Event()
         self._last_full = float("-inf")
+        self._cache: Cache = {}
 
     def changed(self) -> None:
         """Something changed: sync soon (once, however many changes arrive meanwhile)."""
@@ -56,7 +58,7 @@ class ProxySyncer:
         """One sync now: full when the last full one is older than ``full_interval``."""
         full = time.monotonic() - self._last_full >= self.full_interval
         services, slices = self.objects()
-        await self.applier.apply(build(services, slices, self.node), full=full)
+        await self.applier.apply(build(services, slices, self.node, self._cache), full=full)
         if full:
             self._last_full = time.monotonic()
         self.syncs += 1

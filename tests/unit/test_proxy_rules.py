@@ -277,3 +277,21 @@ def test_render_deletes_stale_chains_and_adds_missing_hooks_only() -> None:
     assert "-I PREROUTING -m comment --comment edgek-services -j EDGEK-SERVICES" not in lines
     assert "-I OUTPUT -m comment --comment edgek-services -j EDGEK-SERVICES" in lines
     assert lines.count("COMMIT") == 2
+
+
+def test_cache_reuses_unchanged_services_and_follows_changes() -> None:
+    svc = service()
+    svc["metadata"]["resourceVersion"] = "1"
+    es = eslice(endpoint("10.42.0.5"), endpoint("10.42.0.6"))
+    es["metadata"]["resourceVersion"] = "1"
+    cache: dict[tuple[object, ...], Ruleset] = {}
+    first = build([svc], [es], NODE, cache)
+    assert build([svc], [es], NODE, cache).tables == first.tables
+    assert len(cache) == 1
+    es["endpoints"][1]["conditions"]["ready"] = False  # the same resourceVersion: reused
+    assert build([svc], [es], NODE, cache).tables == first.tables
+    es["metadata"]["resourceVersion"] = "2"
+    changed = build([svc], [es], NODE, cache)
+    assert changed.tables == build([svc], [es], NODE).tables
+    assert sep("10.42.0.6") not in changed.tables["nat"]
+    assert len(cache) == 1  # the old entry is dropped
