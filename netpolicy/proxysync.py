@@ -58,9 +58,16 @@ class ProxySyncer:
         """One sync now: full when the last full one is older than ``full_interval``."""
         full = time.monotonic() - self._last_full >= self.full_interval
         services, slices = self.objects()
-        await self.applier.apply(build(services, slices, self.node, self._cache), full=full)
+        rs = build(services, slices, self.node, self._cache)
+        await self.applier.apply(rs, full=full)
         if full:
             self._last_full = time.monotonic()
+        log.log(
+            logging.INFO if full else logging.DEBUG,
+            "service proxy synced (%s, %d chains)",
+            "full" if full else "changed chains",
+            sum(len(chains) for chains in rs.tables.values()),
+        )
         self.syncs += 1
 
     async def run(self) -> None:
