@@ -10,6 +10,7 @@ namespace; the service CIDR is routed there, as a default route would on a real 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,7 +44,8 @@ def cluster(
     for link in ("edgek-n0", "edgek-n1"):
         subprocess.run([*ip, "link", "set", link, "up"], check=True)
     subprocess.run([*ip, "route", "add", "10.43.0.0/16", "dev", "edgek-n0"], check=True)
-    c = AgentCluster(netns, short_dirs(), busybox_tar)
+    # a node name of its own: the host's netavark keeps one IP pool per network name
+    c = AgentCluster(netns, short_dirs(), busybox_tar, node=f"svcproxy{os.getpid()}")
     try:
         c.start_server()
         c.start_agent()
@@ -74,6 +76,7 @@ def deployment(name: str, replicas: int) -> dict[str, Any]:
                             "readinessProbe": {
                                 "exec": {"command": ["test", "-f", "/tmp/ready"]},
                                 "periodSeconds": 1,
+                                "timeoutSeconds": 10,
                                 "failureThreshold": 1,
                             },
                         }
@@ -122,12 +125,23 @@ def saved(cluster: AgentCluster) -> str:
     return "\n".join(out)
 
 
+def rollout(cluster: AgentCluster, name: str) -> None:
+    """Wait for the deployment's pods to be available (the pods and the agent's log in the
+    failure)."""
+    res = cluster.kubectl.run(
+        "rollout", "status", f"deployment/{name}", "-n", NS, "--timeout=50s", check=False
+    )
+    if res.returncode:
+        pods = json.dumps([p.get("status") for p in cluster.pods(NS, f"app={name}")])
+        raise AssertionError(f"{name} not rolled out: {pods[:3000]}\n{cluster.agent.tail()}")
+
+
 @pytest.fixture(scope="module")
 def web(cluster: AgentCluster) -> tuple[str, list[str]]:
     """The web deployment (2 ready pods) and its service: (cluster IP, pod names)."""
     cluster.apply(deployment("web", 2))
     cluster.apply(service("web"))
-    cluster.kubectl("rollout", "status", "deployment/web", "-n", NS, "--timeout=90s")
+    rollout(cluster, "web")
     svc = json.loads(cluster.kubectl("get", "service", "-n", NS, "web", "-o", "json"))
     names = [p["metadata"]["name"] for p in cluster.pods(NS, "app=web")]
     ip = svc["spec"]["clusterIP"]
@@ -146,7 +160,7 @@ def test_cluster_ip_and_node_port_from_the_node(
 def test_cluster_ip_from_a_pod(cluster: AgentCluster, web: tuple[str, list[str]]) -> None:
     ip, names = web
     cluster.apply(deployment("client", 1))
-    cluster.kubectl("rollout", "status", "deployment/client", "-n", NS, "--timeout=90s")
+    rollout(cluster, "client")
     client = cluster.pods(NS, "app=client")[0]["metadata"]["name"]
     got = set()
     for _ in range(20):
