@@ -22,6 +22,7 @@ from server.controllers.replicaset import ReplicaSetController
 from server.controllers.resourcequota import ResourceQuotaController
 from server.controllers.runtime import Controller
 from server.controllers.serviceaccounts import ServiceAccountController
+from server.controllers.servicelb import ServiceLBController
 from server.controllers.statefulset import StatefulSetController
 from server.controllers.tainteviction import TaintEvictionController
 from server.controllers.ttlafterfinished import TTLAfterFinishedController
@@ -45,6 +46,7 @@ def controller_loops() -> list[type[Controller]]:
         NodeIpamController,
         EndpointsController,
         EndpointSliceController,
+        ServiceLBController,
         DisruptionController,
         ResourceQuotaController,
         PersistentVolumeBinder,
