@@ -4,8 +4,8 @@ A ClusterIP answers from the node and from a pod, a NodePort answers on a node a
 pod that turns unready stops receiving traffic, a deleted service's chains go away, and the
 rules stay in place (and come back identical) across an agent restart.
 
-The node's extra address (``NODE_IP``) sits on a veth pair whose ends both stay in the
-namespace; the service CIDR is routed there, as a default route would on a real host."""
+The node's address (``NODE_IP``, its InternalIP) sits on a veth pair whose ends both stay
+in the namespace, and the namespace's default route points there, as on a real host."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def cluster(
     subprocess.run([*ip, "addr", "add", f"{NODE_IP}/24", "dev", "edgek-n0"], check=True)
     for link in ("edgek-n0", "edgek-n1"):
         subprocess.run([*ip, "link", "set", link, "up"], check=True)
-    subprocess.run([*ip, "route", "add", "10.43.0.0/16", "dev", "edgek-n0"], check=True)
+    subprocess.run([*ip, "route", "add", "default", "dev", "edgek-n0"], check=True)
     # a node name of its own: the host's netavark keeps one IP pool per network name
     c = AgentCluster(netns, short_dirs(), busybox_tar, node=f"svcproxy{os.getpid()}")
     try:
@@ -184,6 +184,27 @@ def test_unready_pod_stops_receiving_traffic(
     wait_for(lambda: answers(cluster, f"http://{ip}/", 20) == set(names), "both pods again", 30)
 
 
+def test_load_balancer_gets_the_node_address_and_answers_there(
+    cluster: AgentCluster, web: tuple[str, list[str]]
+) -> None:
+    _, names = web
+    lb = service("web")
+    lb["metadata"]["name"] = "web-lb"
+    lb["spec"] |= {
+        "type": "LoadBalancer",
+        "ports": [{"name": "http", "port": 8088, "targetPort": 8080}],
+    }
+    cluster.apply(lb)
+
+    def ingress() -> list[dict[str, Any]]:
+        svc = json.loads(cluster.kubectl("get", "service", "-n", NS, "web-lb", "-o", "json"))
+        return list(((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
+
+    wait_for(lambda: ingress() == [{"ip": NODE_IP}], "the node address as ingress", 30)
+    wait_for(lambda: cluster.fetch(f"http://{NODE_IP}:8088/", timeout=2)[0] == 0, "the LB port", 30)
+    assert answers(cluster, f"http://{NODE_IP}:8088/", 30) == set(names)
+
+
 def test_rules_survive_an_agent_restart_identically(
     cluster: AgentCluster, web: tuple[str, list[str]]
 ) -> None:
@@ -210,6 +231,6 @@ def test_deleted_service_loses_its_chains(
 ) -> None:
     chain = chain_name("SVC", "default/web:http", "tcp")
     assert chain in saved(cluster)
-    cluster.kubectl("delete", "service", "-n", NS, "web")
+    cluster.kubectl("delete", "service", "-n", NS, "web", "web-lb")
     wait_for(lambda: "default/web:http" not in saved(cluster), "the service's rules to go", 30)
     assert chain not in saved(cluster)
