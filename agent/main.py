@@ -128,8 +128,9 @@ class AgentConfig:
     resolv_conf: Path = Path("/etc/resolv.conf")
     #: Node components switched off (``--disable``): ``dns``, ``network-policy``.
     disable: list[str] = field(default_factory=list)
-    #: Program the service proxy's iptables rules (when the iptables tools are installed).
-    service_proxy: bool = True
+    #: Program the service proxy's iptables rules (when the iptables tools are installed);
+    #: opt-in (``--service-proxy``) while agents of other tests run in the host's namespace.
+    service_proxy: bool = False
 
     @property
     def agent_dir(self) -> Path:

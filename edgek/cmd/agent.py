@@ -62,6 +62,7 @@ def agent_config(values: dict[str, Any]) -> AgentConfig:
             cluster_domain=str(values.get("cluster-domain") or "cluster.local"),
             resolv_conf=Path(values.get("resolv-conf") or "/etc/resolv.conf"),
             disable=[v for item in _as_list(values.get("disable")) for v in item.split(",") if v],
+            service_proxy=str(values.get("service-proxy", False)).lower() in ("1", "true", "yes"),
         )
         config.check()
     except ValueError as e:
@@ -138,6 +139,13 @@ def agent(
         list[str] | None,
         typer.Option(help="Node component to switch off: dns, network-policy (repeatable)."),
     ] = None,
+    service_proxy: Annotated[
+        bool | None,
+        typer.Option(
+            "--service-proxy",
+            help="Program the node's iptables for Services (ClusterIP, NodePort, LoadBalancer).",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Verbose logging.")] = False,
 ) -> None:
     """Run a node agent: join the cluster and register this device as a node."""
@@ -160,6 +168,7 @@ def agent(
         "cluster-domain": cluster_domain,
         "resolv-conf": resolv_conf,
         "disable": disable,
+        "service-proxy": service_proxy,
     }
     try:
         values = merge(flags, load_config(config), set(flags))

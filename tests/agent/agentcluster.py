@@ -73,12 +73,15 @@ class AgentCluster:
         busybox_tar: Path,
         embedded: bool = False,
         node: str = NODE,
+        agent_args: tuple[str, ...] = (),
     ) -> None:
         """``embedded``: the server runs the agent itself (no ``--disable-agent``);
         ``node``: the agent's node name (its Podman network, and so its share of the
-        machine-wide IPAM database, is named after it)."""
+        machine-wide IPAM database, is named after it); ``agent_args``: more ``edgek agent``
+        flags, on every start."""
         self.prefix = prefix
         self.node = node
+        self.agent_args = agent_args
         self.root = root
         self.server_dir = root / "server"
         self.agent_dir = self.server_dir if embedded else root / "agent-data"
@@ -121,6 +124,7 @@ class AgentCluster:
             "--node-name",
             self.node,
             "--debug",
+            *self.agent_args,
             *extra,
         ]
         self.agent.start()

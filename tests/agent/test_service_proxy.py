@@ -45,7 +45,13 @@ def cluster(
         subprocess.run([*ip, "link", "set", link, "up"], check=True)
     subprocess.run([*ip, "route", "add", "default", "dev", "edgek-n0"], check=True)
     # a node name of its own: the host's netavark keeps one IP pool per network name
-    c = AgentCluster(netns, short_dirs(), busybox_tar, node=f"svcproxy{os.getpid()}")
+    c = AgentCluster(
+        netns,
+        short_dirs(),
+        busybox_tar,
+        node=f"svcproxy{os.getpid()}",
+        agent_args=("--service-proxy",),
+    )
     try:
         c.start_server()
         c.start_agent()
