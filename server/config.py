@@ -164,6 +164,10 @@ class ServerConfig:
             "(default /etc/edgek/registries.yaml)."
         ),
     )
+    service_proxy: bool = field(
+        default=False,
+        metadata=flag("Embedded agent: program the node's iptables for Services."),
+    )
     #: Built-in loops switched off (``--disable``), by controller name.
     disable: list[str] = field(
         default_factory=list,

@@ -62,6 +62,7 @@ EMBEDDED_AGENT_OPTIONS = (
     "private-registry",
     "cluster-dns",
     "cluster-domain",
+    "service-proxy",
 )
 
 

@@ -101,9 +101,11 @@ def test_server_passes_the_agent_options_to_its_embedded_agent(tmp_path: Path) -
             "node-taint": ["edge=true:NoSchedule"],
             "kubelet-port": "10260",
             "private-registry": str(tmp_path / "reg.yaml"),
+            "service-proxy": "true",
         }
     )
     agent = _embedded_agent_config(cfg)
+    assert agent.service_proxy
     assert (agent.node_name, agent.node_ip, agent.kubelet_port) == ("pi1", ["192.168.5.10"], 10260)
     assert agent.node_labels == {"zone": "a"}
     assert agent.node_taints == [{"key": "edge", "value": "true", "effect": "NoSchedule"}]
