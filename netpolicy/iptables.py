@@ -1,9 +1,9 @@
 """Applying a :class:`~netpolicy.proxy.Ruleset` with one ``iptables-restore --noflush``.
 
 :class:`Applier` reads the current state of the nat and filter tables (``iptables-save``) for
-the edgek chains and hook jumps already there, and writes one restore file: every edgek chain
+the proxy's chains and hook jumps already there, and writes one restore file: every proxy chain
 rewritten (or, after a first full sync, only the chains that changed since the last apply),
-stale edgek chains deleted, missing hook jumps added. The restore is atomic per table, and
+stale proxy chains deleted, missing hook jumps added. The restore is atomic per table, and
 chains and rules of anyone else are never named, so nothing else on the host is touched.
 Nothing is removed when the agent stops: the rules keep forwarding traffic, and the next
 start writes the identical ruleset over them.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from netpolicy.proxy import HOOKS, PREFIX, Ruleset, hook_rule, render
+from netpolicy.proxy import HOOKS, Ruleset, hook_rule, owns, render
 
 TABLES = ("nat", "filter")
 
@@ -38,8 +38,8 @@ async def run(argv: Sequence[str], stdin: str | None = None) -> str:
 
 
 def parse_save(text: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """From ``iptables-save`` output: the edgek chains per table, and the rules (without the
-    leading ``-A``) of built-in chains that jump to an edgek chain."""
+    """From ``iptables-save`` output: the service proxy's chains per table, and the rules
+    (without the leading ``-A``) of other chains that jump to one of them (its hooks)."""
     chains: dict[str, set[str]] = {}
     hooked: dict[str, set[str]] = {}
     table = ""
@@ -48,14 +48,15 @@ def parse_save(text: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
             table = line[1:]
             chains.setdefault(table, set())
             hooked.setdefault(table, set())
-        elif line.startswith(":" + PREFIX):
-            chains[table].add(line[1:].split()[0])
-        elif (
-            line.startswith("-A ")
-            and f"-j {PREFIX}" in line
-            and not line.startswith("-A " + PREFIX)
-        ):
-            hooked[table].add(line[3:])
+        elif line.startswith(":"):
+            name = line[1:].split()[0]
+            if owns(name):
+                chains[table].add(name)
+        elif line.startswith("-A ") and " -j " in line:
+            source = line.split()[1]
+            target = line.rsplit(" -j ", 1)[1].split()[0]
+            if owns(target) and not owns(source):
+                hooked[table].add(line[3:])
     return chains, hooked
 
 
@@ -98,7 +99,7 @@ class Applier:
         return text
 
     async def remove(self) -> None:
-        """Delete every edgek chain and hook jump (uninstall)."""
+        """Delete every chain and hook jump of the service proxy (uninstall)."""
         present, hooked = parse_save(await self.save())
         lines: list[str] = []
         for table in TABLES:

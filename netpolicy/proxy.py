@@ -45,6 +45,8 @@ POSTROUTING = "EDGEK-POSTROUTING"
 MARK_MASQ = "EDGEK-MARK-MASQ"
 FORWARD = "EDGEK-FORWARD"
 MASQ_MARK = "0x4000"
+#: The per-service chain kinds (``EDGEK-<kind>-<hash>``).
+KINDS = ("SVC", "SEP", "EXT", "SVL")
 #: Upstream's default ClientIP affinity timeout (seconds).
 DEFAULT_AFFINITY_TIMEOUT = 10800
 
@@ -111,6 +113,14 @@ class _Port:
     ext_local: bool
     int_local: bool
     endpoints: list[Endpoint]
+
+
+def owns(chain: str) -> bool:
+    """Whether ``chain`` is one of the service proxy's (other edgek parts, NetworkPolicy and
+    the DNS, have ``EDGEK-`` chains of their own, which the proxy never touches)."""
+    return chain in (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ, FORWARD) or chain.startswith(
+        tuple(f"{PREFIX}{kind}-" for kind in KINDS)
+    )
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -423,7 +433,7 @@ def render(
     unchanged: Mapping[str, set[str]] | None = None,
 ) -> str:
     """``iptables-restore --noflush`` input: every chain of ``rs`` declared (which empties
-    it) and filled, except those in ``unchanged`` (left as they are); edgek chains in
+    it) and filled, except those in ``unchanged`` (left as they are); the proxy's chains in
     ``present`` (per table) that ``rs`` no longer has emptied and deleted; the jump from a
     built-in chain added for each hook not in ``hooked`` (rule texts as
     :func:`hook_rule` writes them)."""
@@ -434,9 +444,7 @@ def render(
     for table in sorted(set(rs.tables) | set(present)):
         chains = rs.tables.get(table, {})
         keep = unchanged.get(table, set())
-        stale = sorted(
-            c for c in present.get(table, set()) if c.startswith(PREFIX) and c not in chains
-        )
+        stale = sorted(c for c in present.get(table, set()) if owns(c) and c not in chains)
         out.append(f"*{table}")
         out.extend(f":{c} - [0:0]" for c in chains if c not in keep)
         out.extend(f":{c} - [0:0]" for c in stale)

@@ -54,8 +54,11 @@ HOST_RULES = """*nat
 COMMIT
 *filter
 :HOST-KEEP - [0:0]
+:EDGEK-NETPOL - [0:0]
 -A HOST-KEEP -s 192.0.2.1/32 -j DROP
+-A EDGEK-NETPOL -s 192.0.2.2/32 -j DROP
 -A INPUT -j HOST-KEEP
+-A FORWARD -j EDGEK-NETPOL
 COMMIT
 """
 
@@ -148,8 +151,9 @@ def saved(prefix: list[str]) -> str:
 
 
 def host_lines(text: str) -> list[str]:
-    """The lines of someone else's chains (all but edgek's)."""
-    return [line for line in text.splitlines() if "HOST-KEEP" in line]
+    """The lines of someone else's chains: the host's, and another edgek part's (the
+    NetworkPolicy chain)."""
+    return [line for line in text.splitlines() if "HOST-KEEP" in line or "NETPOL" in line]
 
 
 def test_apply_resync_restart_and_removal(ns: list[str]) -> None:
@@ -234,5 +238,5 @@ def test_remove_leaves_only_host_rules(ns: list[str]) -> None:
     before = host_lines(saved(ns))
     asyncio.run(applier.remove())
     text = saved(ns)
-    assert "EDGEK-" not in text
+    assert "EDGEK-" not in text.replace("EDGEK-NETPOL", "")
     assert host_lines(text) == before
