@@ -245,7 +245,10 @@ class Agent:
         self.events.start()
         self._tasks = [asyncio.create_task(bootstrap.keep_renewed(cfg.agent_dir, now=self.clock))]
         if cfg.service_proxy and ServiceProxy.available():
-            proxy = ServiceProxy(lambda: self.client, NodeFacts(self.name))
+            connect = functools.partial(
+                ApiClient.from_kubeconfig, creds.kubeconfig, connection_limit=1
+            )
+            proxy = ServiceProxy(connect, NodeFacts(self.name))
             self._tasks.append(asyncio.create_task(proxy.run(), name="service-proxy"))
         self._cluster = hashlib.sha256(cfg.server.encode() + creds.ca_pem).hexdigest()
         known = await asyncio.to_thread(_read_json, self._node_file)

@@ -1,8 +1,9 @@
 """The agent's service proxy: follows Services and EndpointSlices and keeps the node's
 iptables rules (:mod:`netpolicy.proxy`) in step through a :class:`~netpolicy.proxysync.ProxySyncer`.
 
-Each collection is listed then watched (listed again after an expired resourceVersion or
-an error). Nothing is written before both have been listed once, so a starting agent never
+Each collection is listed then watched on a client of its own (``connect``; the agent's own
+client has a small connection pool), listed again after an expired resourceVersion, an error
+or ten minutes. Nothing is written before both have been listed once, so a starting agent never
 replaces the rules left by its previous run with a partial set (the rules stay while the
 agent is down, and the first sync writes the identical ruleset over them).
 """
@@ -27,13 +28,15 @@ COLLECTIONS = {
     "endpointslices": "/apis/discovery.k8s.io/v1/endpointslices",
 }
 RETRY_MAX = 30.0
+#: Each collection is listed again (on a new client) at least this often.
+RELIST_SECONDS = 600.0
 
 
 class ServiceProxy:
     """Follows the two collections with the node's client and syncs the rules."""
 
-    def __init__(self, api: Callable[[], ApiClient | None], node: NodeFacts) -> None:
-        self.api = api
+    def __init__(self, connect: Callable[[], ApiClient], node: NodeFacts) -> None:
+        self.connect = connect
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
             kind: {} for kind in COLLECTIONS
         }
@@ -60,31 +63,32 @@ class ServiceProxy:
     async def _follow(self, kind: str) -> None:
         delay = 0.5
         while True:
+            client = self.connect()  # a client of its own: the agent's pool stays free
+            client.open()
             try:
-                version = await self._list(kind)
+                version = await self._list(client, kind)
                 delay = 0.5
-                await self._watch(kind, version)
+                async with asyncio.timeout(RELIST_SECONDS):
+                    await self._watch(client, kind, version)
+            except TimeoutError:
+                pass  # time to re-list with a fresh client (a renewed certificate)
             except ApiClientError as e:
                 if e.code != 410:
                     log.info("service proxy: %s: %s; retrying in %.1fs", kind, e, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
+            finally:
+                await client.close()
 
-    async def _list(self, kind: str) -> str:
-        api = self.api()
-        if api is None:
-            raise ApiClientError("no API client yet")
-        listed = await api.request("GET", COLLECTIONS[kind])
+    async def _list(self, client: ApiClient, kind: str) -> str:
+        listed = await client.request("GET", COLLECTIONS[kind])
         self.objects[kind] = {_key(o): o for o in listed.get("items") or []}
         self._listed.add(kind)
         self._changed()
         return str((listed.get("metadata") or {}).get("resourceVersion") or "")
 
-    async def _watch(self, kind: str, version: str) -> None:
-        api = self.api()
-        if api is None:
-            raise ApiClientError("no API client yet")
-        async for event in api.watch(COLLECTIONS[kind], version):
+    async def _watch(self, client: ApiClient, kind: str, version: str) -> None:
+        async for event in client.watch(COLLECTIONS[kind], version):
             obj = event["object"]
             if event["type"] == "DELETED":
                 self.objects[kind].pop(_key(obj), None)
