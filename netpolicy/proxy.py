@@ -15,11 +15,11 @@ kube-proxy's iptables mode, with edgek's own chain names (every chain starts wit
   externalIPs, LoadBalancer): masquerade and the SVC chain for ``externalTrafficPolicy:
   Cluster``, the local endpoints with the client's source kept for ``Local``.
 - ``EDGEK-SEP-<hash>`` per endpoint: DNAT to it (and mark hairpin traffic for masquerade).
-- ``EDGEK-MARK-MASQ`` sets the mark bit, ``EDGEK-POSTROUTING`` (from POSTROUTING)
+- ``EDGEK-MARK-MASQ`` sets the mark bit, ``EDGEK-PROXY-POSTROUTING`` (from POSTROUTING)
   masquerades marked packets.
 - filter ``EDGEK-SERVICES`` (from OUTPUT and FORWARD, new connections) rejects traffic to a
   service port without endpoints (drops it where a ``Local`` policy leaves none here);
-  ``EDGEK-FORWARD`` accepts the marked traffic when the host's FORWARD policy drops.
+  ``EDGEK-PROXY-FORWARD`` accepts the marked traffic when the host's FORWARD policy drops.
 
 Only ready endpoints receive traffic; when a service port has none, its serving terminating
 endpoints do (upstream's fallback). Headless and ExternalName services get no rules. Chain
@@ -41,9 +41,9 @@ from typing import Any
 PREFIX = "EDGEK-"
 SERVICES = "EDGEK-SERVICES"
 NODEPORTS = "EDGEK-NODEPORTS"
-POSTROUTING = "EDGEK-POSTROUTING"
+POSTROUTING = "EDGEK-PROXY-POSTROUTING"
 MARK_MASQ = "EDGEK-MARK-MASQ"
-FORWARD = "EDGEK-FORWARD"
+FORWARD = "EDGEK-PROXY-FORWARD"
 MASQ_MARK = "0x4000"
 #: The per-service chain kinds (``EDGEK-<kind>-<hash>``).
 KINDS = ("SVC", "SEP", "EXT", "SVL")
@@ -55,12 +55,12 @@ HOOKS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "nat": (
         ("PREROUTING", SERVICES, "-m comment --comment edgek-services"),
         ("OUTPUT", SERVICES, "-m comment --comment edgek-services"),
-        ("POSTROUTING", POSTROUTING, "-m comment --comment edgek-postrouting"),
+        ("POSTROUTING", POSTROUTING, "-m comment --comment edgek-proxy-postrouting"),
     ),
     "filter": (
         ("OUTPUT", SERVICES, "-m conntrack --ctstate NEW -m comment --comment edgek-services"),
         ("FORWARD", SERVICES, "-m conntrack --ctstate NEW -m comment --comment edgek-services"),
-        ("FORWARD", FORWARD, "-m comment --comment edgek-forward"),
+        ("FORWARD", FORWARD, "-m comment --comment edgek-proxy-forward"),
     ),
 }
 
@@ -301,7 +301,7 @@ def _base() -> Ruleset:
         ]
     )
     rs.chain("filter", FORWARD).append(
-        f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -m comment --comment edgek-forward -j ACCEPT"
+        f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -m comment --comment edgek-proxy-forward -j ACCEPT"
     )
     return rs
 

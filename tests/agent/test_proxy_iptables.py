@@ -49,8 +49,11 @@ print(" ".join(out))
 """
 HOST_RULES = """*nat
 :HOST-KEEP - [0:0]
+:EDGEK-POSTROUTING - [0:0]
 -A HOST-KEEP -d 192.0.2.1/32 -j RETURN
+-A EDGEK-POSTROUTING -s 10.42.0.0/16 -d 10.42.0.0/16 -j RETURN
 -A PREROUTING -j HOST-KEEP
+-A POSTROUTING -j EDGEK-POSTROUTING
 COMMIT
 *filter
 :HOST-KEEP - [0:0]
@@ -151,9 +154,10 @@ def saved(prefix: list[str]) -> str:
 
 
 def host_lines(text: str) -> list[str]:
-    """The lines of someone else's chains: the host's, and another edgek part's (the
-    NetworkPolicy chain)."""
-    return [line for line in text.splitlines() if "HOST-KEEP" in line or "NETPOL" in line]
+    """The lines of someone else's chains: the host's, and other edgek parts' (NetworkPolicy,
+    the pod network)."""
+    others = ("HOST-KEEP", "EDGEK-NETPOL", "EDGEK-POSTROUTING")
+    return [line for line in text.splitlines() if any(o in line for o in others)]
 
 
 def test_apply_resync_restart_and_removal(ns: list[str]) -> None:
@@ -238,5 +242,5 @@ def test_remove_leaves_only_host_rules(ns: list[str]) -> None:
     before = host_lines(saved(ns))
     asyncio.run(applier.remove())
     text = saved(ns)
-    assert "EDGEK-" not in text.replace("EDGEK-NETPOL", "")
+    assert "EDGEK-" not in text.replace("EDGEK-NETPOL", "").replace("EDGEK-POSTROUTING", "")
     assert host_lines(text) == before
