@@ -110,6 +110,10 @@ def containers_conf(layout: Layout, runtime: str, ulimits: dict[str, int]) -> st
             "[containers]",
             f"default_ulimits = {json.dumps(default_ulimits)}",
             "[engine]",
+            # Podman's default locks live in one shared-memory segment for the whole machine
+            # (/dev/shm/libpod_lock, 2048 of them): file locks under tmp_dir keep this
+            # service's containers out of every other Podman's count.
+            'lock_type = "file"',
             'cgroup_manager = "cgroupfs"',
             'events_logger = "file"',
             f"events_logfile_path = {q(str(layout.dir('run') / 'events.log'))}",
