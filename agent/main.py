@@ -591,11 +591,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def run_cli(config: AgentConfig) -> None:
-    """``edgek agent``: start, print one line, run until SIGTERM/SIGINT, then stop."""
+async def run_cli(config: AgentConfig, started: Callable[[], None] = lambda: None) -> None:
+    """``edgek agent``: start, print one line and call ``started``, run until SIGTERM/SIGINT,
+    then stop."""
     agent = Agent(config)
-    await run_until_signalled(
-        agent.start(),
-        agent.stop,
-        lambda: print(f"edgek agent: node {agent.name} joined {config.server}", flush=True),
-    )
+
+    def up() -> None:
+        print(f"edgek agent: node {agent.name} joined {config.server}", flush=True)
+        started()
+
+    await run_until_signalled(agent.start(), agent.stop, up)

@@ -179,9 +179,10 @@ def agent(
     from agent.bootstrap import BootstrapError
     from agent.main import run_cli
     from agent.registries import RegistriesError
+    from edgek import sdnotify
     from edgek.apiclient import ApiClientError
 
     try:
-        asyncio.run(run_cli(cfg))
+        asyncio.run(run_cli(cfg, sdnotify.ready))
     except (ApiClientError, BootstrapError, OSError, RegistriesError) as e:
         fail(f"agent: {e}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from edgek import sdnotify
 from edgek.cmd.common import fail, setup_logging, tune_gc
 from edgek.config import ConfigError, load_config, merge
 from server.config import AGENT_COMPONENTS, ServerConfig, ServerOption, server_options
@@ -39,9 +40,8 @@ def server(**given: Any) -> None:
     from server.main import serve_forever
 
     tune_gc()
-    companion = None
-    if not cfg.disable_agent:
-        companion = functools.partial(_start_agent, cfg, _embedded_agent_config(cfg))
+    agent_cfg = None if cfg.disable_agent else _embedded_agent_config(cfg)
+    companion = functools.partial(_up, cfg, agent_cfg)
     try:
         asyncio.run(serve_forever(cfg, companion))
     except (OSError, ValueError, SnapshotError) as e:
@@ -81,6 +81,16 @@ def _embedded_agent_config(cfg: ServerConfig) -> AgentConfig:
             "disable": [d for d in cfg.disable if d in AGENT_COMPONENTS],
         }
     )
+
+
+async def _up(
+    cfg: ServerConfig, agent_cfg: AgentConfig | None
+) -> Callable[[], Awaitable[None]] | None:
+    """Once the server serves: start the embedded agent (unless ``--disable-agent``), then
+    tell systemd the service is ready. Returns the agent's ``stop``."""
+    halt = None if agent_cfg is None else await _start_agent(cfg, agent_cfg)
+    sdnotify.ready()
+    return halt
 
 
 async def _start_agent(
