@@ -85,9 +85,7 @@ def main() -> None:
                 f"edgek: this file carries native code for {', '.join(build['python'])}; "
                 f"this Python is {tag} ({sys.executable})"
             )
-        target = os.path.join(
-            cache_root(sys.argv[1:]), f"{build['version']}-{build['build']}", tag
-        )
+        target = os.path.join(cache_root(sys.argv[1:]), f"{build['version']}-{build['build']}", tag)
         extract(archive, target, tag)
     sys.path.insert(0, target)
     from edgek.cmd.main import main as edgek_main

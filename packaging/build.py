@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("edgek", "server", "agent", "datastore", "netpolicy")
 #: manylinux tags up to glibc 2.34 (Debian 12 / Raspberry Pi OS bookworm have 2.36)
 PLATFORMS = {
-    arch: [f"--platform={tag}_{arch}" for tag in ("manylinux2014", "manylinux_2_28", "manylinux_2_34")]
+    arch: [
+        f"--platform={tag}_{arch}" for tag in ("manylinux2014", "manylinux_2_28", "manylinux_2_34")
+    ]
     for arch in ("x86_64", "aarch64")
 }
 #: Debian 12 / Raspberry Pi OS bookworm (3.11) and Ubuntu 24.04 (3.12); a third version
@@ -107,7 +109,11 @@ def source_files() -> Iterator[tuple[str, bytes]]:
     """edgek's own packages: their modules and data files."""
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*")):
-            if path.is_file() and path.suffix in {".py", ".json"} and "__pycache__" not in path.parts:
+            if (
+                path.is_file()
+                and path.suffix in {".py", ".json"}
+                and "__pycache__" not in path.parts
+            ):
                 yield str(path.relative_to(ROOT)), path.read_bytes()
 
 
