@@ -233,7 +233,7 @@ start_service() {
             [ $i -lt 60 ] || { info "the node is not Ready yet: journalctl -u $SERVICE"; break; }
             sleep 2
         done
-        info "kubeconfig: $DATA_DIR/server/cred/admin.kubeconfig"
+        info "kubeconfig: /etc/edgek/edgek.yaml (kubectl: export KUBECONFIG=/etc/edgek/edgek.yaml)"
         info "join another device: curl -sfL <url>/install.sh | sudo EDGEK_URL=https://$(hostname):6443 EDGEK_TOKEN=\$(sudo cat $DATA_DIR/server/node-token) sh -"
     fi
 }
