@@ -74,11 +74,14 @@ class AgentCluster:
         embedded: bool = False,
         node: str = NODE,
         agent_args: tuple[str, ...] = (),
+        edgek: list[str] | None = None,
     ) -> None:
         """``embedded``: the server runs the agent itself (no ``--disable-agent``);
         ``node``: the agent's node name (its Podman network, and so its share of the
         machine-wide IPAM database, is named after it); ``agent_args``: more ``edgek agent``
-        flags, on every start."""
+        flags, on every start; ``edgek``: the command that runs edgek (default: this Python,
+        this checkout)."""
+        self.edgek = edgek or [sys.executable, "-m", "edgek"]
         self.prefix = prefix
         self.node = node
         self.agent_args = agent_args
@@ -91,9 +94,12 @@ class AgentCluster:
         self.kubeconfig = self.server_dir / "kubeconfig.yaml"
         self.server = NsProcess(
             prefix,
-            server_command(
-                self.server_dir, "127.0.0.1", *([] if embedded else ["--disable-agent"])
-            ),
+            [
+                *self.edgek,
+                *server_command(
+                    self.server_dir, "127.0.0.1", *([] if embedded else ["--disable-agent"])
+                )[3:],
+            ],
             root / "server.log",
         )
         self.agent = NsProcess(prefix, [], root / "agent.log")
@@ -111,9 +117,7 @@ class AgentCluster:
         token = (self.server_dir / "server" / "node-token").read_text().strip()
         self.agent.args = [
             *self.prefix,
-            sys.executable,
-            "-m",
-            "edgek",
+            *self.edgek,
             "agent",
             "--server",
             URL,
