@@ -163,7 +163,8 @@ DATA_DIR=\${EDGEK_DATA_DIR:-$DATA_DIR}
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl stop edgek.service edgek-agent.service 2>/dev/null
 fi
-for pid in \$(pgrep -f "^(/usr/bin/env )?(python3? )?$BIN_DIR/edgek (server|agent)" || true); do
+# the zipapp as run through its shebang: "python3 $BIN_DIR/edgek server|agent ..."
+for pid in \$(pgrep -f "^([^ ]*/)?python3[.0-9]* $BIN_DIR/edgek (server|agent)" || true); do
     kill "\$pid" 2>/dev/null
 done
 sleep 1

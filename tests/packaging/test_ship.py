@@ -242,8 +242,15 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="needs shellcheck")
-def test_install_sh_is_shellcheck_clean() -> None:
-    res = subprocess.run(["shellcheck", str(INSTALL)], capture_output=True, text=True)
+def test_install_sh_is_shellcheck_clean(tmp_path: Path) -> None:
+    """install.sh and the killall and uninstall scripts it writes."""
+    zipapp = tmp_path / "edgek.pyz"
+    zipapp.write_bytes(b"#!/usr/bin/env python3\n")
+    root = scratch_root(tmp_path)
+    install(root, zipapp)
+    scripts = [INSTALL, *(root / "usr/local/bin").glob("*.sh")]
+    assert len(scripts) == 3
+    res = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
 
 
