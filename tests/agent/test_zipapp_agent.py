@@ -12,6 +12,7 @@ import pytest
 from tests.agent.agentcluster import AgentCluster, condition
 from tests.agent.busybox_image import IMAGE
 from tests.agent.conftest import needs_podman
+from tests.e2e.cluster import wait_for
 from tests.helpers import REPO
 
 pytestmark = [pytest.mark.e2e, needs_podman]
@@ -34,8 +35,11 @@ def test_zipapp_agent_joins_and_runs_a_pod(
         cluster.start_server()
         cluster.start_agent()
         cluster.kubectl("run", "hello", f"--image={IMAGE}", "--", "sleep", "3600")
-        cluster.kubectl("wait", "--for=condition=Ready", "pod/hello", "--timeout=90s")
-        (pod,) = cluster.pods("default", "run=hello")
-        assert condition(pod, "Ready") == "True"
+
+        def ready() -> bool:
+            pods = cluster.pods("default", "run=hello")
+            return bool(pods) and condition(pods[0], "Ready") == "True"
+
+        wait_for(ready, f"the pod Ready; agent log: {cluster.agent.tail()}", 150)
     finally:
         cluster.stop()
