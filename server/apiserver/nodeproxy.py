@@ -81,6 +81,8 @@ class NodeProxy:
             return await self._upgrade(request, url, request.query_string)
         container = _container(pod, query.pop("container", ""))
         if sub == "log":
+            if query.get("previous", "").lower() not in ("1", "true"):
+                _check_started(pod, container)
             url = f"{base}/containerLogs/{quote(namespace)}/{quote(name)}/{quote(container)}"
             return await self._logs(request, url, urlencode(query))
         url = f"{base}/{_AGENT_PATHS[sub]}/{quote(namespace)}/{quote(name)}/{quote(container)}"
@@ -280,6 +282,41 @@ def _container(pod: dict[str, Any], name: str) -> str:
     if name not in app + init + ephemeral:
         raise status.bad_request(f"container {name} is not valid for pod {pod_name}")
     return name
+
+
+#: What the kubelet says about a container waiting for these reasons (else the reason).
+_WAITING_FOR = {
+    "ErrImagePull": "image can't be pulled",
+    "ImagePullBackOff": "trying and failing to pull image",
+}
+
+
+def _check_started(pod: dict[str, Any], name: str) -> None:
+    """400 as the kubelet answers a log request for a container that has never run
+    (waiting, with no terminated attempt to show): ``container "x" in pod "y" is waiting
+    to start: <reason>``. A container the status does not list yet is left to the agent."""
+    pod_status = pod.get("status") or {}
+    statuses = [
+        *(pod_status.get("containerStatuses") or []),
+        *(pod_status.get("initContainerStatuses") or []),
+        *(pod_status.get("ephemeralContainerStatuses") or []),
+    ]
+    found = next((s for s in statuses if s.get("name") == name), None)
+    if found is None:
+        return
+    state, last = found.get("state") or {}, found.get("lastState") or {}
+    if state.get("running") or state.get("terminated") or last.get("terminated"):
+        return
+    reason = str((state.get("waiting") or {}).get("reason") or "")
+    what = _WAITING_FOR.get(reason, reason)
+    pod_name = pod["metadata"]["name"]
+    if what:
+        raise status.bad_request(
+            f'container "{name}" in pod "{pod_name}" is waiting to start: {what}'
+        )
+    raise status.bad_request(
+        f'container "{name}" in pod "{pod_name}" is waiting to start - no logs yet'
+    )
 
 
 def _agent_error(code: int, text: str) -> status.ApiError:

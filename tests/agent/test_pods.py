@@ -5,6 +5,7 @@ namespace of the test's (see :mod:`tests.agent.agentcluster`)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -408,6 +409,14 @@ def test_garbage_image_backs_off(cluster: AgentCluster) -> None:
         if e["involvedObject"]["name"] == "garbage" and e["reason"] == "Failed"
     ]
     assert failed and 'Failed to pull image "registry.invalid/nope:1"' in failed[0]["message"]
+    # kubectl logs answers as the kubelet's (the status may be back at ErrImagePull by now)
+    logs = cluster.kubectl.run("logs", "garbage", "-n", NS, check=False)
+    assert logs.returncode != 0
+    assert re.search(
+        r'Error from server \(BadRequest\): container "main" in pod "garbage" is waiting to '
+        r"start: (trying and failing to pull image|image can't be pulled)$",
+        logs.stderr.strip(),
+    ), logs.stderr
 
 
 def test_static_pod_and_its_mirror(cluster: AgentCluster) -> None:
