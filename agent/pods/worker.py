@@ -34,6 +34,7 @@ from agent.objectsource import ObjectSource
 from agent.podconfig.env import ContainerConfigError, container_env, expand
 from agent.podconfig.volumes import Mount, VolumeError, VolumeManager
 from agent.podman.client import PodmanClient, PodmanError
+from agent.pods import hosts
 from agent.pods import spec as specs
 from agent.pods.backoff import Backoff
 from agent.pods.status import TERMINAL_PHASES, Attempt, ContainerView, completed, pod_status
@@ -110,6 +111,7 @@ class WorkerContext:
     #: The cluster DNS (address, domain) pods resolve with; None: the node's resolvers.
     cluster_dns: tuple[str, str] | None = None
     backoff: Backoff = field(default_factory=Backoff)
+    cluster_domain: str = hosts.CLUSTER_DOMAIN
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -537,6 +539,8 @@ class PodWorker:
         await asyncio.to_thread(_touch, message_file)
         path = container.get("terminationMessagePath") or specs.TERMINATION_MESSAGE_PATH
         mounts.append(Mount(path, str(message_file), read_only=False))
+        if hosts.wants_hosts_file(self.pod, mounts, ips):
+            mounts.append(await self._hosts_file(ips))
         body = specs.container_spec(
             self.pod,
             container,
@@ -560,6 +564,13 @@ class PodWorker:
             cid = str((await podman.container_inspect(body["name"]))["Id"])
         self._event(container, init, NORMAL, "Created", f"Created container: {name}")
         await self._run_created(container, cid, init=init, ips=ips)
+
+    async def _hosts_file(self, ips: list[str]) -> Mount:
+        """Write the pod's managed ``/etc/hosts`` (:mod:`agent.pods.hosts`); its mount."""
+        path = self.ctx.pods_dir / self.uid / "etc-hosts"
+        content = hosts.hosts_content(self.pod, ips, self.ctx.cluster_domain)
+        await asyncio.to_thread(hosts.write_hosts, path, content)
+        return Mount(hosts.HOSTS_PATH, str(path), read_only=False)
 
     async def _run_created(
         self, container: dict[str, Any], cid: str, *, init: bool, ips: list[str]

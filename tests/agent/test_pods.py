@@ -623,6 +623,25 @@ def test_delete_kills_after_the_grace_period(cluster: AgentCluster) -> None:
     assert 1.5 < time.monotonic() - started < 15
 
 
+def test_hosts_file_names_the_pod_and_its_aliases(cluster: AgentCluster) -> None:
+    """The containers' /etc/hosts is the kubelet's: the pod IP with
+    ``<hostname>.<subdomain>.<ns>.svc.cluster.local <hostname>``, then the hostAliases."""
+    aliases = [{"ip": "10.9.9.9", "hostnames": ["db", "db.local"]}]
+    manifest = pod(
+        "named", box("main", "sleep 3600"), hostname="h1", subdomain="sub", hostAliases=aliases
+    )
+    cluster.apply(manifest)
+    p = cluster.wait_pod(NS, "named", lambda p: phase(p) == "Running", "phase Running")
+    ip = p["status"]["podIP"]
+    text = cluster.kubectl("exec", "named", "-n", NS, "--", "cat", "/etc/hosts")
+    assert text.startswith("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"), text
+    assert text.endswith(
+        f"{ip}\th1.sub.{NS}.svc.cluster.local\th1\n"
+        "\n# Entries added by HostAliases.\n10.9.9.9\tdb\tdb.local\n"
+    ), text
+    assert cluster.kubectl("exec", "named", "-n", NS, "--", "hostname").strip() == "h1"
+
+
 def test_logs_and_exec_through_the_agent(cluster: AgentCluster) -> None:
     """The agent serves streaming for the pods it runs: kubectl logs and exec (its exit
     code reaches kubectl)."""

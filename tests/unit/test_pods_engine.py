@@ -12,6 +12,7 @@ import pytest
 
 from agent.events import WARNING, EventRecorder, involved
 from agent.podconfig.volumes import Mount
+from agent.pods import hosts
 from agent.pods import spec as specs
 from agent.pods.backoff import Backoff
 from agent.pods.network import bridge_name, subnet
@@ -137,6 +138,39 @@ def test_sandbox_spec() -> None:
     assert host["hostname"] == "n1"
     assert host["pidns"] == {"nsmode": "host"} and host["ipcns"] == {"nsmode": "host"}
     assert "ipc" not in host["share"]
+
+
+HOSTS_HEAD = (
+    "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+    "fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
+)
+
+
+def test_managed_hosts_file(tmp_path: Path) -> None:
+    """The kubelet's hosts file: hostname (fully qualified with a subdomain), aliases; it
+    is mounted unless the pod is on the host network, has no IP or mounts its own."""
+    plain = hosts.hosts_content(pod(), ["10.42.0.5"])
+    assert plain == HOSTS_HEAD + "10.42.0.5\tweb\n"
+    named = pod(
+        hostname="h1",
+        subdomain="sub",
+        hostAliases=[{"ip": "10.0.0.9", "hostnames": ["db", "db.local"]}],
+    )
+    assert hosts.hosts_content(named, ["10.42.0.5"], "example.org") == (
+        HOSTS_HEAD + "10.42.0.5\th1.sub.ns.svc.example.org\th1\n"
+        "\n# Entries added by HostAliases.\n10.0.0.9\tdb\tdb.local\n"
+    )
+    assert hosts.wants_hosts_file(pod(), [], ["10.42.0.5"])
+    assert not hosts.wants_hosts_file(pod(hostNetwork=True), [], ["10.42.0.5"])
+    assert not hosts.wants_hosts_file(pod(), [], [])
+    own = [Mount("/etc/hosts", "/x", read_only=True)]
+    assert not hosts.wants_hosts_file(pod(), own, ["10.42.0.5"])
+    target = tmp_path / "pod" / "etc-hosts"
+    hosts.write_hosts(target, plain)
+    inode = target.stat().st_ino
+    hosts.write_hosts(target, HOSTS_HEAD)
+    assert target.read_text() == HOSTS_HEAD and target.stat().st_ino == inode
 
 
 def _view(name: str, latest: Attempt | None, **kw: Any) -> ContainerView:
