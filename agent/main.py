@@ -59,6 +59,7 @@ from agent.objectsource import ObjectSource
 from agent.podconfig.volumes import VolumeManager
 from agent.podman.client import PodmanClient, PodmanError
 from agent.podman.service import PodmanService
+from agent.pods.backoff import Backoff
 from agent.pods.manager import PodManager
 from agent.pods.network import ensure_network
 from agent.pods.state import PodStore
@@ -369,6 +370,7 @@ class Agent:
             puller=ImagePuller(self.podman, self.registries, objects),
             exec_fn=functools.partial(exec_capture, self.podman),
             cluster_dns=dns,
+            backoff=await asyncio.to_thread(Backoff.load, cfg.agent_dir / "state" / "backoff.json"),
             clock=self.clock,
         )
         pods = self.pods = PodManager(ctx, PodStore(self.config.agent_dir))

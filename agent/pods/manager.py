@@ -68,6 +68,7 @@ class PodManager:
         workers = [w.task for w in self.workers.values() if w.task is not None]
         await cancel_and_wait(*workers)
         self.workers = {}
+        await self.ctx.backoff.flush()
 
     # -- workers --------------------------------------------------------------------------
 

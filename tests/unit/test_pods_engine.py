@@ -275,6 +275,28 @@ def test_backoff_doubles_caps_and_forgets() -> None:
     assert b.remaining(key, since=0, now=1) == 0
 
 
+def test_backoff_survives_a_restart(tmp_path: Path) -> None:
+    """Kept in a file: a new agent's back-off goes on from the saved delays."""
+    path = tmp_path / "state" / "backoff.json"
+    key = ("u", "c")
+
+    async def crash_three_times() -> None:
+        b = Backoff.load(path)
+        for _ in range(3):
+            b.next(key, 100)
+        b.next(("v", "c"), 100)
+        b.forget("v")
+        await b.flush()
+
+    asyncio.run(crash_three_times())
+    again = Backoff.load(path)
+    assert again.delay(key, 120) == 40 and again.remaining(key, since=100, now=120) == 20
+    assert again.delay(("v", "c"), 120) == 10  # forgotten before the restart
+    path.write_text("not json")
+    assert Backoff.load(path).delay(key, 120) == 10
+    assert Backoff.load(tmp_path / "missing.json").remaining(key, 0, 1) == 0
+
+
 def test_static_pod_and_mirror(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("kind: Pod\nmetadata: {name: web}\nspec: {containers: []}\n")
     (tmp_path / "b.json").write_text('{"kind": "Service", "metadata": {"name": "x"}}')
