@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent import bootstrap, host
+from agent import bootstrap, eviction, host
 from agent.containergc import ContainerGC
 from agent.dns.node import NodeDns
 from agent.events import EventRecorder
@@ -378,6 +378,11 @@ class Agent:
         storage = Path((await self.podman.info())["store"]["graphRoot"])
         containers = ContainerGC(self.podman, self.name, lambda: set(pods.workers))
         images = ImageGC(self.podman, storage, pinned=lambda: set(self.airgap_images))
+        evictions = eviction.EvictionManager(
+            functools.partial(self.sampler, cfg.agent_dir),
+            lambda: list(pods.workers.values()),
+            functools.partial(eviction.podman_usage, self.podman, self.name, ctx.pods_dir),
+        )
         static = StaticPods(
             manifests_dir(self.config.agent_dir), pods, lambda: self.client, lambda: self.node_uid
         )
@@ -386,6 +391,7 @@ class Agent:
             asyncio.create_task(static.run(), name="static-pods"),
             asyncio.create_task(_every(CONTAINER_GC_SECONDS, "container GC", containers.collect)),
             asyncio.create_task(_every(IMAGE_GC_SECONDS, "image GC", images.collect)),
+            asyncio.create_task(_every(eviction.INTERVAL_SECONDS, "eviction", evictions.check)),
         ]
         if "network-policy" not in self.config.disable:
             connect = functools.partial(

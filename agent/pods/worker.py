@@ -93,6 +93,16 @@ def attempt_of(doc: Mapping[str, Any]) -> Attempt:
     )
 
 
+#: activeDeadlineSeconds passed: the failure's reason, message and grace (the pod's).
+DEADLINE_EXCEEDED = (
+    "DeadlineExceeded",
+    "Pod was active on the node longer than the specified deadline",
+    None,
+)
+#: The grace period of a hard eviction (the kubelet's immediate eviction).
+EVICTION_GRACE_SECONDS = 1
+
+
 @dataclass
 class WorkerContext:
     """What every worker of one agent shares."""
@@ -134,6 +144,7 @@ class PodWorker:
         self._waiting: dict[str, tuple[str, str]] = {}
         self._start_time: datetime | None = None
         self._forced: tuple[str, str, str] | None = None
+        self._eviction: tuple[str, str, int | None] | None = None
         self._killed: set[str] = set()
         self._start_errors: dict[str, str] = {}
         self._pull_failed: dict[str, float] = {}
@@ -346,15 +357,14 @@ class PodWorker:
         if self._start_time is None:
             started = (self.pod.get("status") or {}).get("startTime")
             self._start_time = parse_time(started) if started else now
-        deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
-        if deadline is not None and not terminal:
-            left = self._start_time.timestamp() + int(deadline) - now.timestamp()
-            if left <= 0:
-                await self._deadline_exceeded(attempts)
-                terminal = True
-                attempts = await self._attempts()
-            else:
-                due = min(due, left)
+        left = self._deadline_left(now)
+        failure = self._eviction or (DEADLINE_EXCEEDED if left is not None and left <= 0 else None)
+        if failure is not None and not terminal:
+            await self._fail(attempts, *failure)
+            terminal = True
+            attempts = await self._attempts()
+        elif left is not None and not terminal:
+            due = min(due, left)
         if not terminal and sandbox_ok and not self._volumes_ready:
             try:
                 await self.ctx.volumes.setup(self.pod)
@@ -645,11 +655,27 @@ class PodWorker:
 
         await asyncio.gather(*(stop(a) for a in running))
 
-    async def _deadline_exceeded(self, attempts: dict[str, list[Attempt]]) -> None:
-        message = "Pod was active on the node longer than the specified deadline"
-        self._forced = ("Failed", "DeadlineExceeded", message)
-        self._event(None, False, WARNING, "DeadlineExceeded", message)
-        await self._stop_all(attempts, self._grace())
+    def _deadline_left(self, now: datetime) -> float | None:
+        """Seconds left of ``activeDeadlineSeconds`` (None: the pod has none)."""
+        deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if deadline is None or self._start_time is None:
+            return None
+        return self._start_time.timestamp() + int(deadline) - now.timestamp()
+
+    async def evict(self, message: str) -> None:
+        """Fail the pod as evicted by the node (:mod:`agent.eviction`): at the next sync
+        its containers are killed with the hard eviction's grace period."""
+        self._eviction = ("Evicted", message, EVICTION_GRACE_SECONDS)
+        self.wake()
+
+    async def _fail(
+        self, attempts: dict[str, list[Attempt]], reason: str, message: str, grace: int | None
+    ) -> None:
+        """End the pod Failed with ``reason`` (an event too) and stop its containers within
+        ``grace`` seconds (None: the pod's own grace period)."""
+        self._forced = ("Failed", reason, message)
+        self._event(None, False, WARNING, reason, message)
+        await self._stop_all(attempts, self._grace() if grace is None else grace)
 
     def _grace(self) -> int:
         meta, spec = self.pod["metadata"], self.pod.get("spec") or {}
