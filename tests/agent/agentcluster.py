@@ -5,6 +5,7 @@ reaches the agent through ``<data-dir>/agent/images/``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,22 @@ def remove_pods(prefix: list[str], agent_dir: Path) -> None:
         timeout=120,
         env={**os.environ, "CONTAINERS_CONF": str(podman / "containers.conf")},
     )
+
+
+@contextlib.contextmanager
+def started(
+    prefix: list[str], root: Path, busybox_tar: Path, agent_module: str = "edgek"
+) -> Iterator[AgentCluster]:
+    """A cluster with its server and agent (run as ``python -m agent_module agent``)
+    started, stopped at the end."""
+    c = AgentCluster(prefix, root, busybox_tar)
+    c.agent_module = agent_module
+    try:
+        c.start_server()
+        c.start_agent()
+        yield c
+    finally:
+        c.stop()
 
 
 def condition(pod: dict[str, Any], kind: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.agent.agentcluster import NODE, AgentCluster
+from tests.agent.agentcluster import NODE, AgentCluster, started
 from tests.agent.busybox_image import IMAGE
 from tests.agent.conftest import needs_podman
 from tests.agent.pressure_agent import PRESSURE_FILE
@@ -28,14 +28,8 @@ def cluster(
     netns: list[str], busybox_tar: Path, short_dirs: Callable[[], Path]
 ) -> Iterator[AgentCluster]:
     """One server and one pressure-controlled agent for the module."""
-    c = AgentCluster(netns, short_dirs(), busybox_tar)
-    c.agent_module = "tests.agent.pressure_agent"
-    try:
-        c.start_server()
-        c.start_agent()
+    with started(netns, short_dirs(), busybox_tar, "tests.agent.pressure_agent") as c:
         yield c
-    finally:
-        c.stop()
 
 
 def pod(name: str, requests: dict[str, str]) -> dict[str, Any]:

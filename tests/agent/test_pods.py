@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.agent.agentcluster import AgentCluster, condition, container_status
+from tests.agent.agentcluster import AgentCluster, condition, container_status, started
 from tests.agent.busybox_image import IMAGE
 from tests.agent.conftest import needs_podman
 from tests.e2e.cluster import wait_for
@@ -28,13 +28,8 @@ def cluster(
     netns: list[str], busybox_tar: Path, short_dirs: Callable[[], Path]
 ) -> Iterator[AgentCluster]:
     """One server and one agent for the module."""
-    c = AgentCluster(netns, short_dirs(), busybox_tar)
-    try:
-        c.start_server()
-        c.start_agent()
+    with started(netns, short_dirs(), busybox_tar) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
