@@ -246,13 +246,18 @@ def test_delete_runs_prestop_then_sigterm_then_removes_the_pod(cluster: AgentClu
         text=True,
     )
     try:
-        time.sleep(0.5)
+        # the watch prints the pod (its first line) once it listed it: it is watching then
+        # (a fixed sleep was too short for kubectl to start on a loaded machine)
+        assert watch.stdout is not None
+        first = watch.stdout.readline()
+        assert first, "kubectl get -w printed nothing"
         started = time.monotonic()
         cluster.kubectl("delete", "pod", "term", "-n", NS, "--wait=true", "--timeout=60s")
         assert time.monotonic() - started < 5  # SIGTERM ended it, no grace period spent
     finally:
         watch.terminate()
-        out, _ = watch.communicate(timeout=10)
+        rest, _ = watch.communicate(timeout=10)
+    out = first + rest
     decoder, seen, at = json.JSONDecoder(), [], 0
     while at < len(out.strip()):
         event, at = decoder.raw_decode(out, at)
