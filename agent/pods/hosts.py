@@ -15,7 +15,7 @@ from agent.pods.spec import pod_hostname
 
 #: Where the managed file is mounted in each container.
 HOSTS_PATH = "/etc/hosts"
-#: The cluster's DNS domain when the agent is not told another.
+#: The cluster's DNS domain when the agent runs no cluster DNS (AgentConfig's default).
 CLUSTER_DOMAIN = "cluster.local"
 
 _HEADER = (

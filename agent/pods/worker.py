@@ -121,7 +121,6 @@ class WorkerContext:
     #: The cluster DNS (address, domain) pods resolve with; None: the node's resolvers.
     cluster_dns: tuple[str, str] | None = None
     backoff: Backoff = field(default_factory=Backoff)
-    cluster_domain: str = hosts.CLUSTER_DOMAIN
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -578,7 +577,8 @@ class PodWorker:
     async def _hosts_file(self, ips: list[str]) -> Mount:
         """Write the pod's managed ``/etc/hosts`` (:mod:`agent.pods.hosts`); its mount."""
         path = self.ctx.pods_dir / self.uid / "etc-hosts"
-        content = hosts.hosts_content(self.pod, ips, self.ctx.cluster_domain)
+        dns = self.ctx.cluster_dns
+        content = hosts.hosts_content(self.pod, ips, dns[1] if dns else hosts.CLUSTER_DOMAIN)
         await asyncio.to_thread(hosts.write_hosts, path, content)
         return Mount(hosts.HOSTS_PATH, str(path), read_only=False)
 
