@@ -226,6 +226,7 @@ def test_delete_runs_prestop_then_sigterm_then_removes_the_pod(cluster: AgentClu
     prestop = {"exec": {"command": ["sh", "-c", f"echo prestop >> {log}"]}}
     cluster.apply(pod("term", box("main", script, lifecycle={"preStop": prestop})))
     cluster.wait_pod(NS, "term", lambda p: phase(p) == "Running", "phase Running")
+    watched = cluster.root / "term-watch.json"
     watch = subprocess.Popen(
         [
             *cluster.kubectl.prefix,
@@ -242,22 +243,21 @@ def test_delete_runs_prestop_then_sigterm_then_removes_the_pod(cluster: AgentClu
             "json",
             "--output-watch-events",
         ],
-        stdout=subprocess.PIPE,
-        text=True,
+        stdout=watched.open("w"),
     )
     try:
-        # the watch prints the pod (its first line) once it listed it: it is watching then
-        # (a fixed sleep was too short for kubectl to start on a loaded machine)
-        assert watch.stdout is not None
-        first = watch.stdout.readline()
-        assert first, "kubectl get -w printed nothing"
+        # the watch prints the pod once it listed it: it is watching then (a fixed sleep
+        # was too short for kubectl to start on a loaded machine)
+        wait_for(lambda: watched.stat().st_size > 0, "the watch to list the pod", 30)
         started = time.monotonic()
         cluster.kubectl("delete", "pod", "term", "-n", NS, "--wait=true", "--timeout=60s")
         assert time.monotonic() - started < 5  # SIGTERM ended it, no grace period spent
+        # kubectl delete --wait saw the deletion on its own watch; ours may be behind
+        wait_for(lambda: '"DELETED"' in watched.read_text(), "the watch's DELETED event", 10)
     finally:
         watch.terminate()
-        rest, _ = watch.communicate(timeout=10)
-    out = first + rest
+        watch.wait(timeout=10)
+    out = watched.read_text()
     decoder, seen, at = json.JSONDecoder(), [], 0
     while at < len(out.strip()):
         event, at = decoder.raw_decode(out, at)
