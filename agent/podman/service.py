@@ -116,9 +116,6 @@ def containers_conf(layout: Layout, runtime: str, ulimits: dict[str, int]) -> st
             'lock_type = "file"',
             'cgroup_manager = "cgroupfs"',
             'events_logger = "file"',
-            # file locks under tmp_dir: the default shm locks are one machine-wide set of
-            # 2048 that every rootful Podman shares, and leaked ones exhaust it
-            'lock_type = "file"',
             f"events_logfile_path = {q(str(layout.dir('run') / 'events.log'))}",
             f"runtime = {q(runtime)}",
             f"tmp_dir = {q(str(layout.dir('tmp')))}",
