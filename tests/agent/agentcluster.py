@@ -305,10 +305,9 @@ def remove_pods(prefix: list[str], agent_dir: Path) -> None:
 def started(
     prefix: list[str], root: Path, busybox_tar: Path, agent_module: str = "edgek"
 ) -> Iterator[AgentCluster]:
-    """A cluster with its server and agent (run as ``python -m agent_module agent``)
+    """A cluster with its server and agent (both run as ``python -m agent_module``)
     started, stopped at the end."""
-    c = AgentCluster(prefix, root, busybox_tar)
-    c.agent_module = agent_module
+    c = AgentCluster(prefix, root, busybox_tar, edgek=[sys.executable, "-m", agent_module])
     try:
         c.start_server()
         c.start_agent()
