@@ -39,12 +39,9 @@ def run_in_netns(name_prefix: list[str], fn: Callable[[], T]) -> T:
     errors: list[BaseException] = []
 
     def target() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        with open(path) as ns:
-            if libc.setns(ns.fileno(), CLONE_NEWNET) != 0:
-                errors.append(OSError(ctypes.get_errno(), "setns"))
-                return
         try:
+            with open(path) as ns:
+                _setns(ns.fileno())
             result.append(fn())
         except BaseException as e:  # re-raised in the caller
             errors.append(e)
@@ -55,3 +52,33 @@ def run_in_netns(name_prefix: list[str], fn: Callable[[], T]) -> T:
     if errors:
         raise errors[0]
     return result[0]
+
+
+def _setns(fd: int) -> None:
+    """Move this thread into the network namespace open at ``fd``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns")
+
+
+@contextmanager
+def inside_isolated_netns() -> Iterator[None]:
+    """Move this thread (the test process's main thread: everything it starts, kubectl and
+    the servers and agents it runs, inherits it) into a fresh loopback-only namespace, and
+    back at the end. For tests that run agents as plain subprocesses: whatever an agent
+    programs (routes, iptables) stays in the namespace."""
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        with isolated_netns() as prefix:
+            name = prefix[-1].removeprefix("--net=")
+            target = os.open(name, os.O_RDONLY)
+            try:
+                _setns(target)
+            finally:
+                os.close(target)
+            try:
+                yield
+            finally:
+                _setns(original)
+    finally:
+        os.close(original)

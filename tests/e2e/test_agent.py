@@ -21,7 +21,7 @@ import pytest
 
 from agent.podman.service import PodmanService
 from tests.agent.conftest import needs_podman
-from tests.agent.netns import isolated_netns
+from tests.agent.netns import inside_isolated_netns, isolated_netns
 from tests.e2e.cluster import KUBECTL, EdgekProcess, Sim, wait_for
 from tests.helpers import REPO, Kubectl, ServerProcess, free_port, start_server
 
@@ -51,8 +51,16 @@ def agent_process(socket: str, *args: str, env: dict[str, str] | None = None) ->
     return EdgekProcess("agent", "--podman-socket", socket, "--kubelet-port", port, *args, env=env)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def netns() -> Iterator[None]:
+    """The whole module runs in a network namespace of its own (the servers, the agents and
+    kubectl inherit it), so nothing an agent programs reaches the host."""
+    with inside_isolated_netns():
+        yield
+
+
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
+def servers(netns: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
     """Two servers of their own (two cluster CAs), so no other test's pods land here."""
     first = start_server(tmp_path_factory.mktemp("agent-a"))
     second = start_server(tmp_path_factory.mktemp("agent-b"))
